@@ -1,0 +1,99 @@
+//! The one error answer: `{"error": {"code": "...", "message": "..."}}` with a stable code.
+//! Client errors keep their status; internal errors are logged once and answered without
+//! internals.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::exec::request::RequestError;
+use crate::exec::ExecError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+
+    pub fn overloaded(retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "over_capacity",
+                format!("all run slots and the queue are full; retry in {retry_after} s or lower your concurrency"),
+            )
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let mut resp = (self.status, body).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
+    }
+}
+
+impl From<RequestError> for ApiError {
+    fn from(e: RequestError) -> ApiError {
+        let status = match &e {
+            RequestError::UnknownLanguage(..) | RequestError::UnknownExecutor(..) => StatusCode::BAD_REQUEST,
+            RequestError::UnknownPolicy(..) => StatusCode::NOT_FOUND,
+            RequestError::InvalidFile { .. } | RequestError::InvalidField(..) => StatusCode::BAD_REQUEST,
+            RequestError::ExecutorNotAllowed { .. } | RequestError::LimitExceeded { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            RequestError::InputTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<ExecError> for ApiError {
+    fn from(e: ExecError) -> ApiError {
+        match e {
+            ExecError::Unavailable(..) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", e.to_string()),
+            other => {
+                tracing::error!(error = %other, "run failed inside the service");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the service failed to run this request; it has been logged, retry or contact the operator",
+                )
+            }
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> ApiError {
+        match r {
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("the body is not valid JSON: {}", e.body_text()))
+            }
+            JsonRejection::JsonDataError(e) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ),
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than this service accepts (max_body_bytes); send less or raise the limit",
+            ),
+            other => ApiError::new(other.status(), "invalid_body", other.body_text()),
+        }
+    }
+}

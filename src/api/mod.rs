@@ -1,0 +1,54 @@
+//! The only place that speaks HTTP and JSON: routes, the error answer, metrics.
+
+mod error;
+mod execute;
+mod info;
+pub mod metrics;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::Router;
+
+pub use error::ApiError;
+
+use crate::admission::Admission;
+use crate::exec::local::LocalExecutor;
+use crate::exec::runtime::RuntimeTable;
+use crate::exec::Executor;
+use crate::policy::PolicySet;
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub policies: PolicySet,
+    pub runtimes: RuntimeTable,
+    pub local: Arc<LocalExecutor>,
+    pub executors: HashMap<&'static str, Arc<dyn Executor>>,
+    pub admission: Arc<Admission>,
+    pub metrics: metrics::Metrics,
+}
+
+pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/execute", post(execute::execute))
+        .route("/v1/runtimes", get(info::runtimes))
+        .route("/v1/policies", get(info::policies))
+        .route("/healthz", get(info::healthz))
+        .route("/readyz", get(info::readyz))
+        .route("/metrics", get(info::metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see README for the API (POST /v1/execute, GET /v1/runtimes, ...)")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see README for the API")
+}

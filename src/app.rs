@@ -1,0 +1,112 @@
+//! Wiring: `Application::build(config)` binds the listener, builds and probes the executors;
+//! `run_until_stopped()` serves until SIGTERM/SIGINT, lets in-flight runs finish, cleans up.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+
+use crate::admission::Admission;
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::exec::local::{LocalConfig, LocalExecutor};
+use crate::exec::runtime::RuntimeTable;
+use crate::exec::Executor;
+use crate::policy::PolicySet;
+
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    max_body_bytes: usize,
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// The executor settings shared by `serve` and `run`.
+pub fn local_config(cfg: &Config, instance: &str) -> anyhow::Result<LocalConfig> {
+    let helper = match &cfg.local.helper {
+        Some(h) => h.clone(),
+        None => std::env::current_exe().context("locating our own executable for the sandbox helper")?,
+    };
+    Ok(LocalConfig {
+        helper,
+        staging_root: cfg.data_dir.join("runs").join(instance),
+        instance: instance.to_string(),
+        sandbox_uid: cfg.local.sandbox_uid,
+        sandbox_gid: cfg.local.sandbox_gid,
+        allow_degraded: cfg.local.allow_degraded,
+    })
+}
+
+pub fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
+    Ok(match &cfg.policies {
+        Some(dir) => PolicySet::load_dir(dir)?,
+        None => PolicySet::embedded()?,
+    })
+}
+
+/// Hold `<data-dir>/<instance>.lock` so two services never sweep each other's sandboxes.
+pub fn lock_instance(data_dir: &std::path::Path, instance: &str) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    let path: PathBuf = data_dir.join(format!("{instance}.lock"));
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        anyhow::anyhow!("{} is locked ({e}): another execbox with instance \"{instance}\" uses this data dir; stop it or set a different instance", path.display())
+    })
+}
+
+impl Application {
+    pub async fn build(cfg: Config) -> anyhow::Result<Application> {
+        if !cfg.listen.ip().is_loopback() {
+            tracing::warn!(listen = %cfg.listen, "listening on a non-loopback address without authentication");
+        }
+        let policies = load_policies(&cfg)?;
+        let lock = lock_instance(&cfg.data_dir, &cfg.instance)?;
+        let local = Arc::new(LocalExecutor::new(local_config(&cfg, &cfg.instance)?).context("starting the local executor")?);
+        for (lang, outcome) in local.probe(None).await {
+            match outcome {
+                Ok(v) => tracing::info!(language = %lang, version = %v, "runtime available"),
+                Err(e) => tracing::warn!(language = %lang, error = %e, "runtime not available"),
+            }
+        }
+        if local.available().is_empty() {
+            bail!("no runtime works in the local sandbox; see the warnings above");
+        }
+        let mut executors: HashMap<&'static str, Arc<dyn Executor>> = HashMap::new();
+        executors.insert("local", local.clone());
+        let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+        let state = Arc::new(AppState {
+            policies,
+            runtimes: RuntimeTable::embedded(),
+            local,
+            executors,
+            admission: Arc::new(Admission::new(cfg.max_concurrent(), cfg.max_queued_runs)),
+            metrics: api::metrics::Metrics::new(),
+        });
+        Ok(Application { listener, state, max_body_bytes: cfg.max_body_bytes, _lock: lock })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound listener has an address")
+    }
+
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let app = api::router(self.state.clone(), self.max_body_bytes);
+        axum::serve(self.listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        // Connections are drained, so every run has returned and cleaned up after itself.
+        self.state.local.shutdown();
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("shutting down: finishing in-flight runs");
+}

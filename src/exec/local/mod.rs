@@ -1,0 +1,451 @@
+//! The local executor: every run in fresh Linux namespaces, a per-run cgroup, rlimits and a
+//! seccomp filter, built by re-executing our own binary as a single-threaded helper
+//! (`helper.rs`). This side (inside the tokio service) stages the inputs, creates the cgroup,
+//! owns the deadline, drains the output and turns what happened into a [`RunResult`].
+
+pub mod cgroup;
+pub mod helper;
+mod mounts;
+mod output;
+pub mod seccomp;
+pub mod spec;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use cgroup::{CgroupBackend, RunCgroup};
+use spec::{SandboxReport, SandboxSpec};
+
+use super::runtime::{Runtime, RuntimeTable};
+use super::{BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status, StepResult, Usage};
+use crate::policy::Limits;
+
+/// How the local executor is set up (from the service config).
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The binary re-executed as `<helper> __sandbox <dir>` (normally our own executable).
+    pub helper: PathBuf,
+    /// Where runs are staged; `<data-dir>/runs/<instance>`.
+    pub staging_root: PathBuf,
+    pub instance: String,
+    pub sandbox_uid: u32,
+    pub sandbox_gid: u32,
+    /// Run without cgroup limits when the host offers none (reported on /readyz).
+    pub allow_degraded: bool,
+}
+
+pub struct LocalExecutor {
+    cfg: LocalConfig,
+    table: RuntimeTable,
+    cgroups: Option<Box<dyn CgroupBackend>>,
+    user_namespace: bool,
+    degraded: Option<String>,
+    /// Probed at start: language → version line, for the runtimes that work here.
+    versions: RwLock<HashMap<String, String>>,
+}
+
+/// One sandboxed process to run.
+struct Step<'a> {
+    id: String,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+    files: &'a [JobFile],
+    /// A file from an earlier step's `out/` to place in /work (the compiled binary).
+    artifact: Option<(&'a str, PathBuf)>,
+    stdin: &'a [u8],
+    limits: Limits,
+    open_files: u64,
+    collect: Option<String>,
+}
+
+/// What a step left behind: its result, plus the path of a collected artifact.
+struct StepOutcome {
+    result: StepResult,
+    collected: Option<PathBuf>,
+    _dir: StagingGuard,
+}
+
+/// Removes a step's staging directory and cgroup however the step ends (even if the future
+/// running it is dropped).
+struct StagingGuard {
+    dir: PathBuf,
+    cgroup: Option<Box<dyn RunCgroup>>,
+}
+
+impl Drop for StagingGuard {
+    fn drop(&mut self) {
+        if let Some(cg) = &self.cgroup {
+            if let Err(e) = cg.destroy() {
+                tracing::warn!(error = %e, "could not remove run cgroup");
+            }
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove staging dir");
+            }
+        }
+    }
+}
+
+enum Ended {
+    Exited,
+    Deadline,
+    CpuLimit,
+}
+
+impl LocalExecutor {
+    /// Detect what isolation the host gives, sweep what an earlier instance left behind, and
+    /// refuse (unless degraded mode is allowed) when the promised isolation is not available.
+    pub fn new(cfg: LocalConfig) -> Result<LocalExecutor, ExecError> {
+        let unavailable = |m: String| ExecError::Unavailable("local".into(), m);
+        if !cfg!(target_os = "linux") {
+            return Err(unavailable("the local executor needs Linux namespaces".into()));
+        }
+        let user_namespace = !nix::unistd::geteuid().is_root();
+        seccomp::compile().map_err(unavailable)?;
+        let (cgroups, degraded) = match cgroup::detect(&cfg.instance) {
+            Ok(b) => (Some(b), None),
+            Err(e) if cfg.allow_degraded => (None, Some(format!("no cgroup limits: {e}"))),
+            Err(e) => {
+                return Err(unavailable(format!(
+                    "{e}. Without cgroups there is no memory, process or CPU accounting for runs; \
+                     run as root or in a delegated cgroup, or set local.allow_degraded = true to accept a degraded sandbox"
+                )))
+            }
+        };
+        if let Some(cg) = &cgroups {
+            match cg.sweep() {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "removed run cgroups left by an earlier instance"),
+                Err(e) => return Err(unavailable(format!("cannot sweep leftover cgroups: {e}"))),
+            }
+        }
+        if cfg.staging_root.exists() {
+            std::fs::remove_dir_all(&cfg.staging_root).map_err(|e| ExecError::Io(format!("removing {}", cfg.staging_root.display()), e))?;
+        }
+        std::fs::create_dir_all(&cfg.staging_root).map_err(|e| ExecError::Io(format!("creating {}", cfg.staging_root.display()), e))?;
+        set_mode(&cfg.staging_root, 0o711)?;
+        Ok(LocalExecutor { cfg, table: RuntimeTable::embedded(), cgroups, user_namespace, degraded, versions: RwLock::new(HashMap::new()) })
+    }
+
+    /// Run the version command of every runtime (or only `only`) in a real sandbox; keep
+    /// those that work. One after another, to keep start-up load low on small hosts.
+    pub async fn probe(&self, only: Option<&str>) -> Vec<(String, Result<String, String>)> {
+        let limits = Limits { wall_time_ms: 20_000, cpu_time_ms: 20_000, memory_bytes: 512 << 20, pids: 32, output_bytes: 4096, disk_bytes: 1 << 20 };
+        let mut results = Vec::new();
+        for rt in self.table.runtimes.iter().filter(|r| only.is_none_or(|o| o == r.language)) {
+            let step = Step {
+                id: format!("probe-{}-{}", rt.language, uuid::Uuid::new_v4().simple()),
+                argv: rt.version.clone(),
+                env: self.base_env(),
+                files: &[],
+                artifact: None,
+                stdin: b"",
+                limits,
+                open_files: 64,
+                collect: None,
+            };
+            let outcome = match self.step(step).await {
+                Ok(o) if o.result.status == Status::Ok => {
+                    let text = format!("{}\n{}", o.result.stdout, o.result.stderr);
+                    Ok(text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown").to_string())
+                }
+                Ok(o) => Err(format!("{} ended with {}: {}", rt.version.join(" "), o.result.status.as_str(), o.result.stderr.trim())),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Ok(v) = &outcome {
+                self.versions.write().unwrap().insert(rt.language.clone(), v.clone());
+            }
+            results.push((rt.language.clone(), outcome));
+        }
+        results
+    }
+
+    /// Languages that passed the probe, with their versions.
+    pub fn available(&self) -> HashMap<String, String> {
+        self.versions.read().unwrap().clone()
+    }
+
+    /// Remove this instance's cgroup directory and staging root (graceful stop).
+    pub fn shutdown(&self) {
+        if let Some(cg) = &self.cgroups {
+            if let Err(e) = cg.remove_instance() {
+                tracing::warn!(error = %e, "could not remove instance cgroup");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&self.cfg.staging_root);
+    }
+
+    fn base_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("PATH".into(), self.table.sandbox.path.clone()),
+            ("HOME".into(), "/work".into()),
+            ("LANG".into(), "C.UTF-8".into()),
+            ("TMPDIR".into(), "/tmp".into()),
+        ]
+    }
+
+    async fn run_job(&self, job: &Job) -> Result<RunResult, ExecError> {
+        let rt: &Runtime = &job.runtime;
+        let version = self.available().get(&rt.language).cloned().ok_or_else(|| {
+            ExecError::Unavailable("local".into(), format!("runtime {} did not pass its start-up probe", rt.language))
+        })?;
+        let mut files = job.files.clone();
+        files.push(JobFile { path: rt.source_file.clone(), content: job.code.as_bytes().to_vec() });
+        let mut env = self.base_env();
+        for (k, v) in &job.env {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.clone(), v.clone()));
+        }
+        let mut compile = None;
+        let mut artifact = None;
+        let _compile_outcome;
+        if let (Some(cmd), Some(name)) = (&rt.compile, &rt.artifact) {
+            let o = self
+                .step(Step {
+                    id: format!("{}-compile", job.id),
+                    argv: cmd.clone(),
+                    env: self.base_env(),
+                    files: &files,
+                    artifact: None,
+                    stdin: b"",
+                    limits: job.compile_limits,
+                    open_files: job.open_files.max(256),
+                    collect: Some(name.clone()),
+                })
+                .await?;
+            compile = Some(CompileResult::from(&o.result));
+            match (&o.result.status, &o.collected) {
+                (Status::Ok, Some(path)) => artifact = Some((name.as_str(), path.clone())),
+                _ => {
+                    return Ok(self.result(job, version, compile, StepResult {
+                        status: Status::CompileError,
+                        exit_code: None,
+                        signal: None,
+                        stdout: String::new(),
+                        stderr: String::new(),
+                        stdout_truncated: false,
+                        stderr_truncated: false,
+                        usage: Usage::default(),
+                    }))
+                }
+            }
+            _compile_outcome = o; // keeps the artifact on disk until the run step has staged it
+        }
+        let mut argv = rt.run.clone();
+        argv.extend(job.args.iter().cloned());
+        let run = self
+            .step(Step {
+                id: format!("{}-run", job.id),
+                argv,
+                env,
+                files: if artifact.is_some() { &[] } else { &files },
+                artifact,
+                stdin: &job.stdin,
+                limits: job.limits,
+                open_files: job.open_files,
+                collect: None,
+            })
+            .await?;
+        Ok(self.result(job, version, compile, run.result))
+    }
+
+    fn result(&self, job: &Job, version: String, compile: Option<CompileResult>, r: StepResult) -> RunResult {
+        RunResult {
+            id: job.id.clone(),
+            status: r.status,
+            exit_code: r.exit_code,
+            signal: r.signal,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            stdout_truncated: r.stdout_truncated,
+            stderr_truncated: r.stderr_truncated,
+            usage: r.usage,
+            compile,
+            executor: "local".into(),
+            policy: job.policy.clone(),
+            language: job.runtime.language.clone(),
+            runtime_version: version,
+        }
+    }
+
+    /// Stage, sandbox, wait (owning the deadline), collect.
+    async fn step(&self, step: Step<'_>) -> Result<StepOutcome, ExecError> {
+        let dir = self.cfg.staging_root.join(&step.id);
+        let mut guard = StagingGuard { dir: dir.clone(), cgroup: None };
+        let io = |what: &str| {
+            let what = format!("{what} in {}", dir.display());
+            move |e| ExecError::Io(what, e)
+        };
+        for sub in [spec::FILES, spec::OUT, spec::ROOT, spec::DATA] {
+            std::fs::create_dir_all(dir.join(sub)).map_err(io("creating staging dirs"))?;
+        }
+        set_mode(&dir, 0o700)?;
+        std::fs::write(dir.join(spec::STDIN), step.stdin).map_err(io("writing stdin"))?;
+        for f in step.files {
+            let p = dir.join(spec::FILES).join(&f.path);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).map_err(io("creating input dirs"))?;
+            }
+            std::fs::write(&p, &f.content).map_err(io("writing input files"))?;
+        }
+        if let Some((name, src)) = &step.artifact {
+            std::fs::copy(src, dir.join(spec::FILES).join(name)).map_err(io("staging the compiled program"))?;
+        }
+        if let Some(cg) = &self.cgroups {
+            guard.cgroup = Some(cg.create(&step.id, &step.limits).map_err(|e| ExecError::Setup(e.to_string()))?);
+        }
+        let sandbox_spec = SandboxSpec {
+            argv: step.argv,
+            env: step.env,
+            uid: self.cfg.sandbox_uid,
+            gid: self.cfg.sandbox_gid,
+            user_namespace: self.user_namespace,
+            ro_paths: self.table.sandbox.ro_paths.clone(),
+            disk_bytes: step.limits.disk_bytes,
+            cpu_time_ms: step.limits.cpu_time_ms,
+            open_files: step.open_files,
+            cgroup_procs: guard.cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default().iter().map(|p| p.display().to_string()).collect(),
+            collect: step.collect.clone(),
+            hostname: "sandbox".into(),
+        };
+        std::fs::write(dir.join(spec::SPEC), serde_json::to_vec(&sandbox_spec).expect("spec serializes")).map_err(io("writing spec"))?;
+
+        let started = Instant::now();
+        let mut child = tokio::process::Command::new(&self.cfg.helper)
+            .arg("__sandbox")
+            .arg(&dir)
+            .env_clear()
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| ExecError::Io(format!("starting sandbox helper {}", self.cfg.helper.display()), e))?;
+        let stdout = tokio::spawn(output::drain(child.stdout.take().expect("piped"), step.limits.output_bytes));
+        let stderr = tokio::spawn(output::drain(child.stderr.take().expect("piped"), step.limits.output_bytes));
+
+        let deadline = tokio::time::sleep(Duration::from_millis(step.limits.wall_time_ms));
+        tokio::pin!(deadline);
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        let cpu_limit_ns = step.limits.cpu_time_ms.saturating_mul(1_000_000);
+        let ended = loop {
+            tokio::select! {
+                r = child.wait() => { r.map_err(|e| ExecError::Io("waiting for the sandbox helper".into(), e))?; break Ended::Exited; }
+                _ = &mut deadline => break Ended::Deadline,
+                _ = poll.tick() => {
+                    if guard.cgroup.as_ref().is_some_and(|cg| cg.cpu_time_ns() >= cpu_limit_ns) {
+                        break Ended::CpuLimit;
+                    }
+                }
+            }
+        };
+        if !matches!(ended, Ended::Exited) {
+            // PID 1 dies with the helper (PDEATHSIG), and the kernel then kills the whole pid
+            // namespace; kill_all covers anything that raced into the cgroup meanwhile.
+            let _ = child.start_kill();
+            if let Some(cg) = &guard.cgroup {
+                cg.kill_all();
+            }
+            child.wait().await.map_err(|e| ExecError::Io("reaping the sandbox helper".into(), e))?;
+        }
+        let wall = started.elapsed();
+        let grace = Duration::from_secs(5);
+        let stdout = tokio::time::timeout(grace, stdout).await.ok().and_then(Result::ok).unwrap_or_default();
+        let stderr = tokio::time::timeout(grace, stderr).await.ok().and_then(Result::ok).unwrap_or_default();
+        let cg_usage = guard.cgroup.as_ref().map(|cg| cg.usage());
+        let report: Option<SandboxReport> =
+            std::fs::read(dir.join(spec::REPORT)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+
+        if let Some(SandboxReport { setup_error: Some(e), .. }) = &report {
+            return Err(ExecError::Setup(e.clone()));
+        }
+        let (exit_code, signal, status) = match (&ended, &report) {
+            (Ended::Deadline, _) => (None, Some(libc::SIGKILL), Status::Timeout),
+            (Ended::CpuLimit, _) => (None, Some(libc::SIGKILL), Status::CpuLimit),
+            (Ended::Exited, None) => {
+                return Err(ExecError::Setup(format!("the sandbox helper ended without a report: {}", stderr.lossy().trim())))
+            }
+            (Ended::Exited, Some(r)) => {
+                let oom = cg_usage.is_some_and(|u| u.oom_kills > 0);
+                let cpu_over = cg_usage.is_some_and(|u| u.cpu_time_ns >= cpu_limit_ns);
+                let status = match (r.exit_code, r.signal) {
+                    (Some(0), _) => Status::Ok,
+                    _ if oom => Status::MemoryLimit,
+                    (_, Some(libc::SIGXCPU)) => Status::CpuLimit,
+                    (_, Some(libc::SIGKILL)) if cpu_over => Status::CpuLimit,
+                    (_, Some(_)) => Status::Killed,
+                    _ => Status::Error,
+                };
+                (r.exit_code, r.signal, status)
+            }
+        };
+        let usage = Usage {
+            wall_time_ms: report.as_ref().filter(|_| matches!(ended, Ended::Exited)).map(|r| r.wall_time_ms).unwrap_or(wall.as_millis() as u64),
+            cpu_time_ms: cg_usage.map(|u| u.cpu_time_ns / 1_000_000).or(report.as_ref().map(|r| r.cpu_time_ms)).unwrap_or(0),
+            peak_memory_bytes: cg_usage.map(|u| u.peak_memory_bytes).or(report.as_ref().map(|r| r.max_rss_bytes)).unwrap_or(0),
+        };
+        let collected = match (&step.collect, &report) {
+            (Some(name), Some(r)) if r.collected => Some(dir.join(spec::OUT).join(name)),
+            _ => None,
+        };
+        let result = StepResult {
+            status,
+            exit_code,
+            signal: signal.map(super::signal_name),
+            stdout: stdout.lossy(),
+            stderr: stderr.lossy(),
+            stdout_truncated: stdout.truncated,
+            stderr_truncated: stderr.truncated,
+            usage,
+        };
+        Ok(StepOutcome { result, collected, _dir: guard })
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn name(&self) -> &'static str {
+        "local"
+    }
+
+    fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>> {
+        Box::pin(self.run_job(job))
+    }
+
+    fn readiness(&self) -> Readiness {
+        let versions = self.available();
+        let mut namespaces = vec!["mount", "pid", "net", "ipc", "uts"];
+        if self.user_namespace {
+            namespaces.push("user");
+        }
+        let features = serde_json::json!({
+            "namespaces": namespaces,
+            "pivot_root": true,
+            "seccomp": true,
+            "no_new_privs": true,
+            "unprivileged_uid": !self.user_namespace,
+            "network": "loopback only",
+            "cgroup": self.cgroups.as_ref().map(|c| serde_json::to_value(c.features()).unwrap_or_default()),
+            "runtimes": versions.keys().collect::<Vec<_>>(),
+        });
+        let ready = !versions.is_empty();
+        Readiness {
+            ready,
+            degraded: self.degraded.is_some(),
+            detail: match (&self.degraded, ready) {
+                (_, false) => "no runtime passed its start-up probe".into(),
+                (Some(why), true) => format!("degraded: {why}"),
+                (None, true) => "full isolation".into(),
+            },
+            features,
+        }
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), ExecError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| ExecError::Io(format!("chmod {}", path.display()), e))
+}

@@ -1,0 +1,170 @@
+//! The sandbox's filesystem, built by the helper's PID 1 inside its own mount namespace: a fresh
+//! tmpfs root with read-only binds of `/usr` and what the runtimes need, a synthetic `/etc`, a
+//! minimal `/dev`, a fresh `/proc`, and one size-limited tmpfs holding `/work`, `/tmp` and
+//! `/dev/shm`. Then `pivot_root` into it and detach the host's tree.
+
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::unistd::{chown, pivot_root, Gid, Uid};
+
+use super::spec::{SandboxSpec, DATA, FILES, ROOT};
+
+type R<T> = Result<T, String>;
+
+const NONE: Option<&str> = None;
+
+fn ctx<T, E: std::fmt::Display>(r: Result<T, E>, what: impl FnOnce() -> String) -> R<T> {
+    r.map_err(|e| format!("{}: {e}", what()))
+}
+
+/// Build the root under `<staging>/root` and pivot into it. On return the cwd is `/work`.
+pub fn build_root(staging: &Path, spec: &SandboxSpec) -> R<()> {
+    let root = staging.join(ROOT);
+    let data = staging.join(DATA);
+    // Nothing we mount may propagate back to the host.
+    ctx(mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE), || "make / private".into())?;
+
+    let owner = if spec.user_namespace { (0, 0) } else { (spec.uid, spec.gid) };
+    mount_tmpfs(&root, "execbox-root", 8 << 20, "0755", MsFlags::empty())?;
+    mount_tmpfs(&data, "execbox-data", spec.disk_bytes, "0755", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    for (dir, mode) in [("work", 0o755), ("tmp", 0o1777), ("shm", 0o1777)] {
+        let p = data.join(dir);
+        ctx(fs::create_dir(&p), || format!("mkdir {}", p.display()))?;
+        ctx(fs::set_permissions(&p, fs::Permissions::from_mode(mode)), || format!("chmod {}", p.display()))?;
+        ctx(chown(&p, Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1))), || format!("chown {}", p.display()))?;
+    }
+    copy_tree(&staging.join(FILES), &data.join("work"), owner)?;
+
+    for host in &spec.ro_paths {
+        bind_ro_path(Path::new(host), &root)?;
+    }
+    write_etc(&root, spec)?;
+    build_dev(&root, &data)?;
+    for (dir, src) in [("work", data.join("work")), ("tmp", data.join("tmp"))] {
+        let target = root.join(dir);
+        ctx(fs::create_dir_all(&target), || format!("mkdir {}", target.display()))?;
+        bind(&src, &target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, false)?;
+    }
+    let proc_dir = root.join("proc");
+    ctx(fs::create_dir_all(&proc_dir), || "mkdir /proc".into())?;
+    ctx(
+        mount(Some("proc"), &proc_dir, Some("proc"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, NONE),
+        || "mount /proc".into(),
+    )?;
+
+    // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves no path
+    // back to the host's tree.
+    ctx(std::env::set_current_dir(&root), || "chdir to new root".into())?;
+    ctx(pivot_root(".", "."), || "pivot_root".into())?;
+    ctx(umount2(".", MntFlags::MNT_DETACH), || "detach old root".into())?;
+    ctx(std::env::set_current_dir("/"), || "chdir /".into())?;
+    ctx(
+        mount(NONE, "/", NONE, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, NONE),
+        || "remount / read-only".into(),
+    )?;
+    ctx(std::env::set_current_dir("/work"), || "chdir /work".into())?;
+    Ok(())
+}
+
+fn mount_tmpfs(target: &Path, name: &str, size: u64, mode: &str, flags: MsFlags) -> R<()> {
+    let opts = format!("size={size},mode={mode}");
+    ctx(mount(Some(name), target, Some("tmpfs"), flags, Some(opts.as_str())), || format!("mount tmpfs on {}", target.display()))
+}
+
+fn bind(src: &Path, target: &Path, extra: MsFlags, read_only: bool) -> R<()> {
+    ctx(mount(Some(src), target, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE), || {
+        format!("bind {} on {}", src.display(), target.display())
+    })?;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra;
+    if read_only {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    ctx(mount(NONE, target, NONE, flags, NONE), || format!("remount {}", target.display()))
+}
+
+/// Mirror one host path into the new root: symlinks are recreated, directories and files bound
+/// read-only with nosuid/nodev. Missing paths are skipped (not every host has /lib32).
+fn bind_ro_path(host: &Path, root: &Path) -> R<()> {
+    let Ok(meta) = fs::symlink_metadata(host) else { return Ok(()) };
+    let target = root.join(host.strip_prefix("/").unwrap_or(host));
+    if let Some(parent) = target.parent() {
+        ctx(fs::create_dir_all(parent), || format!("mkdir {}", parent.display()))?;
+    }
+    if meta.file_type().is_symlink() {
+        let link = ctx(fs::read_link(host), || format!("readlink {}", host.display()))?;
+        return ctx(symlink(&link, &target), || format!("symlink {}", target.display()));
+    }
+    if meta.is_dir() {
+        ctx(fs::create_dir_all(&target), || format!("mkdir {}", target.display()))?;
+    } else {
+        ctx(fs::write(&target, b""), || format!("create {}", target.display()))?;
+    }
+    bind(host, &target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, true)
+}
+
+/// A synthetic /etc: the program's identity and name resolution, nothing of the host's.
+fn write_etc(root: &Path, spec: &SandboxSpec) -> R<()> {
+    let etc = root.join("etc");
+    ctx(fs::create_dir_all(&etc), || "mkdir /etc".into())?;
+    let (uid, gid) = if spec.user_namespace { (0, 0) } else { (spec.uid, spec.gid) };
+    let files = [
+        ("passwd", format!("root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{gid}:sandbox:/work:/bin/sh\n")),
+        ("group", format!("root:x:0:\nsandbox:x:{gid}:\n")),
+        ("hosts", format!("127.0.0.1\tlocalhost {0}\n::1\tlocalhost ip6-localhost\n", spec.hostname)),
+        ("hostname", format!("{}\n", spec.hostname)),
+        ("nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n".to_string()),
+        ("resolv.conf", String::new()),
+    ];
+    for (name, content) in files {
+        if uid == 0 && name == "passwd" {
+            ctx(fs::write(etc.join(name), "root:x:0:0:root:/work:/bin/sh\n"), || format!("write /etc/{name}"))?;
+            continue;
+        }
+        ctx(fs::write(etc.join(name), content), || format!("write /etc/{name}"))?;
+    }
+    Ok(())
+}
+
+/// A minimal /dev: the harmless character devices bound from the host, the usual symlinks, and
+/// /dev/shm on the run's size-limited tmpfs.
+fn build_dev(root: &Path, data: &Path) -> R<()> {
+    let dev = root.join("dev");
+    ctx(fs::create_dir_all(&dev), || "mkdir /dev".into())?;
+    mount_tmpfs(&dev, "execbox-dev", 64 << 10, "0755", MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC)?;
+    for name in ["null", "zero", "full", "random", "urandom"] {
+        let target = dev.join(name);
+        ctx(fs::write(&target, b""), || format!("create /dev/{name}"))?;
+        bind(&PathBuf::from("/dev").join(name), &target, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, false)?;
+    }
+    for (name, to) in [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")] {
+        ctx(symlink(to, dev.join(name)), || format!("symlink /dev/{name}"))?;
+    }
+    let shm = dev.join("shm");
+    ctx(fs::create_dir(&shm), || "mkdir /dev/shm".into())?;
+    bind(&data.join("shm"), &shm, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, false)?;
+    ctx(mount(NONE, &dev, NONE, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("size=65536,mode=0755")), || "remount /dev read-only".into())
+}
+
+/// Copy the staged input files into /work, owned by the program's user. Only regular files and
+/// directories are staged (the service wrote them), so nothing here follows a link.
+fn copy_tree(from: &Path, to: &Path, owner: (u32, u32)) -> R<()> {
+    let Ok(entries) = fs::read_dir(from) else { return Ok(()) };
+    for entry in entries {
+        let entry = ctx(entry, || format!("read {}", from.display()))?;
+        let ty = ctx(entry.file_type(), || format!("stat {}", entry.path().display()))?;
+        let dest = to.join(entry.file_name());
+        if ty.is_dir() {
+            ctx(fs::create_dir(&dest), || format!("mkdir {}", dest.display()))?;
+            copy_tree(&entry.path(), &dest, owner)?;
+        } else if ty.is_file() {
+            ctx(fs::copy(entry.path(), &dest), || format!("copy to {}", dest.display()))?;
+        } else {
+            continue;
+        }
+        ctx(chown(&dest, Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1))), || format!("chown {}", dest.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The run contract: what a caller asks for (a validated [`Job`]), what it gets back
+//! ([`RunResult`]), and the [`Executor`] seam every backend implements.
+//!
+//! A timeout, an OOM or a truncated stream is a *status in the result*; `Err(ExecError)` means the
+//! service itself could not run the job.
+
+pub mod local;
+pub mod request;
+pub mod runtime;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+
+use crate::policy::Limits;
+use runtime::Runtime;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a run ended. Exactly one of these; see README for the meaning of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Error,
+    Timeout,
+    CpuLimit,
+    MemoryLimit,
+    Killed,
+    CompileError,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Error => "error",
+            Status::Timeout => "timeout",
+            Status::CpuLimit => "cpu_limit",
+            Status::MemoryLimit => "memory_limit",
+            Status::Killed => "killed",
+            Status::CompileError => "compile_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    pub wall_time_ms: u64,
+    pub cpu_time_ms: u64,
+    pub peak_memory_bytes: u64,
+}
+
+/// The outcome of one sandboxed process (a compile step or the program itself).
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub usage: Usage,
+}
+
+/// The compile step as reported to callers.
+#[derive(Debug, Clone, Serialize)]
+pub struct CompileResult {
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub usage: Usage,
+}
+
+impl From<&StepResult> for CompileResult {
+    fn from(s: &StepResult) -> Self {
+        CompileResult {
+            status: s.status,
+            exit_code: s.exit_code,
+            stdout: s.stdout.clone(),
+            stderr: s.stderr.clone(),
+            usage: s.usage,
+        }
+    }
+}
+
+/// The response body of `POST /v1/execute`; the one result contract of every executor.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub id: String,
+    pub status: Status,
+    pub exit_code: Option<i32>,
+    pub signal: Option<String>,
+    pub stdout: String,
+    pub stderr: String,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub usage: Usage,
+    pub compile: Option<CompileResult>,
+    pub executor: String,
+    pub policy: String,
+    pub language: String,
+    pub runtime_version: String,
+}
+
+/// A file placed beside the main source, already decoded and path-checked.
+#[derive(Debug, Clone)]
+pub struct JobFile {
+    /// Relative path with only normal components.
+    pub path: String,
+    pub content: Vec<u8>,
+}
+
+/// A validated request: every limit resolved against its policy, every path checked.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: String,
+    pub runtime: Runtime,
+    pub policy: String,
+    pub limits: Limits,
+    pub compile_limits: Limits,
+    /// RLIMIT_NOFILE, from the policy.
+    pub open_files: u64,
+    pub code: String,
+    pub files: Vec<JobFile>,
+    pub stdin: Vec<u8>,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// The service failed to run a job (never a property of the user's program).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("executor {0} is not available: {1}")]
+    Unavailable(String, String),
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+    #[error("i/o error while {0}: {1}")]
+    Io(String, #[source] std::io::Error),
+}
+
+/// Readiness as shown on `/readyz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Readiness {
+    pub ready: bool,
+    pub degraded: bool,
+    pub detail: String,
+    pub features: serde_json::Value,
+}
+
+/// The executor seam: a validated job in, a result out.
+pub trait Executor: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>>;
+    fn readiness(&self) -> Readiness;
+}
+
+/// Signal number to its conventional name (`9` → `"SIGKILL"`).
+pub fn signal_name(sig: i32) -> String {
+    nix::sys::signal::Signal::try_from(sig)
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_else(|_| format!("SIG{sig}"))
+}

@@ -1,0 +1,70 @@
+//! Runtime definitions (`runtimes.toml`): which binary runs a language, its file name, its
+//! compile and run commands. Which of them actually work is probed at start by the executors.
+
+use serde::{Deserialize, Serialize};
+
+const EMBEDDED: &str = include_str!("runtimes.toml");
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    pub language: String,
+    pub aliases: Vec<String>,
+    pub source_file: String,
+    pub run: Vec<String>,
+    #[serde(default)]
+    pub compile: Option<Vec<String>>,
+    /// The file the compile step leaves in /work for the run step.
+    #[serde(default)]
+    pub artifact: Option<String>,
+    pub version: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxPaths {
+    pub ro_paths: Vec<String>,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeTable {
+    pub sandbox: SandboxPaths,
+    #[serde(rename = "runtime")]
+    pub runtimes: Vec<Runtime>,
+}
+
+impl RuntimeTable {
+    pub fn embedded() -> RuntimeTable {
+        let table: RuntimeTable = toml::from_str(EMBEDDED).expect("embedded runtimes.toml is valid");
+        for r in &table.runtimes {
+            assert_eq!(r.compile.is_some(), r.artifact.is_some(), "runtime {}: compile and artifact go together", r.language);
+        }
+        table
+    }
+
+    /// Resolve a language name or alias (case-insensitive).
+    pub fn find(&self, name: &str) -> Option<&Runtime> {
+        let name = name.trim().to_ascii_lowercase();
+        self.runtimes.iter().find(|r| r.language == name || r.aliases.iter().any(|a| *a == name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_alias_of_the_contract_resolves() {
+        let t = RuntimeTable::embedded();
+        for (alias, lang) in [
+            ("py", "python"), ("python3", "python"), ("python", "python"), ("sh", "bash"), ("bash", "bash"),
+            ("js", "javascript"), ("javascript", "javascript"), ("node", "javascript"), ("c", "c"),
+            ("cpp", "cpp"), ("c++", "cpp"), ("Python", "python"),
+        ] {
+            assert_eq!(t.find(alias).map(|r| r.language.as_str()), Some(lang), "{alias}");
+        }
+        assert!(t.find("cobol").is_none());
+    }
+}

@@ -1,0 +1,9 @@
+//! execbox: a sandboxed code-execution service. See ARCHITECTURE.md for the map.
+
+pub mod admission;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod exec;
+pub mod oneshot;
+pub mod policy;

@@ -1,0 +1,110 @@
+//! `execbox run`: one sandboxed run without a server, for people and scripts.
+
+use std::io::{Read, Write};
+use std::path::Path;
+
+use anyhow::{bail, Context};
+
+use crate::app::{load_policies, local_config, lock_instance};
+use crate::config::Config;
+use crate::exec::local::LocalExecutor;
+use crate::exec::request::ExecuteRequest;
+use crate::exec::runtime::RuntimeTable;
+use crate::exec::{Executor, Status};
+
+pub struct RunArgs {
+    pub language: Option<String>,
+    pub executor: Option<String>,
+    pub policy: Option<String>,
+    pub stdin: Option<std::path::PathBuf>,
+    pub file: String,
+    pub args: Vec<String>,
+}
+
+/// Guess the language from a file extension.
+fn language_of(file: &str) -> Option<&'static str> {
+    let ext = Path::new(file).extension()?.to_str()?;
+    Some(match ext {
+        "py" => "python",
+        "sh" | "bash" => "bash",
+        "js" | "mjs" | "cjs" => "javascript",
+        "c" => "c",
+        "cpp" | "cc" | "cxx" => "cpp",
+        _ => return None,
+    })
+}
+
+/// Run and return the process exit code to use.
+pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
+    let code = if a.file == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading the program from stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file))?
+    };
+    let language = match a.language.clone().or_else(|| language_of(&a.file).map(String::from)) {
+        Some(l) => l,
+        None => bail!("cannot tell the language of {}; pass --language", a.file),
+    };
+    let stdin = match &a.stdin {
+        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        None => String::new(),
+    };
+    let req = ExecuteRequest {
+        language,
+        code,
+        files: vec![],
+        stdin,
+        args: a.args,
+        env: Default::default(),
+        executor: a.executor,
+        policy: a.policy,
+        limits: Default::default(),
+    };
+    let policies = load_policies(&cfg)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let (job, _executor) = req.into_job(id, &policies, &RuntimeTable::embedded()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let instance = format!("cli-{}", std::process::id());
+    let _lock = lock_instance(&cfg.data_dir, &instance)?;
+    let local = LocalExecutor::new(local_config(&cfg, &instance)?)?;
+    let probe = local.probe(Some(&job.runtime.language)).await;
+    if let Some((lang, Err(e))) = probe.into_iter().next() {
+        local.shutdown();
+        bail!("{lang} does not work in the sandbox here: {e}");
+    }
+    let result = local.run(&job).await;
+    local.shutdown();
+    let r = result?;
+    if let Some(c) = &r.compile {
+        if r.status == Status::CompileError {
+            std::io::stderr().write_all(c.stdout.as_bytes())?;
+            std::io::stderr().write_all(c.stderr.as_bytes())?;
+            eprintln!("execbox: compile step failed ({})", c.status.as_str());
+            return Ok(1);
+        }
+    }
+    std::io::stdout().write_all(r.stdout.as_bytes())?;
+    std::io::stderr().write_all(r.stderr.as_bytes())?;
+    let l = &job.limits;
+    Ok(match r.status {
+        Status::Ok | Status::Error => r.exit_code.unwrap_or(1),
+        Status::Timeout => {
+            eprintln!("execbox: timed out after {} ms (wall-time limit); the whole process tree was killed", l.wall_time_ms);
+            124
+        }
+        Status::CpuLimit => {
+            eprintln!("execbox: CPU time limit of {} ms reached; killed", l.cpu_time_ms);
+            152
+        }
+        Status::MemoryLimit => {
+            eprintln!("execbox: memory limit of {} bytes reached; killed", l.memory_bytes);
+            137
+        }
+        Status::Killed => {
+            eprintln!("execbox: killed by {}", r.signal.as_deref().unwrap_or("a signal"));
+            128 + r.signal.as_deref().and_then(|s| s.parse::<nix::sys::signal::Signal>().ok()).map(|s| s as i32).unwrap_or(9)
+        }
+        Status::CompileError => 1,
+    })
+}
