@@ -73,7 +73,7 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("EXECBOX_").split("__")).merge(Serialized::defaults(flags));
+        fig = fig.merge(Env::prefixed("EXECBOX_").ignore(&["CONFIG", "LOG"]).split("__")).merge(Serialized::defaults(flags));
         let mut cfg: Config = fig.extract().map_err(|e| format!("invalid configuration: {e}"))?;
         if cfg.max_concurrent_runs == 0 {
             cfg.max_concurrent_runs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
