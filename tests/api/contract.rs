@@ -1,0 +1,180 @@
+//! The HTTP contract: result shape, every language, files/stdin/args/env, info endpoints.
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn python_result_has_the_exact_contract_shape() {
+    let app = spawn_app();
+    let r = app.run(json!({"language": "python", "code": "import sys\nprint('out')\nprint('err', file=sys.stderr)"})).await;
+    let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["compile", "executor", "exit_code", "id", "language", "policy", "runtime_version", "signal", "status", "stderr", "stderr_truncated", "stdout", "stdout_truncated", "usage"]
+    );
+    assert_eq!(r["status"], "ok");
+    assert_eq!(r["exit_code"], 0);
+    assert_eq!(r["signal"], json!(null));
+    assert_eq!(r["stdout"], "out\n");
+    assert_eq!(r["stderr"], "err\n");
+    assert_eq!(r["stdout_truncated"], false);
+    assert_eq!(r["compile"], json!(null));
+    assert_eq!(r["executor"], "local");
+    assert_eq!(r["policy"], "default");
+    assert_eq!(r["language"], "python");
+    assert!(s(&r, "runtime_version").starts_with("Python 3."), "{r}");
+    let mut usage: Vec<&str> = r["usage"].as_object().unwrap().keys().map(String::as_str).collect();
+    usage.sort();
+    assert_eq!(usage, ["cpu_time_ms", "peak_memory_bytes", "wall_time_ms"]);
+}
+
+#[tokio::test]
+async fn every_language_and_alias_runs_with_stdin_and_args() {
+    let app = spawn_app();
+    let programs = [
+        ("py", "import sys\nprint(input() + sys.argv[1])"),
+        ("python3", "import sys\nprint(input() + sys.argv[1])"),
+        ("bash", "read x; echo \"$x$1\""),
+        ("sh", "read x; echo \"$x$1\""),
+        ("js", "const l=require('fs').readFileSync(0,'utf8').trim(); console.log(l + process.argv[2])"),
+        ("node", "const l=require('fs').readFileSync(0,'utf8').trim(); console.log(l + process.argv[2])"),
+        ("javascript", "const l=require('fs').readFileSync(0,'utf8').trim(); console.log(l + process.argv[2])"),
+        ("c", "#include <stdio.h>\nint main(int c,char**v){char b[64];scanf(\"%63s\",b);printf(\"%s%s\\n\",b,v[1]);return 0;}"),
+        ("cpp", "#include <iostream>\nint main(int c,char**v){std::string s;std::cin>>s;std::cout<<s<<v[1]<<std::endl;}"),
+        ("c++", "#include <iostream>\nint main(int c,char**v){std::string s;std::cin>>s;std::cout<<s<<v[1]<<std::endl;}"),
+    ];
+    for (lang, code) in programs {
+        let r = app.run(json!({"language": lang, "code": code, "stdin": "hello\n", "args": ["-world"]})).await;
+        assert_eq!((r["status"].as_str(), r["stdout"].as_str()), (Some("ok"), Some("hello-world\n")), "{lang}: {r}");
+        let compiled = matches!(lang, "c" | "cpp" | "c++");
+        assert_eq!(r["compile"].is_object(), compiled, "{lang}: {r}");
+        if compiled {
+            assert_eq!(r["compile"]["status"], "ok");
+            assert_eq!(r["compile"]["exit_code"], 0);
+        }
+    }
+}
+
+#[tokio::test]
+async fn non_zero_exit_is_error_with_the_code() {
+    let app = spawn_app();
+    let r = app.run(json!({"language": "bash", "code": "echo bye; exit 3"})).await;
+    assert_eq!((r["status"].as_str(), r["exit_code"].as_i64(), r["stdout"].as_str()), (Some("error"), Some(3), Some("bye\n")));
+}
+
+#[tokio::test]
+async fn a_signal_is_killed_with_its_name() {
+    let app = spawn_app();
+    let r = app.run(json!({"language": "c", "code": "int main(){ volatile int *p = 0; return *p; }"})).await;
+    assert_eq!((r["status"].as_str(), r["signal"].as_str(), r["exit_code"].as_i64()), (Some("killed"), Some("SIGSEGV"), None), "{r}");
+}
+
+#[tokio::test]
+async fn compile_error_runs_nothing_and_reports_the_compiler() {
+    let app = spawn_app();
+    let r = app.run(json!({"language": "c", "code": "int main(){ return undefined_thing; }"})).await;
+    assert_eq!(r["status"], "compile_error");
+    assert_eq!(r["exit_code"], json!(null));
+    assert_eq!(r["compile"]["status"], "error");
+    assert_eq!(r["compile"]["exit_code"], 1);
+    assert!(s(&r["compile"], "stderr").contains("undefined_thing"), "{r}");
+    assert_eq!(r["stdout"], "");
+}
+
+#[tokio::test]
+async fn files_sit_beside_the_main_program() {
+    let app = spawn_app();
+    let r = app
+        .run(json!({
+            "language": "python",
+            "code": "from pkg.helper import greet\nprint(greet(), open('data.bin','rb').read())",
+            "files": [
+                {"path": "pkg/__init__.py", "content": ""},
+                {"path": "pkg/helper.py", "content": "def greet():\n    return 'hi'\n", "encoding": "utf8"},
+                {"path": "data.bin", "content": "AAEC/w==", "encoding": "base64"}
+            ]
+        }))
+        .await;
+    assert_eq!(r["stdout"], "hi b'\\x00\\x01\\x02\\xff'\n", "{r}");
+}
+
+#[tokio::test]
+async fn only_the_requests_env_reaches_the_program() {
+    let app = spawn_app();
+    let r = app
+        .run(json!({"language": "python", "code": "import os\nprint(sorted(os.environ.items()))", "env": {"FOO": "bar", "HOME": "/work/home"}}))
+        .await;
+    assert_eq!(
+        r["stdout"],
+        "[('FOO', 'bar'), ('HOME', '/work/home'), ('LANG', 'C.UTF-8'), ('PATH', '/usr/local/bin:/usr/bin:/bin'), ('TMPDIR', '/tmp')]\n"
+    );
+    assert!(!r.to_string().contains(SERVICE_SECRET));
+}
+
+#[tokio::test]
+async fn usage_is_reported_from_the_cgroup() {
+    let app = spawn_app();
+    let code = "import time\nx = bytearray(80 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass";
+    let r = app.run(json!({"language": "python", "code": code})).await;
+    assert_eq!(r["status"], "ok");
+    let u = &r["usage"];
+    assert!(u["cpu_time_ms"].as_u64().unwrap() >= 400, "{u}");
+    assert!(u["peak_memory_bytes"].as_u64().unwrap() >= 80 << 20, "{u}");
+    assert!(u["wall_time_ms"].as_u64().unwrap() >= 400, "{u}");
+}
+
+#[tokio::test]
+async fn runtimes_lists_what_was_probed() {
+    let app = spawn_app();
+    let (status, v) = app.get("/v1/runtimes").await;
+    assert_eq!(status, 200);
+    let list = v["runtimes"].as_array().unwrap();
+    let mut langs: Vec<&str> = list.iter().map(|r| r["language"].as_str().unwrap()).collect();
+    langs.sort();
+    assert_eq!(langs, ["bash", "c", "cpp", "javascript", "python"]);
+    for r in list {
+        assert_eq!(r["executors"], json!(["local"]));
+        assert!(!s(r, "version").is_empty());
+    }
+    let py = list.iter().find(|r| r["language"] == "python").unwrap();
+    assert_eq!(py["aliases"], json!(["py", "python3"]));
+}
+
+#[tokio::test]
+async fn policies_show_defaults_and_maxima() {
+    let app = spawn_app();
+    let (status, v) = app.get("/v1/policies").await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = v["policies"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["benchmark", "default", "strict"]);
+    let strict = &v["policies"][2];
+    assert_eq!(strict["defaults"]["memory_bytes"], 134_217_728);
+    assert_eq!(strict["maxima"]["pids"], 32);
+    assert_eq!(strict["network"], "none");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let app = spawn_app();
+    assert_eq!(app.get("/healthz").await, (200, json!({"status": "ok"})));
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    let local = &ready["executors"]["local"];
+    assert_eq!(local["ready"], true);
+    assert_eq!(local["degraded"], false);
+    assert!(matches!(local["features"]["cgroup"]["version"].as_str(), Some("v1" | "v2")), "{local}");
+    assert_eq!(local["features"]["seccomp"], true);
+    app.run(json!({"language": "bash", "code": "true"})).await;
+    let text = client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for needle in [
+        "execbox_runs_total{status=\"ok\",executor=\"local\",language=\"bash\"}",
+        "execbox_run_duration_seconds_bucket",
+        "execbox_runs_in_flight",
+        "execbox_runs_queued",
+        "execbox_runs_rejected_total",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}

@@ -1,0 +1,186 @@
+//! `spawn_app()`: the real service on a loopback port, started once per test binary and shared;
+//! `TestApp::start()` for tests that need their own instance (killed on drop).
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// The secret in the service's own environment that no program may see.
+pub const SERVICE_SECRET: &str = "hunter2-service-secret";
+
+pub struct TestApp {
+    pub base: String,
+    pub port: u16,
+    pub instance: String,
+    pub data_dir: PathBuf,
+    child: Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestApp {
+    /// Start `execbox serve` with extra `EXECBOX_*` settings; waits for its "listening" line.
+    pub fn start(instance: &str, env: &[(&str, &str)]) -> TestApp {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_path_buf();
+        let mut app = Self::start_in(instance, &data_dir, env);
+        app._dir = Some(dir);
+        app
+    }
+
+    pub fn start_in(instance: &str, data_dir: &std::path::Path, env: &[(&str, &str)]) -> TestApp {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_execbox"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("EXECBOX_INSTANCE", instance)
+            .env("SECRET_TOKEN", SERVICE_SECRET)
+            .env("EXECBOX_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("starting execbox serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let addr = line.trim().strip_prefix("execbox listening on ").unwrap_or_else(|| {
+            let _ = child.kill();
+            panic!("execbox serve did not start: {line:?}")
+        });
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        TestApp { base: addr.to_string(), port, instance: instance.to_string(), data_dir: data_dir.to_path_buf(), child, _dir: None }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// SIGTERM, then wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.child.wait().unwrap()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn execute(&self, body: Value) -> (u16, Value) {
+        let r = client().post(self.url("/v1/execute")).json(&body).send().await.expect("request failed");
+        let status = r.status().as_u16();
+        (status, r.json().await.expect("JSON body"))
+    }
+
+    /// POST /v1/execute and insist on a 200.
+    pub async fn run(&self, body: Value) -> Value {
+        let (status, v) = self.execute(body).await;
+        assert_eq!(status, 200, "{v}");
+        v
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = client().get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    static C: OnceLock<reqwest::Client> = OnceLock::new();
+    C.get_or_init(|| reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()).clone()
+}
+
+/// The shared service of this test binary. Started from a thread that lives as long as the
+/// process, and killed with it (PDEATHSIG), so no test leaves it behind.
+pub fn spawn_app() -> &'static TestApp {
+    static APP: OnceLock<&'static TestApp> = OnceLock::new();
+    require_root();
+    APP.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let app: &'static TestApp = Box::leak(Box::new(TestApp::start(&format!("test-{}", std::process::id()), &[])));
+            // SAFETY-free: prctl on the server child is not available here; instead this thread
+            // never exits and the child is killed by the PDEATHSIG set below via /proc.
+            tx.send(app).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        let app = rx.recv().unwrap();
+        kill_with_test_process(app.pid());
+        app
+    })
+}
+
+/// Make sure the shared server dies when the test process ends, even though statics never drop:
+/// a watchdog process waits for our pid to vanish, then kills the server.
+fn kill_with_test_process(server: i32) {
+    let me = std::process::id();
+    let script = format!("while kill -0 {me} 2>/dev/null; do sleep 0.2; done; kill -9 {server} 2>/dev/null");
+    Command::new("/bin/sh").args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+}
+
+/// Containment needs root (cgroups, uid switch). In CI a missing root is a failure; elsewhere
+/// the test stops with a loud message.
+pub fn require_root() {
+    if !nix::unistd::geteuid().is_root() {
+        if std::env::var_os("CI").is_some() {
+            panic!("these tests must run as root in CI");
+        }
+        eprintln!("\n!!! SKIPPING: execbox integration tests need root (cgroups, uid switch); run them as root !!!\n");
+        std::process::exit(0);
+    }
+}
+
+/// Pids on the host whose command line contains `token`.
+pub fn host_processes_with(token: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(e.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains(token) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+/// Run cgroups of `instance` still present on the host (v1: any controller; v2: below the
+/// delegated root).
+pub fn leftover_cgroups(instance: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for ctl in ["memory", "pids", "cpuacct", "cpu,cpuacct"] {
+        let dir = PathBuf::from("/sys/fs/cgroup").join(ctl).join("execbox").join(instance);
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            out.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+        }
+    }
+    out
+}
+
+pub fn token() -> String {
+    format!("tok{}", uuid::Uuid::new_v4().simple())
+}
+
+pub fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_else(|| panic!("{k} is not a string in {v}")).to_string()
+}

@@ -1,0 +1,94 @@
+//! The service's own life: graceful stop, kill -9 and the sweep on the next start, policy
+//! validation at start.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn graceful_stop_finishes_in_flight_runs_and_cleans_up() {
+    require_root();
+    let mut app = TestApp::start(&format!("grace-{}", std::process::id()), &[]);
+    let url = app.url("/v1/execute");
+    let run = tokio::spawn(async move {
+        let body = json!({"language": "python", "code": "import time; time.sleep(1.5); print('finished')"});
+        client().post(url).json(&body).send().await.unwrap().json::<serde_json::Value>().await.unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let status = tokio::task::spawn_blocking(move || {
+        let s = app.terminate();
+        (s, app)
+    });
+    let r = run.await.unwrap();
+    assert_eq!((r["status"].as_str(), r["stdout"].as_str()), (Some("ok"), Some("finished\n")), "{r}");
+    let (exit, app) = status.await.unwrap();
+    assert!(exit.success(), "{exit:?}");
+    for ctl in ["memory", "pids", "cpuacct"] {
+        let dir = std::path::Path::new("/sys/fs/cgroup").join(ctl).join("execbox").join(&app.instance);
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
+    assert!(!app.data_dir.join("runs").join(&app.instance).exists());
+}
+
+#[tokio::test]
+async fn kill_9_of_the_service_kills_its_runs_and_the_next_start_sweeps() {
+    require_root();
+    let data = tempfile::tempdir().unwrap();
+    let instance = format!("k9-{}", std::process::id());
+    let mut app = TestApp::start_in(&instance, data.path(), &[]);
+    let t = token();
+    let url = app.url("/v1/execute");
+    let body = json!({"language": "python", "code": "import time; time.sleep(60)", "args": [t]});
+    let pending = tokio::spawn(async move { client().post(url).json(&body).send().await });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while host_processes_with(&t).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the run never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.kill9();
+    assert!(pending.await.unwrap().is_err(), "the connection died with the service");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !host_processes_with(&t).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the run outlived the service: {:?}", host_processes_with(&t));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!leftover_cgroups(&instance).is_empty(), "a kill -9 leaves its run cgroup for the next start to sweep");
+    let app = TestApp::start_in(&instance, data.path(), &[]);
+    assert!(leftover_cgroups(&instance).is_empty(), "{:?}", leftover_cgroups(&instance));
+    assert_eq!(app.run(json!({"language": "bash", "code": "echo again"})).await["stdout"], "again\n");
+}
+
+#[test]
+fn a_bad_policy_file_stops_the_service_naming_file_and_key() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let text = include_str!("../../policies/default.toml").replace("pids = 64", "pids = 64\nbogus_key = 1");
+    std::fs::write(dir.path().join("default.toml"), text).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_execbox"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data.path())
+        .arg("--policies")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("default.toml") && err.contains("bogus_key"), "{err}");
+}
+
+#[test]
+fn a_second_service_on_the_same_data_dir_and_instance_is_refused() {
+    require_root();
+    let app = TestApp::start(&format!("lock-{}", std::process::id()), &[]);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_execbox"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&app.data_dir)
+        .env("EXECBOX_INSTANCE", &app.instance)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is locked"), "{}", String::from_utf8_lossy(&out.stderr));
+}

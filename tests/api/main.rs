@@ -1,0 +1,10 @@
+//! One integration-test binary: the real `execbox` binary, real HTTP, real programs.
+
+mod helpers;
+
+mod admission;
+mod cli;
+mod containment;
+mod contract;
+mod errors;
+mod lifecycle;
