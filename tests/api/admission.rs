@@ -49,4 +49,6 @@ async fn sixty_four_clients_get_a_result_or_a_429() {
     assert!(metrics.contains(&format!("execbox_runs_rejected_total {rejected}")), "{metrics}");
     assert!(host_processes_with(&t).is_empty());
     assert!(leftover_cgroups(&app.instance).is_empty(), "{:?}", leftover_cgroups(&app.instance));
+    let staged: Vec<_> = std::fs::read_dir(app.data_dir.join("runs").join(&app.instance)).unwrap().collect();
+    assert!(staged.is_empty(), "staging dirs left behind: {staged:?}");
 }

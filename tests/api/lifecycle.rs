@@ -92,3 +92,36 @@ fn a_second_service_on_the_same_data_dir_and_instance_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is locked"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A service that is not root gets a user namespace; without cgroups it refuses to start unless
+/// degraded mode is accepted, which /readyz-level features then report.
+#[test]
+fn a_non_root_service_refuses_without_cgroups_unless_degraded_is_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bin = dir.path().join("execbox");
+    std::fs::copy(env!("CARGO_BIN_EXE_execbox"), &bin).unwrap();
+    let prog = dir.path().join("p.py");
+    std::fs::write(&prog, "import os\nprint(os.getuid(), os.path.exists('/etc/shadow'))").unwrap();
+    let run = |degraded: &str| {
+        std::process::Command::new(&bin)
+            .args(["run", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg(&prog)
+            .env_clear()
+            .env("EXECBOX_LOCAL__ALLOW_DEGRADED", degraded)
+            .uid(65534)
+            .gid(65534)
+            .output()
+            .unwrap()
+    };
+    let refused = run("false");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("allow_degraded"), "{}", String::from_utf8_lossy(&refused.stderr));
+    let ok = run("true");
+    assert_eq!(String::from_utf8_lossy(&ok.stdout), "0 False\n", "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(ok.status.code(), Some(0));
+}
