@@ -1,0 +1,182 @@
+//! Per-run latency of python `pass` through `POST /v1/execute` against spawning the bare
+//! interpreter, interleaved in one process so both see the same (noisy, shared) machine; then
+//! throughput at concurrency 2, 8 and 32. Run with `cargo bench --bench latency`.
+//!
+//! Environment: BENCH_N (latency iterations, default 200), BENCH_THROUGHPUT_N (requests per
+//! concurrency level, default 200).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const PYTHON: &str = "/usr/bin/python3";
+const TARGET_RATIO: f64 = 1.5;
+const WARMUP: usize = 10;
+
+/// The service under test. Dropping it (also on panic) stops the server and removes its data dir.
+struct Server {
+    child: Child,
+    base: String,
+    _data_dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let data_dir = tempfile::tempdir().expect("creating a temp data dir");
+        // Our own instance name: cgroups live under execbox/<instance> host-wide, and another
+        // service (a test run, say) may be using the default one at the same time.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_execbox"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir.path())
+            .env("EXECBOX_INSTANCE", format!("bench-{}", std::process::id()))
+            .env("EXECBOX_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting execbox serve");
+        let mut line = String::new();
+        let read = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
+        let mut server = Server { child, base: String::new(), _data_dir: data_dir };
+        match line.trim().strip_prefix("execbox listening on ") {
+            Some(url) if read.is_ok() => server.base = url.to_string(),
+            _ => panic!("execbox serve did not start (first stdout line: {line:?})"),
+        }
+        server
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM first, so the service removes its instance cgroup; SIGKILL if it lingers.
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn bare_python() -> Duration {
+    let t = Instant::now();
+    let status = Command::new(PYTHON).args(["-c", "pass"]).status().expect("spawning python3");
+    assert!(status.success(), "bare python3 failed: {status}");
+    t.elapsed()
+}
+
+/// One run through the API; returns the HTTP status and the time to the full answer.
+async fn api_python(client: &reqwest::Client, url: &str) -> (u16, Duration) {
+    let body = serde_json::json!({"language": "python", "code": "pass", "policy": "benchmark"});
+    let t = Instant::now();
+    let resp = client.post(url).json(&body).send().await.expect("POST /v1/execute");
+    let status = resp.status().as_u16();
+    let answer: serde_json::Value = resp.json().await.expect("a JSON answer");
+    let elapsed = t.elapsed();
+    if status == 200 {
+        assert_eq!(answer["status"], "ok", "run did not succeed: {answer}");
+    }
+    (status, elapsed)
+}
+
+/// The `p`th percentile (0..=100) of `samples`, nearest rank.
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    let i = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
+    samples[i]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn latency(rt: &tokio::runtime::Runtime, client: &reqwest::Client, url: &str, n: usize) {
+    let (mut bare, mut api) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..WARMUP + n {
+        // Alternate which goes first, so neither always runs right after the other.
+        let (b, a) = if i % 2 == 0 {
+            let b = bare_python();
+            (b, rt.block_on(api_python(client, url)))
+        } else {
+            let a = rt.block_on(api_python(client, url));
+            (bare_python(), a)
+        };
+        assert_eq!(a.0, 200, "POST /v1/execute answered {}", a.0);
+        if i >= WARMUP {
+            bare.push(b);
+            api.push(a.1);
+        }
+    }
+    let (bare_med, bare_p90) = (percentile(&mut bare, 50.0), percentile(&mut bare, 90.0));
+    let (api_med, api_p90) = (percentile(&mut api, 50.0), percentile(&mut api, 90.0));
+    println!("latency of python `pass`, {n} interleaved iterations after {WARMUP} warm-up:");
+    println!("  bare {PYTHON} -c pass   median {:7.2} ms   p90 {:7.2} ms", ms(bare_med), ms(bare_p90));
+    println!("  POST /v1/execute (local)      median {:7.2} ms   p90 {:7.2} ms", ms(api_med), ms(api_p90));
+    let ratio = api_med.as_secs_f64() / bare_med.as_secs_f64();
+    let verdict = if ratio <= TARGET_RATIO { "met" } else { "NOT met" };
+    println!("  ratio of medians (API / bare): {ratio:.2}   target <= {TARGET_RATIO}: {verdict}");
+}
+
+fn throughput(rt: &tokio::runtime::Runtime, client: &reqwest::Client, url: &str, concurrency: usize, total: usize) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let samples: Vec<(u16, Duration)> = rt.block_on(async {
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (client, url, next) = (client.clone(), url.to_string(), next.clone());
+                tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    while next.fetch_add(1, Ordering::SeqCst) < total {
+                        mine.push(api_python(&client, &url).await);
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let mut all = Vec::with_capacity(total);
+        for w in workers {
+            all.extend(w.await.expect("client task"));
+        }
+        all
+    });
+    let elapsed = started.elapsed();
+    let mut ok: Vec<Duration> = samples.iter().filter(|(s, _)| *s == 200).map(|(_, d)| *d).collect();
+    let rejected = samples.iter().filter(|(s, _)| *s == 429).count();
+    let other = samples.len() - ok.len() - rejected;
+    let (med, p99) = if ok.is_empty() { (Duration::ZERO, Duration::ZERO) } else { (percentile(&mut ok, 50.0), percentile(&mut ok, 99.0)) };
+    println!(
+        "  concurrency {concurrency:>2}: {total} runs in {:6.2} s = {:6.1} runs/s   median {:7.2} ms   p99 {:7.2} ms   429: {rejected}   other non-200: {other}",
+        elapsed.as_secs_f64(),
+        total as f64 / elapsed.as_secs_f64(),
+        ms(med),
+        ms(p99),
+    );
+}
+
+fn main() {
+    let n = env_usize("BENCH_N", 200);
+    let throughput_n = env_usize("BENCH_THROUGHPUT_N", 200);
+    let cpus = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    let server = Server::start();
+    let url = format!("{}/v1/execute", server.base);
+    println!("execbox bench: server {} on {cpus} CPUs", server.base);
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let client = reqwest::Client::new();
+
+    latency(&rt, &client, &url, n);
+    println!("throughput of python `pass`, {throughput_n} requests per level (policy benchmark):");
+    for concurrency in [2, 8, 32] {
+        throughput(&rt, &client, &url, concurrency, throughput_n);
+    }
+    drop(server);
+}
