@@ -243,8 +243,27 @@ fn exec_program(
     if let Err(e) = seccomp::install(filters) {
         die("seccomp", &e);
     }
-    let e = nix::unistd::execve(&argv[0], argv, envp).unwrap_err();
+    let program = resolve(&argv[0], spec);
+    let e = nix::unistd::execve(&program, argv, envp).unwrap_err();
     die(&format!("cannot run {}", argv[0].to_string_lossy()), &e)
+}
+
+/// A bare command name is looked up on the sandbox's PATH (from the spec's env), as a shell would.
+fn resolve(name: &CString, spec: &SandboxSpec) -> CString {
+    let bytes = name.as_bytes();
+    if bytes.contains(&b'/') {
+        return name.clone();
+    }
+    let path = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("/usr/bin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let candidate = format!("{dir}/{}", name.to_string_lossy());
+        if nix::unistd::access(candidate.as_str(), nix::unistd::AccessFlags::X_OK).is_ok() {
+            if let Ok(c) = CString::new(candidate) {
+                return c;
+            }
+        }
+    }
+    name.clone()
 }
 
 /// Copy `/work/<name>` to `<staging>/out/<name>`: no symlinks followed, regular files only,
