@@ -1,0 +1,25 @@
+# execbox runtime image for c and cpp, for machines that can pull from a registry.
+# Machines without a registry build the same tag offline: see build-offline.sh.
+#
+#   docker build -t execbox/gcc:bookworm - < images/gcc.Dockerfile
+#
+# The service starts containers with its own user (65534), a read-only root,
+# a tmpfs on /work and no network; this image only has to provide the tools.
+FROM gcc:12-bookworm
+
+LABEL execbox.image=gcc
+
+# The official image installs its gcc/g++ under /usr/local/bin; keep it first.
+ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# 65534 is Debian's nobody/nogroup; it is the sandbox user, no new account needed.
+# /work is an empty mount point (a tmpfs replaces it at run time); files arrive
+# by `tar -x -C /work`, so /usr/bin/tar must exist even on a non-merged-/usr base.
+RUN set -eux; \
+    getent passwd 65534 >/dev/null; getent group 65534 >/dev/null; \
+    [ -e /usr/bin/tar ] || ln -s /bin/tar /usr/bin/tar; \
+    install -d -o 65534 -g 65534 -m 0755 /work; \
+    for c in sh bash tar sleep gcc g++; do command -v "$c"; done; \
+    gcc --version; g++ --version
+
+WORKDIR /work

@@ -1,0 +1,24 @@
+# execbox runtime image for javascript, for machines that can pull from a registry.
+# Machines without a registry build the same tag offline: see build-offline.sh.
+#
+#   docker build -t execbox/node:bookworm - < images/node.Dockerfile
+#
+# The service starts containers with its own user (65534), a read-only root,
+# a tmpfs on /work and no network; this image only has to provide the tools.
+FROM node:20-bookworm-slim
+
+LABEL execbox.image=node
+
+ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
+
+# 65534 is Debian's nobody/nogroup; it is the sandbox user, no new account needed.
+# /work is an empty mount point (a tmpfs replaces it at run time); files arrive
+# by `tar -x -C /work`, so /usr/bin/tar must exist even on a non-merged-/usr base.
+RUN set -eux; \
+    getent passwd 65534 >/dev/null; getent group 65534 >/dev/null; \
+    [ -e /usr/bin/tar ] || ln -s /bin/tar /usr/bin/tar; \
+    install -d -o 65534 -g 65534 -m 0755 /work; \
+    for c in sh bash tar sleep node; do command -v "$c"; done; \
+    node --version
+
+WORKDIR /work
