@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use crate::admission::Admission;
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::exec::docker::{DockerConfig, DockerExecutor};
 use crate::exec::local::{LocalConfig, LocalExecutor};
 use crate::exec::runtime::RuntimeTable;
 use crate::exec::Executor;
@@ -39,6 +40,24 @@ pub fn local_config(cfg: &Config, instance: &str) -> anyhow::Result<LocalConfig>
     })
 }
 
+/// The docker executor, connected and probed; not ready (never fatal) when the engine is away.
+pub async fn build_docker(cfg: &Config, instance: &str, policies: &PolicySet) -> DockerExecutor {
+    let d = DockerExecutor::new(DockerConfig {
+        instance: instance.to_string(),
+        pool_per_shape: cfg.docker.pool_per_shape,
+        pool_max_total: cfg.docker.pool_max_total,
+        cpus: cfg.docker.cpus,
+    })
+    .await;
+    for (lang, outcome) in d.probe(policies).await {
+        match outcome {
+            Ok(v) => tracing::info!(executor = "docker", language = %lang, version = %v, "runtime available"),
+            Err(e) => tracing::warn!(executor = "docker", language = %lang, error = %e, "runtime not available"),
+        }
+    }
+    d
+}
+
 pub fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
     Ok(match &cfg.policies {
         Some(dir) => PolicySet::load_dir(dir)?,
@@ -62,8 +81,8 @@ impl Application {
             tracing::warn!(listen = %cfg.listen, "listening on a non-loopback address without authentication");
         }
         let policies = load_policies(&cfg)?;
-        let lock = lock_instance(&cfg.data_dir, &cfg.instance)?;
-        let local = Arc::new(LocalExecutor::new(local_config(&cfg, &cfg.instance)?).context("starting the local executor")?);
+        let lock = lock_instance(&cfg.data_dir, cfg.instance())?;
+        let local = Arc::new(LocalExecutor::new(local_config(&cfg, cfg.instance())?).context("starting the local executor")?);
         for (lang, outcome) in local.probe(None).await {
             match outcome {
                 Ok(v) => tracing::info!(language = %lang, version = %v, "runtime available"),
@@ -75,11 +94,19 @@ impl Application {
         }
         let mut executors: HashMap<&'static str, Arc<dyn Executor>> = HashMap::new();
         executors.insert("local", local.clone());
+        let docker = match cfg.docker.enabled {
+            true => Some(Arc::new(build_docker(&cfg, cfg.instance(), &policies).await)),
+            false => None,
+        };
+        if let Some(d) = &docker {
+            executors.insert("docker", d.clone());
+        }
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
         let state = Arc::new(AppState {
             policies,
             runtimes: RuntimeTable::embedded(),
             local,
+            docker,
             executors,
             admission: Arc::new(Admission::new(cfg.max_concurrent(), cfg.max_queued_runs)),
             metrics: api::metrics::Metrics::new(),
@@ -96,6 +123,9 @@ impl Application {
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         // Connections are drained, so every run has returned and cleaned up after itself.
         self.state.local.shutdown();
+        if let Some(d) = &self.state.docker {
+            d.shutdown().await;
+        }
         tracing::info!("stopped");
         Ok(())
     }

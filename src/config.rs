@@ -15,8 +15,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A directory of policy TOML files; the embedded `policies/` when unset.
     pub policies: Option<PathBuf>,
-    /// Names this service's cgroups and staging dirs, so a restart can sweep what it left.
-    pub instance: String,
+    /// Names this service's cgroups, containers and staging dirs, so a restart can sweep what
+    /// it left. Derived from the data dir when unset, so two services on two data dirs never
+    /// sweep each other's runs.
+    pub instance: Option<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
     /// Runs executing at once; 0 means the number of CPUs.
@@ -24,6 +26,20 @@ pub struct Config {
     /// Runs waiting for a slot; beyond it requests are answered 429.
     pub max_queued_runs: usize,
     pub local: LocalSettings,
+    pub docker: DockerSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DockerSettings {
+    /// Offer the docker executor (it is reported not ready when the engine is unreachable).
+    pub enabled: bool,
+    /// Started containers kept waiting per (image, limits) shape.
+    pub pool_per_shape: usize,
+    /// Started containers kept waiting overall.
+    pub pool_max_total: usize,
+    /// CPUs each sandbox container may use (CPU quota).
+    pub cpus: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -44,11 +60,12 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             data_dir: default_data_dir(),
             policies: None,
-            instance: "default".into(),
+            instance: None,
             max_body_bytes: 10 << 20,
             max_concurrent_runs: 0,
             max_queued_runs: 64,
             local: LocalSettings { sandbox_uid: 65534, sandbox_gid: 65534, allow_degraded: false, helper: None },
+            docker: DockerSettings { enabled: true, pool_per_shape: 2, pool_max_total: 8, cpus: 1.0 },
         }
     }
 }
@@ -75,15 +92,31 @@ impl Config {
         }
         fig = fig.merge(Env::prefixed("EXECBOX_").ignore(&["CONFIG", "LOG"]).split("__")).merge(Serialized::defaults(flags));
         let mut cfg: Config = fig.extract().map_err(|e| format!("invalid configuration: {e}"))?;
+        if cfg.instance.is_none() {
+            let dir = std::path::absolute(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
+            cfg.instance = Some(format!("d{:08x}", fnv1a(dir.to_string_lossy().as_bytes()) as u32));
+        }
+        if let Some(bad) = cfg.instance.as_deref().filter(|i| i.is_empty() || !i.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
+            return Err(format!("instance \"{bad}\" must be non-empty letters, digits, - or _"));
+        }
         if cfg.max_concurrent_runs == 0 {
             cfg.max_concurrent_runs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         }
         Ok(cfg)
     }
 
+    pub fn instance(&self) -> &str {
+        self.instance.as_deref().expect("set by Config::load")
+    }
+
     pub fn max_concurrent(&self) -> usize {
         self.max_concurrent_runs.max(1)
     }
+}
+
+/// A hash that stays the same across Rust releases (the instance name must survive upgrades).
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// `/var/lib/execbox` for root, `$XDG_STATE_HOME/execbox` (or `~/.local/state/execbox`) otherwise.

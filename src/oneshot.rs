@@ -66,7 +66,7 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
     let id = uuid::Uuid::new_v4().to_string();
     let (job, _executor) = req.into_job(id, &policies, &RuntimeTable::embedded()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let instance = format!("cli-{}", std::process::id());
-    let _lock = lock_instance(&cfg.data_dir, &instance)?;
+    let lock = lock_instance(&cfg.data_dir, &instance)?;
     let local = LocalExecutor::new(local_config(&cfg, &instance)?)?;
     let probe = local.probe(Some(&job.runtime.language)).await;
     if let Some((lang, Err(e))) = probe.into_iter().next() {
@@ -75,6 +75,9 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
     }
     let result = local.run(&job).await;
     local.shutdown();
+    // This instance name is ours alone: its lock file has no one left to protect.
+    let _ = std::fs::remove_file(cfg.data_dir.join(format!("{instance}.lock")));
+    drop(lock);
     let r = result?;
     if let Some(c) = &r.compile {
         if r.status == Status::CompileError {

@@ -24,11 +24,19 @@ pub async fn execute(
     let executor = state.executors.get(executor_name.as_str()).cloned().ok_or_else(|| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", format!("executor {executor_name} is not running in this service"))
     })?;
-    if executor_name == "local" && !state.local.available().contains_key(&job.runtime.language) {
+    let ready = executor.readiness();
+    if !ready.ready {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "executor_unavailable",
+            format!("the {executor_name} executor is not ready: {}; see GET /readyz", ready.detail),
+        ));
+    }
+    if !executor.runtimes().contains_key(&job.runtime.language) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "runtime_unavailable",
-            format!("{} did not pass its start-up probe on the local executor; see GET /v1/runtimes and /readyz", job.runtime.language),
+            format!("{} did not pass its start-up probe on the {executor_name} executor; see GET /v1/runtimes and /readyz", job.runtime.language),
         ));
     }
 

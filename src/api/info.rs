@@ -12,14 +12,29 @@ use super::AppState;
 
 /// Only what passed its start-up probe is listed.
 pub async fn runtimes(State(s): State<Arc<AppState>>) -> Json<Value> {
-    let available = s.local.available();
+    let mut names: Vec<&&str> = s.executors.keys().collect();
+    names.sort();
     let list: Vec<Value> = s
         .runtimes
         .runtimes
         .iter()
         .filter_map(|r| {
-            let version = available.get(&r.language)?;
-            Some(json!({"language": r.language, "aliases": r.aliases, "version": version, "executors": ["local"]}))
+            let mut executors = Vec::new();
+            let mut versions = serde_json::Map::new();
+            let mut image = None;
+            for name in &names {
+                let e = &s.executors[**name];
+                if let Some(v) = e.runtimes().get(&r.language) {
+                    executors.push(name.to_string());
+                    versions.insert(name.to_string(), json!(v));
+                    image = image.or(e.image(&r.language));
+                }
+            }
+            let version = versions.get("local").or(versions.values().next())?.clone();
+            Some(json!({
+                "language": r.language, "aliases": r.aliases, "version": version,
+                "versions": versions, "executors": executors, "image": image,
+            }))
         })
         .collect();
     Json(json!({ "runtimes": list }))
@@ -36,17 +51,18 @@ pub async fn healthz() -> Json<Value> {
 
 pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     let mut executors = serde_json::Map::new();
-    let mut ready = true;
+    // Ready while any executor can take runs; each one's own state is in the body.
+    let mut ready = false;
     for (name, e) in &s.executors {
         let r = e.readiness();
-        ready &= r.ready;
+        ready |= r.ready;
         executors.insert(name.to_string(), serde_json::to_value(r).unwrap_or_default());
     }
     if ready {
         Json(json!({"ready": true, "executors": executors})).into_response()
     } else {
         let body = json!({
-            "error": {"code": "not_ready", "message": "an executor is not ready; see executors for which and why"},
+            "error": {"code": "not_ready", "message": "no executor is ready; see executors for why"},
             "ready": false,
             "executors": executors,
         });

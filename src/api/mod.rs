@@ -16,6 +16,7 @@ use axum::Router;
 pub use error::ApiError;
 
 use crate::admission::Admission;
+use crate::exec::docker::DockerExecutor;
 use crate::exec::local::LocalExecutor;
 use crate::exec::runtime::RuntimeTable;
 use crate::exec::Executor;
@@ -26,6 +27,7 @@ pub struct AppState {
     pub policies: PolicySet,
     pub runtimes: RuntimeTable,
     pub local: Arc<LocalExecutor>,
+    pub docker: Option<Arc<DockerExecutor>>,
     pub executors: HashMap<&'static str, Arc<dyn Executor>>,
     pub admission: Arc<Admission>,
     pub metrics: metrics::Metrics,

@@ -4,6 +4,7 @@
 //! A timeout, an OOM or a truncated stream is a *status in the result*; `Err(ExecError)` means the
 //! service itself could not run the job.
 
+pub mod docker;
 pub mod local;
 pub mod request;
 pub mod runtime;
@@ -124,6 +125,8 @@ pub struct Job {
     pub compile_limits: Limits,
     /// RLIMIT_NOFILE, from the policy.
     pub open_files: u64,
+    /// The OCI runtime the policy asks the docker executor for (e.g. `runsc`).
+    pub docker_runtime: Option<String>,
     pub code: String,
     pub files: Vec<JobFile>,
     pub stdin: Vec<u8>,
@@ -156,6 +159,12 @@ pub trait Executor: Send + Sync {
     fn name(&self) -> &'static str;
     fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>>;
     fn readiness(&self) -> Readiness;
+    /// Languages that passed this executor's start-up probe, with their versions.
+    fn runtimes(&self) -> std::collections::HashMap<String, String>;
+    /// The container image behind a language, for executors that have one.
+    fn image(&self, _language: &str) -> Option<String> {
+        None
+    }
 }
 
 /// Signal number to its conventional name (`9` → `"SIGKILL"`).

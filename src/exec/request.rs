@@ -12,7 +12,7 @@ use super::{Job, JobFile};
 use crate::policy::{LimitOverrides, PolicySet};
 
 /// Executors this build knows about.
-pub const KNOWN_EXECUTORS: &[&str] = &["local"];
+pub const KNOWN_EXECUTORS: &[&str] = &["local", "docker"];
 
 const MAX_FILES: usize = 1000;
 const MAX_PATH_LEN: usize = 1024;
@@ -180,6 +180,7 @@ impl ExecuteRequest {
             limits,
             compile_limits: policy.compile,
             open_files: policy.open_files,
+            docker_runtime: policy.docker_runtime.clone(),
             code: self.code,
             files,
             stdin: self.stdin.into_bytes(),

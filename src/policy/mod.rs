@@ -14,7 +14,7 @@ const EMBEDDED: &[(&str, &str)] = &[
 ];
 
 /// Every limit a run is held to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub wall_time_ms: u64,
@@ -54,6 +54,9 @@ pub struct Policy {
     pub network: NetworkMode,
     /// RLIMIT_NOFILE of the sandboxed program.
     pub open_files: u64,
+    /// For the docker executor: an OCI runtime other than the engine's default (e.g. "runsc").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_runtime: Option<String>,
     pub defaults: Limits,
     pub maxima: Limits,
     /// Limits of the compile step of compiled languages (not overridable by a request).

@@ -4,10 +4,9 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn python_result_has_the_exact_contract_shape() {
-    let app = spawn_app();
-    let r = app.run(json!({"language": "python", "code": "import sys\nprint('out')\nprint('err', file=sys.stderr)"})).await;
+async fn python_result_has_the_exact_contract_shape(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
+    let r = app.run(json!({"executor": ex, "language": "python", "code": "import sys\nprint('out')\nprint('err', file=sys.stderr)"})).await;
     let mut keys: Vec<&str> = r.as_object().unwrap().keys().map(String::as_str).collect();
     keys.sort();
     assert_eq!(
@@ -21,7 +20,7 @@ async fn python_result_has_the_exact_contract_shape() {
     assert_eq!(r["stderr"], "err\n");
     assert_eq!(r["stdout_truncated"], false);
     assert_eq!(r["compile"], json!(null));
-    assert_eq!(r["executor"], "local");
+    assert_eq!(r["executor"], ex);
     assert_eq!(r["policy"], "default");
     assert_eq!(r["language"], "python");
     assert!(s(&r, "runtime_version").starts_with("Python 3."), "{r}");
@@ -30,9 +29,8 @@ async fn python_result_has_the_exact_contract_shape() {
     assert_eq!(usage, ["cpu_time_ms", "peak_memory_bytes", "wall_time_ms"]);
 }
 
-#[tokio::test]
-async fn every_language_and_alias_runs_with_stdin_and_args() {
-    let app = spawn_app();
+async fn every_language_and_alias_runs_with_stdin_and_args(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
     let programs = [
         ("py", "import sys\nprint(input() + sys.argv[1])"),
         ("python3", "import sys\nprint(input() + sys.argv[1])"),
@@ -46,7 +44,7 @@ async fn every_language_and_alias_runs_with_stdin_and_args() {
         ("c++", "#include <iostream>\nint main(int c,char**v){std::string s;std::cin>>s;std::cout<<s<<v[1]<<std::endl;}"),
     ];
     for (lang, code) in programs {
-        let r = app.run(json!({"language": lang, "code": code, "stdin": "hello\n", "args": ["-world"]})).await;
+        let r = app.run(json!({"executor": ex, "language": lang, "code": code, "stdin": "hello\n", "args": ["-world"]})).await;
         assert_eq!((r["status"].as_str(), r["stdout"].as_str()), (Some("ok"), Some("hello-world\n")), "{lang}: {r}");
         let compiled = matches!(lang, "c" | "cpp" | "c++");
         assert_eq!(r["compile"].is_object(), compiled, "{lang}: {r}");
@@ -57,24 +55,21 @@ async fn every_language_and_alias_runs_with_stdin_and_args() {
     }
 }
 
-#[tokio::test]
-async fn non_zero_exit_is_error_with_the_code() {
-    let app = spawn_app();
-    let r = app.run(json!({"language": "bash", "code": "echo bye; exit 3"})).await;
+async fn non_zero_exit_is_error_with_the_code(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
+    let r = app.run(json!({"executor": ex, "language": "bash", "code": "echo bye; exit 3"})).await;
     assert_eq!((r["status"].as_str(), r["exit_code"].as_i64(), r["stdout"].as_str()), (Some("error"), Some(3), Some("bye\n")));
 }
 
-#[tokio::test]
-async fn a_signal_is_killed_with_its_name() {
-    let app = spawn_app();
-    let r = app.run(json!({"language": "c", "code": "int main(){ volatile int *p = 0; return *p; }"})).await;
+async fn a_signal_is_killed_with_its_name(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
+    let r = app.run(json!({"executor": ex, "language": "c", "code": "int main(){ volatile int *p = 0; return *p; }"})).await;
     assert_eq!((r["status"].as_str(), r["signal"].as_str(), r["exit_code"].as_i64()), (Some("killed"), Some("SIGSEGV"), None), "{r}");
 }
 
-#[tokio::test]
-async fn compile_error_runs_nothing_and_reports_the_compiler() {
-    let app = spawn_app();
-    let r = app.run(json!({"language": "c", "code": "int main(){ return undefined_thing; }"})).await;
+async fn compile_error_runs_nothing_and_reports_the_compiler(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
+    let r = app.run(json!({"executor": ex, "language": "c", "code": "int main(){ return undefined_thing; }"})).await;
     assert_eq!(r["status"], "compile_error");
     assert_eq!(r["exit_code"], json!(null));
     assert_eq!(r["compile"]["status"], "error");
@@ -83,11 +78,11 @@ async fn compile_error_runs_nothing_and_reports_the_compiler() {
     assert_eq!(r["stdout"], "");
 }
 
-#[tokio::test]
-async fn files_sit_beside_the_main_program() {
-    let app = spawn_app();
+async fn files_sit_beside_the_main_program(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
     let r = app
         .run(json!({
+            "executor": ex,
             "language": "python",
             "code": "from pkg.helper import greet\nprint(greet(), open('data.bin','rb').read())",
             "files": [
@@ -100,11 +95,10 @@ async fn files_sit_beside_the_main_program() {
     assert_eq!(r["stdout"], "hi b'\\x00\\x01\\x02\\xff'\n", "{r}");
 }
 
-#[tokio::test]
-async fn only_the_requests_env_reaches_the_program() {
-    let app = spawn_app();
+async fn only_the_requests_env_reaches_the_program(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
     let r = app
-        .run(json!({"language": "python", "code": "import os\nprint(sorted(os.environ.items()))", "env": {"FOO": "bar", "HOME": "/work/home"}}))
+        .run(json!({"executor": ex, "language": "python", "code": "import os\nprint(sorted(os.environ.items()))", "env": {"FOO": "bar", "HOME": "/work/home"}}))
         .await;
     assert_eq!(
         r["stdout"],
@@ -113,11 +107,10 @@ async fn only_the_requests_env_reaches_the_program() {
     assert!(!r.to_string().contains(SERVICE_SECRET));
 }
 
-#[tokio::test]
-async fn usage_is_reported_from_the_cgroup() {
-    let app = spawn_app();
+async fn usage_is_reported_from_the_cgroup(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
     let code = "import time\nx = bytearray(80 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass";
-    let r = app.run(json!({"language": "python", "code": code})).await;
+    let r = app.run(json!({"executor": ex, "language": "python", "code": code})).await;
     assert_eq!(r["status"], "ok");
     let u = &r["usage"];
     assert!(u["cpu_time_ms"].as_u64().unwrap() >= 400, "{u}");
@@ -134,12 +127,21 @@ async fn runtimes_lists_what_was_probed() {
     let mut langs: Vec<&str> = list.iter().map(|r| r["language"].as_str().unwrap()).collect();
     langs.sort();
     assert_eq!(langs, ["bash", "c", "cpp", "javascript", "python"]);
+    let docker_ready = app.get("/readyz").await.1["executors"]["docker"]["ready"] == true;
     for r in list {
-        assert_eq!(r["executors"], json!(["local"]));
+        let expected = if docker_ready { json!(["docker", "local"]) } else { json!(["local"]) };
+        assert_eq!(r["executors"], expected, "{r}");
         assert!(!s(r, "version").is_empty());
+        assert_eq!(r["versions"]["local"], r["version"]);
+        if docker_ready {
+            assert!(s(r, "image").starts_with("execbox/"), "{r}");
+        }
     }
     let py = list.iter().find(|r| r["language"] == "python").unwrap();
     assert_eq!(py["aliases"], json!(["py", "python3"]));
+    if docker_ready {
+        assert_eq!(py["image"], "execbox/python:bookworm");
+    }
 }
 
 #[tokio::test]
@@ -178,3 +180,5 @@ async fn health_readiness_and_metrics() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
 }
+
+on_both_executors!(python_result_has_the_exact_contract_shape, every_language_and_alias_runs_with_stdin_and_args, non_zero_exit_is_error_with_the_code, a_signal_is_killed_with_its_name, compile_error_runs_nothing_and_reports_the_compiler, files_sit_beside_the_main_program, only_the_requests_env_reaches_the_program, usage_is_reported_from_the_cgroup);

@@ -94,15 +94,24 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    /// A graceful stop, so the service removes its cgroups and containers; SIGKILL after 10 s.
     fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM);
+        for _ in 0..200 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
+/// A client per call: every #[tokio::test] has its own runtime, and a pooled connection must not
+/// outlive the runtime that opened it.
 pub fn client() -> reqwest::Client {
-    static C: OnceLock<reqwest::Client> = OnceLock::new();
-    C.get_or_init(|| reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()).clone()
+    reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
 }
 
 /// The shared service of this test binary. Started from a thread that lives as long as the
@@ -114,8 +123,6 @@ pub fn spawn_app() -> &'static TestApp {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let app: &'static TestApp = Box::leak(Box::new(TestApp::start(&format!("test-{}", std::process::id()), &[])));
-            // SAFETY-free: prctl on the server child is not available here; instead this thread
-            // never exits and the child is killed by the PDEATHSIG set below via /proc.
             tx.send(app).unwrap();
             loop {
                 std::thread::park();
@@ -131,7 +138,7 @@ pub fn spawn_app() -> &'static TestApp {
 /// a watchdog process waits for our pid to vanish, then kills the server.
 fn kill_with_test_process(server: i32) {
     let me = std::process::id();
-    let script = format!("while kill -0 {me} 2>/dev/null; do sleep 0.2; done; kill -9 {server} 2>/dev/null");
+    let script = format!("while kill -0 {me} 2>/dev/null; do sleep 0.2; done; kill -TERM {server} 2>/dev/null; sleep 10; kill -9 {server} 2>/dev/null");
     Command::new("/bin/sh").args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
 }
 
@@ -184,3 +191,32 @@ pub fn token() -> String {
 pub fn s(v: &Value, k: &str) -> String {
     v[k].as_str().unwrap_or_else(|| panic!("{k} is not a string in {v}")).to_string()
 }
+
+/// The shared service, if `executor` is ready on it. The docker executor needs the engine and
+/// the images (`images/build.sh`); in CI its absence is a failure, elsewhere a loud skip.
+pub async fn app_for(executor: &str) -> Option<&'static TestApp> {
+    let app = spawn_app();
+    let (_, ready) = app.get("/readyz").await;
+    if ready["executors"][executor]["ready"] == true {
+        return Some(app);
+    }
+    let why = ready["executors"][executor]["detail"].to_string();
+    if std::env::var_os("CI").is_some() {
+        panic!("the {executor} executor is not ready in CI: {why}");
+    }
+    eprintln!("\n!!! SKIPPING a {executor} test: the executor is not ready here ({why}) !!!\n");
+    None
+}
+
+/// Generate one test per executor for each named `async fn name(executor: &str)`.
+macro_rules! on_both_executors {
+    ($($name:ident),* $(,)?) => {
+        mod local {
+            $( #[tokio::test] async fn $name() { super::$name("local").await } )*
+        }
+        mod docker {
+            $( #[tokio::test] async fn $name() { super::$name("docker").await } )*
+        }
+    };
+}
+pub(crate) use on_both_executors;

@@ -248,14 +248,14 @@ fn exec_program(
     die(&format!("cannot run {}", argv[0].to_string_lossy()), &e)
 }
 
-/// A bare command name is looked up on the sandbox's PATH (from the spec's env), as a shell would.
+/// A bare command name is looked up on the runtime table's PATH, as a shell would; a request's
+/// own `PATH` applies to what the program runs, not to which interpreter runs it.
 fn resolve(name: &CString, spec: &SandboxSpec) -> CString {
     let bytes = name.as_bytes();
     if bytes.contains(&b'/') {
         return name.clone();
     }
-    let path = spec.env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.as_str()).unwrap_or("/usr/bin:/bin");
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
+    for dir in spec.path.split(':').filter(|d| !d.is_empty()) {
         let candidate = format!("{dir}/{}", name.to_string_lossy());
         if nix::unistd::access(candidate.as_str(), nix::unistd::AccessFlags::X_OK).is_ok() {
             if let Ok(c) = CString::new(candidate) {
@@ -269,7 +269,7 @@ fn resolve(name: &CString, spec: &SandboxSpec) -> CString {
 /// Copy `/work/<name>` to `<staging>/out/<name>`: no symlinks followed, regular files only,
 /// at most `max` bytes (the program may have replaced the artifact with anything).
 fn collect(staging_fd: &OwnedFd, name: &str, max: u64) -> bool {
-    let Ok(src) = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(PathBuf::from("/work").join(name)) else {
+    let Ok(src) = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(PathBuf::from("/work").join(name)) else {
         return false;
     };
     match src.metadata() {

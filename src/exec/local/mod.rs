@@ -65,28 +65,45 @@ struct Step<'a> {
 struct StepOutcome {
     result: StepResult,
     collected: Option<PathBuf>,
-    _dir: StagingGuard,
+    guard: StagingGuard,
 }
 
 /// Removes a step's staging directory and cgroup however the step ends (even if the future
 /// running it is dropped).
 struct StagingGuard {
-    dir: PathBuf,
+    dir: Option<PathBuf>,
     cgroup: Option<Box<dyn RunCgroup>>,
 }
 
-impl Drop for StagingGuard {
-    fn drop(&mut self) {
-        if let Some(cg) = &self.cgroup {
+impl StagingGuard {
+    /// Kill what is left, remove the cgroup and the staging dir. Idempotent.
+    fn cleanup(&mut self) {
+        if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.destroy() {
                 tracing::warn!(error = %e, "could not remove run cgroup");
             }
         }
-        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove staging dir");
+        if let Some(dir) = self.dir.take() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(dir = %dir.display(), error = %e, "could not remove staging dir");
+                }
             }
         }
+    }
+
+    /// Clean up on the blocking pool (cgroup removal may sleep between retries), and only
+    /// then let the run's answer go out.
+    async fn finish(mut self) {
+        let mut this = StagingGuard { dir: self.dir.take(), cgroup: self.cgroup.take() };
+        let _ = tokio::task::spawn_blocking(move || this.cleanup()).await;
+    }
+}
+
+impl Drop for StagingGuard {
+    /// Only reached with work left when a run is cancelled or fails half-way.
+    fn drop(&mut self) {
+        self.cleanup();
     }
 }
 
@@ -149,11 +166,16 @@ impl LocalExecutor {
                 collect: None,
             };
             let outcome = match self.step(step).await {
-                Ok(o) if o.result.status == Status::Ok => {
-                    let text = format!("{}\n{}", o.result.stdout, o.result.stderr);
-                    Ok(text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown").to_string())
+                Ok(o) => {
+                    let r = o.result.clone();
+                    o.guard.finish().await;
+                    if r.status == Status::Ok {
+                        let text = format!("{}\n{}", r.stdout, r.stderr);
+                        Ok(text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown").to_string())
+                    } else {
+                        Err(format!("{} ended with {}: {}", rt.version.join(" "), r.status.as_str(), r.stderr.trim()))
+                    }
                 }
-                Ok(o) => Err(format!("{} ended with {}: {}", rt.version.join(" "), o.result.status.as_str(), o.result.stderr.trim())),
                 Err(e) => Err(e.to_string()),
             };
             if let Ok(v) = &outcome {
@@ -202,7 +224,7 @@ impl LocalExecutor {
         }
         let mut compile = None;
         let mut artifact = None;
-        let _compile_outcome;
+        let mut compile_outcome = None;
         if let (Some(cmd), Some(name)) = (&rt.compile, &rt.artifact) {
             let o = self
                 .step(Step {
@@ -221,19 +243,11 @@ impl LocalExecutor {
             match (&o.result.status, &o.collected) {
                 (Status::Ok, Some(path)) => artifact = Some((name.as_str(), path.clone())),
                 _ => {
-                    return Ok(self.result(job, version, compile, StepResult {
-                        status: Status::CompileError,
-                        exit_code: None,
-                        signal: None,
-                        stdout: String::new(),
-                        stderr: String::new(),
-                        stdout_truncated: false,
-                        stderr_truncated: false,
-                        usage: Usage::default(),
-                    }))
+                    o.guard.finish().await;
+                    return Ok(self.result(job, version, compile, StepResult::compile_failed()));
                 }
             }
-            _compile_outcome = o; // keeps the artifact on disk until the run step has staged it
+            compile_outcome = Some(o); // keeps the artifact on disk until the run step has staged it
         }
         let mut argv = rt.run.clone();
         argv.extend(job.args.iter().cloned());
@@ -249,7 +263,12 @@ impl LocalExecutor {
                 open_files: job.open_files,
                 collect: None,
             })
-            .await?;
+            .await;
+        if let Some(o) = compile_outcome {
+            o.guard.finish().await;
+        }
+        let run = run?;
+        run.guard.finish().await;
         Ok(self.result(job, version, compile, run.result))
     }
 
@@ -275,7 +294,7 @@ impl LocalExecutor {
     /// Stage, sandbox, wait (owning the deadline), collect.
     async fn step(&self, step: Step<'_>) -> Result<StepOutcome, ExecError> {
         let dir = self.cfg.staging_root.join(&step.id);
-        let mut guard = StagingGuard { dir: dir.clone(), cgroup: None };
+        let mut guard = StagingGuard { dir: Some(dir.clone()), cgroup: None };
         let io = |what: &str| {
             let what = format!("{what} in {}", dir.display());
             move |e| ExecError::Io(what, e)
@@ -301,6 +320,7 @@ impl LocalExecutor {
         let sandbox_spec = SandboxSpec {
             argv: step.argv,
             env: step.env,
+            path: self.table.sandbox.path.clone(),
             uid: self.cfg.sandbox_uid,
             gid: self.cfg.sandbox_gid,
             user_namespace: self.user_namespace,
@@ -402,7 +422,7 @@ impl LocalExecutor {
             stderr_truncated: stderr.truncated,
             usage,
         };
-        Ok(StepOutcome { result, collected, _dir: guard })
+        Ok(StepOutcome { result, collected, guard })
     }
 }
 
@@ -413,6 +433,10 @@ impl Executor for LocalExecutor {
 
     fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>> {
         Box::pin(self.run_job(job))
+    }
+
+    fn runtimes(&self) -> HashMap<String, String> {
+        self.available()
     }
 
     fn readiness(&self) -> Readiness {

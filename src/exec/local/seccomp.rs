@@ -1,7 +1,8 @@
 //! The sandbox's seccomp filters. The rules are data (`seccomp.json`, seccompiler's format, in
 //! firecracker's style); this module compiles them for the running architecture and installs
-//! them, plus a hand-written guard that refuses x32 system calls on x86_64 (seccompiler matches
-//! syscall numbers only, and x32 numbers would otherwise slip past every rule).
+//! them, plus a hand-written guard that kills a process making x32 system calls on x86_64
+//! (seccompiler matches syscall numbers only, and x32 numbers would otherwise slip past every
+//! rule; libseccomp, behind the docker executor's profile, kills foreign ABIs the same way).
 
 use seccompiler::{BpfProgram, TargetArch};
 
@@ -35,7 +36,7 @@ fn x32_guard() -> Option<BpfProgram> {
     const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     const RET_ALLOW: u32 = 0x7fff_0000;
-    const RET_ERRNO_ENOSYS: u32 = 0x0005_0000 | libc::ENOSYS as u32;
+    const RET_KILL_PROCESS: u32 = 0x8000_0000;
     let ld = |k| sock_filter { code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, jt: 0, jf: 0, k };
     let jeq = |k, jt, jf| sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt, jf, k };
     let jge = |k, jt, jf| sock_filter { code: (libc::BPF_JMP | libc::BPF_JGE | libc::BPF_K) as u16, jt, jf, k };
@@ -45,7 +46,7 @@ fn x32_guard() -> Option<BpfProgram> {
         jeq(AUDIT_ARCH_X86_64, 0, 3),        // other arches: allow (the deny filter kills them)
         ld(0),                               // seccomp_data.nr
         jge(X32_SYSCALL_BIT, 0, 1),
-        ret(RET_ERRNO_ENOSYS),
+        ret(RET_KILL_PROCESS),
         ret(RET_ALLOW),
     ])
 }

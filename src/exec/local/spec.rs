@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub struct SandboxSpec {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Where a bare command name is looked up (the runtime table's PATH, never the request's).
+    pub path: String,
     /// Identity of the program; ignored (stays 0 inside the namespace) when `user_namespace`.
     pub uid: u32,
     pub gid: u32,

@@ -1,0 +1,117 @@
+//! How a sandbox container is made: every hardening option in one place, and the labels that let
+//! a later start find what an earlier instance left behind.
+
+use std::collections::HashMap;
+
+use bollard::models::{ContainerCreateBody, HostConfig, ResourcesUlimits};
+use bollard::query_parameters::{ListContainersOptions, RemoveContainerOptions};
+use bollard::Docker;
+
+use crate::policy::Limits;
+
+/// Label keys, all under the `execbox.` prefix.
+pub const LABEL_INSTANCE: &str = "execbox.instance";
+pub const LABEL_SHAPE: &str = "execbox.shape";
+pub const LABEL_MANAGED: &str = "execbox.managed";
+
+/// The uid:gid programs run as (no name needed: the images need not have it in /etc/passwd).
+pub const SANDBOX_USER: &str = "65534:65534";
+
+/// The container's init and its waiting process run as another unprivileged uid, so a program
+/// that signals everything it can (`kill -1`) cannot take its own container down mid-run.
+const WAITER_USER: &str = "65533:65533";
+
+/// What a container is made for: containers of one shape are interchangeable in the pool.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub image: String,
+    pub limits: Limits,
+    pub open_files: u64,
+    /// An OCI runtime other than the engine's default (e.g. `runsc`).
+    pub runtime: Option<String>,
+    /// CPU quota in billionths of a CPU.
+    pub nano_cpus: i64,
+}
+
+impl Shape {
+    /// A short stable name for labels and logs.
+    pub fn key(&self) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.hash(&mut h);
+        format!("{:016x}", h.finish())
+    }
+}
+
+/// The create body: no network, read-only root, size-limited tmpfs /work and /tmp, all
+/// capabilities dropped, no-new-privileges, an init, a non-root user, memory = memory+swap,
+/// CPU quota, pids limit, ulimits. The main process only waits; programs arrive by exec.
+pub fn create_body(shape: &Shape, instance: &str) -> ContainerCreateBody {
+    let l = &shape.limits;
+    let mem = l.memory_bytes as i64;
+    let cpu_secs = l.cpu_time_ms.div_ceil(1000).max(1) as i64;
+    let ulimit = |name: &str, soft: i64, hard: i64| ResourcesUlimits { name: Some(name.into()), soft: Some(soft), hard: Some(hard) };
+    let tmpfs = |mode: &str| format!("rw,exec,nosuid,nodev,size={},uid=65534,gid=65534,mode={mode}", l.disk_bytes);
+    let host = HostConfig {
+        network_mode: Some("none".into()),
+        memory: Some(mem),
+        memory_swap: Some(mem),
+        nano_cpus: Some(shape.nano_cpus),
+        pids_limit: Some(l.pids as i64 + 2), // + the container's init and its waiting process
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([("/work".to_string(), tmpfs("0755")), ("/tmp".to_string(), tmpfs("1777"))])),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into(), format!("seccomp={}", super::seccomp_profile::profile())]),
+        init: Some(true),
+        ulimits: Some(vec![
+            ulimit("nofile", shape.open_files as i64, shape.open_files as i64),
+            ulimit("fsize", l.disk_bytes as i64, l.disk_bytes as i64),
+            ulimit("core", 0, 0),
+            ulimit("cpu", cpu_secs, cpu_secs + 1),
+        ]),
+        runtime: shape.runtime.clone(),
+        ipc_mode: Some("private".into()),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(shape.image.clone()),
+        cmd: Some(vec!["sleep".into(), "infinity".into()]),
+        user: Some(WAITER_USER.into()),
+        working_dir: Some("/work".into()),
+        network_disabled: Some(true),
+        hostname: Some("sandbox".into()),
+        env: Some(vec![]),
+        labels: Some(HashMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_INSTANCE.to_string(), instance.to_string()),
+            (LABEL_SHAPE.to_string(), shape.key()),
+        ])),
+        host_config: Some(host),
+        ..Default::default()
+    }
+}
+
+/// Ids of every container (running or not) labelled with this instance.
+pub async fn list_instance(docker: &Docker, instance: &str) -> Result<Vec<String>, bollard::errors::Error> {
+    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_INSTANCE}={instance}")])]);
+    let list = docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await?;
+    Ok(list.into_iter().filter_map(|c| c.id).collect())
+}
+
+/// Force-remove a container (kills it first); a missing one is fine.
+pub async fn remove(docker: &Docker, id: &str) {
+    let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+    match docker.remove_container(id, Some(opts)).await {
+        Ok(()) => {}
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+        Err(e) => tracing::warn!(container = id, error = %e, "could not remove container"),
+    }
+}
+
+/// Remove everything labelled with this instance (start-up sweep and graceful stop).
+pub async fn sweep(docker: &Docker, instance: &str) -> Result<usize, bollard::errors::Error> {
+    let ids = list_instance(docker, instance).await?;
+    let n = ids.len();
+    futures_util::future::join_all(ids.iter().map(|id| remove(docker, id))).await;
+    Ok(n)
+}

@@ -1,0 +1,120 @@
+//! One process in a container through the engine's exec API: stdin written while stdout and
+//! stderr are drained with caps, the host-owned deadline, and the exit code.
+//!
+//! The output stream of an exec stays open while anything the program started still holds its
+//! pipes (a daemonized child), so the end of the run is taken from the exec's own state, polled,
+//! not from the end of the stream.
+
+use std::time::{Duration, Instant};
+
+use bollard::exec::{CreateExecOptions, StartExecOptions, StartExecResults};
+use bollard::Docker;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::container::SANDBOX_USER;
+
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub bytes: Vec<u8>,
+    pub truncated: bool,
+}
+
+impl Captured {
+    fn push(&mut self, chunk: &[u8], cap: usize) {
+        let room = cap.saturating_sub(self.bytes.len());
+        if chunk.len() > room {
+            self.truncated = true;
+        }
+        self.bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+
+    pub fn lossy(&self) -> String {
+        String::from_utf8_lossy(&self.bytes).into_owned()
+    }
+}
+
+pub struct ExecOutcome {
+    /// None when the deadline passed first.
+    pub exit_code: Option<i64>,
+    pub stdout: Captured,
+    pub stderr: Captured,
+    pub wall: Duration,
+}
+
+pub struct ExecSpec<'a> {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub stdin: &'a [u8],
+    pub output_cap: u64,
+    pub deadline: Duration,
+}
+
+/// Run `spec` in `container`; on the deadline the caller kills the container.
+pub async fn run(docker: &Docker, container: &str, spec: ExecSpec<'_>) -> Result<ExecOutcome, bollard::errors::Error> {
+    let created = docker
+        .create_exec(
+            container,
+            CreateExecOptions {
+                cmd: Some(spec.argv),
+                env: Some(spec.env),
+                user: Some(SANDBOX_USER.to_string()),
+                working_dir: Some("/work".to_string()),
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let started = Instant::now();
+    let StartExecResults::Attached { mut output, mut input } =
+        docker.start_exec(&created.id, Some(StartExecOptions { detach: false, tty: false, output_capacity: Some(64 << 10) })).await?
+    else {
+        unreachable!("an exec started without detach is attached")
+    };
+    let stdin = spec.stdin.to_vec();
+    let writer = tokio::spawn(async move {
+        // A program that never reads its stdin is fine: the write just fails when it ends.
+        let _ = input.write_all(&stdin).await;
+        let _ = input.shutdown().await;
+    });
+
+    let cap = spec.output_cap as usize;
+    let (mut stdout, mut stderr) = (Captured::default(), Captured::default());
+    let deadline = tokio::time::sleep(spec.deadline);
+    tokio::pin!(deadline);
+    // Polled only to notice a program that ended while a daemonized child keeps the stream open.
+    let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_millis(200), Duration::from_millis(100));
+    let mut exited_at: Option<Instant> = None;
+    let mut stream_done = false;
+    let exit_code = loop {
+        let check = tokio::select! {
+            chunk = output.next(), if !stream_done => match chunk {
+                Some(Ok(bollard::container::LogOutput::StdOut { message })) => { stdout.push(&message, cap); false }
+                Some(Ok(bollard::container::LogOutput::StdErr { message })) => { stderr.push(&message, cap); false }
+                Some(Ok(_)) => false,
+                Some(Err(_)) | None => { stream_done = true; true }
+            },
+            _ = &mut deadline => break None,
+            _ = poll.tick() => true,
+        };
+        if !check {
+            continue;
+        }
+        let inspect = docker.inspect_exec(&created.id).await?;
+        if inspect.running == Some(false) {
+            // Give the stream a moment to deliver what the program wrote last.
+            let at = *exited_at.get_or_insert_with(Instant::now);
+            if stream_done || at.elapsed() > Duration::from_millis(100) {
+                break Some(inspect.exit_code.unwrap_or(-1));
+            }
+        } else if stream_done {
+            // The stream closed before the engine noticed the exit: ask again shortly.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            poll.reset_immediately();
+        }
+    };
+    writer.abort();
+    Ok(ExecOutcome { exit_code, stdout, stderr, wall: started.elapsed() })
+}

@@ -1,0 +1,437 @@
+//! The Docker executor: one fresh, hardened container per run, taken from a warm pool, driven
+//! through the engine's API (bollard; `DOCKER_HOST` is respected). Files arrive as a tar
+//! streamed into `tar -x` inside the container (the engine refuses archive uploads into a
+//! read-only root). The host owns the deadline: the container is killed when it passes.
+
+pub mod container;
+mod exec;
+pub mod pool;
+mod oom;
+mod seccomp_profile;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bollard::Docker;
+use futures_util::StreamExt;
+use serde::Deserialize;
+
+use container::Shape;
+use exec::ExecSpec;
+use pool::Pool;
+
+use super::runtime::{Runtime, RuntimeTable};
+use super::{BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status, StepResult, Usage};
+use crate::policy::{Limits, PolicySet};
+
+/// Exit code of the wrapper when the files could not be unpacked (the program never ran).
+const UNPACK_FAILED: i64 = 125;
+
+const IMAGES: &str = include_str!("../../../images/images.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageTable {
+    images: HashMap<String, String>,
+}
+
+/// The image behind each language (from `images/images.toml`).
+pub fn images() -> HashMap<String, String> {
+    toml::from_str::<ImageTable>(IMAGES).expect("embedded images.toml is valid").images
+}
+
+#[derive(Debug, Clone)]
+pub struct DockerConfig {
+    pub instance: String,
+    /// Idle started containers kept per shape.
+    pub pool_per_shape: usize,
+    /// Idle started containers kept overall.
+    pub pool_max_total: usize,
+    /// CPUs each container may use.
+    pub cpus: f64,
+}
+
+pub struct DockerExecutor {
+    docker: Docker,
+    cfg: DockerConfig,
+    table: RuntimeTable,
+    images: HashMap<String, String>,
+    pool: Arc<Pool>,
+    ooms: Arc<oom::OomWatch>,
+    reachable: AtomicBool,
+    problem: RwLock<Option<String>>,
+    /// Probed: language → version, for the languages whose image works.
+    versions: RwLock<HashMap<String, String>>,
+}
+
+/// Why a step in a container could not run (the service's failure, not the program's).
+fn engine(what: &str) -> impl Fn(bollard::errors::Error) -> ExecError + '_ {
+    move |e| ExecError::Unavailable("docker".into(), format!("{what}: {e}"))
+}
+
+impl DockerExecutor {
+    /// Connect (DOCKER_HOST or the local socket), sweep containers an earlier instance left,
+    /// probe each language's image. An unreachable engine gives an executor that is not ready.
+    pub async fn new(cfg: DockerConfig) -> DockerExecutor {
+        let docker = Docker::connect_with_defaults().unwrap_or_else(|_| Docker::connect_with_local_defaults().expect("docker client"));
+        let docker = match docker.clone().negotiate_version().await {
+            Ok(d) => d,
+            Err(_) => docker,
+        };
+        let pool = Pool::new(docker.clone(), cfg.instance.clone(), cfg.pool_per_shape, cfg.pool_max_total);
+        let ooms = oom::OomWatch::start(docker.clone(), &cfg.instance);
+        let exec = DockerExecutor {
+            docker,
+            cfg,
+            table: RuntimeTable::embedded(),
+            images: images(),
+            pool,
+            ooms,
+            reachable: AtomicBool::new(false),
+            problem: RwLock::new(None),
+            versions: RwLock::new(HashMap::new()),
+        };
+        match tokio::time::timeout(Duration::from_secs(5), exec.docker.ping()).await {
+            Ok(Ok(_)) => {
+                exec.reachable.store(true, Ordering::SeqCst);
+                match container::sweep(&exec.docker, &exec.cfg.instance).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(removed = n, "removed containers left by an earlier instance"),
+                    Err(e) => tracing::warn!(error = %e, "could not sweep leftover containers"),
+                }
+            }
+            Ok(Err(e)) => exec.set_problem(format!("the Docker engine is unreachable: {e}")),
+            Err(_) => exec.set_problem("the Docker engine did not answer a ping within 5 s".into()),
+        }
+        exec
+    }
+
+    fn set_problem(&self, p: String) {
+        tracing::warn!(problem = %p, "docker executor not ready");
+        *self.problem.write().unwrap() = Some(p);
+    }
+
+    fn unavailable(&self) -> Option<ExecError> {
+        if self.reachable.load(Ordering::SeqCst) {
+            return None;
+        }
+        let why = self.problem.read().unwrap().clone().unwrap_or_else(|| "the Docker engine is unreachable".into());
+        Some(ExecError::Unavailable("docker".into(), why))
+    }
+
+    pub fn image_of(&self, language: &str) -> Option<&str> {
+        self.images.get(language).map(String::as_str)
+    }
+
+    pub fn available(&self) -> HashMap<String, String> {
+        self.versions.read().unwrap().clone()
+    }
+
+    fn shape(&self, image: &str, limits: Limits, open_files: u64, runtime: Option<String>) -> Shape {
+        Shape { image: image.to_string(), limits, open_files, runtime, nano_cpus: (self.cfg.cpus * 1e9) as i64 }
+    }
+
+    /// Run each language's version command in its image; keep those that work. Then keep the
+    /// default shape of each policy that allows docker warm for the python image.
+    pub async fn probe(&self, policies: &PolicySet) -> Vec<(String, Result<String, String>)> {
+        let mut results = Vec::new();
+        if self.unavailable().is_some() {
+            return results;
+        }
+        let limits = Limits { wall_time_ms: 30_000, cpu_time_ms: 30_000, memory_bytes: 512 << 20, pids: 32, output_bytes: 4096, disk_bytes: 1 << 20 };
+        for rt in &self.table.runtimes {
+            let Some(image) = self.image_of(&rt.language) else { continue };
+            let outcome = match self.docker.inspect_image(image).await {
+                Err(e) => Err(format!("image {image} is not available ({e}); build it with images/build.sh")),
+                Ok(_) => {
+                    let shape = self.shape(image, limits, 64, None);
+                    match self.step(&shape, rt.version.clone(), vec![], &[], b"", None).await {
+                        Ok((r, _)) if r.status == Status::Ok => {
+                            let text = format!("{}\n{}", r.stdout, r.stderr);
+                            Ok(text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown").to_string())
+                        }
+                        Ok((r, _)) => Err(format!("{} ended with {}: {}", rt.version.join(" "), r.status.as_str(), r.stderr.trim())),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+            };
+            if let Ok(v) = &outcome {
+                self.versions.write().unwrap().insert(rt.language.clone(), v.clone());
+            }
+            results.push((rt.language.clone(), outcome));
+        }
+        for p in policies.policies.values().filter(|p| p.executors.iter().any(|e| e == "docker")) {
+            if let Some(image) = self.image_of("python").filter(|_| self.available().contains_key("python")) {
+                self.pool.prewarm(self.shape(image, p.defaults, p.open_files, p.docker_runtime.clone()));
+            }
+        }
+        results
+    }
+
+    /// Remove the pool and every container of this instance (graceful stop).
+    pub async fn shutdown(&self) {
+        self.pool.close().await;
+        if self.reachable.load(Ordering::SeqCst) {
+            if let Err(e) = container::sweep(&self.docker, &self.cfg.instance).await {
+                tracing::warn!(error = %e, "could not remove containers at shutdown");
+            }
+        }
+    }
+
+    fn base_env(&self) -> Vec<String> {
+        vec![format!("PATH={}", self.table.sandbox.path), "HOME=/work".into(), "LANG=C.UTF-8".into(), "TMPDIR=/tmp".into()]
+    }
+
+    async fn run_job(&self, job: &Job) -> Result<RunResult, ExecError> {
+        if let Some(e) = self.unavailable() {
+            return Err(e);
+        }
+        let rt: &Runtime = &job.runtime;
+        let version = self.available().get(&rt.language).cloned().ok_or_else(|| {
+            ExecError::Unavailable("docker".into(), format!("the image for {} did not pass its start-up probe", rt.language))
+        })?;
+        let image = self.image_of(&rt.language).expect("probed languages have an image").to_string();
+        let mut files = job.files.clone();
+        files.push(JobFile { path: rt.source_file.clone(), content: job.code.as_bytes().to_vec() });
+        let mut env = self.base_env();
+        for (k, v) in &job.env {
+            env.retain(|e| !e.starts_with(&format!("{k}=")));
+            env.push(format!("{k}={v}"));
+        }
+        let mut compile = None;
+        if let (Some(cmd), Some(name)) = (&rt.compile, &rt.artifact) {
+            let shape = self.shape(&image, job.compile_limits, job.open_files.max(256), job.docker_runtime.clone());
+            let (r, artifact) = self.step(&shape, cmd.clone(), self.base_env(), &files, b"", Some(name)).await?;
+            compile = Some(CompileResult::from(&r));
+            match artifact {
+                Some(bytes) if r.status == Status::Ok => files = vec![JobFile { path: name.clone(), content: bytes }],
+                _ => return Ok(self.result(job, version, compile, StepResult::compile_failed())),
+            }
+        }
+        let mut argv = rt.run.clone();
+        argv.extend(job.args.iter().cloned());
+        let shape = self.shape(&image, job.limits, job.open_files, job.docker_runtime.clone());
+        let (r, _) = self.step(&shape, argv, env, &files, &job.stdin, None).await?;
+        Ok(self.result(job, version, compile, r))
+    }
+
+    fn result(&self, job: &Job, version: String, compile: Option<CompileResult>, r: StepResult) -> RunResult {
+        RunResult {
+            id: job.id.clone(),
+            status: r.status,
+            exit_code: r.exit_code,
+            signal: r.signal,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            stdout_truncated: r.stdout_truncated,
+            stderr_truncated: r.stderr_truncated,
+            usage: r.usage,
+            compile,
+            executor: "docker".into(),
+            policy: job.policy.clone(),
+            language: job.runtime.language.clone(),
+            runtime_version: version,
+        }
+    }
+
+    /// One process in a fresh container of `shape`: deliver the files, run, judge, remove.
+    /// Returns the collected artifact's bytes when `collect` names one.
+    async fn step(
+        &self,
+        shape: &Shape,
+        argv: Vec<String>,
+        env: Vec<String>,
+        files: &[JobFile],
+        stdin: &[u8],
+        collect: Option<&str>,
+    ) -> Result<(StepResult, Option<Vec<u8>>), ExecError> {
+        let id = self.pool.take(shape).await.map_err(engine("starting a container"))?;
+        let _remove = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), ooms: self.ooms.clone() };
+        let limits = &shape.limits;
+        // One exec: the files arrive as a tar at the head of stdin, unpacked by `head -c N |
+        // tar` (head reads exactly N bytes), then the program replaces the shell and reads the
+        // rest of stdin as its own.
+        let tar = tar_of(files).map_err(|e| ExecError::Io("building the files archive".into(), e))?;
+        let mut input = tar.clone();
+        input.extend_from_slice(stdin);
+        let script = format!(
+            "head -c {} | tar -x -C /work -f - || {{ echo 'execbox: could not unpack the files' >&2; exit {UNPACK_FAILED}; }}; \
+             p=$(PATH='{}' command -v -- \"$1\") || {{ echo \"execbox: cannot run $1: not found\" >&2; exit 127; }}; shift; {}exec \"$p\" \"$@\"",
+            tar.len(),
+            self.table.sandbox.path,
+            unset_engine_env(&env),
+        );
+        let mut wrapped = vec!["/bin/sh".to_string(), "-c".into(), script, "sh".into()];
+        wrapped.extend(argv);
+        let spec = ExecSpec { argv: wrapped, env, stdin: &input, output_cap: limits.output_bytes, deadline: Duration::from_millis(limits.wall_time_ms) };
+        let out = exec::run(&self.docker, &id, spec).await.map_err(engine("running the program"))?;
+        if out.exit_code == Some(UNPACK_FAILED) && out.stderr.lossy().contains("execbox: could not unpack the files") {
+            return Err(ExecError::Setup(format!("unpacking files in the container failed: {}", out.stderr.lossy().trim())));
+        }
+        // Usage before anything is killed: a stopped container has no stats.
+        let stats = self.usage(&id).await;
+        // Only a SIGKILL can be the OOM killer's work; then wait briefly for the engine's event.
+        let oom = out.exit_code == Some(128 + libc::SIGKILL as i64) && self.ooms.check(&id, Duration::from_millis(300)).await;
+        let artifact = match (collect, out.exit_code) {
+            (Some(name), Some(0)) => {
+                let spec = ExecSpec { argv: vec!["cat".into(), "--".into(), name.to_string()], env: vec![], stdin: b"", output_cap: limits.disk_bytes, deadline: Duration::from_secs(30) };
+                let got = exec::run(&self.docker, &id, spec).await.map_err(engine("collecting the compiled program"))?;
+                (got.exit_code == Some(0) && !got.stdout.truncated).then_some(got.stdout.bytes)
+            }
+            _ => None,
+        };
+        // Nothing of the run may outlive its answer: daemonized children die with the container
+        // now; removing it can happen in the background.
+        let kill = bollard::query_parameters::KillContainerOptions { signal: "SIGKILL".into() };
+        let _ = self.docker.kill_container(&id, Some(kill)).await;
+        let cpu_over = stats.cpu_time_ms >= limits.cpu_time_ms;
+        // The engine reports an exec's death by signal N as exit code 128+N.
+        let signal = out.exit_code.filter(|c| (129..=192).contains(c)).map(|c| (c - 128) as i32);
+        let (status, exit_code, signal) = match out.exit_code {
+            None => (Status::Timeout, None, Some(libc::SIGKILL)),
+            Some(0) => (Status::Ok, Some(0), None),
+            Some(_) if oom => (Status::MemoryLimit, None, Some(libc::SIGKILL)),
+            Some(_) if signal == Some(libc::SIGXCPU) || (signal == Some(libc::SIGKILL) && cpu_over) => (Status::CpuLimit, None, signal),
+            Some(_) if signal.is_some() => (Status::Killed, None, signal),
+            Some(c) => (Status::Error, Some(c as i32), None),
+        };
+        let result = StepResult {
+            status,
+            exit_code,
+            signal: signal.map(super::signal_name),
+            stdout: out.stdout.lossy(),
+            stderr: out.stderr.lossy(),
+            stdout_truncated: out.stdout.truncated,
+            stderr_truncated: out.stderr.truncated,
+            usage: Usage { wall_time_ms: out.wall.as_millis() as u64, ..stats },
+        };
+        Ok((result, artifact))
+    }
+
+    /// CPU time and peak memory of the whole container, from the engine's one-shot stats.
+    async fn usage(&self, id: &str) -> Usage {
+        let opts = bollard::query_parameters::StatsOptions { stream: false, one_shot: true };
+        let Some(Ok(s)) = self.docker.stats(id, Some(opts)).next().await else { return Usage::default() };
+        let cpu_ns = s.cpu_stats.and_then(|c| c.cpu_usage).and_then(|u| u.total_usage).unwrap_or(0);
+        let mem = s.memory_stats.and_then(|m| m.max_usage.or(m.usage)).unwrap_or(0);
+        Usage { wall_time_ms: 0, cpu_time_ms: cpu_ns / 1_000_000, peak_memory_bytes: mem }
+    }
+}
+
+/// Containers are never reused: whatever happened, the run's container goes.
+struct RemoveOnDrop {
+    docker: Docker,
+    id: String,
+    ooms: Arc<oom::OomWatch>,
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let (docker, id, ooms) = (self.docker.clone(), self.id.clone(), self.ooms.clone());
+        tokio::spawn(async move {
+            container::remove(&docker, &id).await;
+            ooms.forget(&id);
+        });
+    }
+}
+
+/// The engine adds HOSTNAME and the wrapper shell PWD/OLDPWD/SHLVL to every exec; only the
+/// request's env may reach the program, so they go unless the request set them itself.
+fn unset_engine_env(env: &[String]) -> String {
+    let extra: Vec<&str> = ["HOSTNAME", "PWD", "OLDPWD", "SHLVL"]
+        .into_iter()
+        .filter(|name| !env.iter().any(|e| e.starts_with(&format!("{name}="))))
+        .collect();
+    if extra.is_empty() {
+        String::new()
+    } else {
+        format!("unset {}; ", extra.join(" "))
+    }
+}
+
+fn tar_of(files: &[JobFile]) -> std::io::Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut dirs = std::collections::BTreeSet::new();
+    for f in files {
+        let mut parent = std::path::Path::new(&f.path).parent();
+        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
+            dirs.insert(p.to_path_buf());
+            parent = p.parent();
+        }
+    }
+    for d in dirs {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, &d, std::io::empty())?;
+    }
+    for f in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o755);
+        h.set_size(f.content.len() as u64);
+        b.append_data(&mut h, &f.path, f.content.as_slice())?;
+    }
+    b.into_inner()
+}
+
+impl Executor for DockerExecutor {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>> {
+        Box::pin(self.run_job(job))
+    }
+
+    fn runtimes(&self) -> HashMap<String, String> {
+        self.available()
+    }
+
+    fn image(&self, language: &str) -> Option<String> {
+        self.image_of(language).map(String::from)
+    }
+
+    fn readiness(&self) -> Readiness {
+        let versions = self.available();
+        let problem = self.problem.read().unwrap().clone();
+        let ready = self.reachable.load(Ordering::SeqCst) && !versions.is_empty();
+        Readiness {
+            ready,
+            degraded: false,
+            detail: match (problem, ready) {
+                (Some(p), _) => p,
+                (None, false) => "no runtime image passed its start-up probe; build them with images/build.sh".into(),
+                (None, true) => "engine reachable".into(),
+            },
+            features: serde_json::json!({
+                "network": "none",
+                "read_only_rootfs": true,
+                "cap_drop": "ALL",
+                "no_new_privileges": true,
+                "user": container::SANDBOX_USER,
+                "init": true,
+                "warm_containers": self.pool.idle(),
+                "images": self.images,
+                "runtimes": versions.keys().collect::<Vec<_>>(),
+            }),
+        }
+    }
+}
+
+impl StepResult {
+    pub(crate) fn compile_failed() -> StepResult {
+        StepResult {
+            status: Status::CompileError,
+            exit_code: None,
+            signal: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            stdout_truncated: false,
+            stderr_truncated: false,
+            usage: Usage::default(),
+        }
+    }
+}
