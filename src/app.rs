@@ -41,21 +41,21 @@ pub fn local_config(cfg: &Config, instance: &str) -> anyhow::Result<LocalConfig>
 }
 
 /// The docker executor, connected and probed; not ready (never fatal) when the engine is away.
-pub async fn build_docker(cfg: &Config, instance: &str, policies: &PolicySet) -> DockerExecutor {
+pub async fn build_docker(cfg: &Config, instance: &str) -> Result<DockerExecutor, String> {
     let d = DockerExecutor::new(DockerConfig {
         instance: instance.to_string(),
         pool_per_shape: cfg.docker.pool_per_shape,
         pool_max_total: cfg.docker.pool_max_total,
         cpus: cfg.docker.cpus,
     })
-    .await;
-    for (lang, outcome) in d.probe(policies).await {
+    .await?;
+    for (lang, outcome) in d.probe().await {
         match outcome {
             Ok(v) => tracing::info!(executor = "docker", language = %lang, version = %v, "runtime available"),
             Err(e) => tracing::warn!(executor = "docker", language = %lang, error = %e, "runtime not available"),
         }
     }
-    d
+    Ok(d)
 }
 
 pub fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
@@ -94,12 +94,20 @@ impl Application {
         }
         let mut executors: HashMap<&'static str, Arc<dyn Executor>> = HashMap::new();
         executors.insert("local", local.clone());
-        let docker = match cfg.docker.enabled {
-            true => Some(Arc::new(build_docker(&cfg, cfg.instance(), &policies).await)),
-            false => None,
-        };
-        if let Some(d) = &docker {
-            executors.insert("docker", d.clone());
+        let mut docker = None;
+        if cfg.docker.enabled {
+            match build_docker(&cfg, cfg.instance()).await {
+                Ok(d) => {
+                    d.prewarm(&policies);
+                    let d = Arc::new(d);
+                    executors.insert("docker", d.clone());
+                    docker = Some(d);
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "docker executor not ready");
+                    executors.insert("docker", Arc::new(crate::exec::docker::Unreachable { reason }));
+                }
+            }
         }
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
         let state = Arc::new(AppState {

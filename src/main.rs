@@ -60,8 +60,10 @@ fn main() {
     if let Command::Sandbox { staging } = &cli.command {
         execbox::exec::local::helper::main(staging);
     }
+    // `run` prints the program's output: its own logs stay quiet unless asked for.
+    let default_level = if matches!(cli.command, Command::Run { .. }) { "warn" } else { "info" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("EXECBOX_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("EXECBOX_LOG").unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");

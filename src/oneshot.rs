@@ -5,12 +5,12 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use crate::app::{load_policies, local_config, lock_instance};
+use crate::app::{build_docker, load_policies, local_config, lock_instance};
 use crate::config::Config;
 use crate::exec::local::LocalExecutor;
 use crate::exec::request::ExecuteRequest;
 use crate::exec::runtime::RuntimeTable;
-use crate::exec::{Executor, Status};
+use crate::exec::{ExecError, Executor, Status};
 
 pub struct RunArgs {
     pub language: Option<String>,
@@ -64,17 +64,27 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
     };
     let policies = load_policies(&cfg)?;
     let id = uuid::Uuid::new_v4().to_string();
-    let (job, _executor) = req.into_job(id, &policies, &RuntimeTable::embedded()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (job, executor) = req.into_job(id, &policies, &RuntimeTable::embedded()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let instance = format!("cli-{}", std::process::id());
     let lock = lock_instance(&cfg.data_dir, &instance)?;
-    let local = LocalExecutor::new(local_config(&cfg, &instance)?)?;
-    let probe = local.probe(Some(&job.runtime.language)).await;
-    if let Some((lang, Err(e))) = probe.into_iter().next() {
-        local.shutdown();
-        bail!("{lang} does not work in the sandbox here: {e}");
-    }
-    let result = local.run(&job).await;
-    local.shutdown();
+    let result = match executor.as_str() {
+        "docker" => {
+            let docker = build_docker(&cfg, &instance).await.map_err(anyhow::Error::msg)?;
+            let r = docker.run(&job).await;
+            docker.shutdown().await;
+            r
+        }
+        _ => {
+            let local = LocalExecutor::new(local_config(&cfg, &instance)?)?;
+            let probe = local.probe(Some(&job.runtime.language)).await;
+            let r = match probe.into_iter().next() {
+                Some((lang, Err(e))) => Err(ExecError::Unavailable("local".into(), format!("{lang} does not work in the sandbox here: {e}"))),
+                _ => local.run(&job).await,
+            };
+            local.shutdown();
+            r
+        }
+    };
     // This instance name is ours alone: its lock file has no one left to protect.
     let _ = std::fs::remove_file(cfg.data_dir.join(format!("{instance}.lock")));
     drop(lock);

@@ -125,3 +125,76 @@ fn a_non_root_service_refuses_without_cgroups_unless_degraded_is_allowed() {
     assert_eq!(String::from_utf8_lossy(&ok.stdout), "0 False\n", "{}", String::from_utf8_lossy(&ok.stderr));
     assert_eq!(ok.status.code(), Some(0));
 }
+
+/// Container ids labelled with `instance`, running or not.
+fn containers_of(instance: &str) -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args(["ps", "-aq", "--no-trunc", "--filter", &format!("label=execbox.instance={instance}")])
+        .output()
+        .expect("docker CLI");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+}
+
+async fn docker_ready(app: &TestApp) -> bool {
+    let ready = app.get("/readyz").await.1["executors"]["docker"]["ready"] == true;
+    if !ready && std::env::var_os("CI").is_some() {
+        panic!("the docker executor is not ready in CI");
+    }
+    if !ready {
+        eprintln!("\n!!! SKIPPING a docker hygiene test: the docker executor is not ready here !!!\n");
+    }
+    ready
+}
+
+#[tokio::test]
+async fn docker_containers_are_labelled_swept_after_kill_9_and_removed_on_graceful_stop() {
+    require_root();
+    let data = tempfile::tempdir().unwrap();
+    let instance = format!("dk-{}", std::process::id());
+    let mut app = TestApp::start_in(&instance, data.path(), &[]);
+    if !docker_ready(&app).await {
+        return;
+    }
+    let r = app.run(json!({"executor": "docker", "language": "python", "code": "print('hi')"})).await;
+    assert_eq!(r["stdout"], "hi\n");
+    // The warm pool keeps started containers of this instance around.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while containers_of(&instance).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no pooled container appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    app.kill9();
+    let left = containers_of(&instance);
+    assert!(!left.is_empty(), "a kill -9 leaves its pool behind for the next start");
+    let mut app = TestApp::start_in(&instance, data.path(), &[]);
+    let now = containers_of(&instance);
+    assert!(left.iter().all(|id| !now.contains(id)), "the next start removed what the killed one left: {left:?} vs {now:?}");
+    let r = app.run(json!({"executor": "docker", "language": "bash", "code": "echo again"})).await;
+    assert_eq!(r["stdout"], "again\n");
+    let exit = tokio::task::spawn_blocking(move || {
+        let s = app.terminate();
+        (s, app)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(exit.success(), "{exit:?}");
+    assert_eq!(containers_of(&instance), Vec::<String>::new(), "a graceful stop leaves no container behind");
+}
+
+#[tokio::test]
+async fn an_unreachable_engine_makes_docker_unready_and_503_while_local_works() {
+    require_root();
+    let app = TestApp::start(&format!("nodk-{}", std::process::id()), &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    let (status, ready) = app.get("/readyz").await;
+    assert_eq!(status, 200, "the local executor still serves: {ready}");
+    assert_eq!(ready["executors"]["local"]["ready"], true);
+    assert_eq!(ready["executors"]["docker"]["ready"], false);
+    assert!(ready["executors"]["docker"]["detail"].as_str().unwrap().contains("Docker engine"), "{ready}");
+    let (status, v) = app.execute(json!({"executor": "docker", "language": "python", "code": "print(1)"})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (503, Some("executor_unavailable")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("docker"), "{v}");
+    let r = app.run(json!({"executor": "local", "language": "python", "code": "print(1)"})).await;
+    assert_eq!(r["stdout"], "1\n");
+}

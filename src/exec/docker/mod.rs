@@ -60,8 +60,8 @@ pub struct DockerExecutor {
     images: HashMap<String, String>,
     pool: Arc<Pool>,
     ooms: Arc<oom::OomWatch>,
-    reachable: AtomicBool,
-    problem: RwLock<Option<String>>,
+    reachable: Arc<AtomicBool>,
+    problem: Arc<RwLock<Option<String>>>,
     /// Probed: language → version, for the languages whose image works.
     versions: RwLock<HashMap<String, String>>,
 }
@@ -72,10 +72,11 @@ fn engine(what: &str) -> impl Fn(bollard::errors::Error) -> ExecError + '_ {
 }
 
 impl DockerExecutor {
-    /// Connect (DOCKER_HOST or the local socket), sweep containers an earlier instance left,
-    /// probe each language's image. An unreachable engine gives an executor that is not ready.
-    pub async fn new(cfg: DockerConfig) -> DockerExecutor {
-        let docker = Docker::connect_with_defaults().unwrap_or_else(|_| Docker::connect_with_local_defaults().expect("docker client"));
+    /// Connect (DOCKER_HOST or the local socket) and sweep containers an earlier instance left.
+    /// An engine that does not answer gives an executor that is not ready (and is pinged again
+    /// every 10 s); an address that cannot even be dialled is an error for the caller to report.
+    pub async fn new(cfg: DockerConfig) -> Result<DockerExecutor, String> {
+        let docker = Docker::connect_with_defaults().map_err(|e| format!("cannot connect to the Docker engine: {e}"))?;
         let docker = match docker.clone().negotiate_version().await {
             Ok(d) => d,
             Err(_) => docker,
@@ -89,8 +90,8 @@ impl DockerExecutor {
             images: images(),
             pool,
             ooms,
-            reachable: AtomicBool::new(false),
-            problem: RwLock::new(None),
+            reachable: Arc::new(AtomicBool::new(false)),
+            problem: Arc::new(RwLock::new(None)),
             versions: RwLock::new(HashMap::new()),
         };
         match tokio::time::timeout(Duration::from_secs(5), exec.docker.ping()).await {
@@ -103,9 +104,26 @@ impl DockerExecutor {
                 }
             }
             Ok(Err(e)) => exec.set_problem(format!("the Docker engine is unreachable: {e}")),
-            Err(_) => exec.set_problem("the Docker engine did not answer a ping within 5 s".into()),
+            Err(_) => exec.set_problem("the Docker engine is unreachable: no answer to a ping within 5 s".into()),
         }
-        exec
+        exec.watch_engine();
+        Ok(exec)
+    }
+
+    /// Keep `reachable` current, so runs answer 503 while the engine is away and work again
+    /// when it is back.
+    fn watch_engine(&self) {
+        let (docker, reachable, problem) = (self.docker.clone(), self.reachable.clone(), self.problem.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let ok = matches!(tokio::time::timeout(Duration::from_secs(5), docker.ping()).await, Ok(Ok(_)));
+                if ok != reachable.swap(ok, Ordering::SeqCst) {
+                    tracing::warn!(reachable = ok, "the Docker engine's reachability changed");
+                }
+                *problem.write().unwrap() = (!ok).then(|| "the Docker engine is unreachable: it stopped answering pings".to_string());
+            }
+        });
     }
 
     fn set_problem(&self, p: String) {
@@ -133,9 +151,8 @@ impl DockerExecutor {
         Shape { image: image.to_string(), limits, open_files, runtime, nano_cpus: (self.cfg.cpus * 1e9) as i64 }
     }
 
-    /// Run each language's version command in its image; keep those that work. Then keep the
-    /// default shape of each policy that allows docker warm for the python image.
-    pub async fn probe(&self, policies: &PolicySet) -> Vec<(String, Result<String, String>)> {
+    /// Run each language's version command in its image; keep those that work.
+    pub async fn probe(&self) -> Vec<(String, Result<String, String>)> {
         let mut results = Vec::new();
         if self.unavailable().is_some() {
             return results;
@@ -162,12 +179,17 @@ impl DockerExecutor {
             }
             results.push((rt.language.clone(), outcome));
         }
+        results
+    }
+
+    /// Keep the default shape of each policy that allows docker warm, for the python image
+    /// (the most common first run); other shapes are kept warm once they are asked for.
+    pub fn prewarm(&self, policies: &PolicySet) {
         for p in policies.policies.values().filter(|p| p.executors.iter().any(|e| e == "docker")) {
             if let Some(image) = self.image_of("python").filter(|_| self.available().contains_key("python")) {
                 self.pool.prewarm(self.shape(image, p.defaults, p.open_files, p.docker_runtime.clone()));
             }
         }
-        results
     }
 
     /// Remove the pool and every container of this instance (graceful stop).
@@ -418,6 +440,30 @@ impl Executor for DockerExecutor {
                 "runtimes": versions.keys().collect::<Vec<_>>(),
             }),
         }
+    }
+}
+
+/// The docker executor when its engine cannot even be dialled (e.g. DOCKER_HOST names a socket
+/// that does not exist): never ready, and every run on it is answered 503 with the reason.
+pub struct Unreachable {
+    pub reason: String,
+}
+
+impl Executor for Unreachable {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn run<'a>(&'a self, _job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>> {
+        Box::pin(async move { Err(ExecError::Unavailable("docker".into(), self.reason.clone())) })
+    }
+
+    fn readiness(&self) -> Readiness {
+        Readiness { ready: false, degraded: false, detail: self.reason.clone(), features: serde_json::json!({}) }
+    }
+
+    fn runtimes(&self) -> HashMap<String, String> {
+        HashMap::new()
     }
 }
 
