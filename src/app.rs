@@ -37,6 +37,7 @@ pub fn local_config(cfg: &Config, instance: &str) -> anyhow::Result<LocalConfig>
         sandbox_uid: cfg.local.sandbox_uid,
         sandbox_gid: cfg.local.sandbox_gid,
         allow_degraded: cfg.local.allow_degraded,
+        warm: cfg.local.warm_sandboxes,
     })
 }
 
@@ -92,6 +93,7 @@ impl Application {
         if local.available().is_empty() {
             bail!("no runtime works in the local sandbox; see the warnings above");
         }
+        local.warm_up();
         let mut executors: HashMap<&'static str, Arc<dyn Executor>> = HashMap::new();
         executors.insert("local", local.clone());
         let mut docker = None;

@@ -52,6 +52,9 @@ pub struct LocalSettings {
     pub allow_degraded: bool,
     /// The binary re-executed as the sandbox helper; our own executable when unset.
     pub helper: Option<PathBuf>,
+    /// Sandboxes prepared ahead of runs (namespaces, root and cgroup ready); 0 prepares each
+    /// sandbox when its run arrives.
+    pub warm_sandboxes: usize,
 }
 
 impl Default for Config {
@@ -64,7 +67,7 @@ impl Default for Config {
             max_body_bytes: 10 << 20,
             max_concurrent_runs: 0,
             max_queued_runs: 64,
-            local: LocalSettings { sandbox_uid: 65534, sandbox_gid: 65534, allow_degraded: false, helper: None },
+            local: LocalSettings { sandbox_uid: 65534, sandbox_gid: 65534, allow_degraded: false, helper: None, warm_sandboxes: 2 },
             docker: DockerSettings { enabled: true, pool_per_shape: 2, pool_max_total: 8, cpus: 1.0 },
         }
     }

@@ -75,7 +75,8 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
             r
         }
         _ => {
-            let local = LocalExecutor::new(local_config(&cfg, &instance)?)?;
+            // One run: nothing to prepare ahead of.
+            let local = LocalExecutor::new(crate::exec::local::LocalConfig { warm: 0, ..local_config(&cfg, &instance)? })?;
             let probe = local.probe(Some(&job.runtime.language)).await;
             let r = match probe.into_iter().next() {
                 Some((lang, Err(e))) => Err(ExecError::Unavailable("local".into(), format!("{lang} does not work in the sandbox here: {e}"))),

@@ -54,9 +54,11 @@ async fn kill_9_of_the_service_kills_its_runs_and_the_next_start_sweeps() {
         assert!(std::time::Instant::now() < deadline, "the run outlived the service: {:?}", host_processes_with(&t));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(!leftover_cgroups(&instance).is_empty(), "a kill -9 leaves its run cgroup for the next start to sweep");
+    let left = leftover_cgroups(&instance);
+    assert!(!left.is_empty(), "a kill -9 leaves its run cgroup for the next start to sweep");
     let app = TestApp::start_in(&instance, data.path(), &[]);
-    assert!(leftover_cgroups(&instance).is_empty(), "{:?}", leftover_cgroups(&instance));
+    let now = leftover_cgroups(&instance);
+    assert!(left.iter().all(|c| !now.contains(c)), "the next start removed what the killed one left: {left:?} vs {now:?}");
     assert_eq!(app.run(json!({"language": "bash", "code": "echo again"})).await["stdout"], "again\n");
 }
 
@@ -197,4 +199,18 @@ async fn an_unreachable_engine_makes_docker_unready_and_503_while_local_works() 
     assert!(v["error"]["message"].as_str().unwrap().contains("docker"), "{v}");
     let r = app.run(json!({"executor": "local", "language": "python", "code": "print(1)"})).await;
     assert_eq!(r["stdout"], "1\n");
+}
+
+/// Regression: a warm sandbox spawned from a thread that later exited was killed by its
+/// PDEATHSIG while it waited, and its first run failed. Warm sandboxes must outlive any thread.
+#[tokio::test]
+async fn a_warm_sandbox_that_waited_a_while_still_runs() {
+    require_root();
+    let app = TestApp::start(&format!("wait-{}", std::process::id()), &[]);
+    // Longer than tokio's blocking-pool threads live when idle (10 s).
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    for _ in 0..3 {
+        let r = app.run(json!({"language": "python", "code": "print('ok')"})).await;
+        assert_eq!((r["status"].as_str(), r["stdout"].as_str()), (Some("ok"), Some("ok\n")), "{r}");
+    }
 }

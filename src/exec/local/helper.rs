@@ -27,7 +27,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{dup2, fork, setresgid, setresuid, setsid, ForkResult, Gid, Pid, Uid};
 
 use super::seccomp;
-use super::spec::{SandboxReport, SandboxSpec, OUT, REPORT, SPEC, STDIN};
+use super::spec::{BootSpec, RunSpec, SandboxReport, BOOT, OUT, REPORT, STDIN};
 
 /// Entry point of the hidden subcommand. Never returns.
 pub fn main(staging: &Path) -> ! {
@@ -42,24 +42,23 @@ pub fn main(staging: &Path) -> ! {
 }
 
 fn run(staging: &Path) -> Result<i32, String> {
-    let spec: SandboxSpec = {
-        let text = fs::read(staging.join(SPEC)).map_err(|e| format!("read spec: {e}"))?;
-        serde_json::from_slice(&text).map_err(|e| format!("parse spec: {e}"))?
+    let boot: BootSpec = {
+        let text = fs::read(staging.join(BOOT)).map_err(|e| format!("read boot spec: {e}"))?;
+        serde_json::from_slice(&text).map_err(|e| format!("parse boot spec: {e}"))?
     };
     // Die with the service: a killed service must not leave a sandbox running past its deadline.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
-
-    // Everything PID 1 and the program need from the host is opened now, close-on-exec.
-    let staging_fd: OwnedFd = File::open(staging).map_err(|e| format!("open staging dir: {e}"))?.into();
-    let stdin_fd: OwnedFd = File::open(staging.join(STDIN)).map_err(|e| format!("open stdin: {e}"))?.into();
-    let mut cgroup_fds = Vec::new();
-    for p in &spec.cgroup_procs {
-        let f = fs::OpenOptions::new().write(true).open(p).map_err(|e| format!("open {p}: {e}"))?;
-        cgroup_fds.push(OwnedFd::from(f));
+    // Join the run's cgroup first: everything from here on is limited and accounted, and the
+    // cost of joining is paid before a run waits on this sandbox.
+    for p in &boot.cgroup_procs {
+        fs::write(p, "0").map_err(|e| format!("join cgroup {p}: {e}"))?;
     }
+    // The OOM killer should pick the program, never the sandbox's own init.
+    let _ = fs::write("/proc/self/oom_score_adj", "-1000");
+
+    // Everything PID 1 needs from the host is opened now, close-on-exec.
+    let staging_fd: OwnedFd = File::open(staging).map_err(|e| format!("open staging dir: {e}"))?.into();
     let filters = seccomp::compile()?;
-    let argv = to_cstrings(&spec.argv)?;
-    let envp = to_cstrings(&spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>())?;
 
     let (host_uid, host_gid) = (nix::unistd::getuid(), nix::unistd::getgid());
     let mut flags = CloneFlags::CLONE_NEWNS
@@ -67,11 +66,11 @@ fn run(staging: &Path) -> Result<i32, String> {
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWUTS;
-    if spec.user_namespace {
+    if boot.user_namespace {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
     unshare(flags).map_err(|e| format!("unshare: {e}"))?;
-    if spec.user_namespace {
+    if boot.user_namespace {
         map_ids(host_uid, host_gid)?;
     }
     // PID 1 watches the read end: it hangs up when the helper is gone (the PDEATHSIG race).
@@ -84,36 +83,26 @@ fn run(staging: &Path) -> Result<i32, String> {
             drop(alive_r);
             let _keep = alive_w;
             loop {
-            match waitpid(child, None) {
-                Ok(WaitStatus::Exited(_, c)) => return Ok(c),
-                Ok(WaitStatus::Signaled(..)) => return Ok(137),
-                Ok(_) => continue,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(format!("wait for sandbox init: {e}")),
-            }
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, c)) => return Ok(c),
+                    Ok(WaitStatus::Signaled(..)) => return Ok(137),
+                    Ok(_) => continue,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(format!("wait for sandbox init: {e}")),
+                }
             }
         }
         ForkResult::Child => {
             drop(alive_w);
-            let code = pid1(staging, &spec, staging_fd, stdin_fd, cgroup_fds, &filters, &argv, &envp, alive_r);
+            let code = pid1(staging, &boot, staging_fd, &filters, alive_r);
             std::process::exit(code)
         }
     }
 }
 
-/// PID 1 of the sandbox: build the root, start the program, reap until it ends, report.
-#[allow(clippy::too_many_arguments)]
-fn pid1(
-    staging: &Path,
-    spec: &SandboxSpec,
-    staging_fd: OwnedFd,
-    stdin_fd: OwnedFd,
-    cgroup_fds: Vec<OwnedFd>,
-    filters: &[seccompiler::BpfProgram],
-    argv: &[CString],
-    envp: &[CString],
-    helper_alive: OwnedFd,
-) -> i32 {
+/// PID 1 of the sandbox: build the root, wait for the run, start the program, reap until it
+/// ends, report.
+fn pid1(staging: &Path, boot: &BootSpec, staging_fd: OwnedFd, filters: &[seccompiler::BpfProgram], helper_alive: OwnedFd) -> i32 {
     let report = |r: SandboxReport| write_report(&staging_fd, &r);
     let fail = |e: String| {
         report(SandboxReport { setup_error: Some(e), ..Default::default() });
@@ -130,25 +119,53 @@ fn pid1(
         }
         drop(helper_alive);
     }
-    if let Err(e) = nix::unistd::sethostname(&spec.hostname) {
+    if let Err(e) = nix::unistd::sethostname(&boot.hostname) {
         return fail(format!("sethostname: {e}"));
     }
     if let Err(e) = loopback_up() {
         return fail(e);
     }
-    if let Err(e) = super::mounts::build_root(staging, spec) {
+    if let Err(e) = super::mounts::build_root(staging, boot) {
         return fail(e);
     }
+
+    // Ready: wait for the run (a warm sandbox may wait here a long time).
+    let run: RunSpec = {
+        let mut text = Vec::new();
+        if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut text) {
+            return fail(format!("read run spec: {e}"));
+        }
+        match serde_json::from_slice(&text) {
+            Ok(r) => r,
+            Err(e) => return fail(format!("parse run spec: {e}")),
+        }
+    };
+    if let Err(e) = super::mounts::fill_work(&run, boot) {
+        return fail(e);
+    }
+    let stdin_fd: OwnedFd = match openat(Some(staging_fd.as_raw_fd()), STDIN, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty()) {
+        // SAFETY: openat returned a fresh descriptor we now own.
+        Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
+        Err(e) => return fail(format!("open the program's stdin: {e}")),
+    };
+    let argv = match to_cstrings(&run.argv) {
+        Ok(a) if !a.is_empty() => a,
+        Ok(_) => return fail("empty argv".into()),
+        Err(e) => return fail(e),
+    };
+    let envp = match to_cstrings(&run.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()) {
+        Ok(e) => e,
+        Err(e) => return fail(e),
+    };
 
     let started = Instant::now();
     // SAFETY: still single-threaded; see above.
     let program = match unsafe { fork() } {
         Err(e) => return fail(format!("fork program: {e}")),
-        Ok(ForkResult::Child) => exec_program(spec, stdin_fd, &cgroup_fds, filters, argv, envp),
+        Ok(ForkResult::Child) => exec_program(boot, &run, stdin_fd, filters, &argv, &envp),
         Ok(ForkResult::Parent { child }) => child,
     };
     drop(stdin_fd);
-    drop(cgroup_fds);
 
     // Reap everything; the run ends when the program itself ends.
     let status = loop {
@@ -168,8 +185,8 @@ fn pid1(
         })
         .unwrap_or(0);
     let max_rss_bytes = usage.map(|u| u.max_rss() as u64 * 1024).unwrap_or(0);
-    let collected = match &spec.collect {
-        Some(name) => collect(&staging_fd, name, spec.disk_bytes),
+    let collected = match &run.collect {
+        Some(name) => collect(&staging_fd, name, run.disk_bytes),
         None => false,
     };
     report(SandboxReport {
@@ -186,37 +203,23 @@ fn pid1(
 
 /// The program's side of the last fork: join the cgroup, drop to the sandbox identity, lock
 /// down, exec. Never returns.
-fn exec_program(
-    spec: &SandboxSpec,
-    stdin_fd: OwnedFd,
-    cgroup_fds: &[OwnedFd],
-    filters: &[seccompiler::BpfProgram],
-    argv: &[CString],
-    envp: &[CString],
-) -> ! {
+fn exec_program(boot: &BootSpec, run: &RunSpec, stdin_fd: OwnedFd, filters: &[seccompiler::BpfProgram], argv: &[CString], envp: &[CString]) -> ! {
     let die = |what: &str, e: &dyn std::fmt::Display| -> ! {
         let _ = writeln!(std::io::stderr(), "execbox: {what}: {e}");
         // SAFETY: _exit is always safe; it skips destructors that belong to PID 1.
         unsafe { libc::_exit(126) }
     };
-    for fd in cgroup_fds {
-        // "0" means the writing process, whatever pid namespace it is in.
-        // SAFETY: fd is a valid open file descriptor owned by the caller.
-        if let Err(e) = nix::unistd::write(fd, b"0") {
-            die("join cgroup", &e);
-        }
-    }
     if let Err(e) = setsid() {
         die("setsid", &e);
     }
     if let Err(e) = dup2(stdin_fd.as_raw_fd(), 0) {
         die("stdin", &e);
     }
-    let cpu_secs = spec.cpu_time_ms.div_ceil(1000).max(1);
+    let cpu_secs = run.cpu_time_ms.div_ceil(1000).max(1);
     let limits = [
         (Resource::RLIMIT_CORE, 0, 0),
-        (Resource::RLIMIT_FSIZE, spec.disk_bytes, spec.disk_bytes),
-        (Resource::RLIMIT_NOFILE, spec.open_files, spec.open_files),
+        (Resource::RLIMIT_FSIZE, run.disk_bytes, run.disk_bytes),
+        (Resource::RLIMIT_NOFILE, run.open_files, run.open_files),
         (Resource::RLIMIT_CPU, cpu_secs, cpu_secs + 1),
     ];
     for (res, soft, hard) in limits {
@@ -224,8 +227,10 @@ fn exec_program(
             die("setrlimit", &e);
         }
     }
-    if !spec.user_namespace {
-        let (uid, gid) = (Uid::from_raw(spec.uid), Gid::from_raw(spec.gid));
+    // The program is not init's favourite: the OOM killer takes it first.
+    let _ = fs::write("/proc/self/oom_score_adj", "0");
+    if !boot.user_namespace {
+        let (uid, gid) = (Uid::from_raw(boot.uid), Gid::from_raw(boot.gid));
         if let Err(e) = nix::unistd::setgroups(&[]) {
             die("setgroups", &e);
         }
@@ -243,19 +248,19 @@ fn exec_program(
     if let Err(e) = seccomp::install(filters) {
         die("seccomp", &e);
     }
-    let program = resolve(&argv[0], spec);
+    let program = resolve(&argv[0], boot);
     let e = nix::unistd::execve(&program, argv, envp).unwrap_err();
     die(&format!("cannot run {}", argv[0].to_string_lossy()), &e)
 }
 
 /// A bare command name is looked up on the runtime table's PATH, as a shell would; a request's
 /// own `PATH` applies to what the program runs, not to which interpreter runs it.
-fn resolve(name: &CString, spec: &SandboxSpec) -> CString {
+fn resolve(name: &CString, boot: &BootSpec) -> CString {
     let bytes = name.as_bytes();
     if bytes.contains(&b'/') {
         return name.clone();
     }
-    for dir in spec.path.split(':').filter(|d| !d.is_empty()) {
+    for dir in boot.path.split(':').filter(|d| !d.is_empty()) {
         let candidate = format!("{dir}/{}", name.to_string_lossy());
         if nix::unistd::access(candidate.as_str(), nix::unistd::AccessFlags::X_OK).is_ok() {
             if let Ok(c) = CString::new(candidate) {
@@ -276,6 +281,8 @@ fn collect(staging_fd: &OwnedFd, name: &str, max: u64) -> bool {
         Ok(m) if m.is_file() && m.len() <= max => {}
         _ => return false,
     }
+    // Made only when a step collects something, through the real staging dir's descriptor.
+    let _ = nix::sys::stat::mkdirat(Some(staging_fd.as_raw_fd()), OUT, Mode::from_bits_truncate(0o700));
     let out = format!("{OUT}/{name}");
     let Ok(fd) = openat(
         Some(staging_fd.as_raw_fd()),

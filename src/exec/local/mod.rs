@@ -1,7 +1,8 @@
 //! The local executor: every run in fresh Linux namespaces, a per-run cgroup, rlimits and a
 //! seccomp filter, built by re-executing our own binary as a single-threaded helper
-//! (`helper.rs`). This side (inside the tokio service) stages the inputs, creates the cgroup,
-//! owns the deadline, drains the output and turns what happened into a [`RunResult`].
+//! (`helper.rs`), prepared ahead of time (`warm.rs`). This side (inside the tokio service)
+//! hands a sandbox its run, owns the deadline, drains the output and turns what happened into
+//! a [`RunResult`].
 
 pub mod cgroup;
 pub mod helper;
@@ -9,15 +10,18 @@ mod mounts;
 mod output;
 pub mod seccomp;
 pub mod spec;
+mod warm;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use cgroup::{CgroupBackend, RunCgroup};
-use spec::{SandboxReport, SandboxSpec};
+use spec::{BootSpec, RunSpec, SandboxReport, StagedFile};
+use tokio::io::AsyncWriteExt;
+use warm::{Preparer, WarmPool};
 
 use super::runtime::{Runtime, RuntimeTable};
 use super::{BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status, StepResult, Usage};
@@ -35,12 +39,15 @@ pub struct LocalConfig {
     pub sandbox_gid: u32,
     /// Run without cgroup limits when the host offers none (reported on /readyz).
     pub allow_degraded: bool,
+    /// Sandboxes kept prepared ahead of runs.
+    pub warm: usize,
 }
 
 pub struct LocalExecutor {
     cfg: LocalConfig,
     table: RuntimeTable,
-    cgroups: Option<Box<dyn CgroupBackend>>,
+    cgroups: Option<Arc<dyn CgroupBackend>>,
+    pool: Arc<WarmPool>,
     user_namespace: bool,
     degraded: Option<String>,
     /// Probed at start: language → version line, for the runtimes that work here.
@@ -49,7 +56,6 @@ pub struct LocalExecutor {
 
 /// One sandboxed process to run.
 struct Step<'a> {
-    id: String,
     argv: Vec<String>,
     env: Vec<(String, String)>,
     files: &'a [JobFile],
@@ -124,7 +130,7 @@ impl LocalExecutor {
         let user_namespace = !nix::unistd::geteuid().is_root();
         seccomp::compile().map_err(unavailable)?;
         let (cgroups, degraded) = match cgroup::detect(&cfg.instance) {
-            Ok(b) => (Some(b), None),
+            Ok(b) => (Some(Arc::<dyn CgroupBackend>::from(b)), None),
             Err(e) if cfg.allow_degraded => (None, Some(format!("no cgroup limits: {e}"))),
             Err(e) => {
                 return Err(unavailable(format!(
@@ -145,7 +151,24 @@ impl LocalExecutor {
         }
         std::fs::create_dir_all(&cfg.staging_root).map_err(|e| ExecError::Io(format!("creating {}", cfg.staging_root.display()), e))?;
         set_mode(&cfg.staging_root, 0o711)?;
-        Ok(LocalExecutor { cfg, table: RuntimeTable::embedded(), cgroups, user_namespace, degraded, versions: RwLock::new(HashMap::new()) })
+        let table = RuntimeTable::embedded();
+        let preparer = Preparer {
+            helper: cfg.helper.clone(),
+            staging_root: cfg.staging_root.clone(),
+            cgroups: cgroups.clone(),
+            boot: BootSpec {
+                uid: cfg.sandbox_uid,
+                gid: cfg.sandbox_gid,
+                user_namespace,
+                ro_paths: table.sandbox.ro_paths.clone(),
+                path: table.sandbox.path.clone(),
+                cgroup_procs: vec![],
+                initial_disk_bytes: 64 << 20,
+                hostname: "sandbox".into(),
+            },
+        };
+        let pool = WarmPool::new(preparer, cfg.warm);
+        Ok(LocalExecutor { cfg, table, cgroups, pool, user_namespace, degraded, versions: RwLock::new(HashMap::new()) })
     }
 
     /// Run the version command of every runtime (or only `only`) in a real sandbox; keep
@@ -155,7 +178,6 @@ impl LocalExecutor {
         let mut results = Vec::new();
         for rt in self.table.runtimes.iter().filter(|r| only.is_none_or(|o| o == r.language)) {
             let step = Step {
-                id: format!("probe-{}-{}", rt.language, uuid::Uuid::new_v4().simple()),
                 argv: rt.version.clone(),
                 env: self.base_env(),
                 files: &[],
@@ -186,6 +208,11 @@ impl LocalExecutor {
         results
     }
 
+    /// Start preparing sandboxes ahead of runs.
+    pub fn warm_up(&self) {
+        self.pool.refill();
+    }
+
     /// Languages that passed the probe, with their versions.
     pub fn available(&self) -> HashMap<String, String> {
         self.versions.read().unwrap().clone()
@@ -193,6 +220,7 @@ impl LocalExecutor {
 
     /// Remove this instance's cgroup directory and staging root (graceful stop).
     pub fn shutdown(&self) {
+        self.pool.close();
         if let Some(cg) = &self.cgroups {
             if let Err(e) = cg.remove_instance() {
                 tracing::warn!(error = %e, "could not remove instance cgroup");
@@ -228,7 +256,6 @@ impl LocalExecutor {
         if let (Some(cmd), Some(name)) = (&rt.compile, &rt.artifact) {
             let o = self
                 .step(Step {
-                    id: format!("{}-compile", job.id),
                     argv: cmd.clone(),
                     env: self.base_env(),
                     files: &files,
@@ -253,7 +280,6 @@ impl LocalExecutor {
         argv.extend(job.args.iter().cloned());
         let run = self
             .step(Step {
-                id: format!("{}-run", job.id),
                 argv,
                 env,
                 files: if artifact.is_some() { &[] } else { &files },
@@ -291,62 +317,49 @@ impl LocalExecutor {
         }
     }
 
-    /// Stage, sandbox, wait (owning the deadline), collect.
+    /// Hand a prepared sandbox its run, wait (owning the deadline), collect.
     async fn step(&self, step: Step<'_>) -> Result<StepOutcome, ExecError> {
-        let dir = self.cfg.staging_root.join(&step.id);
-        let mut guard = StagingGuard { dir: Some(dir.clone()), cgroup: None };
+        // Not on the blocking pool: see `warm::WarmPool::refill` on PDEATHSIG and threads.
+        let sb = self.pool.take()?;
+        let dir = sb.dir.clone();
+        let guard = StagingGuard { dir: Some(sb.dir), cgroup: sb.cgroup };
+        let (mut child, mut stdin_pipe) = (sb.child, sb.stdin);
         let io = |what: &str| {
             let what = format!("{what} in {}", dir.display());
             move |e| ExecError::Io(what, e)
         };
-        for sub in [spec::FILES, spec::OUT, spec::ROOT, spec::DATA] {
-            std::fs::create_dir_all(dir.join(sub)).map_err(io("creating staging dirs"))?;
+        let mut cpu_base = 0;
+        if let Some(cg) = &guard.cgroup {
+            cg.set_limits(&step.limits).map_err(|e| ExecError::Setup(e.to_string()))?;
+            cg.reset_peak();
+            cpu_base = cg.cpu_time_ns();
         }
-        set_mode(&dir, 0o700)?;
         std::fs::write(dir.join(spec::STDIN), step.stdin).map_err(io("writing stdin"))?;
-        for f in step.files {
-            let p = dir.join(spec::FILES).join(&f.path);
-            if let Some(parent) = p.parent() {
-                std::fs::create_dir_all(parent).map_err(io("creating input dirs"))?;
-            }
-            std::fs::write(&p, &f.content).map_err(io("writing input files"))?;
-        }
+        use base64::Engine;
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let mut files: Vec<StagedFile> = step.files.iter().map(|f| StagedFile { path: f.path.clone(), content_b64: b64(&f.content), executable: false }).collect();
         if let Some((name, src)) = &step.artifact {
-            std::fs::copy(src, dir.join(spec::FILES).join(name)).map_err(io("staging the compiled program"))?;
+            let bytes = std::fs::read(src).map_err(io("reading the compiled program"))?;
+            files.push(StagedFile { path: name.to_string(), content_b64: b64(&bytes), executable: true });
         }
-        if let Some(cg) = &self.cgroups {
-            guard.cgroup = Some(cg.create(&step.id, &step.limits).map_err(|e| ExecError::Setup(e.to_string()))?);
-        }
-        let sandbox_spec = SandboxSpec {
+        let run = RunSpec {
             argv: step.argv,
             env: step.env,
-            path: self.table.sandbox.path.clone(),
-            uid: self.cfg.sandbox_uid,
-            gid: self.cfg.sandbox_gid,
-            user_namespace: self.user_namespace,
-            ro_paths: self.table.sandbox.ro_paths.clone(),
+            files,
             disk_bytes: step.limits.disk_bytes,
             cpu_time_ms: step.limits.cpu_time_ms,
             open_files: step.open_files,
-            cgroup_procs: guard.cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default().iter().map(|p| p.display().to_string()).collect(),
             collect: step.collect.clone(),
-            hostname: "sandbox".into(),
         };
-        std::fs::write(dir.join(spec::SPEC), serde_json::to_vec(&sandbox_spec).expect("spec serializes")).map_err(io("writing spec"))?;
+        let run_json = serde_json::to_vec(&run).expect("run spec serializes");
 
         let started = Instant::now();
-        let mut child = tokio::process::Command::new(&self.cfg.helper)
-            .arg("__sandbox")
-            .arg(&dir)
-            .env_clear()
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| ExecError::Io(format!("starting sandbox helper {}", self.cfg.helper.display()), e))?;
-        let stdout = tokio::spawn(output::drain(child.stdout.take().expect("piped"), step.limits.output_bytes));
-        let stderr = tokio::spawn(output::drain(child.stderr.take().expect("piped"), step.limits.output_bytes));
+        let stdout = tokio::spawn(output::drain(sb.stdout, step.limits.output_bytes));
+        let stderr = tokio::spawn(output::drain(sb.stderr, step.limits.output_bytes));
+        // The run spec goes in, and EOF tells PID 1 to start. A sandbox that died while it
+        // waited shows up as a write error here and as a missing report below.
+        let _ = stdin_pipe.write_all(&run_json).await;
+        drop(stdin_pipe);
 
         let deadline = tokio::time::sleep(Duration::from_millis(step.limits.wall_time_ms));
         tokio::pin!(deadline);
@@ -357,7 +370,7 @@ impl LocalExecutor {
                 r = child.wait() => { r.map_err(|e| ExecError::Io("waiting for the sandbox helper".into(), e))?; break Ended::Exited; }
                 _ = &mut deadline => break Ended::Deadline,
                 _ = poll.tick() => {
-                    if guard.cgroup.as_ref().is_some_and(|cg| cg.cpu_time_ns() >= cpu_limit_ns) {
+                    if guard.cgroup.as_ref().is_some_and(|cg| cg.cpu_time_ns().saturating_sub(cpu_base) >= cpu_limit_ns) {
                         break Ended::CpuLimit;
                     }
                 }
@@ -376,7 +389,7 @@ impl LocalExecutor {
         let grace = Duration::from_secs(5);
         let stdout = tokio::time::timeout(grace, stdout).await.ok().and_then(Result::ok).unwrap_or_default();
         let stderr = tokio::time::timeout(grace, stderr).await.ok().and_then(Result::ok).unwrap_or_default();
-        let cg_usage = guard.cgroup.as_ref().map(|cg| cg.usage());
+        let cg_usage = guard.cgroup.as_ref().map(|cg| cg.usage()).map(|u| cgroup::CgroupUsage { cpu_time_ns: u.cpu_time_ns.saturating_sub(cpu_base), ..u });
         let report: Option<SandboxReport> =
             std::fs::read(dir.join(spec::REPORT)).ok().and_then(|b| serde_json::from_slice(&b).ok());
 
@@ -452,6 +465,7 @@ impl Executor for LocalExecutor {
             "no_new_privs": true,
             "unprivileged_uid": !self.user_namespace,
             "network": "loopback only",
+            "warm_sandboxes": self.pool.idle(),
             "cgroup": self.cgroups.as_ref().map(|c| serde_json::to_value(c.features()).unwrap_or_default()),
             "runtimes": versions.keys().collect::<Vec<_>>(),
         });

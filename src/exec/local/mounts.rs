@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chown, pivot_root, Gid, Uid};
 
-use super::spec::{SandboxSpec, DATA, FILES, ROOT};
+use super::spec::{BootSpec, RunSpec, DATA, ROOT};
 
 type R<T> = Result<T, String>;
 
@@ -21,22 +21,28 @@ fn ctx<T, E: std::fmt::Display>(r: Result<T, E>, what: impl FnOnce() -> String) 
 }
 
 /// Build the root under `<staging>/root` and pivot into it. On return the cwd is `/work`.
-pub fn build_root(staging: &Path, spec: &SandboxSpec) -> R<()> {
+pub fn build_root(staging: &Path, spec: &BootSpec) -> R<()> {
     let root = staging.join(ROOT);
     let data = staging.join(DATA);
     // Nothing we mount may propagate back to the host.
     ctx(mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE), || "make / private".into())?;
+    // The mount points live on a tmpfs laid over the staging dir in this namespace only, so the
+    // host side has just a few files to remove after the run (the helper keeps a descriptor to
+    // the real staging dir for its report).
+    mount_tmpfs(staging, "execbox-stage", 1 << 20, "0700", MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC)?;
+    for dir in [&root, &data] {
+        ctx(fs::create_dir(dir), || format!("mkdir {}", dir.display()))?;
+    }
 
     let owner = if spec.user_namespace { (0, 0) } else { (spec.uid, spec.gid) };
     mount_tmpfs(&root, "execbox-root", 8 << 20, "0755", MsFlags::empty())?;
-    mount_tmpfs(&data, "execbox-data", spec.disk_bytes, "0755", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    mount_tmpfs(&data, "execbox-data", spec.initial_disk_bytes, "0755", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
     for (dir, mode) in [("work", 0o755), ("tmp", 0o1777), ("shm", 0o1777)] {
         let p = data.join(dir);
         ctx(fs::create_dir(&p), || format!("mkdir {}", p.display()))?;
         ctx(fs::set_permissions(&p, fs::Permissions::from_mode(mode)), || format!("chmod {}", p.display()))?;
         ctx(chown(&p, Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1))), || format!("chown {}", p.display()))?;
     }
-    copy_tree(&staging.join(FILES), &data.join("work"), owner)?;
 
     for host in &spec.ro_paths {
         bind_ro_path(Path::new(host), &root)?;
@@ -106,7 +112,7 @@ fn bind_ro_path(host: &Path, root: &Path) -> R<()> {
 }
 
 /// A synthetic /etc: the program's identity and name resolution, nothing of the host's.
-fn write_etc(root: &Path, spec: &SandboxSpec) -> R<()> {
+fn write_etc(root: &Path, spec: &BootSpec) -> R<()> {
     let etc = root.join("etc");
     ctx(fs::create_dir_all(&etc), || "mkdir /etc".into())?;
     let (uid, gid) = if spec.user_namespace { (0, 0) } else { (spec.uid, spec.gid) };
@@ -148,23 +154,34 @@ fn build_dev(root: &Path, data: &Path) -> R<()> {
     ctx(mount(NONE, &dev, NONE, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("size=65536,mode=0755")), || "remount /dev read-only".into())
 }
 
-/// Copy the staged input files into /work, owned by the program's user. Only regular files and
-/// directories are staged (the service wrote them), so nothing here follows a link.
-fn copy_tree(from: &Path, to: &Path, owner: (u32, u32)) -> R<()> {
-    let Ok(entries) = fs::read_dir(from) else { return Ok(()) };
-    for entry in entries {
-        let entry = ctx(entry, || format!("read {}", from.display()))?;
-        let ty = ctx(entry.file_type(), || format!("stat {}", entry.path().display()))?;
-        let dest = to.join(entry.file_name());
-        if ty.is_dir() {
-            ctx(fs::create_dir(&dest), || format!("mkdir {}", dest.display()))?;
-            copy_tree(&entry.path(), &dest, owner)?;
-        } else if ty.is_file() {
-            ctx(fs::copy(entry.path(), &dest), || format!("copy to {}", dest.display()))?;
-        } else {
-            continue;
+/// Give the run its disk size and its files, after the root is built and before the program
+/// starts. /work is fresh and nothing else runs yet, so nothing here can meet a planted link.
+pub fn fill_work(run: &RunSpec, boot: &BootSpec) -> R<()> {
+    let opts = format!("size={}", run.disk_bytes);
+    // Without MS_BIND a remount reconfigures the tmpfs itself, which /work, /tmp and /dev/shm share.
+    ctx(mount(NONE, "/work", NONE, MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts.as_str())), || {
+        "resize the run's tmpfs".into()
+    })?;
+    let owner = if boot.user_namespace { (0, 0) } else { (boot.uid, boot.gid) };
+    let chown_to = |p: &Path| ctx(chown(p, Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1))), || format!("chown {}", p.display()));
+    let work = Path::new("/work");
+    for f in &run.files {
+        use base64::Engine;
+        let content = base64::engine::general_purpose::STANDARD.decode(&f.content_b64).map_err(|e| format!("file {}: {e}", f.path))?;
+        let rel = &f.path;
+        let dest = work.join(rel);
+        let mut dir = work.to_path_buf();
+        for part in Path::new(rel).parent().into_iter().flat_map(|p| p.components()) {
+            dir.push(part);
+            if !dir.exists() {
+                ctx(fs::create_dir(&dir), || format!("mkdir {}", dir.display()))?;
+                chown_to(&dir)?;
+            }
         }
-        ctx(chown(&dest, Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1))), || format!("chown {}", dest.display()))?;
+        ctx(fs::write(&dest, content), || format!("write {}", dest.display()))?;
+        let mode = if f.executable { 0o755 } else { 0o644 };
+        ctx(fs::set_permissions(&dest, fs::Permissions::from_mode(mode)), || format!("chmod {}", dest.display()))?;
+        chown_to(&dest)?;
     }
     Ok(())
 }

@@ -1,16 +1,14 @@
-//! What the service tells the sandbox helper (`spec.json` in the run's staging directory) and
-//! what the helper tells back (`report.json`). The staging directory holds:
-//! `spec.json`, `files/` (copied into /work), `stdin`, `root/` and `data/` (mount points),
-//! `out/` (artifacts collected from /work after the program exits) and `report.json`.
+//! What the service tells the sandbox helper, in two parts. `boot.json` (in the sandbox's
+//! staging directory) is everything known before a run arrives, so a sandbox can be built ahead
+//! of time (a warm sandbox); the [`RunSpec`] arrives on the helper's stdin when a run takes it.
+//! The staging directory also holds `stdin` (the program's), `out/` (an artifact collected from
+//! /work after the program exits) and `report.json`; the sandbox's mount points `root/` and
+//! `data/` exist only inside its own mount namespace.
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SandboxSpec {
-    pub argv: Vec<String>,
-    pub env: Vec<(String, String)>,
-    /// Where a bare command name is looked up (the runtime table's PATH, never the request's).
-    pub path: String,
+pub struct BootSpec {
     /// Identity of the program; ignored (stays 0 inside the namespace) when `user_namespace`.
     pub uid: u32,
     pub gid: u32,
@@ -18,15 +16,35 @@ pub struct SandboxSpec {
     pub user_namespace: bool,
     /// Host paths bound read-only (symlinks recreated).
     pub ro_paths: Vec<String>,
-    /// Size of the tmpfs holding /work, /tmp and /dev/shm.
+    /// Where a bare command name is looked up (the runtime table's PATH, never the request's).
+    pub path: String,
+    /// `cgroup.procs` files the helper joins first, so everything after it is accounted.
+    pub cgroup_procs: Vec<String>,
+    /// Size of the tmpfs holding /work, /tmp and /dev/shm until the run sets its own.
+    pub initial_disk_bytes: u64,
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Files placed in /work.
+    pub files: Vec<StagedFile>,
     pub disk_bytes: u64,
     pub cpu_time_ms: u64,
     pub open_files: u64,
-    /// `cgroup.procs` files the program joins before exec.
-    pub cgroup_procs: Vec<String>,
     /// A file of /work copied to `out/` after the program exits (the compile step's binary).
     pub collect: Option<String>,
-    pub hostname: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StagedFile {
+    /// Relative to /work, already checked to have only normal components.
+    pub path: String,
+    /// Base64, so a large file stays a compact JSON string.
+    pub content_b64: String,
+    pub executable: bool,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -44,9 +62,8 @@ pub struct SandboxReport {
     pub collected: bool,
 }
 
-pub const SPEC: &str = "spec.json";
+pub const BOOT: &str = "boot.json";
 pub const REPORT: &str = "report.json";
-pub const FILES: &str = "files";
 pub const STDIN: &str = "stdin";
 pub const ROOT: &str = "root";
 pub const DATA: &str = "data";

@@ -60,6 +60,12 @@ pub trait RunCgroup: Send + Sync {
     /// CPU time used so far, in nanoseconds (polled to enforce the CPU limit).
     fn cpu_time_ns(&self) -> u64;
     fn usage(&self) -> CgroupUsage;
+    /// Change the memory (swap off) and pids limits of a cgroup that already has processes in
+    /// it (a warm sandbox taking its run's limits).
+    fn set_limits(&self, limits: &Limits) -> Result<(), CgroupError>;
+    /// Forget the peak memory recorded so far (v1; v2 has no cgroup-wide reset), so a warm
+    /// sandbox's setup does not count as its run's peak.
+    fn reset_peak(&self);
     /// SIGKILL every process in the cgroup until it is empty (bounded retries).
     fn kill_all(&self);
     /// Kill what is left and remove the cgroup directories.

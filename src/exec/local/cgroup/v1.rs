@@ -49,7 +49,7 @@ impl V1 {
     }
 
     fn run(&self, run_id: &str) -> V1Run {
-        V1Run { memory: self.memory.join(run_id), pids: self.pids.join(run_id), cpuacct: self.cpuacct.join(run_id) }
+        V1Run { memory: self.memory.join(run_id), pids: self.pids.join(run_id), cpuacct: self.cpuacct.join(run_id), swap_limit: self.swap_limit }
     }
 
     fn apply_limits(&self, run: &V1Run, limits: &Limits) -> Result<(), CgroupError> {
@@ -119,6 +119,7 @@ struct V1Run {
     memory: PathBuf,
     pids: PathBuf,
     cpuacct: PathBuf,
+    swap_limit: bool,
 }
 
 impl V1Run {
@@ -145,6 +146,23 @@ impl RunCgroup for V1Run {
             // deliberately no guess from memory.failcnt: hitting the limit (reclaim) is not a kill.
             oom_kills: keyed_value(&oom_control, "oom_kill").unwrap_or(0),
         }
+    }
+
+    fn set_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
+        let bytes = limits.memory_bytes.to_string();
+        if self.swap_limit {
+            // memsw may never be below the memory limit: lift it, move the limit, set it equal.
+            write_file(&self.memory.join("memory.memsw.limit_in_bytes"), "-1")?;
+            write_file(&self.memory.join("memory.limit_in_bytes"), &bytes)?;
+            write_file(&self.memory.join("memory.memsw.limit_in_bytes"), &bytes)?;
+        } else {
+            write_file(&self.memory.join("memory.limit_in_bytes"), &bytes)?;
+        }
+        write_file(&self.pids.join("pids.max"), &limits.pids.to_string())
+    }
+
+    fn reset_peak(&self) {
+        let _ = std::fs::write(self.memory.join("memory.max_usage_in_bytes"), "0");
     }
 
     fn kill_all(&self) {

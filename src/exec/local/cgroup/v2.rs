@@ -204,6 +204,13 @@ impl RunCgroup for V2Run {
         }
     }
 
+    fn set_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
+        write_file(&self.dir.join("memory.max"), &limits.memory_bytes.to_string())?;
+        write_file(&self.dir.join("pids.max"), &limits.pids.to_string())
+    }
+
+    fn reset_peak(&self) {}
+
     fn kill_all(&self) {
         // cgroup.kill (Linux 5.14+) kills the whole subtree at once, racing no forks; the loop
         // below still runs to wait until the cgroup is empty, and does the job on older kernels.
