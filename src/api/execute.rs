@@ -1,26 +1,50 @@
-//! `POST /v1/execute`: validate, admit, run on the chosen executor, answer the result.
+//! `POST /v1/execute`: validate, admit, run on the chosen executor, answer the result — as one
+//! JSON body, or with `Accept: text/event-stream` as Server-Sent Events while it runs.
 
+use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::Stream;
 use tracing::Instrument;
 
 use super::metrics::{ExecutorLabel, RunLabels};
 use super::{ApiError, AppState};
 use crate::exec::request::ExecuteRequest;
-use crate::exec::RunResult;
+use crate::exec::{ExecError, Executor, Job, RunResult, StreamKind};
 
 pub async fn execute(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     body: Result<Json<ExecuteRequest>, JsonRejection>,
-) -> Result<Json<RunResult>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(req) = body?;
+    let (mut job, executor) = prepare(&state, req)?;
+    if !wants_events(&headers) {
+        let task = admit_and_spawn(&state, job, executor).await?;
+        let result = join(task).await?;
+        return Ok(Json(result).into_response());
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    job.stream = Some(tx);
+    let task = admit_and_spawn(&state, job, executor).await?;
+    Ok(Sse::new(events(rx, task)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keepalive")).into_response())
+}
+
+fn wants_events(headers: &HeaderMap) -> bool {
+    headers.get_all(header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains("text/event-stream")))
+}
+
+/// Validate a request into a job for a ready executor that has the job's runtime.
+fn prepare(state: &AppState, req: ExecuteRequest) -> Result<(Job, Arc<dyn Executor>), ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
-    let (job, executor_name) = req.into_job(id.clone(), &state.policies, &state.runtimes)?;
+    let (job, executor_name) = req.into_job(id, &state.policies, &state.runtimes)?;
     let executor = state.executors.get(executor_name.as_str()).cloned().ok_or_else(|| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", format!("executor {executor_name} is not running in this service"))
     })?;
@@ -39,8 +63,13 @@ pub async fn execute(
             format!("{} did not pass its start-up probe on the {executor_name} executor; see GET /v1/runtimes and /readyz", job.runtime.language),
         ));
     }
+    Ok((job, executor))
+}
 
-    let span = tracing::info_span!("run", run_id = %id, executor = %executor_name, policy = %job.policy, language = %job.runtime.language);
+/// Wait for a run slot (or refuse with 429), then run as a task of its own. Dropping the
+/// handle does not stop the run; aborting it does (and the executors clean up on drop).
+async fn admit_and_spawn(state: &Arc<AppState>, job: Job, executor: Arc<dyn Executor>) -> Result<tokio::task::JoinHandle<Result<RunResult, ExecError>>, ApiError> {
+    let span = tracing::info_span!("run", run_id = %job.id, executor = executor.name(), policy = %job.policy, language = %job.runtime.language);
     let ticket = match state.admission.enter().await {
         Ok(t) => t,
         Err(_) => {
@@ -48,29 +77,121 @@ pub async fn execute(
             return Err(ApiError::overloaded(1));
         }
     };
-    // The run is its own task: a client that hangs up does not cut a sandbox off mid-cleanup.
     let st = state.clone();
-    let task = tokio::spawn(
+    Ok(tokio::spawn(
         async move {
             let _ticket = ticket;
             let started = Instant::now();
             let result = executor.run(&job).await;
-            let secs = started.elapsed().as_secs_f64();
-            st.metrics.duration.get_or_create(&ExecutorLabel { executor: executor.name().into() }).observe(secs);
+            st.metrics.duration.get_or_create(&ExecutorLabel { executor: executor.name().into() }).observe(started.elapsed().as_secs_f64());
             if let Ok(r) = &result {
-                st.metrics
-                    .runs
-                    .get_or_create(&RunLabels { status: r.status.as_str().into(), executor: r.executor.clone(), language: r.language.clone() })
-                    .inc();
+                let labels = RunLabels { status: r.status.as_str().into(), executor: r.executor.clone(), language: r.language.clone() };
+                st.metrics.runs.get_or_create(&labels).inc();
                 tracing::info!(status = r.status.as_str(), wall_ms = r.usage.wall_time_ms, "run finished");
             }
             result
         }
         .instrument(span),
-    );
+    ))
+}
+
+async fn join(task: tokio::task::JoinHandle<Result<RunResult, ExecError>>) -> Result<RunResult, ApiError> {
     let result = task.await.map_err(|e| {
         tracing::error!(error = %e, "run task failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the run failed inside the service; it has been logged")
-    })??;
-    Ok(Json(result))
+    })?;
+    Ok(result?)
+}
+
+/// Cancels the run when the client goes away (the event stream is dropped).
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `stdout`/`stderr` events as output arrives, then one `result` (or `error`) event. A task
+/// produces them into a small channel; dropping the response (the client went away) aborts
+/// that task, and with it the run.
+fn events(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(StreamKind, Vec<u8>)>,
+    task: tokio::task::JoinHandle<Result<RunResult, ExecError>>,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    let (tx, out) = tokio::sync::mpsc::channel::<Event>(16);
+    let producer = tokio::spawn(async move {
+        let _abort_run = AbortOnDrop(task.abort_handle());
+        let mut decoders = (Utf8Chunks::default(), Utf8Chunks::default());
+        while let Some((kind, bytes)) = rx.recv().await {
+            let (name, dec) = match kind {
+                StreamKind::Stdout => ("stdout", &mut decoders.0),
+                StreamKind::Stderr => ("stderr", &mut decoders.1),
+            };
+            let text = dec.push(&bytes);
+            if !text.is_empty() && tx.send(output_event(name, &text)).await.is_err() {
+                return;
+            }
+        }
+        // Every sender is gone: the run has ended. Flush incomplete UTF-8 tails, then the result.
+        for (name, dec) in [("stdout", &mut decoders.0), ("stderr", &mut decoders.1)] {
+            let text = dec.finish();
+            if !text.is_empty() && tx.send(output_event(name, &text)).await.is_err() {
+                return;
+            }
+        }
+        let last = match join(task).await {
+            Ok(r) => Event::default().event("result").json_data(&r).expect("result serializes"),
+            Err(e) => Event::default().event("error").json_data(serde_json::json!({"error": {"code": e.code, "message": e.message}})).expect("error serializes"),
+        };
+        let _ = tx.send(last).await;
+    });
+    let guard = AbortOnDrop(producer.abort_handle());
+    futures_util::stream::unfold((out, guard), |(mut out, guard)| async move { out.recv().await.map(|e| (Ok(e), (out, guard))) })
+}
+
+fn output_event(name: &str, text: &str) -> Event {
+    Event::default().event(name).json_data(serde_json::json!({ "data": text })).expect("output serializes")
+}
+
+/// Turns byte chunks into text without splitting a UTF-8 sequence across events; invalid bytes
+/// become U+FFFD, as in the JSON result.
+#[derive(Default)]
+struct Utf8Chunks {
+    pending: Vec<u8>,
+}
+
+impl Utf8Chunks {
+    fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(_) => self.pending.len(),
+            // An incomplete sequence at the end waits for the next chunk; anything else is lossy.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => self.pending.len(),
+        };
+        let text = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
+        self.pending.drain(..valid);
+        text
+    }
+
+    fn finish(&mut self) -> String {
+        String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Utf8Chunks;
+
+    #[test]
+    fn a_sequence_split_across_chunks_is_kept_whole() {
+        let mut d = Utf8Chunks::default();
+        let euro = "€".as_bytes();
+        assert_eq!(d.push(&[b'a', euro[0]]), "a");
+        assert_eq!(d.push(&euro[1..]), "€");
+        assert_eq!(d.push(&[0xff, b'b']), "\u{fffd}b");
+        assert_eq!(d.push(&[0xe2]), "");
+        assert_eq!(d.finish(), "\u{fffd}");
+    }
 }

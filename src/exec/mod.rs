@@ -107,6 +107,17 @@ pub struct RunResult {
     pub runtime_version: String,
 }
 
+/// Which of the program's streams a chunk of output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Stdout,
+    Stderr,
+}
+
+/// Where a streamed run's output goes as it arrives (only what fits under `output_bytes`, so
+/// a slow reader can hold at most twice the cap).
+pub type OutputSink = tokio::sync::mpsc::UnboundedSender<(StreamKind, Vec<u8>)>;
+
 /// A file placed beside the main source, already decoded and path-checked.
 #[derive(Debug, Clone)]
 pub struct JobFile {
@@ -132,6 +143,8 @@ pub struct Job {
     pub stdin: Vec<u8>,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// Set for streamed runs: the program's output as it arrives (not the compile step's).
+    pub stream: Option<OutputSink>,
 }
 
 /// The service failed to run a job (never a property of the user's program).

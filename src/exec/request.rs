@@ -186,6 +186,7 @@ impl ExecuteRequest {
             stdin: self.stdin.into_bytes(),
             args: self.args,
             env: self.env.into_iter().collect(),
+            stream: None,
         };
         Ok((job, executor))
     }

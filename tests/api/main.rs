@@ -8,3 +8,4 @@ mod containment;
 mod contract;
 mod errors;
 mod lifecycle;
+mod streaming;

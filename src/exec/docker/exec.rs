@@ -13,6 +13,7 @@ use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
 use super::container::SANDBOX_USER;
+use crate::exec::{OutputSink, StreamKind};
 
 #[derive(Debug, Default)]
 pub struct Captured {
@@ -21,12 +22,17 @@ pub struct Captured {
 }
 
 impl Captured {
-    fn push(&mut self, chunk: &[u8], cap: usize) {
+    /// Keep what fits under `cap`; the kept part also goes to `sink`.
+    fn push(&mut self, chunk: &[u8], cap: usize, sink: Option<(&OutputSink, StreamKind)>) {
         let room = cap.saturating_sub(self.bytes.len());
         if chunk.len() > room {
             self.truncated = true;
         }
-        self.bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let kept = &chunk[..chunk.len().min(room)];
+        if let (Some((tx, kind)), false) = (sink, kept.is_empty()) {
+            let _ = tx.send((kind, kept.to_vec()));
+        }
+        self.bytes.extend_from_slice(kept);
     }
 
     pub fn lossy(&self) -> String {
@@ -48,6 +54,7 @@ pub struct ExecSpec<'a> {
     pub stdin: &'a [u8],
     pub output_cap: u64,
     pub deadline: Duration,
+    pub stream: Option<OutputSink>,
 }
 
 /// Run `spec` in `container`; on the deadline the caller kills the container.
@@ -74,6 +81,7 @@ pub async fn run(docker: &Docker, container: &str, spec: ExecSpec<'_>) -> Result
         unreachable!("an exec started without detach is attached")
     };
     let stdin = spec.stdin.to_vec();
+    let stream = spec.stream.clone();
     let writer = tokio::spawn(async move {
         // A program that never reads its stdin is fine: the write just fails when it ends.
         let _ = input.write_all(&stdin).await;
@@ -91,8 +99,8 @@ pub async fn run(docker: &Docker, container: &str, spec: ExecSpec<'_>) -> Result
     let exit_code = loop {
         let check = tokio::select! {
             chunk = output.next(), if !stream_done => match chunk {
-                Some(Ok(bollard::container::LogOutput::StdOut { message })) => { stdout.push(&message, cap); false }
-                Some(Ok(bollard::container::LogOutput::StdErr { message })) => { stderr.push(&message, cap); false }
+                Some(Ok(bollard::container::LogOutput::StdOut { message })) => { stdout.push(&message, cap, stream.as_ref().map(|s| (s, StreamKind::Stdout))); false }
+                Some(Ok(bollard::container::LogOutput::StdErr { message })) => { stderr.push(&message, cap, stream.as_ref().map(|s| (s, StreamKind::Stderr))); false }
                 Some(Ok(_)) => false,
                 Some(Err(_)) | None => { stream_done = true; true }
             },

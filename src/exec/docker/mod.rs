@@ -164,7 +164,7 @@ impl DockerExecutor {
                 Err(e) => Err(format!("image {image} is not available ({e}); build it with images/build.sh")),
                 Ok(_) => {
                     let shape = self.shape(image, limits, 64, None);
-                    match self.step(&shape, rt.version.clone(), vec![], &[], b"", None).await {
+                    match self.step(&shape, StepInput { argv: rt.version.clone(), env: vec![], files: &[], stdin: b"", collect: None, stream: None }).await {
                         Ok((r, _)) if r.status == Status::Ok => {
                             let text = format!("{}\n{}", r.stdout, r.stderr);
                             Ok(text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown").to_string())
@@ -225,7 +225,8 @@ impl DockerExecutor {
         let mut compile = None;
         if let (Some(cmd), Some(name)) = (&rt.compile, &rt.artifact) {
             let shape = self.shape(&image, job.compile_limits, job.open_files.max(256), job.docker_runtime.clone());
-            let (r, artifact) = self.step(&shape, cmd.clone(), self.base_env(), &files, b"", Some(name)).await?;
+            let input = StepInput { argv: cmd.clone(), env: self.base_env(), files: &files, stdin: b"", collect: Some(name), stream: None };
+            let (r, artifact) = self.step(&shape, input).await?;
             compile = Some(CompileResult::from(&r));
             match artifact {
                 Some(bytes) if r.status == Status::Ok => files = vec![JobFile { path: name.clone(), content: bytes }],
@@ -235,7 +236,8 @@ impl DockerExecutor {
         let mut argv = rt.run.clone();
         argv.extend(job.args.iter().cloned());
         let shape = self.shape(&image, job.limits, job.open_files, job.docker_runtime.clone());
-        let (r, _) = self.step(&shape, argv, env, &files, &job.stdin, None).await?;
+        let input = StepInput { argv, env, files: &files, stdin: &job.stdin, collect: None, stream: job.stream.clone() };
+        let (r, _) = self.step(&shape, input).await?;
         Ok(self.result(job, version, compile, r))
     }
 
@@ -260,15 +262,8 @@ impl DockerExecutor {
 
     /// One process in a fresh container of `shape`: deliver the files, run, judge, remove.
     /// Returns the collected artifact's bytes when `collect` names one.
-    async fn step(
-        &self,
-        shape: &Shape,
-        argv: Vec<String>,
-        env: Vec<String>,
-        files: &[JobFile],
-        stdin: &[u8],
-        collect: Option<&str>,
-    ) -> Result<(StepResult, Option<Vec<u8>>), ExecError> {
+    async fn step(&self, shape: &Shape, input: StepInput<'_>) -> Result<(StepResult, Option<Vec<u8>>), ExecError> {
+        let StepInput { argv, env, files, stdin, collect, stream } = input;
         let id = self.pool.take(shape).await.map_err(engine("starting a container"))?;
         let _remove = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), ooms: self.ooms.clone() };
         let limits = &shape.limits;
@@ -287,7 +282,7 @@ impl DockerExecutor {
         );
         let mut wrapped = vec!["/bin/sh".to_string(), "-c".into(), script, "sh".into()];
         wrapped.extend(argv);
-        let spec = ExecSpec { argv: wrapped, env, stdin: &input, output_cap: limits.output_bytes, deadline: Duration::from_millis(limits.wall_time_ms) };
+        let spec = ExecSpec { argv: wrapped, env, stdin: &input, output_cap: limits.output_bytes, deadline: Duration::from_millis(limits.wall_time_ms), stream };
         let out = exec::run(&self.docker, &id, spec).await.map_err(engine("running the program"))?;
         if out.exit_code == Some(UNPACK_FAILED) && out.stderr.lossy().contains("execbox: could not unpack the files") {
             return Err(ExecError::Setup(format!("unpacking files in the container failed: {}", out.stderr.lossy().trim())));
@@ -298,7 +293,7 @@ impl DockerExecutor {
         let oom = out.exit_code == Some(128 + libc::SIGKILL as i64) && self.ooms.check(&id, Duration::from_millis(300)).await;
         let artifact = match (collect, out.exit_code) {
             (Some(name), Some(0)) => {
-                let spec = ExecSpec { argv: vec!["cat".into(), "--".into(), name.to_string()], env: vec![], stdin: b"", output_cap: limits.disk_bytes, deadline: Duration::from_secs(30) };
+                let spec = ExecSpec { argv: vec!["cat".into(), "--".into(), name.to_string()], env: vec![], stdin: b"", output_cap: limits.disk_bytes, deadline: Duration::from_secs(30), stream: None };
                 let got = exec::run(&self.docker, &id, spec).await.map_err(engine("collecting the compiled program"))?;
                 (got.exit_code == Some(0) && !got.stdout.truncated).then_some(got.stdout.bytes)
             }
@@ -340,6 +335,17 @@ impl DockerExecutor {
         let mem = s.memory_stats.and_then(|m| m.max_usage.or(m.usage)).unwrap_or(0);
         Usage { wall_time_ms: 0, cpu_time_ms: cpu_ns / 1_000_000, peak_memory_bytes: mem }
     }
+}
+
+/// One process to run in a fresh container.
+struct StepInput<'a> {
+    argv: Vec<String>,
+    env: Vec<String>,
+    files: &'a [JobFile],
+    stdin: &'a [u8],
+    /// A file of /work whose bytes come back (the compiled program).
+    collect: Option<&'a str>,
+    stream: Option<super::OutputSink>,
 }
 
 /// Containers are never reused: whatever happened, the run's container goes.

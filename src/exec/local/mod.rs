@@ -65,6 +65,7 @@ struct Step<'a> {
     limits: Limits,
     open_files: u64,
     collect: Option<String>,
+    stream: Option<super::OutputSink>,
 }
 
 /// What a step left behind: its result, plus the path of a collected artifact.
@@ -186,6 +187,7 @@ impl LocalExecutor {
                 limits,
                 open_files: 64,
                 collect: None,
+                stream: None,
             };
             let outcome = match self.step(step).await {
                 Ok(o) => {
@@ -264,6 +266,7 @@ impl LocalExecutor {
                     limits: job.compile_limits,
                     open_files: job.open_files.max(256),
                     collect: Some(name.clone()),
+                    stream: None,
                 })
                 .await?;
             compile = Some(CompileResult::from(&o.result));
@@ -288,6 +291,7 @@ impl LocalExecutor {
                 limits: job.limits,
                 open_files: job.open_files,
                 collect: None,
+                stream: job.stream.clone(),
             })
             .await;
         if let Some(o) = compile_outcome {
@@ -354,8 +358,9 @@ impl LocalExecutor {
         let run_json = serde_json::to_vec(&run).expect("run spec serializes");
 
         let started = Instant::now();
-        let stdout = tokio::spawn(output::drain(sb.stdout, step.limits.output_bytes));
-        let stderr = tokio::spawn(output::drain(sb.stderr, step.limits.output_bytes));
+        let sink = |kind| step.stream.clone().map(|tx| (tx, kind));
+        let stdout = tokio::spawn(output::drain(sb.stdout, step.limits.output_bytes, sink(super::StreamKind::Stdout)));
+        let stderr = tokio::spawn(output::drain(sb.stderr, step.limits.output_bytes, sink(super::StreamKind::Stderr)));
         // The run spec goes in, and EOF tells PID 1 to start. A sandbox that died while it
         // waited shows up as a write error here and as a missing report below.
         let _ = stdin_pipe.write_all(&run_json).await;

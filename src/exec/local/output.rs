@@ -3,6 +3,8 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::exec::{OutputSink, StreamKind};
+
 #[derive(Debug, Default)]
 pub struct Captured {
     pub bytes: Vec<u8>,
@@ -15,7 +17,8 @@ impl Captured {
     }
 }
 
-pub async fn drain<R: AsyncRead + Unpin>(mut reader: R, cap: u64) -> Captured {
+/// Drain `reader` keeping the first `cap` bytes; the kept bytes also go to `sink` as they come.
+pub async fn drain<R: AsyncRead + Unpin>(mut reader: R, cap: u64, sink: Option<(OutputSink, StreamKind)>) -> Captured {
     let cap = cap as usize;
     let mut out = Captured { bytes: Vec::with_capacity(cap.min(64 << 10)), truncated: false };
     let mut buf = vec![0u8; 64 << 10];
@@ -27,7 +30,11 @@ pub async fn drain<R: AsyncRead + Unpin>(mut reader: R, cap: u64) -> Captured {
                 if n > room {
                     out.truncated = true;
                 }
-                out.bytes.extend_from_slice(&buf[..n.min(room)]);
+                let kept = &buf[..n.min(room)];
+                if let (Some((tx, kind)), false) = (&sink, kept.is_empty()) {
+                    let _ = tx.send((*kind, kept.to_vec()));
+                }
+                out.bytes.extend_from_slice(kept);
             }
         }
     }
@@ -40,10 +47,16 @@ mod tests {
     #[tokio::test]
     async fn keeps_the_first_cap_bytes_and_flags_the_rest() {
         let data = vec![b'x'; 200_000];
-        let c = drain(&data[..], 1000).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let c = drain(&data[..], 1000, Some((tx, StreamKind::Stdout))).await;
         assert_eq!(c.bytes.len(), 1000);
         assert!(c.truncated);
-        let c = drain(&data[..10], 1000).await;
+        let mut streamed = 0;
+        while let Ok((StreamKind::Stdout, chunk)) = rx.try_recv() {
+            streamed += chunk.len();
+        }
+        assert_eq!(streamed, 1000, "only what is kept is streamed");
+        let c = drain(&data[..10], 1000, None).await;
         assert_eq!((c.bytes.len(), c.truncated), (10, false));
     }
 }
