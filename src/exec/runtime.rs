@@ -47,7 +47,7 @@ impl RuntimeTable {
     /// Resolve a language name or alias (case-insensitive).
     pub fn find(&self, name: &str) -> Option<&Runtime> {
         let name = name.trim().to_ascii_lowercase();
-        self.runtimes.iter().find(|r| r.language == name || r.aliases.iter().any(|a| *a == name))
+        self.runtimes.iter().find(|r| r.language == name || r.aliases.contains(&name))
     }
 }
 
