@@ -140,6 +140,7 @@ fn kill_with_test_process(server: i32) {
     let me = std::process::id();
     let script = format!("while kill -0 {me} 2>/dev/null; do sleep 0.2; done; kill -TERM {server} 2>/dev/null; sleep 10; kill -9 {server} 2>/dev/null");
     // Deliberately not waited for: it must outlive this process.
+    #[allow(clippy::zombie_processes)]
     let _watchdog = Command::new("/bin/sh").args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
 }
 
