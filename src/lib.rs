@@ -7,3 +7,4 @@ pub mod config;
 pub mod exec;
 pub mod oneshot;
 pub mod policy;
+pub mod store;

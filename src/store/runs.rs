@@ -1,0 +1,166 @@
+//! The audit log: one row per finished run (team, sandbox, language, status, usage, time). The
+//! source code is kept only when the store was opened with `keep_code(true)`.
+
+use rusqlite::params;
+
+use super::{now, Store, StoreError, Team};
+use crate::exec::RunResult;
+
+/// One run to record. `code` is dropped unless the store keeps code.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    pub id: String,
+    pub team_id: Option<i64>,
+    pub sandbox_id: Option<String>,
+    pub language: String,
+    pub executor: String,
+    pub policy: String,
+    pub status: String,
+    pub wall_ms: u64,
+    pub cpu_ms: Option<u64>,
+    pub peak_memory_bytes: Option<u64>,
+    pub code: Option<String>,
+}
+
+impl RunRecord {
+    /// The record of a finished run, as the API answered it.
+    pub fn from_result(team: Option<&Team>, sandbox_id: Option<&str>, result: &RunResult, code: &str) -> RunRecord {
+        RunRecord {
+            id: result.id.clone(),
+            team_id: team.map(|t| t.id),
+            sandbox_id: sandbox_id.map(str::to_string),
+            language: result.language.clone(),
+            executor: result.executor.clone(),
+            policy: result.policy.clone(),
+            status: result.status.as_str().to_string(),
+            wall_ms: result.usage.wall_time_ms,
+            cpu_ms: Some(result.usage.cpu_time_ms),
+            peak_memory_bytes: Some(result.usage.peak_memory_bytes),
+            code: Some(code.to_string()),
+        }
+    }
+}
+
+/// A recorded run, as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: String,
+    pub team_id: Option<i64>,
+    pub sandbox_id: Option<String>,
+    pub language: String,
+    pub executor: String,
+    pub policy: String,
+    pub status: String,
+    pub wall_ms: i64,
+    pub cpu_ms: Option<i64>,
+    pub peak_memory_bytes: Option<i64>,
+    pub code: Option<String>,
+    pub created_at: i64,
+}
+
+/// SQLite integers are signed: saturate rather than fail on absurd values.
+fn sql_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    pub fn record_run(&self, run: RunRecord) -> Result<(), StoreError> {
+        let code = if self.keep_code { run.code } else { None };
+        self.conn()
+            .execute(
+                "INSERT INTO runs (id, team_id, sandbox_id, language, executor, policy, status, wall_ms, cpu_ms, peak_memory_bytes, code, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    run.id,
+                    run.team_id,
+                    run.sandbox_id,
+                    run.language,
+                    run.executor,
+                    run.policy,
+                    run.status,
+                    sql_int(run.wall_ms),
+                    run.cpu_ms.map(sql_int),
+                    run.peak_memory_bytes.map(sql_int),
+                    code,
+                    now()
+                ],
+            )
+            .map_err(|source| StoreError::Query { what: "recording a run", source })?;
+        Ok(())
+    }
+
+    /// The team's latest runs, newest first.
+    pub fn recent_runs(&self, team: &Team, limit: usize) -> Result<Vec<RunRow>, StoreError> {
+        let err = |source| StoreError::Query { what: "reading recent runs", source };
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, team_id, sandbox_id, language, executor, policy, status, wall_ms, cpu_ms, peak_memory_bytes, code, created_at
+                 FROM runs WHERE team_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![team.id, sql_int(limit as u64)], |r| {
+                Ok(RunRow {
+                    id: r.get(0)?,
+                    team_id: r.get(1)?,
+                    sandbox_id: r.get(2)?,
+                    language: r.get(3)?,
+                    executor: r.get(4)?,
+                    policy: r.get(5)?,
+                    status: r.get(6)?,
+                    wall_ms: r.get(7)?,
+                    cpu_ms: r.get(8)?,
+                    peak_memory_bytes: r.get(9)?,
+                    code: r.get(10)?,
+                    created_at: r.get(11)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, team: &Team) -> RunRecord {
+        RunRecord {
+            id: id.into(),
+            team_id: Some(team.id),
+            sandbox_id: None,
+            language: "python".into(),
+            executor: "local".into(),
+            policy: "default".into(),
+            status: "ok".into(),
+            wall_ms: 12,
+            cpu_ms: Some(8),
+            peak_memory_bytes: Some(1 << 20),
+            code: Some("print(1)".into()),
+        }
+    }
+
+    #[test]
+    fn runs_are_listed_per_team_newest_first_without_code_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).unwrap();
+        let (a, b) = (store.ensure_team("a").unwrap(), store.ensure_team("b").unwrap());
+        for id in ["r1", "r2", "r3"] {
+            store.record_run(record(id, &a)).unwrap();
+        }
+        store.record_run(record("other", &b)).unwrap();
+        let runs = store.recent_runs(&a, 2).unwrap();
+        assert_eq!(runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r3", "r2"]);
+        assert_eq!((runs[0].wall_ms, runs[0].cpu_ms, runs[0].status.as_str(), runs[0].code.as_deref()), (12, Some(8), "ok", None));
+    }
+
+    #[test]
+    fn code_is_kept_when_configured() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_in(dir.path()).unwrap().keep_code(true);
+        let t = store.ensure_team("a").unwrap();
+        store.record_run(record("r1", &t)).unwrap();
+        assert_eq!(store.recent_runs(&t, 10).unwrap()[0].code.as_deref(), Some("print(1)"));
+    }
+}
