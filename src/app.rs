@@ -10,12 +10,13 @@ use anyhow::{bail, Context};
 
 use crate::admission::Admission;
 use crate::api::{self, AppState};
-use crate::config::Config;
+use crate::config::{AuthMode, Config};
 use crate::exec::docker::{DockerConfig, DockerExecutor};
 use crate::exec::local::{LocalConfig, LocalExecutor};
 use crate::exec::runtime::RuntimeTable;
 use crate::exec::Executor;
 use crate::policy::PolicySet;
+use crate::store::{Quotas, Store, DEFAULT_TEAM};
 
 pub struct Application {
     listener: tokio::net::TcpListener,
@@ -78,11 +79,25 @@ pub fn lock_instance(data_dir: &std::path::Path, instance: &str) -> anyhow::Resu
 
 impl Application {
     pub async fn build(cfg: Config) -> anyhow::Result<Application> {
-        if !cfg.listen.ip().is_loopback() {
-            tracing::warn!(listen = %cfg.listen, "listening on a non-loopback address without authentication");
+        if cfg.auth == AuthMode::None && !cfg.listen.ip().is_loopback() {
+            bail!(
+                "refusing to listen on {} without authentication: anyone who reaches it could run code here; \
+                 start with --auth api-key (keys from `execbox keys create --team NAME`) or listen on 127.0.0.1",
+                cfg.listen
+            );
         }
         let policies = load_policies(&cfg)?;
         let lock = lock_instance(&cfg.data_dir, cfg.instance())?;
+        let store = Store::open_in(&cfg.data_dir)?.keep_code(cfg.audit.keep_code);
+        let auth = match cfg.auth {
+            AuthMode::None => api::auth::Auth::None { team: store.ensure_team(DEFAULT_TEAM)? },
+            AuthMode::ApiKey => {
+                if store.list_keys()?.iter().all(|k| k.revoked_at.is_some()) {
+                    tracing::warn!(store = %store.path().display(), "auth is api-key but no usable key exists; create one with `execbox keys create --team NAME`");
+                }
+                api::auth::Auth::ApiKey
+            }
+        };
         let local = Arc::new(LocalExecutor::new(local_config(&cfg, cfg.instance())?).context("starting the local executor")?);
         for (lang, outcome) in local.probe(None).await {
             match outcome {
@@ -120,6 +135,9 @@ impl Application {
             executors,
             admission: Arc::new(Admission::new(cfg.max_concurrent(), cfg.max_queued_runs)),
             metrics: api::metrics::Metrics::new(),
+            store,
+            auth,
+            quotas: Quotas::new(cfg.quotas.max_concurrent_runs_per_team, cfg.quotas.max_sandboxes_per_team),
         });
         Ok(Application { listener, state, max_body_bytes: cfg.max_body_bytes, _lock: lock })
     }

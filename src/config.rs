@@ -27,6 +27,48 @@ pub struct Config {
     pub max_queued_runs: usize,
     pub local: LocalSettings,
     pub docker: DockerSettings,
+    /// Who may call `/v1`: `none` (loopback listeners only) or `api-key`.
+    pub auth: AuthMode,
+    pub quotas: QuotaSettings,
+    pub audit: AuditSettings,
+}
+
+/// `none`: every request is the built-in team `default`, allowed only on a loopback listener.
+/// `api-key`: `/v1` routes need `Authorization: Bearer KEY` (keys from `execbox keys create`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    None,
+    ApiKey,
+}
+
+impl std::str::FromStr for AuthMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<AuthMode, String> {
+        match s {
+            "none" => Ok(AuthMode::None),
+            "api-key" => Ok(AuthMode::ApiKey),
+            other => Err(format!("auth must be \"none\" or \"api-key\", not \"{other}\"")),
+        }
+    }
+}
+
+/// Per-team limits; 0 means unlimited.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaSettings {
+    /// Runs of one team executing or queued at once (default 16: a team cannot take every
+    /// slot and the whole queue from the others, yet a busy agent loop is rarely refused).
+    pub max_concurrent_runs_per_team: usize,
+    /// Sandboxes one team may hold at once.
+    pub max_sandboxes_per_team: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Keep each run's source code in the audit log (off: code may hold secrets).
+    pub keep_code: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,6 +111,9 @@ impl Default for Config {
             max_queued_runs: 64,
             local: LocalSettings { sandbox_uid: 65534, sandbox_gid: 65534, allow_degraded: false, helper: None, warm_sandboxes: 2 },
             docker: DockerSettings { enabled: true, pool_per_shape: 2, pool_max_total: 8, cpus: 1.0 },
+            auth: AuthMode::None,
+            quotas: QuotaSettings { max_concurrent_runs_per_team: 16, max_sandboxes_per_team: 20 },
+            audit: AuditSettings { keep_code: false },
         }
     }
 }
@@ -82,6 +127,8 @@ pub struct FlagOverrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policies: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthMode>,
 }
 
 impl Config {
@@ -159,5 +206,17 @@ mod tests {
         std::fs::write(&f, "lisen = \"127.0.0.1:1\"\n").unwrap();
         let err = Config::load(Some(&f), FlagOverrides::default()).unwrap_err();
         assert!(err.contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn auth_and_quotas_come_from_the_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "auth = \"none\"\n[quotas]\nmax_sandboxes_per_team = 3\n").unwrap();
+        let cfg = Config::load(Some(&f), FlagOverrides { auth: Some(AuthMode::ApiKey), ..Default::default() }).unwrap();
+        assert_eq!(cfg.auth, AuthMode::ApiKey);
+        assert_eq!((cfg.quotas.max_sandboxes_per_team, cfg.quotas.max_concurrent_runs_per_team), (3, 16));
+        std::fs::write(&f, "auth = \"apikey\"\n").unwrap();
+        assert!(Config::load(Some(&f), FlagOverrides::default()).is_err());
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use execbox::config::{Config, FlagOverrides};
+use execbox::config::{AuthMode, Config, FlagOverrides};
 
 #[derive(Parser)]
 #[command(name = "execbox", version, about = "Sandboxed code execution service")]
@@ -27,6 +27,18 @@ enum Command {
         /// A directory of policy TOML files (default: the embedded policies/).
         #[arg(long)]
         policies: Option<PathBuf>,
+        /// `none` (default; loopback listeners only) or `api-key` (Authorization: Bearer KEY).
+        #[arg(long)]
+        auth: Option<AuthMode>,
+    },
+    /// Create, list and revoke API keys (kept hashed in <data-dir>/execbox.db).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+        #[arg(long, global = true)]
+        data_dir: Option<PathBuf>,
+        #[arg(long, global = true, env = "EXECBOX_CONFIG")]
+        config: Option<PathBuf>,
     },
     /// Run one program in a sandbox, print its output, exit with its exit code.
     Run {
@@ -54,6 +66,19 @@ enum Command {
     Sandbox { staging: PathBuf },
 }
 
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Create a key for a team (created if new); the key is the last line printed.
+    Create {
+        #[arg(long)]
+        team: String,
+    },
+    /// List keys: team, prefix, created, revoked. Keys themselves are never shown again.
+    List,
+    /// Revoke a key by its prefix (as listed) or id; it stops working at once.
+    Revoke { prefix: String },
+}
+
 fn main() {
     let cli = Cli::parse();
     // The helper must stay single-threaded: it branches off before any runtime exists.
@@ -79,8 +104,8 @@ fn main() {
 
 async fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Serve { listen, data_dir, config, policies } => {
-            let cfg = Config::load(config.as_deref(), FlagOverrides { listen, data_dir, policies }).map_err(anyhow::Error::msg)?;
+        Command::Serve { listen, data_dir, config, policies, auth } => {
+            let cfg = Config::load(config.as_deref(), FlagOverrides { listen, data_dir, policies, auth }).map_err(anyhow::Error::msg)?;
             let app = execbox::app::Application::build(cfg).await?;
             // The one line scripts and tests wait for.
             println!("execbox listening on http://{}", app.local_addr());
@@ -91,6 +116,42 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;
             execbox::oneshot::run(cfg, execbox::oneshot::RunArgs { language, executor, policy, stdin, file, args }).await
         }
+        Command::Keys { action, data_dir, config } => {
+            let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;
+            keys(action, execbox::store::Store::open_in(&cfg.data_dir)?)?;
+            Ok(0)
+        }
         Command::Sandbox { .. } => unreachable!("handled before the runtime starts"),
     }
+}
+
+fn keys(action: KeysAction, store: execbox::store::Store) -> anyhow::Result<()> {
+    use execbox::store::rfc3339;
+    match action {
+        KeysAction::Create { team } => {
+            let (info, key) = store.create_key(&team)?;
+            println!("created key {} for team {}", info.display_prefix(), info.team);
+            println!("store this key now; it is shown once:");
+            println!("{key}");
+        }
+        KeysAction::List => {
+            let keys = store.list_keys()?;
+            if keys.is_empty() {
+                println!("no API keys in {}; create one with `execbox keys create --team NAME`", store.path().display());
+            }
+            let team_width = keys.iter().map(|k| k.team.len()).max().unwrap_or(0).max(4);
+            if !keys.is_empty() {
+                println!("{:<team_width$}  {:<12}  {:<20}  REVOKED", "TEAM", "PREFIX", "CREATED");
+            }
+            for k in keys {
+                let revoked = k.revoked_at.map(rfc3339).unwrap_or_else(|| "-".into());
+                println!("{:<team_width$}  {:<12}  {:<20}  {revoked}", k.team, k.display_prefix(), rfc3339(k.created_at));
+            }
+        }
+        KeysAction::Revoke { prefix } => {
+            let k = store.revoke_key(&prefix)?;
+            println!("revoked key {} of team {}", k.display_prefix(), k.team);
+        }
+    }
+    Ok(())
 }

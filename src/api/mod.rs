@@ -1,5 +1,6 @@
 //! The only place that speaks HTTP and JSON: routes, the error answer, metrics.
 
+pub mod auth;
 mod error;
 mod execute;
 mod info;
@@ -21,6 +22,7 @@ use crate::exec::local::LocalExecutor;
 use crate::exec::runtime::RuntimeTable;
 use crate::exec::Executor;
 use crate::policy::PolicySet;
+use crate::store::{Quotas, Store};
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -31,6 +33,9 @@ pub struct AppState {
     pub executors: HashMap<&'static str, Arc<dyn Executor>>,
     pub admission: Arc<Admission>,
     pub metrics: metrics::Metrics,
+    pub store: Store,
+    pub auth: auth::Auth,
+    pub quotas: Arc<Quotas>,
 }
 
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
@@ -44,6 +49,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_team))
         .with_state(state)
 }
 
