@@ -3,6 +3,7 @@
 mod helpers;
 
 mod admission;
+mod auth;
 mod cli;
 mod containment;
 mod contract;
