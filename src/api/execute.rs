@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
+use axum::Extension;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,23 +19,44 @@ use super::metrics::{ExecutorLabel, RunLabels};
 use super::{ApiError, AppState};
 use crate::exec::request::ExecuteRequest;
 use crate::exec::{ExecError, Executor, Job, RunResult, StreamKind};
+use crate::store::{RunRecord, Team};
 
 pub async fn execute(
     State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
     headers: HeaderMap,
     body: Result<Json<ExecuteRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body?;
-    let (mut job, executor) = prepare(&state, req)?;
-    if !wants_events(&headers) {
-        let task = admit_and_spawn(&state, job, executor).await?;
+    let (job, executor) = prepare(&state, req)?;
+    respond(&state, &team, None, job, executor, &headers).await
+}
+
+/// Run `job` for `team` (in `sandbox_id` when set) and answer as JSON or as events.
+pub async fn respond(
+    state: &Arc<AppState>,
+    team: &Team,
+    sandbox_id: Option<String>,
+    mut job: Job,
+    executor: Arc<dyn Executor>,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let origin = Origin { team: team.clone(), sandbox_id };
+    if !wants_events(headers) {
+        let task = admit_and_spawn(state, origin, job, executor).await?;
         let result = join(task).await?;
         return Ok(Json(result).into_response());
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     job.stream = Some(tx);
-    let task = admit_and_spawn(&state, job, executor).await?;
+    let task = admit_and_spawn(state, origin, job, executor).await?;
     Ok(Sse::new(events(rx, task)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keepalive")).into_response())
+}
+
+/// Who a run is for, for its quota and its audit record.
+struct Origin {
+    team: Team,
+    sandbox_id: Option<String>,
 }
 
 fn wants_events(headers: &HeaderMap) -> bool {
@@ -45,7 +67,13 @@ fn wants_events(headers: &HeaderMap) -> bool {
 fn prepare(state: &AppState, req: ExecuteRequest) -> Result<(Job, Arc<dyn Executor>), ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
     let (job, executor_name) = req.into_job(id, &state.policies, &state.runtimes)?;
-    let executor = state.executors.get(executor_name.as_str()).cloned().ok_or_else(|| {
+    let executor = ready_executor(state, &executor_name, &job.runtime.language)?;
+    Ok((job, executor))
+}
+
+/// The executor named `executor_name`, if it is ready and has `language`.
+pub fn ready_executor(state: &AppState, executor_name: &str, language: &str) -> Result<Arc<dyn Executor>, ApiError> {
+    let executor = state.executors.get(executor_name).cloned().ok_or_else(|| {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", format!("executor {executor_name} is not running in this service"))
     })?;
     let ready = executor.readiness();
@@ -56,20 +84,27 @@ fn prepare(state: &AppState, req: ExecuteRequest) -> Result<(Job, Arc<dyn Execut
             format!("the {executor_name} executor is not ready: {}; see GET /readyz", ready.detail),
         ));
     }
-    if !executor.runtimes().contains_key(&job.runtime.language) {
+    if !executor.runtimes().contains_key(language) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "runtime_unavailable",
-            format!("{} did not pass its start-up probe on the {executor_name} executor; see GET /v1/runtimes and /readyz", job.runtime.language),
+            format!("{language} did not pass its start-up probe on the {executor_name} executor; see GET /v1/runtimes and /readyz"),
         ));
     }
-    Ok((job, executor))
+    Ok(executor)
 }
 
 /// Wait for a run slot (or refuse with 429), then run as a task of its own. Dropping the
 /// handle does not stop the run; aborting it does (and the executors clean up on drop).
-async fn admit_and_spawn(state: &Arc<AppState>, job: Job, executor: Arc<dyn Executor>) -> Result<tokio::task::JoinHandle<Result<RunResult, ExecError>>, ApiError> {
-    let span = tracing::info_span!("run", run_id = %job.id, executor = executor.name(), policy = %job.policy, language = %job.runtime.language);
+async fn admit_and_spawn(
+    state: &Arc<AppState>,
+    origin: Origin,
+    job: Job,
+    executor: Arc<dyn Executor>,
+) -> Result<tokio::task::JoinHandle<Result<RunResult, ExecError>>, ApiError> {
+    let span = tracing::info_span!("run", run_id = %job.id, team = %origin.team.name, executor = executor.name(), policy = %job.policy, language = %job.runtime.language);
+    // The team's quota counts queued runs too, so it is taken before a slot is waited for.
+    let permit = state.quotas.try_acquire_run(&origin.team)?;
     let ticket = match state.admission.enter().await {
         Ok(t) => t,
         Err(_) => {
@@ -80,7 +115,7 @@ async fn admit_and_spawn(state: &Arc<AppState>, job: Job, executor: Arc<dyn Exec
     let st = state.clone();
     Ok(tokio::spawn(
         async move {
-            let _ticket = ticket;
+            let (_ticket, _permit) = (ticket, permit);
             let started = Instant::now();
             let result = executor.run(&job).await;
             st.metrics.duration.get_or_create(&ExecutorLabel { executor: executor.name().into() }).observe(started.elapsed().as_secs_f64());
@@ -88,6 +123,10 @@ async fn admit_and_spawn(state: &Arc<AppState>, job: Job, executor: Arc<dyn Exec
                 let labels = RunLabels { status: r.status.as_str().into(), executor: r.executor.clone(), language: r.language.clone() };
                 st.metrics.runs.get_or_create(&labels).inc();
                 tracing::info!(status = r.status.as_str(), wall_ms = r.usage.wall_time_ms, "run finished");
+                let record = RunRecord::from_result(Some(&origin.team), origin.sandbox_id.as_deref(), r, &job.code);
+                if let Err(e) = st.store.blocking(move |s| s.record_run(record)).await {
+                    tracing::error!(error = %e, "could not write the run to the audit log");
+                }
             }
             result
         }

@@ -9,4 +9,5 @@ mod containment;
 mod contract;
 mod errors;
 mod lifecycle;
+mod quotas;
 mod streaming;
