@@ -13,6 +13,9 @@ use crate::policy::Limits;
 pub const LABEL_INSTANCE: &str = "execbox.instance";
 pub const LABEL_SHAPE: &str = "execbox.shape";
 pub const LABEL_MANAGED: &str = "execbox.managed";
+/// On a sandbox's long-lived container: the sandbox id. Such containers outlive a graceful stop
+/// and are left alone by [`sweep`]; the sandbox backend reconciles them at start.
+pub const LABEL_SANDBOX: &str = "execbox.sandbox";
 
 /// The uid:gid programs run as (no name needed: the images need not have it in /etc/passwd).
 pub const SANDBOX_USER: &str = "65534:65534";
@@ -91,11 +94,43 @@ pub fn create_body(shape: &Shape, instance: &str) -> ContainerCreateBody {
     }
 }
 
-/// Ids of every container (running or not) labelled with this instance.
-pub async fn list_instance(docker: &Docker, instance: &str) -> Result<Vec<String>, bollard::errors::Error> {
+/// Every container (running or not) labelled with this instance.
+async fn list_labelled(docker: &Docker, instance: &str) -> Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
     let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_INSTANCE}={instance}")])]);
-    let list = docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await?;
-    Ok(list.into_iter().filter_map(|c| c.id).collect())
+    docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await
+}
+
+/// A sandbox's long-lived container, as the engine lists it.
+#[derive(Debug, Clone)]
+pub struct SandboxContainer {
+    pub id: String,
+    pub sandbox: String,
+    pub running: bool,
+    pub labels: HashMap<String, String>,
+}
+
+/// This instance's sandbox containers (running or not).
+pub async fn list_sandboxes(docker: &Docker, instance: &str) -> Result<Vec<SandboxContainer>, bollard::errors::Error> {
+    Ok(list_labelled(docker, instance)
+        .await?
+        .into_iter()
+        .filter_map(|c| {
+            let labels = c.labels.unwrap_or_default();
+            let sandbox = labels.get(LABEL_SANDBOX)?.clone();
+            let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
+            Some(SandboxContainer { id: c.id?, sandbox, running, labels })
+        })
+        .collect())
+}
+
+/// Create and start a container from `body`; nothing is left behind when starting fails.
+pub async fn create_started(docker: &Docker, body: ContainerCreateBody) -> Result<String, bollard::errors::Error> {
+    let created = docker.create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await?;
+    if let Err(e) = docker.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await {
+        remove(docker, &created.id).await;
+        return Err(e);
+    }
+    Ok(created.id)
 }
 
 /// Force-remove a container (kills it first); a missing one is fine.
@@ -108,9 +143,15 @@ pub async fn remove(docker: &Docker, id: &str) {
     }
 }
 
-/// Remove everything labelled with this instance (start-up sweep and graceful stop).
+/// Remove this instance's per-run containers (start-up sweep and graceful stop). Sandbox
+/// containers are kept: they belong to sandboxes that survive a restart.
 pub async fn sweep(docker: &Docker, instance: &str) -> Result<usize, bollard::errors::Error> {
-    let ids = list_instance(docker, instance).await?;
+    let ids: Vec<String> = list_labelled(docker, instance)
+        .await?
+        .into_iter()
+        .filter(|c| !c.labels.as_ref().is_some_and(|l| l.contains_key(LABEL_SANDBOX)))
+        .filter_map(|c| c.id)
+        .collect();
     let n = ids.len();
     futures_util::future::join_all(ids.iter().map(|id| remove(docker, id))).await;
     Ok(n)

@@ -4,7 +4,7 @@
 //! read-only root). The host owns the deadline: the container is killed when it passes.
 
 pub mod container;
-mod exec;
+pub(crate) mod exec;
 pub mod pool;
 mod oom;
 mod seccomp_profile;
@@ -126,12 +126,27 @@ impl DockerExecutor {
         });
     }
 
+    /// The engine client, for the sandbox backend's own containers.
+    pub(crate) fn engine(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The instance name every container of this service is labelled with.
+    pub(crate) fn instance(&self) -> &str {
+        &self.cfg.instance
+    }
+
+    /// Forget a removed container's OOM record.
+    pub(crate) fn forget_container(&self, id: &str) {
+        self.ooms.forget(id);
+    }
+
     fn set_problem(&self, p: String) {
         tracing::warn!(problem = %p, "docker executor not ready");
         *self.problem.write().unwrap() = Some(p);
     }
 
-    fn unavailable(&self) -> Option<ExecError> {
+    pub(crate) fn unavailable(&self) -> Option<ExecError> {
         if self.reachable.load(Ordering::SeqCst) {
             return None;
         }
@@ -147,7 +162,7 @@ impl DockerExecutor {
         self.versions.read().unwrap().clone()
     }
 
-    fn shape(&self, image: &str, limits: Limits, open_files: u64, runtime: Option<String>) -> Shape {
+    pub(crate) fn shape(&self, image: &str, limits: Limits, open_files: u64, runtime: Option<String>) -> Shape {
         Shape { image: image.to_string(), limits, open_files, runtime, nano_cpus: (self.cfg.cpus * 1e9) as i64 }
     }
 
@@ -164,7 +179,8 @@ impl DockerExecutor {
                 Err(e) => Err(format!("image {image} is not available ({e}); build it with images/build.sh")),
                 Ok(_) => {
                     let shape = self.shape(image, limits, 64, None);
-                    match self.step(&shape, StepInput { argv: rt.version.clone(), env: vec![], files: &[], stdin: b"", collect: None, stream: None }).await {
+                    let input = StepInput { argv: rt.version.clone(), env: vec![], files: &[], stdin: b"", cpu_secs: None, stream: None };
+                    match self.step(&shape, input, None).await {
                         Ok((r, _)) if r.status == Status::Ok => {
                             let text = format!("{}\n{}", r.stdout, r.stderr);
                             Ok(text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown").to_string())
@@ -202,11 +218,13 @@ impl DockerExecutor {
         }
     }
 
-    fn base_env(&self) -> Vec<String> {
+    pub(crate) fn base_env(&self) -> Vec<String> {
         vec![format!("PATH={}", self.table.sandbox.path), "HOME=/work".into(), "LANG=C.UTF-8".into(), "TMPDIR=/tmp".into()]
     }
 
-    async fn run_job(&self, job: &Job) -> Result<RunResult, ExecError> {
+    /// What a job needs wherever it runs: its runtime's probed version and image, its files
+    /// with the source among them, and its environment.
+    pub(crate) fn prepare(&self, job: &Job) -> Result<Prepared, ExecError> {
         if let Some(e) = self.unavailable() {
             return Err(e);
         }
@@ -222,11 +240,17 @@ impl DockerExecutor {
             env.retain(|e| !e.starts_with(&format!("{k}=")));
             env.push(format!("{k}={v}"));
         }
+        Ok(Prepared { version, image, files, env })
+    }
+
+    async fn run_job(&self, job: &Job) -> Result<RunResult, ExecError> {
+        let Prepared { version, image, mut files, env } = self.prepare(job)?;
+        let rt: &Runtime = &job.runtime;
         let mut compile = None;
         if let (Some(cmd), Some(name)) = (&rt.compile, &rt.artifact) {
             let shape = self.shape(&image, job.compile_limits, job.open_files.max(256), job.docker_runtime.clone());
-            let input = StepInput { argv: cmd.clone(), env: self.base_env(), files: &files, stdin: b"", collect: Some(name), stream: None };
-            let (r, artifact) = self.step(&shape, input).await?;
+            let input = StepInput { argv: cmd.clone(), env: self.base_env(), files: &files, stdin: b"", cpu_secs: None, stream: None };
+            let (r, artifact) = self.step(&shape, input, Some(name)).await?;
             compile = Some(CompileResult::from(&r));
             match artifact {
                 Some(bytes) if r.status == Status::Ok => files = vec![JobFile { path: name.clone(), content: bytes }],
@@ -236,12 +260,12 @@ impl DockerExecutor {
         let mut argv = rt.run.clone();
         argv.extend(job.args.iter().cloned());
         let shape = self.shape(&image, job.limits, job.open_files, job.docker_runtime.clone());
-        let input = StepInput { argv, env, files: &files, stdin: &job.stdin, collect: None, stream: job.stream.clone() };
-        let (r, _) = self.step(&shape, input).await?;
+        let input = StepInput { argv, env, files: &files, stdin: &job.stdin, cpu_secs: None, stream: job.stream.clone() };
+        let (r, _) = self.step(&shape, input, None).await?;
         Ok(self.result(job, version, compile, r))
     }
 
-    fn result(&self, job: &Job, version: String, compile: Option<CompileResult>, r: StepResult) -> RunResult {
+    pub(crate) fn result(&self, job: &Job, version: String, compile: Option<CompileResult>, r: StepResult) -> RunResult {
         RunResult {
             id: job.id.clone(),
             status: r.status,
@@ -260,39 +284,15 @@ impl DockerExecutor {
         }
     }
 
-    /// One process in a fresh container of `shape`: deliver the files, run, judge, remove.
-    /// Returns the collected artifact's bytes when `collect` names one.
-    async fn step(&self, shape: &Shape, input: StepInput<'_>) -> Result<(StepResult, Option<Vec<u8>>), ExecError> {
-        let StepInput { argv, env, files, stdin, collect, stream } = input;
+    /// One process in a fresh container of `shape`: run it, collect the artifact, remove the
+    /// container. Returns the collected artifact's bytes when `collect` names a file of /work.
+    async fn step(&self, shape: &Shape, input: StepInput<'_>, collect: Option<&str>) -> Result<(StepResult, Option<Vec<u8>>), ExecError> {
         let id = self.pool.take(shape).await.map_err(engine("starting a container"))?;
         let _remove = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), ooms: self.ooms.clone() };
         let limits = &shape.limits;
-        // One exec: the files arrive as a tar at the head of stdin, unpacked by `head -c N |
-        // tar` (head reads exactly N bytes), then the program replaces the shell and reads the
-        // rest of stdin as its own.
-        let tar = tar_of(files).map_err(|e| ExecError::Io("building the files archive".into(), e))?;
-        let mut input = tar.clone();
-        input.extend_from_slice(stdin);
-        let script = format!(
-            "head -c {} | tar -x -C /work -f - || {{ echo 'execbox: could not unpack the files' >&2; exit {UNPACK_FAILED}; }}; \
-             p=$(PATH='{}' command -v -- \"$1\") || {{ echo \"execbox: cannot run $1: not found\" >&2; exit 127; }}; shift; {}exec \"$p\" \"$@\"",
-            tar.len(),
-            self.table.sandbox.path,
-            unset_engine_env(&env),
-        );
-        let mut wrapped = vec!["/bin/sh".to_string(), "-c".into(), script, "sh".into()];
-        wrapped.extend(argv);
-        let spec = ExecSpec { argv: wrapped, env, stdin: &input, output_cap: limits.output_bytes, deadline: Duration::from_millis(limits.wall_time_ms), stream };
-        let out = exec::run(&self.docker, &id, spec).await.map_err(engine("running the program"))?;
-        if out.exit_code == Some(UNPACK_FAILED) && out.stderr.lossy().contains("execbox: could not unpack the files") {
-            return Err(ExecError::Setup(format!("unpacking files in the container failed: {}", out.stderr.lossy().trim())));
-        }
-        // Usage before anything is killed: a stopped container has no stats.
-        let stats = self.usage(&id).await;
-        // Only a SIGKILL can be the OOM killer's work; then wait briefly for the engine's event.
-        let oom = out.exit_code == Some(128 + libc::SIGKILL as i64) && self.ooms.check(&id, Duration::from_millis(300)).await;
-        let artifact = match (collect, out.exit_code) {
-            (Some(name), Some(0)) => {
+        let result = self.run_in(&id, limits, input, Usage::default()).await?;
+        let artifact = match collect {
+            Some(name) if result.status == Status::Ok => {
                 let spec = ExecSpec { argv: vec!["cat".into(), "--".into(), name.to_string()], env: vec![], stdin: b"", output_cap: limits.disk_bytes, deadline: Duration::from_secs(30), stream: None };
                 let got = exec::run(&self.docker, &id, spec).await.map_err(engine("collecting the compiled program"))?;
                 (got.exit_code == Some(0) && !got.stdout.truncated).then_some(got.stdout.bytes)
@@ -303,6 +303,47 @@ impl DockerExecutor {
         // now; removing it can happen in the background.
         let kill = bollard::query_parameters::KillContainerOptions { signal: "SIGKILL".into() };
         let _ = self.docker.kill_container(&id, Some(kill)).await;
+        Ok((result, artifact))
+    }
+
+    /// One process in the running container `id`, as the sandbox user: deliver the files, run
+    /// it under `limits` (wall deadline, output cap), then judge it: usage since `baseline` (the
+    /// engine's CPU figure is container-cumulative), an OOM kill, the status. The process and
+    /// anything it started may still run when this returns; stopping them is the caller's job.
+    pub(crate) async fn run_in(&self, id: &str, limits: &Limits, input: StepInput<'_>, baseline: Usage) -> Result<StepResult, ExecError> {
+        let StepInput { argv, env, files, stdin, cpu_secs, stream } = input;
+        // An OOM kill recorded earlier in a long-lived container is not this process's.
+        self.ooms.forget(id);
+        // One exec: the files arrive as a tar at the head of stdin, unpacked by `head -c N |
+        // tar` (head reads exactly N bytes), then the program replaces the shell and reads the
+        // rest of stdin as its own.
+        let tar = if files.is_empty() { Vec::new() } else { tar_of(files).map_err(|e| ExecError::Io("building the files archive".into(), e))? };
+        let mut input = tar.clone();
+        input.extend_from_slice(stdin);
+        let unpack = if tar.is_empty() {
+            String::new()
+        } else {
+            format!("head -c {} | tar -x -C /work -f - || {{ echo 'execbox: could not unpack the files' >&2; exit {UNPACK_FAILED}; }}; ", tar.len())
+        };
+        // Lowering RLIMIT_CPU below the container's own (soft first, then hard) needs no privilege.
+        let rlimit = cpu_secs.map(|n| format!("ulimit -S -t {n}; ulimit -H -t {}; ", n + 1)).unwrap_or_default();
+        let script = format!(
+            "{rlimit}{unpack}p=$(PATH='{}' command -v -- \"$1\") || {{ echo \"execbox: cannot run $1: not found\" >&2; exit 127; }}; shift; {}exec \"$p\" \"$@\"",
+            self.table.sandbox.path,
+            unset_engine_env(&env),
+        );
+        let mut wrapped = vec!["/bin/sh".to_string(), "-c".into(), script, "sh".into()];
+        wrapped.extend(argv);
+        let spec = ExecSpec { argv: wrapped, env, stdin: &input, output_cap: limits.output_bytes, deadline: Duration::from_millis(limits.wall_time_ms), stream };
+        let out = exec::run(&self.docker, id, spec).await.map_err(engine("running the program"))?;
+        if out.exit_code == Some(UNPACK_FAILED) && out.stderr.lossy().contains("execbox: could not unpack the files") {
+            return Err(ExecError::Setup(format!("unpacking files in the container failed: {}", out.stderr.lossy().trim())));
+        }
+        // Usage before anything is killed: a stopped container has no stats.
+        let stats = self.usage(id).await;
+        let stats = Usage { cpu_time_ms: stats.cpu_time_ms.saturating_sub(baseline.cpu_time_ms), ..stats };
+        // Only a SIGKILL can be the OOM killer's work; then wait briefly for the engine's event.
+        let oom = out.exit_code == Some(128 + libc::SIGKILL as i64) && self.ooms.check(id, Duration::from_millis(300)).await;
         let cpu_over = stats.cpu_time_ms >= limits.cpu_time_ms;
         // The engine reports an exec's death by signal N as exit code 128+N.
         let signal = out.exit_code.filter(|c| (129..=192).contains(c)).map(|c| (c - 128) as i32);
@@ -314,7 +355,7 @@ impl DockerExecutor {
             Some(_) if signal.is_some() => (Status::Killed, None, signal),
             Some(c) => (Status::Error, Some(c as i32), None),
         };
-        let result = StepResult {
+        Ok(StepResult {
             status,
             exit_code,
             signal: signal.map(super::signal_name),
@@ -323,12 +364,11 @@ impl DockerExecutor {
             stdout_truncated: out.stdout.truncated,
             stderr_truncated: out.stderr.truncated,
             usage: Usage { wall_time_ms: out.wall.as_millis() as u64, ..stats },
-        };
-        Ok((result, artifact))
+        })
     }
 
     /// CPU time and peak memory of the whole container, from the engine's one-shot stats.
-    async fn usage(&self, id: &str) -> Usage {
+    pub(crate) async fn usage(&self, id: &str) -> Usage {
         let opts = bollard::query_parameters::StatsOptions { stream: false, one_shot: true };
         let Some(Ok(s)) = self.docker.stats(id, Some(opts)).next().await else { return Usage::default() };
         let cpu_ns = s.cpu_stats.and_then(|c| c.cpu_usage).and_then(|u| u.total_usage).unwrap_or(0);
@@ -337,15 +377,24 @@ impl DockerExecutor {
     }
 }
 
-/// One process to run in a fresh container.
-struct StepInput<'a> {
-    argv: Vec<String>,
-    env: Vec<String>,
-    files: &'a [JobFile],
-    stdin: &'a [u8],
-    /// A file of /work whose bytes come back (the compiled program).
-    collect: Option<&'a str>,
-    stream: Option<super::OutputSink>,
+/// What [`DockerExecutor::prepare`] makes of a job.
+pub(crate) struct Prepared {
+    pub version: String,
+    pub image: String,
+    /// The job's files and its source.
+    pub files: Vec<JobFile>,
+    pub env: Vec<String>,
+}
+
+/// One process to run in a container.
+pub(crate) struct StepInput<'a> {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub files: &'a [JobFile],
+    pub stdin: &'a [u8],
+    /// Lower RLIMIT_CPU to this many seconds for this process (below the container's own).
+    pub cpu_secs: Option<u64>,
+    pub stream: Option<super::OutputSink>,
 }
 
 /// Containers are never reused: whatever happened, the run's container goes.

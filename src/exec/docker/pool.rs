@@ -6,7 +6,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use bollard::query_parameters::CreateContainerOptions;
 use bollard::Docker;
 
 use super::container::{self, Shape};
@@ -115,13 +114,7 @@ impl Pool {
     }
 
     pub async fn create_started(&self, shape: &Shape) -> Result<String, bollard::errors::Error> {
-        let body = container::create_body(shape, &self.instance);
-        let created = self.docker.create_container(None::<CreateContainerOptions>, body).await?;
-        if let Err(e) = self.docker.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await {
-            container::remove(&self.docker, &created.id).await;
-            return Err(e);
-        }
-        Ok(created.id)
+        container::create_started(&self.docker, container::create_body(shape, &self.instance)).await
     }
 
     /// Stop refilling and remove every idle container.
