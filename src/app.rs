@@ -16,6 +16,9 @@ use crate::exec::local::{LocalConfig, LocalExecutor};
 use crate::exec::runtime::RuntimeTable;
 use crate::exec::Executor;
 use crate::policy::PolicySet;
+use crate::sandbox::local::LocalSandboxes;
+use crate::sandbox::manager::Manager;
+use crate::sandbox::SandboxBackend;
 use crate::store::{Quotas, Store, DEFAULT_TEAM};
 
 pub struct Application {
@@ -58,6 +61,25 @@ pub async fn build_docker(cfg: &Config, instance: &str) -> Result<DockerExecutor
         }
     }
     Ok(d)
+}
+
+/// Sandboxes: a backend per executor, reconciled with the store (what survived a restart is
+/// reattached, the rest removed), and the reaper started.
+async fn build_sandboxes(
+    cfg: &Config,
+    store: &Store,
+    policies: &PolicySet,
+    local: &Arc<LocalExecutor>,
+    _docker: Option<&Arc<DockerExecutor>>,
+    quotas: &Arc<Quotas>,
+) -> anyhow::Result<Arc<Manager>> {
+    let mut backends: HashMap<&'static str, Arc<dyn SandboxBackend>> = HashMap::new();
+    backends.insert("local", Arc::new(LocalSandboxes::new(local.clone(), cfg.data_dir.join("sandboxes"))));
+    let manager = Arc::new(Manager::new(store.clone(), policies.clone(), backends, quotas.clone(), cfg.sandboxes.max_ttl_seconds));
+    manager.reconcile().await.context("reconciling sandboxes with the store")?;
+    manager.reap().await;
+    manager.spawn_reaper(std::time::Duration::from_secs(cfg.sandboxes.reap_interval_seconds.max(1)));
+    Ok(manager)
 }
 
 pub fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
@@ -126,6 +148,8 @@ impl Application {
                 }
             }
         }
+        let quotas = Quotas::new(cfg.quotas.max_concurrent_runs_per_team, cfg.quotas.max_sandboxes_per_team);
+        let sandboxes = build_sandboxes(&cfg, &store, &policies, &local, docker.as_ref(), &quotas).await?;
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
         let state = Arc::new(AppState {
             policies,
@@ -137,7 +161,8 @@ impl Application {
             metrics: api::metrics::Metrics::new(),
             store,
             auth,
-            quotas: Quotas::new(cfg.quotas.max_concurrent_runs_per_team, cfg.quotas.max_sandboxes_per_team),
+            quotas,
+            sandboxes: Some(sandboxes),
         });
         Ok(Application { listener, state, max_body_bytes: cfg.max_body_bytes, _lock: lock })
     }
@@ -150,6 +175,9 @@ impl Application {
         let app = api::router(self.state.clone(), self.max_body_bytes);
         axum::serve(self.listener, app).with_graceful_shutdown(shutdown_signal()).await?;
         // Connections are drained, so every run has returned and cleaned up after itself.
+        if let Some(m) = &self.state.sandboxes {
+            m.shutdown().await;
+        }
         self.state.local.shutdown();
         if let Some(d) = &self.state.docker {
             d.shutdown().await;

@@ -31,6 +31,16 @@ pub struct Config {
     pub auth: AuthMode,
     pub quotas: QuotaSettings,
     pub audit: AuditSettings,
+    pub sandboxes: SandboxSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// The longest `ttl_seconds` a sandbox may ask for (and be kept alive to at once).
+    pub max_ttl_seconds: u64,
+    /// How often expired and idle sandboxes are looked for.
+    pub reap_interval_seconds: u64,
 }
 
 /// `none`: every request is the built-in team `default`, allowed only on a loopback listener.
@@ -111,6 +121,7 @@ impl Default for Config {
             max_queued_runs: 64,
             local: LocalSettings { sandbox_uid: 65534, sandbox_gid: 65534, allow_degraded: false, helper: None, warm_sandboxes: 2 },
             docker: DockerSettings { enabled: true, pool_per_shape: 2, pool_max_total: 8, cpus: 1.0 },
+            sandboxes: SandboxSettings { max_ttl_seconds: 86_400, reap_interval_seconds: 5 },
             auth: AuthMode::None,
             quotas: QuotaSettings { max_concurrent_runs_per_team: 16, max_sandboxes_per_team: 20 },
             audit: AuditSettings { keep_code: false },

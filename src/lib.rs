@@ -7,4 +7,5 @@ pub mod config;
 pub mod exec;
 pub mod oneshot;
 pub mod policy;
+pub mod sandbox;
 pub mod store;

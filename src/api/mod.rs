@@ -5,6 +5,7 @@ mod error;
 mod execute;
 mod info;
 pub mod metrics;
+mod sandboxes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,6 +37,7 @@ pub struct AppState {
     pub store: Store,
     pub auth: auth::Auth,
     pub quotas: Arc<Quotas>,
+    pub sandboxes: Option<Arc<crate::sandbox::manager::Manager>>,
 }
 
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
@@ -43,6 +45,13 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .route("/v1/execute", post(execute::execute))
         .route("/v1/runtimes", get(info::runtimes))
         .route("/v1/policies", get(info::policies))
+        .route("/v1/sandboxes", post(sandboxes::create).get(sandboxes::list))
+        .route("/v1/sandboxes/{id}", get(sandboxes::get).delete(sandboxes::delete))
+        .route("/v1/sandboxes/{id}/keepalive", post(sandboxes::keepalive))
+        .route("/v1/sandboxes/{id}/execute", post(sandboxes::execute))
+        .route("/v1/sandboxes/{id}/files", get(sandboxes::list_files))
+        .route("/v1/sandboxes/{id}/files/{*path}", get(sandboxes::get_file).put(sandboxes::put_file))
+        .route("/v1/sandboxes/{id}/archive", get(sandboxes::get_archive).post(sandboxes::post_archive))
         .route("/healthz", get(info::healthz))
         .route("/readyz", get(info::readyz))
         .route("/metrics", get(info::metrics))

@@ -11,6 +11,7 @@
 mod keys;
 pub mod quota;
 mod runs;
+mod sandboxes;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use rusqlite::{Connection, OptionalExtension};
 pub use keys::{KeyInfo, KEY_PREFIX};
 pub use quota::{QuotaExceeded, Quotas, RunPermit};
 pub use runs::{RunRecord, RunRow};
+pub use sandboxes::SandboxRow;
 
 /// The file name of the store inside the data dir.
 pub const DB_FILE: &str = "execbox.db";

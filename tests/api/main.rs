@@ -10,4 +10,5 @@ mod contract;
 mod errors;
 mod lifecycle;
 mod quotas;
+mod sandboxes;
 mod streaming;

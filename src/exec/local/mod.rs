@@ -11,6 +11,7 @@ mod output;
 pub mod seccomp;
 pub mod spec;
 mod warm;
+pub mod workspace;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,8 @@ struct Step<'a> {
     open_files: u64,
     collect: Option<String>,
     stream: Option<super::OutputSink>,
+    /// A sandbox's host directory: its `work/` is copied in and back.
+    workspace: Option<&'a Path>,
 }
 
 /// What a step left behind: its result, plus the path of a collected artifact.
@@ -166,6 +169,7 @@ impl LocalExecutor {
                 cgroup_procs: vec![],
                 initial_disk_bytes: 64 << 20,
                 hostname: "sandbox".into(),
+                workspace: None,
             },
         };
         let pool = WarmPool::new(preparer, cfg.warm);
@@ -188,6 +192,7 @@ impl LocalExecutor {
                 open_files: 64,
                 collect: None,
                 stream: None,
+                workspace: None,
             };
             let outcome = match self.step(step).await {
                 Ok(o) => {
@@ -240,7 +245,14 @@ impl LocalExecutor {
         ]
     }
 
-    async fn run_job(&self, job: &Job) -> Result<RunResult, ExecError> {
+    /// Run `job` in a sandbox's persistent work dir (`<workspace>/work`): it is copied into the
+    /// call's fresh /work and back when the call ends, also at its deadline (only then is the
+    /// program killed, so the files it wrote before are kept).
+    pub async fn run_in_workspace(&self, job: &Job, workspace: &Path) -> Result<RunResult, ExecError> {
+        self.run_job(job, Some(workspace)).await
+    }
+
+    async fn run_job(&self, job: &Job, workspace: Option<&Path>) -> Result<RunResult, ExecError> {
         let rt: &Runtime = &job.runtime;
         let version = self.available().get(&rt.language).cloned().ok_or_else(|| {
             ExecError::Unavailable("local".into(), format!("runtime {} did not pass its start-up probe", rt.language))
@@ -267,6 +279,7 @@ impl LocalExecutor {
                     open_files: job.open_files.max(256),
                     collect: Some(name.clone()),
                     stream: None,
+                    workspace,
                 })
                 .await?;
             compile = Some(CompileResult::from(&o.result));
@@ -292,6 +305,7 @@ impl LocalExecutor {
                 open_files: job.open_files,
                 collect: None,
                 stream: job.stream.clone(),
+                workspace,
             })
             .await;
         if let Some(o) = compile_outcome {
@@ -324,7 +338,14 @@ impl LocalExecutor {
     /// Hand a prepared sandbox its run, wait (owning the deadline), collect.
     async fn step(&self, step: Step<'_>) -> Result<StepOutcome, ExecError> {
         // Not on the blocking pool: see `warm::WarmPool::refill` on PDEATHSIG and threads.
-        let sb = self.pool.take()?;
+        let sb = match step.workspace {
+            Some(ws) => {
+                // A call that died half-way may have left its copy back; it is not the workspace.
+                remove_if_present(&ws.join(workspace::NEXT));
+                self.pool.take_for(ws)?
+            }
+            None => self.pool.take()?,
+        };
         let dir = sb.dir.clone();
         let guard = StagingGuard { dir: Some(sb.dir), cgroup: sb.cgroup };
         let (mut child, mut stdin_pipe) = (sb.child, sb.stdin);
@@ -381,6 +402,14 @@ impl LocalExecutor {
                 }
             }
         };
+        if !matches!(ended, Ended::Exited) && step.workspace.is_some() {
+            // A workspace call keeps what it wrote: PID 1 kills the program and copies /work
+            // back when asked (SIGUSR1), within a grace period; past it, the hard kill below.
+            if let Some(pid) = child.id() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGUSR1);
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        }
         if !matches!(ended, Ended::Exited) {
             // PID 1 dies with the helper (PDEATHSIG), and the kernel then kills the whole pid
             // namespace; kill_all covers anything that raced into the cgroup meanwhile.
@@ -398,6 +427,9 @@ impl LocalExecutor {
         let report: Option<SandboxReport> =
             std::fs::read(dir.join(spec::REPORT)).ok().and_then(|b| serde_json::from_slice(&b).ok());
 
+        if let Some(ws) = step.workspace {
+            remove_if_present(&ws.join(workspace::NEXT));
+        }
         if let Some(SandboxReport { setup_error: Some(e), .. }) = &report {
             return Err(ExecError::Setup(e.clone()));
         }
@@ -450,7 +482,7 @@ impl Executor for LocalExecutor {
     }
 
     fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>> {
-        Box::pin(self.run_job(job))
+        Box::pin(self.run_job(job, None))
     }
 
     fn runtimes(&self) -> HashMap<String, String> {
@@ -484,6 +516,15 @@ impl Executor for LocalExecutor {
                 (None, true) => "full isolation".into(),
             },
             features,
+        }
+    }
+}
+
+/// Remove a directory tree without following links (std's remove_dir_all does not).
+fn remove_if_present(path: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove");
         }
     }
 }

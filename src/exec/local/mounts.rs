@@ -154,14 +154,18 @@ fn build_dev(root: &Path, data: &Path) -> R<()> {
     ctx(mount(NONE, &dev, NONE, MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, Some("size=65536,mode=0755")), || "remount /dev read-only".into())
 }
 
-/// Give the run its disk size and its files, after the root is built and before the program
-/// starts. /work is fresh and nothing else runs yet, so nothing here can meet a planted link.
-pub fn fill_work(run: &RunSpec, boot: &BootSpec) -> R<()> {
+/// Give the run its disk size, after the root is built and before anything is written to it.
+pub fn resize_work(run: &RunSpec) -> R<()> {
     let opts = format!("size={}", run.disk_bytes);
     // Without MS_BIND a remount reconfigures the tmpfs itself, which /work, /tmp and /dev/shm share.
     ctx(mount(NONE, "/work", NONE, MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts.as_str())), || {
         "resize the run's tmpfs".into()
-    })?;
+    })
+}
+
+/// Write the run's files into /work before the program starts. Nothing else runs yet; a link
+/// copied in from a workspace is refused as a parent and replaced, never written through.
+pub fn write_files(run: &RunSpec, boot: &BootSpec) -> R<()> {
     let owner = if boot.user_namespace { (0, 0) } else { (boot.uid, boot.gid) };
     let chown_to = |p: &Path| ctx(chown(p, Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1))), || format!("chown {}", p.display()));
     let work = Path::new("/work");
@@ -173,10 +177,16 @@ pub fn fill_work(run: &RunSpec, boot: &BootSpec) -> R<()> {
         let mut dir = work.to_path_buf();
         for part in Path::new(rel).parent().into_iter().flat_map(|p| p.components()) {
             dir.push(part);
+            if fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(format!("{} is a symlink in the workspace; files are not written through links", dir.display()));
+            }
             if !dir.exists() {
                 ctx(fs::create_dir(&dir), || format!("mkdir {}", dir.display()))?;
                 chown_to(&dir)?;
             }
+        }
+        if fs::symlink_metadata(&dest).is_ok_and(|m| m.file_type().is_symlink()) {
+            ctx(fs::remove_file(&dest), || format!("replace link {}", dest.display()))?;
         }
         ctx(fs::write(&dest, content), || format!("write {}", dest.display()))?;
         let mode = if f.executable { 0o755 } else { 0o644 };

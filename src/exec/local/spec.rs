@@ -23,6 +23,9 @@ pub struct BootSpec {
     /// Size of the tmpfs holding /work, /tmp and /dev/shm until the run sets its own.
     pub initial_disk_bytes: u64,
     pub hostname: String,
+    /// A sandbox's host directory (holding `work/`): copied into /work before the program and
+    /// back after it. None for one-shot runs.
+    pub workspace: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

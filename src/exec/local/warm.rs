@@ -38,7 +38,8 @@ pub struct Preparer {
 const WAITING: Limits = Limits { wall_time_ms: 1, cpu_time_ms: 1, memory_bytes: 256 << 20, pids: 16, output_bytes: 0, disk_bytes: 64 << 20 };
 
 impl Preparer {
-    pub fn prepare(&self) -> Result<Sandbox, ExecError> {
+    /// A sandbox for one-shot runs (None) or for a call in a workspace.
+    pub fn prepare(&self, workspace: Option<&std::path::Path>) -> Result<Sandbox, ExecError> {
         let id = format!("sb-{}", uuid::Uuid::new_v4().simple());
         let dir = self.staging_root.join(&id);
         let io = |what: &'static str| {
@@ -54,6 +55,7 @@ impl Preparer {
         };
         let boot = BootSpec {
             cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default().iter().map(|p| p.display().to_string()).collect(),
+            workspace: workspace.map(|w| w.display().to_string()),
             ..self.boot.clone()
         };
         let cleanup = |cgroup: Option<Box<dyn RunCgroup>>| {
@@ -100,13 +102,18 @@ impl WarmPool {
         Arc::new(WarmPool { preparer: Arc::new(preparer), target, ready: Mutex::new(Vec::new()), creating: Mutex::new(0), closed: Default::default() })
     }
 
+    /// A sandbox for a call in a workspace: never warm, since the workspace is opened at boot.
+    pub fn take_for(&self, workspace: &std::path::Path) -> Result<Sandbox, ExecError> {
+        self.preparer.prepare(Some(workspace))
+    }
+
     /// A prepared sandbox: a warm one when there is one, else one started now.
     pub fn take(self: &Arc<Self>) -> Result<Sandbox, ExecError> {
         let warm = self.ready.lock().unwrap().pop();
         self.refill();
         match warm {
             Some(sb) => Ok(sb),
-            None => self.preparer.prepare(),
+            None => self.preparer.prepare(None),
         }
     }
 
@@ -129,7 +136,7 @@ impl WarmPool {
                 // Prepared on a runtime worker, never on the blocking pool: the helper's
                 // PDEATHSIG fires when the *thread* that spawned it exits, and blocking-pool
                 // threads exit when idle.
-                let made = pool.preparer.prepare();
+                let made = pool.preparer.prepare(None);
                 *pool.creating.lock().unwrap() -= 1;
                 match made {
                     Ok(sb) if !pool.closed.load(std::sync::atomic::Ordering::SeqCst) => pool.ready.lock().unwrap().push(sb),

@@ -1,0 +1,94 @@
+//! Sandboxes for teams: a workspace that lives across calls (write a file, run the tests, fix,
+//! run again). The manager (`manager.rs`) keeps the records in the store, enforces team scoping,
+//! quotas and expiry; a [`SandboxBackend`] per executor holds the files and runs the calls.
+
+pub mod docker;
+pub mod fs;
+pub mod local;
+pub mod manager;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::exec::{BoxFuture, ExecError, Job, RunResult};
+use crate::policy::Limits;
+
+/// A sandbox as the API shows it and the store keeps it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sandbox {
+    pub id: String,
+    #[serde(skip)]
+    pub team_id: i64,
+    pub executor: String,
+    pub policy: String,
+    pub state: String,
+    pub metadata: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub env: Vec<(String, String)>,
+    /// Unix seconds (RFC 3339 in the API).
+    #[serde(skip)]
+    pub created_at: i64,
+    #[serde(skip)]
+    pub expires_at: i64,
+    #[serde(skip)]
+    pub last_used_at: i64,
+    pub idle_timeout_seconds: Option<u64>,
+    /// The sandbox's limits: the policy's defaults; `disk_bytes` caps its work dir.
+    #[serde(skip)]
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    File,
+    Dir,
+    Symlink,
+}
+
+/// One entry of a listing; `path` is relative to the work dir.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: u64,
+    #[serde(rename = "type")]
+    pub kind: FileKind,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("no such file or directory in the sandbox: {0}")]
+    NotFound(String),
+    #[error("path refused: {0}")]
+    PathRefused(String),
+    #[error("{what} would exceed the sandbox's limit of {max} bytes")]
+    TooLarge { what: String, max: u64 },
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("sandbox i/o failed while {0}: {1}")]
+    Io(String, #[source] std::io::Error),
+}
+
+/// Where a sandbox's files live and how its calls run: one per executor.
+pub trait SandboxBackend: Send + Sync {
+    /// Allocate what the sandbox needs (local: a work dir; docker: a long-lived container).
+    fn create<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>>;
+    /// Run one call in the sandbox's work dir, under the job's own limits and deadline. No
+    /// process of the call outlives it.
+    fn exec<'a>(&'a self, sb: &'a Sandbox, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>>;
+    fn read_file<'a>(&'a self, sb: &'a Sandbox, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>>;
+    fn write_file<'a>(&'a self, sb: &'a Sandbox, path: &'a str, content: Vec<u8>) -> BoxFuture<'a, Result<(), SandboxError>>;
+    /// Everything below `dir` (recursively), without following links.
+    fn list<'a>(&'a self, sb: &'a Sandbox, dir: &'a str) -> BoxFuture<'a, Result<Vec<FileEntry>, SandboxError>>;
+    fn export_tar<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>>;
+    fn import_tar<'a>(&'a self, sb: &'a Sandbox, tar: Vec<u8>) -> BoxFuture<'a, Result<(), SandboxError>>;
+    /// Free everything the sandbox holds; a missing one is fine.
+    fn destroy<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>>;
+    /// At start: keep the resources of `known` sandboxes that still exist, remove any other
+    /// resources this instance's sandboxes left; return the ids of known sandboxes whose
+    /// resources are gone (the manager then deletes their records).
+    fn reconcile<'a>(&'a self, known: &'a [Sandbox]) -> BoxFuture<'a, Vec<String>>;
+    /// Graceful stop: release what must not outlive the service, keep what must survive a restart.
+    fn shutdown(&self) -> BoxFuture<'_, ()>;
+}
