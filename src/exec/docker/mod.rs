@@ -15,7 +15,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bollard::Docker;
-use futures_util::StreamExt;
 use serde::Deserialize;
 
 use container::Shape;
@@ -367,14 +366,42 @@ impl DockerExecutor {
         })
     }
 
-    /// CPU time and peak memory of the whole container, from the engine's one-shot stats.
+    /// CPU time and peak memory of the whole container, read from its own cgroup by a short
+    /// exec. (The engine's stats API samples once a second, so a one-shot read waits up to a
+    /// second — longer than a whole run.)
     pub(crate) async fn usage(&self, id: &str) -> Usage {
-        let opts = bollard::query_parameters::StatsOptions { stream: false, one_shot: true };
-        let Some(Ok(s)) = self.docker.stats(id, Some(opts)).next().await else { return Usage::default() };
-        let cpu_ns = s.cpu_stats.and_then(|c| c.cpu_usage).and_then(|u| u.total_usage).unwrap_or(0);
-        let mem = s.memory_stats.and_then(|m| m.max_usage.or(m.usage)).unwrap_or(0);
-        Usage { wall_time_ms: 0, cpu_time_ms: cpu_ns / 1_000_000, peak_memory_bytes: mem }
+        let spec = ExecSpec { argv: vec!["/bin/sh".into(), "-c".into(), CGROUP_USAGE.into()], env: vec![], stdin: b"", output_cap: 4096, deadline: Duration::from_secs(10), stream: None };
+        match exec::run(&self.docker, id, spec).await {
+            Ok(out) if out.exit_code == Some(0) => parse_cgroup_usage(&out.stdout.lossy()),
+            _ => Usage::default(),
+        }
     }
+}
+
+/// Prints `cpu_ns N` and `peak N` for the container's cgroup, v1 or v2 (each container sees its
+/// own cgroup at /sys/fs/cgroup).
+const CGROUP_USAGE: &str = r#"c=/sys/fs/cgroup
+if [ -f $c/cgroup.controllers ]; then
+  echo "cpu_us $(sed -n 's/^usage_usec //p' $c/cpu.stat)"
+  echo "peak $(cat $c/memory.peak 2>/dev/null || cat $c/memory.current)"
+else
+  echo "cpu_ns $(cat $c/cpuacct/cpuacct.usage)"
+  echo "peak $(cat $c/memory/memory.max_usage_in_bytes)"
+fi"#;
+
+fn parse_cgroup_usage(text: &str) -> Usage {
+    let mut u = Usage::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(' ') else { continue };
+        let Ok(n) = value.trim().parse::<u64>() else { continue };
+        match key {
+            "cpu_ns" => u.cpu_time_ms = n / 1_000_000,
+            "cpu_us" => u.cpu_time_ms = n / 1_000,
+            "peak" => u.peak_memory_bytes = n,
+            _ => {}
+        }
+    }
+    u
 }
 
 /// What [`DockerExecutor::prepare`] makes of a job.
@@ -534,5 +561,17 @@ impl StepResult {
             stderr_truncated: false,
             usage: Usage::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cgroup_usage_of_both_versions_parses() {
+        let v1 = super::parse_cgroup_usage("cpu_ns 27289493\npeak 4345856\n");
+        assert_eq!((v1.cpu_time_ms, v1.peak_memory_bytes), (27, 4_345_856));
+        let v2 = super::parse_cgroup_usage("cpu_us 41000\npeak 9000\n");
+        assert_eq!((v2.cpu_time_ms, v2.peak_memory_bytes), (41, 9000));
+        assert_eq!(super::parse_cgroup_usage("cpu_ns \npeak x\n").cpu_time_ms, 0);
     }
 }
