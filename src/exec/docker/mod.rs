@@ -299,9 +299,12 @@ impl DockerExecutor {
             _ => None,
         };
         // Nothing of the run may outlive its answer: daemonized children die with the container
-        // now; removing it can happen in the background.
-        let kill = bollard::query_parameters::KillContainerOptions { signal: "SIGKILL".into() };
-        let _ = self.docker.kill_container(&id, Some(kill)).await;
+        // now; removing it can happen in the background. (When the host's cgroupfs shows only
+        // the container's init and its waiting process, there is nothing to kill.)
+        if host_cgroup_procs(&id).is_none_or(|n| n > 2) {
+            let kill = bollard::query_parameters::KillContainerOptions { signal: "SIGKILL".into() };
+            let _ = self.docker.kill_container(&id, Some(kill)).await;
+        }
         Ok((result, artifact))
     }
 
@@ -366,10 +369,14 @@ impl DockerExecutor {
         })
     }
 
-    /// CPU time and peak memory of the whole container, read from its own cgroup by a short
-    /// exec. (The engine's stats API samples once a second, so a one-shot read waits up to a
-    /// second — longer than a whole run.)
+    /// CPU time and peak memory of the whole container, from its cgroup: on this host's
+    /// cgroupfs when the engine is local, else by a short exec inside the container. (The
+    /// engine's stats API samples once a second, so a one-shot read waits up to a second —
+    /// longer than a whole run.)
     pub(crate) async fn usage(&self, id: &str) -> Usage {
+        if let Some(u) = host_cgroup_usage(id) {
+            return u;
+        }
         let spec = ExecSpec { argv: vec!["/bin/sh".into(), "-c".into(), CGROUP_USAGE.into()], env: vec![], stdin: b"", output_cap: 4096, deadline: Duration::from_secs(10), stream: None };
         match exec::run(&self.docker, id, spec).await {
             Ok(out) if out.exit_code == Some(0) => parse_cgroup_usage(&out.stdout.lossy()),
@@ -388,6 +395,34 @@ else
   echo "cpu_ns $(cat $c/cpuacct/cpuacct.usage)"
   echo "peak $(cat $c/memory/memory.max_usage_in_bytes)"
 fi"#;
+
+/// With the engine on this host (the common case), the container's cgroup is readable directly
+/// under the engine's usual layouts (cgroupfs or systemd driver, v1 or v2): no exec needed.
+fn host_cgroup_usage(id: &str) -> Option<Usage> {
+    let read = |p: String| std::fs::read_to_string(p).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    let root = "/sys/fs/cgroup";
+    for dir in [format!("docker/{id}"), format!("system.slice/docker-{id}.scope")] {
+        if let (Some(cpu), Some(peak)) = (read(format!("{root}/cpuacct/{dir}/cpuacct.usage")), read(format!("{root}/memory/{dir}/memory.max_usage_in_bytes"))) {
+            return Some(Usage { wall_time_ms: 0, cpu_time_ms: cpu / 1_000_000, peak_memory_bytes: peak });
+        }
+        let stat = std::fs::read_to_string(format!("{root}/{dir}/cpu.stat")).ok();
+        if let (Some(stat), Some(peak)) = (stat, read(format!("{root}/{dir}/memory.peak")).or_else(|| read(format!("{root}/{dir}/memory.current")))) {
+            let text = stat.lines().find_map(|l| l.strip_prefix("usage_usec ")).map(|v| format!("cpu_us {v}\npeak {peak}"))?;
+            return Some(parse_cgroup_usage(&text));
+        }
+    }
+    None
+}
+
+/// How many processes the container's cgroup holds, when the engine is on this host.
+fn host_cgroup_procs(id: &str) -> Option<usize> {
+    for dir in [format!("pids/docker/{id}"), format!("pids/system.slice/docker-{id}.scope"), format!("docker/{id}"), format!("system.slice/docker-{id}.scope")] {
+        if let Ok(text) = std::fs::read_to_string(format!("/sys/fs/cgroup/{dir}/cgroup.procs")) {
+            return Some(text.lines().filter(|l| !l.trim().is_empty()).count());
+        }
+    }
+    None
+}
 
 fn parse_cgroup_usage(text: &str) -> Usage {
     let mut u = Usage::default();
