@@ -11,7 +11,9 @@
 //! empties /work, and the call's stderr says so.
 //!
 //! Per container, not per call: memory (tmpfs /work and /tmp count against it too), pids and
-//! disk are the sandbox's. A call's wall deadline, output cap and CPU time are its own.
+//! disk are the sandbox's, whatever a call asks for. A call's wall deadline, output cap and CPU
+//! time are its own (CPU as the container's cumulative figure minus a read before the step).
+//! `peak_memory_bytes` is the container's peak since the sandbox started, workspace included.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
