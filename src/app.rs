@@ -16,6 +16,7 @@ use crate::exec::local::{LocalConfig, LocalExecutor};
 use crate::exec::runtime::RuntimeTable;
 use crate::exec::Executor;
 use crate::policy::PolicySet;
+use crate::sandbox::docker::DockerSandboxes;
 use crate::sandbox::local::LocalSandboxes;
 use crate::sandbox::manager::Manager;
 use crate::sandbox::SandboxBackend;
@@ -70,11 +71,14 @@ async fn build_sandboxes(
     store: &Store,
     policies: &PolicySet,
     local: &Arc<LocalExecutor>,
-    _docker: Option<&Arc<DockerExecutor>>,
+    docker: Option<&Arc<DockerExecutor>>,
     quotas: &Arc<Quotas>,
 ) -> anyhow::Result<Arc<Manager>> {
     let mut backends: HashMap<&'static str, Arc<dyn SandboxBackend>> = HashMap::new();
     backends.insert("local", Arc::new(LocalSandboxes::new(local.clone(), cfg.data_dir.join("sandboxes"))));
+    if let Some(d) = docker {
+        backends.insert("docker", Arc::new(DockerSandboxes::new(d.clone(), policies)));
+    }
     let manager = Arc::new(Manager::new(store.clone(), policies.clone(), backends, quotas.clone(), cfg.sandboxes.max_ttl_seconds));
     manager.reconcile().await.context("reconciling sandboxes with the store")?;
     manager.reap().await;

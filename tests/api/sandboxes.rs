@@ -238,13 +238,12 @@ async fn a_write_over_the_sandbox_disk_limit_is_413() {
     assert_eq!(v["error"]["code"], "too_large");
 }
 
-#[tokio::test]
-async fn sandboxes_and_files_survive_restarts_and_orphans_are_removed() {
-    require_root();
+async fn sandboxes_and_files_survive_restarts_and_orphans_are_removed(ex: &str) {
+    let Some(_) = app_for(ex).await else { return };
     let data = tempfile::tempdir().unwrap();
-    let instance = format!("surv-{}", std::process::id());
+    let instance = format!("surv-{ex}-{}", std::process::id());
     let mut app = TestApp::start_in(&instance, data.path(), &[]);
-    let sb = create(&app, json!({"ttl_seconds": 600})).await;
+    let sb = create(&app, json!({"executor": ex, "ttl_seconds": 600})).await;
     let id = s(&sb, "id");
     assert_eq!(put(&app, &id, "keep.txt", b"survives").await.0, 200);
     let status = tokio::task::spawn_blocking(move || {
@@ -258,13 +257,21 @@ async fn sandboxes_and_files_survive_restarts_and_orphans_are_removed() {
     let mut app = TestApp::start_in(&instance, data.path(), &[]);
     assert_eq!(get_raw(&app, &format!("/v1/sandboxes/{id}/files/keep.txt")).await, (200, b"survives".to_vec()));
     assert_eq!(call(&app, &id, json!({"language": "bash", "code": "cat keep.txt"})).await["stdout"], "survives");
-    // kill -9, with a stray dir no record knows: the next start keeps the sandbox, drops the stray.
+    // kill -9, with a stray local dir no record knows: the next start keeps the sandbox (its
+    // files, or its container) and drops the stray.
     let stray = data.path().join("sandboxes").join("sb_stray");
     std::fs::create_dir_all(stray.join("work")).unwrap();
     app.kill9();
     let app = TestApp::start_in(&instance, data.path(), &[]);
     assert!(!stray.exists(), "a dir with no record is removed at start");
     assert_eq!(call(&app, &id, json!({"language": "bash", "code": "cat keep.txt"})).await["stdout"], "survives");
+    let r = client().delete(app.url(&format!("/v1/sandboxes/{id}"))).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+}
+
+mod survival {
+    use super::*;
+    on_both_executors!(sandboxes_and_files_survive_restarts_and_orphans_are_removed);
 }
 
 #[tokio::test]
