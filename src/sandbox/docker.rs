@@ -96,6 +96,8 @@ pub struct DockerSandboxes {
     policies: HashMap<String, PolicyBits>,
     /// Sandbox id → its container; filled at create and on first use after a restart.
     handles: Mutex<HashMap<String, Handle>>,
+    /// Container id → held while a step or file operation (and the kill after it) runs there.
+    busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn engine(what: &str) -> impl Fn(bollard::errors::Error) -> ExecError + '_ {
@@ -133,7 +135,7 @@ impl DockerSandboxes {
                 (name.clone(), bits)
             })
             .collect();
-        DockerSandboxes { exec, policies, handles: Mutex::new(HashMap::new()) }
+        DockerSandboxes { exec, policies, handles: Mutex::new(HashMap::new()), busy: Mutex::new(HashMap::new()) }
     }
 
     /// The limits the container is made with: the sandbox's, with RLIMIT_CPU at the policy's
@@ -238,9 +240,10 @@ impl DockerSandboxes {
 
     /// One process, judged like a per-run step, then nothing of it left running.
     async fn step(&self, id: &str, limits: &Limits, input: StepInput<'_>) -> Result<StepResult, ExecError> {
+        let occupied = self.occupy(id).await;
         let baseline = self.exec.usage(id).await;
         let ran = self.exec.run_in(id, limits, input, baseline).await;
-        let reaped = self.reap(id).await;
+        let reaped = occupied.finish().await;
         let mut r = ran?;
         if !reaped? {
             r.stderr.push_str("\nexecbox: the call's processes could not be stopped, so the sandbox was restarted; its files are gone\n");
@@ -248,55 +251,44 @@ impl DockerSandboxes {
         Ok(r)
     }
 
-    /// Kill every process of the sandbox user. Ok(true): done from inside; Ok(false): it took
-    /// a container restart (so /work is empty now).
-    async fn reap(&self, id: &str) -> Result<bool, ExecError> {
-        // A fork bomb may hold every pid; the exec then cannot start. Its processes die or back
-        // off now and then, so a few tries usually get one in.
-        for attempt in 0..20 {
-            match self.sh(id, REAP, &[], b"", 64, Duration::from_secs(10)).await {
-                Ok(out) if out.exit_code == Some(0) => return Ok(true),
-                Ok(out) => tracing::debug!(container = id, attempt, code = ?out.exit_code, "sandbox processes survived a reap round"),
-                Err(e) => tracing::debug!(container = id, attempt, error = %e, "reap exec failed"),
-            }
-            tokio::time::sleep(Duration::from_millis(50 * (attempt + 1).min(4))).await;
-        }
-        tracing::warn!(container = id, "could not kill a sandbox call's processes from inside; restarting the container");
-        let opts = bollard::query_parameters::RestartContainerOptions { t: Some(0), ..Default::default() };
-        self.exec.engine().restart_container(id, Some(opts)).await.map_err(engine("restarting the sandbox's container"))?;
-        Ok(false)
+    /// The container to oneself until the returned guard is finished, released or dropped.
+    async fn occupy(&self, id: &str) -> Occupied {
+        let lock = self.busy.lock().unwrap().entry(id.to_string()).or_default().clone();
+        Occupied { exec: self.exec.clone(), id: id.to_string(), lock: Some(lock.lock_owned().await) }
     }
 
-    /// `sh -c script sh args...` as the sandbox user in /work, with only PATH and a C locale.
-    async fn sh(&self, id: &str, script: &str, args: &[&str], stdin: &[u8], cap: u64, deadline: Duration) -> Result<ExecOutcome, bollard::errors::Error> {
-        let mut argv = vec!["/bin/sh".to_string(), "-c".into(), script.into(), "sh".into()];
-        argv.extend(args.iter().map(|a| a.to_string()));
-        let env = vec!["PATH=/usr/local/bin:/usr/bin:/bin".into(), "LC_ALL=C".into()];
-        dexec::run(self.exec.engine(), id, ExecSpec { argv, env, stdin, output_cap: cap, deadline, stream: None }).await
-    }
-
-    /// A file operation: its outcome, with the common exit codes already mapped.
-    async fn file_op(&self, sb: &Sandbox, what: &str, script: &str, path: &str, stdin: &[u8], cap: u64) -> Result<ExecOutcome, SandboxError> {
+    /// One exec of a file operation with the container to itself; its exit code is the
+    /// caller's to judge. No answer in time is an error, after what it started is killed.
+    async fn op(&self, sb: &Sandbox, what: &str, script: &str, args: &[&str], stdin: &[u8], cap: u64) -> Result<ExecOutcome, SandboxError> {
         let h = self.handle(sb).await?;
-        let out = self.sh(&h.id, script, &[path], stdin, cap, FILE_OP_DEADLINE).await.map_err(engine(what)).map_err(SandboxError::Exec)?;
+        let occupied = self.occupy(&h.id).await;
+        let out = sh(&self.exec, &h.id, script, args, stdin, cap, FILE_OP_DEADLINE).await.map_err(engine(what))?;
+        if out.exit_code.is_none() {
+            occupied.finish().await?;
+            return Err(io_err(what, format!("no answer within {} s", FILE_OP_DEADLINE.as_secs())));
+        }
+        // A file operation that ended left nothing running.
+        occupied.release();
+        Ok(out)
+    }
+
+    /// A file operation on `path`: its outcome, with the common exit codes mapped.
+    async fn file_op(&self, sb: &Sandbox, what: &str, script: &str, path: &str, stdin: &[u8], cap: u64) -> Result<ExecOutcome, SandboxError> {
         let rel = path.strip_prefix("/work/").unwrap_or("");
+        let out = self.op(sb, &format!("{what} {rel}"), script, &[path], stdin, cap).await?;
         match out.exit_code {
-            None => {
-                self.reap(&h.id).await?;
-                Err(io_err(format!("{what} {rel}"), format!("no answer within {} s", FILE_OP_DEADLINE.as_secs())))
-            }
             Some(0) => Ok(out),
             Some(3) => Err(SandboxError::NotFound(rel.to_string())),
             Some(4) => Err(SandboxError::PathRefused(format!("{rel}: a symlink is in the way"))),
             Some(5) if script == LIST => Err(SandboxError::PathRefused(format!("{rel} is not a directory"))),
             Some(5) => Err(SandboxError::PathRefused(format!("{rel} is not a regular file"))),
             Some(6) => Err(SandboxError::PathRefused(format!("{rel}: a parent is not a directory"))),
-            Some(c) => {
+            c => {
                 let err = out.stderr.lossy();
                 if err.contains("No space left") || err.contains("File too large") {
                     return Err(SandboxError::TooLarge { what: format!("{what} {rel}"), max: sb.limits.disk_bytes });
                 }
-                Err(io_err(format!("{what} {rel}"), format!("exit {c}: {}", err.trim())))
+                Err(io_err(format!("{what} {rel}"), format!("exit {c:?}: {}", err.trim())))
             }
         }
     }
@@ -361,18 +353,13 @@ impl DockerSandboxes {
     }
 
     async fn export(&self, sb: &Sandbox) -> Result<Vec<u8>, SandboxError> {
-        let h = self.handle(sb).await?;
         // Headers and padding on top of the contents: a generous cap that a full /work fits.
         let cap = sb.limits.disk_bytes.saturating_mul(2).saturating_add(16 << 20);
-        let out = self.sh(&h.id, EXPORT, &[], b"", cap, FILE_OP_DEADLINE).await.map_err(engine("archiving /work"))?;
+        let out = self.op(sb, "archiving /work", EXPORT, &[], b"", cap).await?;
         match out.exit_code {
             Some(0) if !out.stdout.truncated => Ok(out.stdout.bytes),
             Some(0) => Err(SandboxError::TooLarge { what: "the archive".into(), max: cap }),
-            None => {
-                self.reap(&h.id).await?;
-                Err(io_err("archiving /work", "no answer in time"))
-            }
-            Some(c) => Err(io_err("archiving /work", format!("tar exited {c}: {}", out.stderr.lossy().trim()))),
+            c => Err(io_err("archiving /work", format!("tar exited {c:?}: {}", out.stderr.lossy().trim()))),
         }
     }
 
@@ -385,20 +372,15 @@ impl DockerSandboxes {
         if used.saturating_add(total) > max {
             return Err(SandboxError::TooLarge { what: format!("unpacking {total} bytes"), max });
         }
-        let h = self.handle(sb).await?;
-        let out = self.sh(&h.id, IMPORT, &[], &tar, 64 << 10, FILE_OP_DEADLINE).await.map_err(engine("unpacking into /work"))?;
+        let out = self.op(sb, "unpacking into /work", IMPORT, &[], &tar, 64 << 10).await?;
         match out.exit_code {
             Some(0) => Ok(()),
-            None => {
-                self.reap(&h.id).await?;
-                Err(io_err("unpacking into /work", "no answer in time"))
-            }
-            Some(c) => {
+            c => {
                 let err = out.stderr.lossy();
                 if err.contains("No space left") || err.contains("File too large") {
                     return Err(SandboxError::TooLarge { what: "the archive".into(), max });
                 }
-                Err(io_err("unpacking into /work", format!("tar exited {c}: {}", err.trim())))
+                Err(io_err("unpacking into /work", format!("tar exited {c:?}: {}", err.trim())))
             }
         }
     }
@@ -413,6 +395,7 @@ impl DockerSandboxes {
         for id in ids {
             container::remove(self.exec.engine(), &id).await;
             self.exec.forget_container(&id);
+            self.busy.lock().unwrap().remove(&id);
         }
         Ok(())
     }
@@ -440,6 +423,70 @@ impl DockerSandboxes {
         self.handles.lock().unwrap().retain(|id, _| alive.contains(id));
         known_ids.into_iter().filter(|id| !alive.contains(*id)).map(String::from).collect()
     }
+}
+
+/// Exclusive use of a sandbox's container for one step or file operation. Dropped unfinished
+/// (the caller's future was cancelled: a client hung up), it kills what the operation left in
+/// the background and only then lets the next operation in.
+struct Occupied {
+    exec: Arc<DockerExecutor>,
+    id: String,
+    lock: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Occupied {
+    /// Kill what the operation left, then let the next one in. Ok(false): see [`reap`].
+    async fn finish(mut self) -> Result<bool, ExecError> {
+        let r = reap(&self.exec, &self.id).await;
+        self.lock = None;
+        r
+    }
+
+    /// Let the next operation in; this one left nothing running.
+    fn release(mut self) {
+        self.lock = None;
+    }
+}
+
+impl Drop for Occupied {
+    fn drop(&mut self) {
+        if let Some(lock) = self.lock.take() {
+            let (exec, id) = (self.exec.clone(), self.id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = reap(&exec, &id).await {
+                    tracing::warn!(container = %id, error = %e, "could not stop a cancelled sandbox call's processes");
+                }
+                drop(lock);
+            });
+        }
+    }
+}
+
+/// Kill every process of the sandbox user in container `id`. Ok(true): done from inside;
+/// Ok(false): it took a container restart (so /work is empty now).
+async fn reap(exec: &DockerExecutor, id: &str) -> Result<bool, ExecError> {
+    // A fork bomb may hold every pid; the exec then cannot start. Its processes die or back
+    // off now and then, so a few tries usually get one in.
+    for attempt in 0..20 {
+        match sh(exec, id, REAP, &[], b"", 64, Duration::from_secs(10)).await {
+            Ok(out) if out.exit_code == Some(0) => return Ok(true),
+            Ok(out) => tracing::debug!(container = id, attempt, code = ?out.exit_code, "sandbox processes survived a reap round"),
+            Err(e) => tracing::debug!(container = id, attempt, error = %e, "reap exec failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(50 * (attempt + 1).min(4))).await;
+    }
+    tracing::warn!(container = id, "could not kill a sandbox call's processes from inside; restarting the container");
+    let opts = bollard::query_parameters::RestartContainerOptions { t: Some(0), ..Default::default() };
+    exec.engine().restart_container(id, Some(opts)).await.map_err(engine("restarting the sandbox's container"))?;
+    Ok(false)
+}
+
+/// `sh -c script sh args...` as the sandbox user in /work, with only PATH and a C locale.
+async fn sh(exec: &DockerExecutor, id: &str, script: &str, args: &[&str], stdin: &[u8], cap: u64, deadline: Duration) -> Result<ExecOutcome, bollard::errors::Error> {
+    let mut argv = vec!["/bin/sh".to_string(), "-c".into(), script.into(), "sh".into()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    let env = vec!["PATH=/usr/local/bin:/usr/bin:/bin".into(), "LC_ALL=C".into()];
+    dexec::run(exec.engine(), id, ExecSpec { argv, env, stdin, output_cap: cap, deadline, stream: None }).await
 }
 
 /// Refuse an archive whole, as the local backend does, before a byte of it lands: entries
@@ -629,7 +676,7 @@ echo $n"#;
     impl Env {
         async fn procs(&self, sb: &Sandbox) -> usize {
             let h = self.sbx.handle(sb).await.unwrap();
-            let out = self.sbx.sh(&h.id, COUNT, &[], b"", 64, Duration::from_secs(10)).await.unwrap();
+            let out = sh(&self.sbx.exec, &h.id, COUNT, &[], b"", 64, Duration::from_secs(10)).await.unwrap();
             out.stdout.lossy().trim().parse().unwrap()
         }
 
@@ -746,6 +793,13 @@ echo $n"#;
         assert_eq!(env.procs(&sb).await, 0, "the daemonized child survived its call");
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(matches!(env.sbx.read_file(&sb, "late").await, Err(SandboxError::NotFound(_))));
+
+        // A call whose caller goes away (a client hung up) is killed in the background, before
+        // the next operation on the sandbox may start.
+        let slow = job("bash", "echo started; sleep 30", 60_000);
+        assert!(tokio::time::timeout(Duration::from_millis(1500), env.sbx.exec(&sb, &slow)).await.is_err());
+        env.sbx.list(&sb, "").await.unwrap();
+        assert_eq!(env.procs(&sb).await, 0, "the cancelled call left processes");
 
         // A call's CPU limit is its own, below the sandbox's.
         let mut spin = job("python", "while True: pass", 20_000);
