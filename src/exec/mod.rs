@@ -20,7 +20,7 @@ use runtime::Runtime;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How a run ended. Exactly one of these; see README for the meaning of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
@@ -46,7 +46,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Usage {
     pub wall_time_ms: u64,
     pub cpu_time_ms: u64,
@@ -67,9 +67,10 @@ pub struct StepResult {
 }
 
 /// The compile step as reported to callers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CompileResult {
     pub status: Status,
+    #[schema(required = true)]
     pub exit_code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
@@ -89,17 +90,22 @@ impl From<&StepResult> for CompileResult {
 }
 
 /// The response body of `POST /v1/execute`; the one result contract of every executor.
-#[derive(Debug, Clone, Serialize)]
+// Option fields are always sent (as null), hence `required`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunResult {
     pub id: String,
     pub status: Status,
+    #[schema(required = true)]
     pub exit_code: Option<i32>,
+    #[schema(required = true)]
     pub signal: Option<String>,
     pub stdout: String,
     pub stderr: String,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub usage: Usage,
+    /// The compile step of compiled languages; null for interpreted ones.
+    #[schema(required = true)]
     pub compile: Option<CompileResult>,
     pub executor: String,
     pub policy: String,
@@ -159,7 +165,7 @@ pub enum ExecError {
 }
 
 /// Readiness as shown on `/readyz`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
     pub ready: bool,
     pub degraded: bool,

@@ -17,11 +17,14 @@ pub const KNOWN_EXECUTORS: &[&str] = &["local", "docker"];
 const MAX_FILES: usize = 1000;
 const MAX_PATH_LEN: usize = 1024;
 
-#[derive(Debug, Clone, Deserialize)]
+/// The body of `POST /v1/execute` (and, without `executor` and `policy`, of a sandbox call).
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
+    /// A language of `GET /v1/runtimes`, or one of its aliases.
     pub language: String,
     pub code: String,
+    /// Files placed beside the main source.
     #[serde(default)]
     pub files: Vec<FileSpec>,
     #[serde(default)]
@@ -30,15 +33,18 @@ pub struct ExecuteRequest {
     pub args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// `local` (the default) or `docker`.
     #[serde(default)]
     pub executor: Option<String>,
+    /// A policy of `GET /v1/policies`; `default` when left out.
     #[serde(default)]
     pub policy: Option<String>,
+    /// Overrides of the policy's defaults, each at most the policy's maximum.
     #[serde(default)]
     pub limits: LimitOverrides,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
     pub path: String,
@@ -47,7 +53,7 @@ pub struct FileSpec {
     pub encoding: Encoding,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     #[default]

@@ -14,7 +14,7 @@ const EMBEDDED: &[(&str, &str)] = &[
 ];
 
 /// Every limit a run is held to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     pub wall_time_ms: u64,
@@ -26,7 +26,7 @@ pub struct Limits {
 }
 
 /// A request's partial overrides of a policy's defaults.
-#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     pub wall_time_ms: Option<u64>,
@@ -37,17 +37,20 @@ pub struct LimitOverrides {
     pub disk_bytes: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
     /// No interface but a private loopback.
     None,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A named policy, as `GET /v1/policies` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// From the file name (so absent in the file, always present in the API).
     #[serde(default)]
+    #[schema(required = true)]
     pub name: String,
     pub description: String,
     pub executors: Vec<String>,

@@ -27,18 +27,22 @@ pub enum ManagerError {
 }
 
 /// `POST /v1/sandboxes`, validated by the API layer's serde.
-#[derive(Debug, Clone, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSandbox {
     #[serde(default)]
     pub executor: Option<String>,
     #[serde(default)]
     pub policy: Option<String>,
+    /// Seconds until the sandbox is deleted, 1..=`sandboxes.max_ttl_seconds`.
     pub ttl_seconds: u64,
+    /// Deleted sooner after this many seconds without a call or file operation.
     #[serde(default)]
     pub idle_timeout_seconds: Option<u64>,
+    /// The base environment of every call; a call's own `env` wins.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Free labels to filter `GET /v1/sandboxes` by.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
 }

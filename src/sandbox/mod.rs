@@ -39,7 +39,7 @@ pub struct Sandbox {
     pub limits: Limits,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FileKind {
     File,
@@ -48,7 +48,7 @@ pub enum FileKind {
 }
 
 /// One entry of a listing; `path` is relative to the work dir.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FileEntry {
     pub path: String,
     pub size: u64,
