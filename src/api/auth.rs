@@ -29,7 +29,12 @@ pub enum Auth {
 const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
 
 fn needs_team(path: &str) -> bool {
-    !OPEN_PATHS.contains(&path)
+    !is_open(path)
+}
+
+/// Whether `path` is answered without a key (the API description marks these as open).
+pub(super) fn is_open(path: &str) -> bool {
+    OPEN_PATHS.contains(&path)
 }
 
 /// The middleware (`axum::middleware::from_fn_with_state`).

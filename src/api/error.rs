@@ -6,7 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
+use serde::Serialize;
 
 use crate::exec::request::RequestError;
 use crate::exec::ExecError;
@@ -36,9 +36,30 @@ impl ApiError {
     }
 }
 
+/// The body of every error answer (and the data of a stream's `error` event).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable, e.g. `unknown_language`; each route's responses list its codes.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// For people: what was wrong and what to do about it.
+    pub message: String,
+}
+
+impl From<&ApiError> for ErrorBody {
+    fn from(e: &ApiError) -> ErrorBody {
+        ErrorBody { error: ErrorDetail { code: e.code, message: e.message.clone() } }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": {"code": self.code, "message": self.message}}));
+        let body = Json(ErrorBody::from(&self));
         let mut resp = (self.status, body).into_response();
         if let Some(s) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));

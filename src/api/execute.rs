@@ -16,11 +16,40 @@ use futures_util::Stream;
 use tracing::Instrument;
 
 use super::metrics::{ExecutorLabel, RunLabels};
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::exec::request::ExecuteRequest;
 use crate::exec::{ExecError, Executor, Job, RunResult, StreamKind};
 use crate::store::{RunRecord, Team};
 
+/// The data of a `stdout` or `stderr` event: output as it arrives, as text (invalid UTF-8
+/// becomes U+FFFD, and a character is never split across events).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct OutputEvent {
+    pub data: String,
+}
+
+/// How a run answers, in the API description of both execute routes.
+pub const RUN_ANSWER: &str = "The result of the run. A timeout, a memory or CPU limit, a crash or a compile error is a `status` \
+of the result, not an error status. With `Accept: text/event-stream` the answer is Server-Sent Events instead: \
+`event: stdout` and `event: stderr` with data `OutputEvent` (`{\"data\": \"...\"}`) as output arrives, then exactly one \
+`event: result` with the full `RunResult` as data, or `event: error` with an `ErrorBody` (`internal_error`, \
+`executor_unavailable`) if the service failed during the run; a `: keepalive` comment at least every 15 s. \
+Closing the stream cancels the run. Errors found before the run starts are answered as JSON with the statuses below.";
+
+#[utoipa::path(post, path = "/v1/execute", summary = "Run a program once", tag = "runs", request_body = ExecuteRequest,
+    responses(
+        (status = 200, description = RUN_ANSWER, content((RunResult = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_body`, `unknown_language`, `unknown_executor`, `invalid_file`", body = ErrorBody),
+        (status = 404, description = "`unknown_policy`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: more than the service's `max_body_bytes`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body must be sent as `application/json`", body = ErrorBody),
+        (status = 422, description = "`executor_not_allowed`, `limit_exceeded`, `input_too_large`", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded` (the team's concurrent runs), `over_capacity` (every slot and the queue are full)", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "`internal_error`: the service failed; it has been logged", body = ErrorBody),
+        (status = 503, description = "`executor_unavailable`, `runtime_unavailable`: see `GET /readyz`", body = ErrorBody),
+    ))]
 pub async fn execute(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
@@ -181,7 +210,7 @@ fn events(
         }
         let last = match join(task).await {
             Ok(r) => Event::default().event("result").json_data(&r).expect("result serializes"),
-            Err(e) => Event::default().event("error").json_data(serde_json::json!({"error": {"code": e.code, "message": e.message}})).expect("error serializes"),
+            Err(e) => Event::default().event("error").json_data(ErrorBody::from(&e)).expect("error serializes"),
         };
         let _ = tx.send(last).await;
     });
@@ -190,7 +219,7 @@ fn events(
 }
 
 fn output_event(name: &str, text: &str) -> Event {
-    Event::default().event(name).json_data(serde_json::json!({ "data": text })).expect("output serializes")
+    Event::default().event(name).json_data(OutputEvent { data: text.to_string() }).expect("output serializes")
 }
 
 /// Turns byte chunks into text without splitting a UTF-8 sequence across events; invalid bytes

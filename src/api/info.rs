@@ -1,75 +1,119 @@
 //! What the service offers and how it is: runtimes, policies, liveness, readiness, metrics.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
 
+use super::error::ErrorDetail;
 use super::AppState;
+use crate::exec::Readiness;
+use crate::policy::Policy;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RuntimeList {
+    pub runtimes: Vec<RuntimeInfo>,
+}
+
+/// A language that passed its start-up probe on at least one executor.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RuntimeInfo {
+    pub language: String,
+    /// Other names `language` accepts.
+    pub aliases: Vec<String>,
+    /// The local executor's version, else the first executor's.
+    pub version: String,
+    /// The version on each executor that has the language.
+    pub versions: BTreeMap<String, String>,
+    pub executors: Vec<String>,
+    /// The container image of the docker executor, when it has the language.
+    #[schema(required = true)]
+    pub image: Option<String>,
+}
 
 /// Only what passed its start-up probe is listed.
-pub async fn runtimes(State(s): State<Arc<AppState>>) -> Json<Value> {
+#[utoipa::path(get, path = "/v1/runtimes", summary = "List the languages that can run now", tag = "service",
+    responses((status = 200, description = "The languages this service can run now", body = RuntimeList)))]
+pub async fn runtimes(State(s): State<Arc<AppState>>) -> Json<RuntimeList> {
     let mut names: Vec<&&str> = s.executors.keys().collect();
     names.sort();
-    let list: Vec<Value> = s
+    let runtimes = s
         .runtimes
         .runtimes
         .iter()
         .filter_map(|r| {
             let mut executors = Vec::new();
-            let mut versions = serde_json::Map::new();
+            let mut versions = BTreeMap::new();
             let mut image = None;
             for name in &names {
                 let e = &s.executors[**name];
                 if let Some(v) = e.runtimes().get(&r.language) {
                     executors.push(name.to_string());
-                    versions.insert(name.to_string(), json!(v));
+                    versions.insert(name.to_string(), v.clone());
                     image = image.or(e.image(&r.language));
                 }
             }
             let version = versions.get("local").or(versions.values().next())?.clone();
-            Some(json!({
-                "language": r.language, "aliases": r.aliases, "version": version,
-                "versions": versions, "executors": executors, "image": image,
-            }))
+            Some(RuntimeInfo { language: r.language.clone(), aliases: r.aliases.clone(), version, versions, executors, image })
         })
         .collect();
-    Json(json!({ "runtimes": list }))
+    Json(RuntimeList { runtimes })
 }
 
-pub async fn policies(State(s): State<Arc<AppState>>) -> Json<Value> {
-    let list: Vec<Value> = s.policies.policies.values().map(|p| serde_json::to_value(p).unwrap_or_default()).collect();
-    Json(json!({ "policies": list }))
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct PolicyList {
+    pub policies: Vec<Policy>,
 }
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/v1/policies", summary = "List the resource policies", tag = "service",
+    responses((status = 200, description = "Every policy, with its defaults and maxima", body = PolicyList)))]
+pub async fn policies(State(s): State<Arc<AppState>>) -> Json<PolicyList> {
+    Json(PolicyList { policies: s.policies.policies.values().cloned().collect() })
 }
 
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+#[utoipa::path(get, path = "/healthz", summary = "Liveness", tag = "service",
+    responses((status = 200, description = "The process is up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// `/readyz`: ready while any executor can take runs; each one's own state is in `executors`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ReadyBody {
+    /// Only when not ready: `not_ready`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub error: Option<ErrorDetail>,
+    pub ready: bool,
+    pub executors: BTreeMap<String, Readiness>,
+}
+
+#[utoipa::path(get, path = "/readyz", summary = "Readiness, per executor", tag = "service",
+    responses(
+        (status = 200, description = "At least one executor can take runs", body = ReadyBody),
+        (status = 503, description = "No executor is ready (`not_ready`); `executors` says why", body = ReadyBody),
+    ))]
 pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    let mut executors = serde_json::Map::new();
-    // Ready while any executor can take runs; each one's own state is in the body.
-    let mut ready = false;
-    for (name, e) in &s.executors {
-        let r = e.readiness();
-        ready |= r.ready;
-        executors.insert(name.to_string(), serde_json::to_value(r).unwrap_or_default());
+    let executors: BTreeMap<String, Readiness> = s.executors.iter().map(|(name, e)| (name.to_string(), e.readiness())).collect();
+    if executors.values().any(|r| r.ready) {
+        return Json(ReadyBody { error: None, ready: true, executors }).into_response();
     }
-    if ready {
-        Json(json!({"ready": true, "executors": executors})).into_response()
-    } else {
-        let body = json!({
-            "error": {"code": "not_ready", "message": "no executor is ready; see executors for why"},
-            "ready": false,
-            "executors": executors,
-        });
-        (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
-    }
+    let error = ErrorDetail { code: "not_ready", message: "no executor is ready; see executors for why".into() };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(ReadyBody { error: Some(error), ready: false, executors })).into_response()
 }
 
+#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics", tag = "service",
+    responses((status = 200, description = "Prometheus text exposition format (version 0.0.4)", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     s.metrics.in_flight.set(s.admission.running() as i64);
     s.metrics.queued.set(s.admission.queued() as i64);

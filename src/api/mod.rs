@@ -5,14 +5,16 @@ mod error;
 mod execute;
 mod info;
 pub mod metrics;
+mod openapi;
 mod sandboxes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
 pub use error::ApiError;
@@ -40,21 +42,50 @@ pub struct AppState {
     pub sandboxes: Option<Arc<crate::sandbox::manager::Manager>>,
 }
 
+/// One method on one path, and the handler that answers it.
+pub struct Route {
+    pub method: Method,
+    /// In axum's syntax: `{*path}` takes the rest of the path.
+    pub path: &'static str,
+    handler: MethodRouter<Arc<AppState>>,
+}
+
+fn route<H: Handler<T, Arc<AppState>>, T: 'static>(method: Method, path: &'static str, handler: H) -> Route {
+    let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
+    Route { method, path, handler: on(filter, handler) }
+}
+
+/// Every route the service answers. The router is built from this one list, and
+/// `tests/api/openapi.rs` checks that `/openapi.json` describes exactly these.
+pub fn routes() -> Vec<Route> {
+    use Method as M;
+    vec![
+        route(M::POST, "/v1/execute", execute::execute),
+        route(M::GET, "/v1/runtimes", info::runtimes),
+        route(M::GET, "/v1/policies", info::policies),
+        route(M::POST, "/v1/sandboxes", sandboxes::create),
+        route(M::GET, "/v1/sandboxes", sandboxes::list),
+        route(M::GET, "/v1/sandboxes/{id}", sandboxes::get),
+        route(M::DELETE, "/v1/sandboxes/{id}", sandboxes::delete),
+        route(M::POST, "/v1/sandboxes/{id}/keepalive", sandboxes::keepalive),
+        route(M::POST, "/v1/sandboxes/{id}/execute", sandboxes::execute),
+        route(M::GET, "/v1/sandboxes/{id}/files", sandboxes::list_files),
+        route(M::GET, "/v1/sandboxes/{id}/files/{*path}", sandboxes::get_file),
+        route(M::PUT, "/v1/sandboxes/{id}/files/{*path}", sandboxes::put_file),
+        route(M::GET, "/v1/sandboxes/{id}/archive", sandboxes::get_archive),
+        route(M::POST, "/v1/sandboxes/{id}/archive", sandboxes::post_archive),
+        route(M::GET, "/healthz", info::healthz),
+        route(M::GET, "/readyz", info::readyz),
+        route(M::GET, "/metrics", info::metrics),
+        route(M::GET, "/openapi.json", openapi::openapi_json),
+    ]
+}
+
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
-    Router::new()
-        .route("/v1/execute", post(execute::execute))
-        .route("/v1/runtimes", get(info::runtimes))
-        .route("/v1/policies", get(info::policies))
-        .route("/v1/sandboxes", post(sandboxes::create).get(sandboxes::list))
-        .route("/v1/sandboxes/{id}", get(sandboxes::get).delete(sandboxes::delete))
-        .route("/v1/sandboxes/{id}/keepalive", post(sandboxes::keepalive))
-        .route("/v1/sandboxes/{id}/execute", post(sandboxes::execute))
-        .route("/v1/sandboxes/{id}/files", get(sandboxes::list_files))
-        .route("/v1/sandboxes/{id}/files/{*path}", get(sandboxes::get_file).put(sandboxes::put_file))
-        .route("/v1/sandboxes/{id}/archive", get(sandboxes::get_archive).post(sandboxes::post_archive))
-        .route("/healthz", get(info::healthz))
-        .route("/readyz", get(info::readyz))
-        .route("/metrics", get(info::metrics))
+    // Routes on one path merge into one method router (two on the same method would panic).
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, Route { path, handler, .. }| r.route(path, handler))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

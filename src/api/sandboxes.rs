@@ -4,20 +4,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, JsonRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
-use super::execute::{ready_executor, respond};
+use super::error::ErrorBody;
+use super::execute::{ready_executor, respond, RUN_ANSWER};
 use super::{ApiError, AppState};
 use crate::exec::request::ExecuteRequest;
 use crate::exec::{BoxFuture, ExecError, Executor, Job, Readiness, RunResult};
 use crate::sandbox::manager::{CreateSandbox, ManagerError};
-use crate::sandbox::{Sandbox, SandboxBackend, SandboxError};
+use crate::sandbox::{FileEntry, Sandbox, SandboxBackend, SandboxError};
 use crate::store::{rfc3339, Team};
 
 impl From<ManagerError> for ApiError {
@@ -48,24 +48,95 @@ impl From<SandboxError> for ApiError {
     }
 }
 
-fn view(s: &Sandbox) -> Value {
-    json!({
-        "id": s.id,
-        "executor": s.executor,
-        "policy": s.policy,
-        "state": s.state,
-        "created_at": rfc3339(s.created_at),
-        "expires_at": rfc3339(s.expires_at),
-        "last_used_at": rfc3339(s.last_used_at),
-        "idle_timeout_seconds": s.idle_timeout_seconds,
-        "metadata": s.metadata,
-    })
+/// A sandbox as the API shows it.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SandboxView {
+    pub id: String,
+    pub executor: String,
+    pub policy: String,
+    pub state: String,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    #[schema(format = DateTime)]
+    pub last_used_at: String,
+    #[schema(required = true)]
+    pub idle_timeout_seconds: Option<u64>,
+    pub metadata: BTreeMap<String, String>,
 }
+
+fn view(s: &Sandbox) -> SandboxView {
+    SandboxView {
+        id: s.id.clone(),
+        executor: s.executor.clone(),
+        policy: s.policy.clone(),
+        state: s.state.clone(),
+        created_at: rfc3339(s.created_at),
+        expires_at: rfc3339(s.expires_at),
+        last_used_at: rfc3339(s.last_used_at),
+        idle_timeout_seconds: s.idle_timeout_seconds,
+        metadata: s.metadata.clone(),
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct SandboxList {
+    pub sandboxes: Vec<SandboxView>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FileList {
+    pub files: Vec<FileEntry>,
+}
+
+/// What `PUT .../files/{path}` wrote.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct FileWritten {
+    pub path: String,
+    pub size: usize,
+}
+
+/// The path parameter of `/v1/sandboxes/{id}...`, for the API description.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct SandboxId {
+    /// As `POST /v1/sandboxes` answered (`sb_...`).
+    id: String,
+}
+
+/// The path parameters of `/v1/sandboxes/{id}/files/{path}`, for the API description.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct SandboxFile {
+    /// As `POST /v1/sandboxes` answered (`sb_...`).
+    id: String,
+    /// Relative to the work dir; the rest of the URL path, so it may contain `/` (as is or
+    /// percent-encoded). `..` segments and absolute paths are refused.
+    path: String,
+}
+
+/// The 404 of every `/v1/sandboxes/{id}...` route.
+const NOT_FOUND: &str = "`sandbox_not_found`: the team has no such sandbox (another team's is exactly as missing), or it expired or was deleted";
 
 fn manager(state: &AppState) -> Result<&Arc<crate::sandbox::manager::Manager>, ApiError> {
     state.sandboxes.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "sandboxes_unavailable", "sandboxes are not enabled in this service"))
 }
 
+#[utoipa::path(post, path = "/v1/sandboxes", summary = "Create a sandbox", tag = "sandboxes", request_body = CreateSandbox,
+    responses(
+        (status = 201, description = "Created, with its work dir (local) or container (docker)", body = SandboxView),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_body`", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body must be sent as `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_sandbox`: unknown executor or policy, a policy that does not allow the executor, a TTL out of range, a bad env name", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`: the team has as many sandboxes as it may", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
+    ))]
 pub async fn create(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, body: Result<Json<CreateSandbox>, JsonRejection>) -> Result<Response, ApiError> {
     let Json(req) = body?;
     let sb = manager(&state)?.create(&team, req).await?;
@@ -73,7 +144,17 @@ pub async fn create(State(state): State<Arc<AppState>>, Extension(team): Extensi
 }
 
 /// `GET /v1/sandboxes?metadata.KEY=VALUE...`
-pub async fn list(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Query(q): Query<BTreeMap<String, String>>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/v1/sandboxes", summary = "List the team's sandboxes", tag = "sandboxes",
+    params(("metadata.KEY" = Option<String>, Query,
+        description = "A family of parameters, not one: `metadata.<key>=<value>` keeps only sandboxes whose metadata has that pair; \
+repeat with other keys to require all of them (e.g. `?metadata.project=demo&metadata.owner=ana`). Any other parameter is refused.")),
+    responses(
+        (status = 200, description = "The calling team's sandboxes", body = SandboxList),
+        (status = 400, description = "`invalid_request`: a query parameter that is not `metadata.KEY`", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Query(q): Query<BTreeMap<String, String>>) -> Result<Json<SandboxList>, ApiError> {
     let mut filter = BTreeMap::new();
     for (k, v) in q {
         match k.strip_prefix("metadata.") {
@@ -84,36 +165,79 @@ pub async fn list(State(state): State<Arc<AppState>>, Extension(team): Extension
         }
     }
     let list = manager(&state)?.list(&team, &filter).await?;
-    Ok(Json(json!({"sandboxes": list.iter().map(view).collect::<Vec<_>>()})))
+    Ok(Json(SandboxList { sandboxes: list.iter().map(view).collect() }))
 }
 
-pub async fn get(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/v1/sandboxes/{id}", summary = "Get a sandbox", tag = "sandboxes", params(SandboxId),
+    responses(
+        (status = 200, body = SandboxView),
+        (status = 404, description = NOT_FOUND, body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`", body = ErrorBody),
+    ))]
+pub async fn get(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path(id): Path<String>) -> Result<Json<SandboxView>, ApiError> {
     Ok(Json(view(&manager(&state)?.get(&team, &id).await?)))
 }
 
+#[utoipa::path(delete, path = "/v1/sandboxes/{id}", summary = "Delete a sandbox and everything it holds", tag = "sandboxes", params(SandboxId),
+    responses(
+        (status = 204, description = "Deleted, with everything it held"),
+        (status = 404, description = NOT_FOUND, body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`", body = ErrorBody),
+    ))]
 pub async fn delete(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     manager(&state)?.delete(&team, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The optional body of a keepalive.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Keepalive {
+    /// Seconds from now until the sandbox expires; the sandbox's own TTL when left out.
     #[serde(default)]
     ttl_seconds: Option<u64>,
 }
 
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/keepalive", summary = "Extend a sandbox's expiry", tag = "sandboxes", params(SandboxId),
+    request_body(content = Option<Keepalive>, description = "Optional; without a body (and without a Content-Type) the sandbox's own TTL is renewed"),
+    responses(
+        (status = 200, description = "The sandbox with its new `expires_at`", body = SandboxView),
+        (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_body`", body = ErrorBody),
+        (status = 404, description = NOT_FOUND, body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: a body must be sent as `application/json`", body = ErrorBody),
+        (status = 422, description = "`invalid_sandbox`: `ttl_seconds` out of range", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`", body = ErrorBody),
+    ))]
 pub async fn keepalive(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
-    body: Option<Json<Keepalive>>,
-) -> Result<Json<Value>, ApiError> {
-    let ttl = body.and_then(|Json(k)| k.ttl_seconds);
+    body: Result<Option<Json<Keepalive>>, JsonRejection>,
+) -> Result<Json<SandboxView>, ApiError> {
+    let ttl = body?.and_then(|Json(k)| k.ttl_seconds);
     Ok(Json(view(&manager(&state)?.keepalive(&team, &id, ttl).await?)))
 }
 
 /// `POST /v1/sandboxes/{id}/execute`: the `/v1/execute` body without `executor` and `policy`.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/execute", summary = "Run a program in a sandbox", tag = "sandboxes", params(SandboxId),
+    request_body(content = ExecuteRequest, description = "The `/v1/execute` body without `executor` and `policy` (the sandbox's own); \
+the sandbox's `env` is the base of the call's"),
+    responses(
+        (status = 200, description = RUN_ANSWER, content((RunResult = "application/json"), (String = "text/event-stream"))),
+        (status = 400, description = "`malformed_json`, `invalid_request` (also for a body with `executor` or `policy`), `invalid_body`, `unknown_language`, `invalid_file`", body = ErrorBody),
+        (status = 404, description = "`sandbox_not_found`, `unknown_policy` (the sandbox's policy is no longer configured)", body = ErrorBody),
+        (status = 413, description = "`body_too_large`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: the body must be sent as `application/json`", body = ErrorBody),
+        (status = 422, description = "`limit_exceeded`, `input_too_large`, `executor_not_allowed`", body = ErrorBody),
+        (status = 429, description = "`quota_exceeded`, `over_capacity`", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`, `runtime_unavailable`", body = ErrorBody),
+    ))]
 pub async fn execute(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
@@ -187,12 +311,22 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
+#[utoipa::path(put, path = "/v1/sandboxes/{id}/files/{path}", summary = "Write a file", tag = "files", params(SandboxFile),
+    request_body(content(("application/octet-stream")), description = "The file's bytes, whatever the Content-Type; parent directories are created"),
+    responses(
+        (status = 200, description = "Written", body = FileWritten),
+        (status = 400, description = "`path_refused`, `invalid_body`", body = ErrorBody),
+        (status = 404, description = NOT_FOUND, body = ErrorBody),
+        (status = 413, description = "`body_too_large` (the service's `max_body_bytes`), `too_large` (the sandbox's disk limit)", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
+    ))]
 pub async fn put_file(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path((id, path)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<FileWritten>, ApiError> {
     let rel = rel_path(&path)?;
     let content = body_bytes(body)?.to_vec();
     let size = content.len();
@@ -200,9 +334,18 @@ pub async fn put_file(
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;
     backend.write_file(&sandbox, &rel, content).await?;
-    Ok(Json(json!({"path": rel, "size": size})))
+    Ok(Json(FileWritten { path: rel, size }))
 }
 
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/files/{path}", summary = "Read a file", tag = "files", params(SandboxFile),
+    responses(
+        (status = 200, description = "The file's bytes", content(("application/octet-stream"))),
+        (status = 400, description = "`path_refused` (also for a directory or a symlink)", body = ErrorBody),
+        (status = 404, description = "`sandbox_not_found`, `file_not_found`", body = ErrorBody),
+        (status = 413, description = "`too_large`: larger than the sandbox's disk limit", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
+    ))]
 pub async fn get_file(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path((id, path)): Path<(String, String)>) -> Result<Response, ApiError> {
     let rel = rel_path(&path)?;
     let m = manager(&state)?;
@@ -212,19 +355,31 @@ pub async fn get_file(State(state): State<Arc<AppState>>, Extension(team): Exten
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// A directory relative to the work dir; the whole work dir when left out.
     #[serde(default)]
     path: Option<String>,
 }
 
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/files", summary = "List files", tag = "files", params(SandboxId, ListQuery),
+    responses(
+        (status = 200, description = "Everything below the directory, recursively; links are listed, never followed", body = FileList),
+        (status = 400, description = "`path_refused` (also for a path that is not a directory), `invalid_request` (an unknown query parameter)", body = ErrorBody),
+        (status = 404, description = "`sandbox_not_found`, `file_not_found`", body = ErrorBody),
+        (status = 413, description = "`too_large`: the listing is too large", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
+    ))]
 pub async fn list_files(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
-    Query(q): Query<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<FileList>, ApiError> {
+    let Query(q) = query.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", r.body_text()))?;
     let dir = match q.path.as_deref() {
         None | Some("") | Some(".") => String::new(),
         Some(p) => rel_path(p.trim_end_matches('/'))?,
@@ -233,10 +388,18 @@ pub async fn list_files(
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;
     let files = backend.list(&sandbox, &dir).await?;
-    Ok(Json(json!({ "files": files })))
+    Ok(Json(FileList { files }))
 }
 
 /// `GET /v1/sandboxes/{id}/archive`: the whole work dir as a tar.
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/archive", summary = "Download the work dir as a tar", tag = "files", params(SandboxId),
+    responses(
+        (status = 200, description = "The whole work dir as a tar", content(("application/x-tar"))),
+        (status = 404, description = NOT_FOUND, body = ErrorBody),
+        (status = 413, description = "`too_large`: the archive is too large", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
+    ))]
 pub async fn get_archive(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let m = manager(&state)?;
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
@@ -246,6 +409,17 @@ pub async fn get_archive(State(state): State<Arc<AppState>>, Extension(team): Ex
 }
 
 /// `POST /v1/sandboxes/{id}/archive`: unpack a tar into the work dir.
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/archive", summary = "Upload a tar into the work dir", tag = "files", params(SandboxId),
+    request_body(content(("application/x-tar")), description = "A tar to unpack into the work dir, whatever the Content-Type; \
+checked whole before a byte is written"),
+    responses(
+        (status = 204, description = "Unpacked"),
+        (status = 400, description = "`path_refused`: an entry outside the work dir or through a link, `invalid_body`", body = ErrorBody),
+        (status = 404, description = NOT_FOUND, body = ErrorBody),
+        (status = 413, description = "`body_too_large` (the service's `max_body_bytes`), `too_large` (the sandbox's disk limit)", body = ErrorBody),
+        (status = 500, description = "`internal_error` (also for a body that is not a tar)", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
+    ))]
 pub async fn post_archive(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,

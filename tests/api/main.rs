@@ -9,6 +9,7 @@ mod containment;
 mod contract;
 mod errors;
 mod lifecycle;
+mod openapi;
 mod quotas;
 mod sandboxes;
 mod streaming;

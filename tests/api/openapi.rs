@@ -1,0 +1,164 @@
+//! `/openapi.json`: an OpenAPI 3.1 document generated from the code, describing exactly the
+//! routes the router serves, the run contract's schemas and the error answers routes really give.
+
+use std::collections::BTreeSet;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const METHODS: &[&str] = &["get", "put", "post", "delete", "patch", "head", "options", "trace"];
+
+async fn document() -> Value {
+    let r = client().get(spawn_app().url("/openapi.json")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    r.json().await.expect("the document is JSON")
+}
+
+/// Every (METHOD, path) the document describes, with its operation.
+fn operations(doc: &Value) -> Vec<(String, String, Value)> {
+    let mut ops = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for m in METHODS {
+            if let Some(op) = item.get(*m) {
+                ops.push((m.to_uppercase(), path.clone(), op.clone()));
+            }
+        }
+    }
+    ops
+}
+
+fn response(op: &Value, status: u16) -> Option<&Value> {
+    op["responses"].get(status.to_string())
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_titled_execbox_at_this_version() {
+    let doc = document().await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{}", doc["openapi"]);
+    assert_eq!(doc["info"]["title"], "execbox");
+    assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+}
+
+#[tokio::test]
+async fn the_document_describes_exactly_the_routes_the_router_is_built_from() {
+    let doc = document().await;
+    let documented: BTreeSet<(String, String)> = operations(&doc).into_iter().map(|(m, p, _)| (m, p)).collect();
+    // OpenAPI has no catch-all parameter: axum's `{*path}` is `{path}` in the document.
+    let routed: BTreeSet<(String, String)> = execbox::api::routes().iter().map(|r| (r.method.to_string(), r.path.replace("{*", "{"))).collect();
+    assert_eq!(documented, routed);
+}
+
+/// Each documented operation, called with no body and an id that does not exist, reaches a
+/// handler (not the router's 404 `not_found` or 405 `method_not_allowed`), and answers a status
+/// its description lists.
+#[tokio::test]
+async fn every_documented_operation_is_served_and_answers_a_documented_status() {
+    let app = spawn_app();
+    let doc = document().await;
+    let fallback = |status: u16, body: &Value| matches!((status, body["error"]["code"].as_str()), (404, Some("not_found")) | (405, Some("method_not_allowed")));
+
+    // The check can fail: what the router does not serve is told apart.
+    for (method, path) in [(Method::GET, "/v1/nope"), (Method::PATCH, "/v1/execute"), (Method::POST, "/healthz")] {
+        let r = client().request(method, app.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        assert!(fallback(status, &r.json().await.unwrap()), "{path} answered {status}");
+    }
+
+    let ops = operations(&doc);
+    assert_eq!(ops.len(), execbox::api::routes().len());
+    for (method, path, op) in ops {
+        let url = path.replace("{id}", "sb_nosuch").replace("{path}", "dir/a.txt");
+        let r = client().request(Method::from_bytes(method.as_bytes()).unwrap(), app.url(&url)).send().await.unwrap();
+        let status = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(!fallback(status, &body), "{method} {path}: the router does not serve it: {body}");
+        assert!(response(&op, status).is_some(), "{method} {path} answered {status}, which it does not document: {body}");
+    }
+}
+
+/// Real error answers: each status is documented for its route, with the error schema, and the
+/// code is named in the response's description.
+#[tokio::test]
+async fn error_answers_are_documented_with_their_status_schema_and_code() {
+    let app = spawn_app();
+    let doc = document().await;
+    let cases: &[(Method, &str, &str, &str, &str, u16, &str)] = &[
+        (Method::POST, "/v1/execute", "/v1/execute", "application/json", r#"{"language":"nope","code":""}"#, 400, "unknown_language"),
+        (Method::POST, "/v1/execute", "/v1/execute", "application/json", r#"{"language":"python","code":"","policy":"nope"}"#, 404, "unknown_policy"),
+        (Method::POST, "/v1/execute", "/v1/execute", "text/plain", "{}", 415, "unsupported_media_type"),
+        (Method::POST, "/v1/execute", "/v1/execute", "application/json", r#"{"language":"python","code":"","limits":{"wall_time_ms":999999999999}}"#, 422, "limit_exceeded"),
+        (Method::GET, "/v1/sandboxes", "/v1/sandboxes?owner=ana", "", "", 400, "invalid_request"),
+        (Method::POST, "/v1/sandboxes", "/v1/sandboxes", "application/json", r#"{"ttl_seconds":0}"#, 422, "invalid_sandbox"),
+        (Method::GET, "/v1/sandboxes/{id}", "/v1/sandboxes/sb_nosuch", "", "", 404, "sandbox_not_found"),
+        (Method::POST, "/v1/sandboxes/{id}/keepalive", "/v1/sandboxes/sb_nosuch/keepalive", "application/json", "{bad", 400, "malformed_json"),
+        (Method::GET, "/v1/sandboxes/{id}/files", "/v1/sandboxes/sb_nosuch/files?depth=1", "", "", 400, "invalid_request"),
+        (Method::GET, "/v1/sandboxes/{id}/files/{path}", "/v1/sandboxes/sb_nosuch/files/a.txt", "", "", 404, "sandbox_not_found"),
+    ];
+    for (method, path, url, content_type, body, status, code) in cases {
+        let mut req = client().request(method.clone(), app.url(url)).body(body.to_string());
+        if !content_type.is_empty() {
+            req = req.header("content-type", *content_type);
+        }
+        let r = req.send().await.unwrap();
+        let got_status = r.status().as_u16();
+        let got: Value = r.json().await.unwrap();
+        assert_eq!((got_status, got["error"]["code"].as_str()), (*status, Some(*code)), "{method} {url}: {got}");
+        assert!(got["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{got}");
+        let op = &doc["paths"][path][method.as_str().to_lowercase()];
+        let documented = response(op, *status).unwrap_or_else(|| panic!("{method} {path} does not document {status}"));
+        assert_eq!(documented["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody", "{method} {path} {status}");
+        let description = documented["description"].as_str().unwrap();
+        assert!(description.contains(&format!("`{code}`")), "{method} {path} {status} does not name {code}: {description}");
+    }
+}
+
+#[tokio::test]
+async fn run_result_and_status_are_exactly_the_contract() {
+    let doc = document().await;
+    let schemas = &doc["components"]["schemas"];
+    let contract: BTreeSet<&str> = [
+        "id", "status", "exit_code", "signal", "stdout", "stderr", "stdout_truncated", "stderr_truncated", "usage", "compile", "executor", "policy",
+        "language", "runtime_version",
+    ]
+    .into();
+    let fields: BTreeSet<&str> = schemas["RunResult"]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(fields, contract);
+    // Every field is always sent, null where there is nothing.
+    let required: BTreeSet<&str> = schemas["RunResult"]["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(required, contract);
+    assert_eq!(schemas["Status"]["enum"], json!(["ok", "error", "timeout", "cpu_limit", "memory_limit", "killed", "compile_error"]));
+    assert_eq!(schemas["ErrorBody"]["properties"]["error"]["$ref"], "#/components/schemas/ErrorDetail");
+    let detail: BTreeSet<&str> = schemas["ErrorDetail"]["required"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(detail, ["code", "message"].into());
+
+    for path in ["/v1/execute", "/v1/sandboxes/{id}/execute"] {
+        let ok = &doc["paths"][path]["post"]["responses"]["200"];
+        assert_eq!(ok["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/RunResult", "{path}");
+        assert!(ok["content"].get("text/event-stream").is_some(), "{path} does not document the event stream");
+        let description = ok["description"].as_str().unwrap();
+        for event in ["event: stdout", "event: stderr", "event: result", "event: error"] {
+            assert!(description.contains(event), "{path} does not describe {event}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bearer_auth_covers_every_route_but_the_probes_metrics_and_the_document() {
+    let doc = document().await;
+    assert_eq!(doc["components"]["securitySchemes"]["api_key"], json!({"type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["api_key"]["description"]}));
+    assert_eq!(doc["security"], json!([{"api_key": []}]));
+    let open = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
+    for (method, path, op) in operations(&doc) {
+        if open.contains(&path.as_str()) {
+            assert_eq!(op["security"], json!([]), "{method} {path} should be open");
+            assert!(response(&op, 401).is_none(), "{method} {path}");
+        } else {
+            assert!(op.get("security").is_none(), "{method} {path} should take the document's bearer requirement");
+            let unauthorized = response(&op, 401).unwrap_or_else(|| panic!("{method} {path} has no 401"));
+            assert!(unauthorized["description"].as_str().unwrap().contains("`unauthorized`"));
+        }
+    }
+}
