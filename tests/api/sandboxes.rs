@@ -177,6 +177,33 @@ async fn sandbox_calls_stream_too(ex: &str) {
     assert!(text.contains("event: stdout") && text.contains("event: result") && text.contains("streamed"), "{text}");
 }
 
+async fn a_client_that_hangs_up_stops_its_sandbox_call(ex: &str) {
+    use futures::StreamExt;
+    let Some(app) = app_for(ex).await else { return };
+    let sb = create(app, json!({"executor": ex, "ttl_seconds": 600})).await;
+    let t = token();
+    let r = client()
+        .post(app.url(&format!("/v1/sandboxes/{}/execute", s(&sb, "id"))))
+        .header("accept", "text/event-stream")
+        .json(&json!({"language": "python", "code": "import time\nprint('started', flush=True)\ntime.sleep(60)", "args": [t]}))
+        .send()
+        .await
+        .unwrap();
+    let mut body = r.bytes_stream();
+    let mut seen = String::new();
+    while !seen.contains("event: stdout") {
+        seen.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
+    drop(body);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !host_processes_with(&t).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the call outlived its client: {:?}", host_processes_with(&t));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The sandbox is free for the next call.
+    assert_eq!(call(app, &s(&sb, "id"), json!({"language": "bash", "code": "echo next"})).await["stdout"], "next\n");
+}
+
 async fn execute_body_may_not_pick_executor_or_policy(ex: &str) {
     let Some(app) = app_for(ex).await else { return };
     let sb = create(app, json!({"executor": ex, "ttl_seconds": 600})).await;
@@ -193,6 +220,7 @@ on_both_executors!(
     archive_round_trip,
     a_timed_out_call_leaves_no_process_and_keeps_its_files,
     sandbox_calls_stream_too,
+    a_client_that_hangs_up_stops_its_sandbox_call,
     execute_body_may_not_pick_executor_or_policy,
 );
 
