@@ -96,6 +96,9 @@ pub fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
 /// Hold `<data-dir>/<instance>.lock` so two services never sweep each other's sandboxes.
 pub fn lock_instance(data_dir: &std::path::Path, instance: &str) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+    // The store holds sandboxes' env and the audit log; sandboxes' files live here too.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("restricting data dir {} to its owner", data_dir.display()))?;
     let path: PathBuf = data_dir.join(format!("{instance}.lock"));
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {

@@ -67,8 +67,9 @@ impl std::str::FromStr for AuthMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaSettings {
-    /// Runs of one team executing or queued at once (default 16: a team cannot take every
-    /// slot and the whole queue from the others, yet a busy agent loop is rarely refused).
+    /// Runs of one team executing or queued at once (default 0, unlimited: without auth every
+    /// caller is the one built-in team, and admission control already bounds the service; set
+    /// it when several teams share a service so one cannot take every slot and the queue).
     pub max_concurrent_runs_per_team: usize,
     /// Sandboxes one team may hold at once.
     pub max_sandboxes_per_team: usize,
@@ -123,7 +124,7 @@ impl Default for Config {
             docker: DockerSettings { enabled: true, pool_per_shape: 2, pool_max_total: 8, cpus: 1.0 },
             sandboxes: SandboxSettings { max_ttl_seconds: 86_400, reap_interval_seconds: 5 },
             auth: AuthMode::None,
-            quotas: QuotaSettings { max_concurrent_runs_per_team: 16, max_sandboxes_per_team: 20 },
+            quotas: QuotaSettings { max_concurrent_runs_per_team: 0, max_sandboxes_per_team: 20 },
             audit: AuditSettings { keep_code: false },
         }
     }
@@ -226,7 +227,7 @@ mod tests {
         std::fs::write(&f, "auth = \"none\"\n[quotas]\nmax_sandboxes_per_team = 3\n").unwrap();
         let cfg = Config::load(Some(&f), FlagOverrides { auth: Some(AuthMode::ApiKey), ..Default::default() }).unwrap();
         assert_eq!(cfg.auth, AuthMode::ApiKey);
-        assert_eq!((cfg.quotas.max_sandboxes_per_team, cfg.quotas.max_concurrent_runs_per_team), (3, 16));
+        assert_eq!((cfg.quotas.max_sandboxes_per_team, cfg.quotas.max_concurrent_runs_per_team), (3, 0));
         std::fs::write(&f, "auth = \"apikey\"\n").unwrap();
         assert!(Config::load(Some(&f), FlagOverrides::default()).is_err());
     }

@@ -258,6 +258,14 @@ pub async fn execute(
     req.executor = Some(sandbox.executor.clone());
     req.policy = Some(sandbox.policy.clone());
     let (job, _) = req.into_job(uuid::Uuid::new_v4().to_string(), &state.policies, &state.runtimes)?;
+    // A call's files become the workspace's: it may not bring a bigger disk than the sandbox has.
+    if job.limits.disk_bytes > sandbox.limits.disk_bytes {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit_exceeded",
+            format!("limits.disk_bytes = {} exceeds this sandbox's disk of {} bytes", job.limits.disk_bytes, sandbox.limits.disk_bytes),
+        ));
+    }
     let executor = ready_executor(&state, &sandbox.executor, &job.runtime.language)?;
     let backend = backend_of(m, &sandbox)?;
     let call: Arc<dyn Executor> = Arc::new(SandboxCall { executor, backend, sandbox: sandbox.clone(), _guard: guard });

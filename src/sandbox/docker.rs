@@ -494,7 +494,8 @@ async fn sh(exec: &DockerExecutor, id: &str, script: &str, args: &[&str], stdin:
 /// entries beneath a symlink (one already in /work, `links`, or one the archive carries).
 /// Returns the total size of its files.
 fn check_archive(tar: &[u8], mut links: Vec<String>) -> Result<u64, SandboxError> {
-    let bad = |e: std::io::Error| SandboxError::Io("reading the archive".into(), e);
+    // A body that is not a tar is the caller's error, not the service's.
+    let bad = |e: std::io::Error| SandboxError::PathRefused(format!("the body is not a valid tar archive: {e}"));
     let mut total = 0u64;
     for entry in tar::Archive::new(tar).entries().map_err(bad)? {
         let entry = entry.map_err(bad)?;
@@ -649,6 +650,7 @@ echo $n"#;
             expires_at: 0,
             last_used_at: 0,
             idle_timeout_seconds: None,
+            ttl_seconds: None,
             limits,
         }
     }

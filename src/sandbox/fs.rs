@@ -362,9 +362,10 @@ impl WorkDir {
     /// written; pass two writes through the same no-follow resolution as `write`.
     pub fn import_tar(&self, tar: &[u8], max_total: u64) -> Result<(), FsError> {
         let (mut total, mut links) = (0u64, Vec::<PathBuf>::new());
+        let not_tar = |e: std::io::Error| FsError::Refused(format!("the body is not a valid tar archive: {e}"));
         let mut archive = tar::Archive::new(tar);
-        for entry in archive.entries().map_err(io_fail("reading archive", &self.path))? {
-            let entry = entry.map_err(io_fail("reading archive", &self.path))?;
+        for entry in archive.entries().map_err(not_tar)? {
+            let entry = entry.map_err(not_tar)?;
             let (path, item) = classify(&entry)?;
             // Caught here so the archive is refused whole; RESOLVE_NO_SYMLINKS would refuse it
             // at write time anyway, after the entries before it were written.

@@ -55,11 +55,13 @@ pub struct Manager {
     max_ttl_seconds: u64,
     /// One call or file operation at a time per sandbox.
     locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Creates count and insert under this lock, so two cannot both pass the quota.
+    creating: tokio::sync::Mutex<()>,
 }
 
 impl Manager {
     pub fn new(store: Store, policies: PolicySet, backends: HashMap<&'static str, Arc<dyn SandboxBackend>>, quotas: Arc<store::Quotas>, max_ttl_seconds: u64) -> Manager {
-        Manager { store, policies, backends, quotas, max_ttl_seconds, locks: Mutex::new(HashMap::new()) }
+        Manager { store, policies, backends, quotas, max_ttl_seconds, locks: Mutex::new(HashMap::new()), creating: tokio::sync::Mutex::new(()) }
     }
 
     pub fn backend(&self, executor: &str) -> Option<Arc<dyn SandboxBackend>> {
@@ -80,6 +82,7 @@ impl Manager {
             expires_at: row.expires_at,
             last_used_at: row.last_used_at,
             idle_timeout_seconds: row.idle_timeout_seconds.map(|s| s as u64),
+            ttl_seconds: row.ttl_seconds.map(|s| s as u64),
             limits,
         }
     }
@@ -107,6 +110,7 @@ impl Manager {
             }
         }
         let team_id = team.id;
+        let _one_at_a_time = self.creating.lock().await;
         let current = self.store.blocking(move |s| s.count_sandboxes(team_id)).await?;
         if !self.quotas.sandboxes_allowed(team, current) {
             return Err(self.quotas.sandboxes_exceeded(team).into());
@@ -124,6 +128,7 @@ impl Manager {
             expires_at: now + req.ttl_seconds as i64,
             last_used_at: now,
             idle_timeout_seconds: req.idle_timeout_seconds.map(|s| s as i64),
+            ttl_seconds: Some(req.ttl_seconds as i64),
         };
         let sandbox = self.to_sandbox(row.clone());
         backend.create(&sandbox).await?;
@@ -162,7 +167,8 @@ impl Manager {
     pub async fn keepalive(&self, team: &Team, id: &str, ttl_seconds: Option<u64>) -> Result<Sandbox, ManagerError> {
         let sandbox = self.get(team, id).await?;
         let now = store::now();
-        let ttl = ttl_seconds.unwrap_or((sandbox.expires_at - sandbox.created_at).max(1) as u64);
+        // Without one, the sandbox's own TTL starts again from now.
+        let ttl = ttl_seconds.or(sandbox.ttl_seconds).unwrap_or(3600);
         if ttl == 0 || ttl > self.max_ttl_seconds {
             return Err(ManagerError::Invalid(format!("ttl_seconds must be 1..={} (sandboxes.max_ttl_seconds)", self.max_ttl_seconds)));
         }

@@ -34,6 +34,9 @@ pub struct Sandbox {
     #[serde(skip)]
     pub last_used_at: i64,
     pub idle_timeout_seconds: Option<u64>,
+    /// What a keepalive without its own `ttl_seconds` extends by.
+    #[serde(skip)]
+    pub ttl_seconds: Option<u64>,
     /// The sandbox's limits: the policy's defaults; `disk_bytes` caps its work dir.
     #[serde(skip)]
     pub limits: Limits,

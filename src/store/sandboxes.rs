@@ -21,9 +21,10 @@ pub struct SandboxRow {
     pub expires_at: i64,
     pub last_used_at: i64,
     pub idle_timeout_seconds: Option<i64>,
+    pub ttl_seconds: Option<i64>,
 }
 
-const COLUMNS: &str = "id, team_id, executor, policy, state, metadata_json, env_json, created_at, expires_at, last_used_at, idle_timeout_seconds";
+const COLUMNS: &str = "id, team_id, executor, policy, state, metadata_json, env_json, created_at, expires_at, last_used_at, idle_timeout_seconds, ttl_seconds";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SandboxRow> {
     let json = |i: usize| -> rusqlite::Result<BTreeMap<String, String>> {
@@ -42,6 +43,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SandboxRow> {
         expires_at: r.get(8)?,
         last_used_at: r.get(9)?,
         idle_timeout_seconds: r.get(10)?,
+        ttl_seconds: r.get(11)?,
     })
 }
 
@@ -50,7 +52,7 @@ impl Store {
         let q = |source| StoreError::Query { what: "creating a sandbox", source };
         self.conn()
             .execute(
-                &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
                 params![
                     s.id,
                     s.team_id,
@@ -62,7 +64,8 @@ impl Store {
                     s.created_at,
                     s.expires_at,
                     s.last_used_at,
-                    s.idle_timeout_seconds
+                    s.idle_timeout_seconds,
+                    s.ttl_seconds
                 ],
             )
             .map(|_| ())
@@ -139,6 +142,7 @@ mod tests {
             expires_at: 20,
             last_used_at: 10,
             idle_timeout_seconds: Some(5),
+            ttl_seconds: Some(10),
         };
         store.insert_sandbox(&row).unwrap();
         assert_eq!(store.sandbox(a.id, "sb1").unwrap(), Some(row.clone()));

@@ -54,6 +54,10 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX runs_by_team ON runs (team_id, created_at);
     "#,
+    // 1 -> 2: a sandbox's own TTL, which a keepalive without one restarts.
+    r#"
+    ALTER TABLE sandboxes ADD COLUMN ttl_seconds INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -21,7 +21,9 @@ async fn cpu_spin_hits_the_cpu_limit(ex: &str) {
         .await;
     assert_eq!(r["status"], "cpu_limit", "{r}");
     let cpu = r["usage"]["cpu_time_ms"].as_u64().unwrap();
-    assert!((950..3000).contains(&cpu), "cpu accounting within its tick of the limit: {cpu}");
+    // The limit fires from the kernel's per-process accounting; the cgroup's figure read after
+    // it can trail by a few scheduler ticks on a loaded host.
+    assert!((900..3000).contains(&cpu), "cpu accounting within a few ticks of the limit: {cpu}");
     assert_no_leftovers(&t);
 }
 

@@ -64,6 +64,14 @@ impl TestApp {
         self.child.wait().unwrap()
     }
 
+    /// SIGTERM and wait, keeping what a graceful stop keeps (sandbox containers) for a restart
+    /// of the same instance: the harness's own cleanup is skipped.
+    pub fn stop_for_restart(mut self) -> std::process::ExitStatus {
+        let status = self.terminate();
+        std::mem::forget(self);
+        status
+    }
+
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -95,17 +103,28 @@ impl TestApp {
 
 impl Drop for TestApp {
     /// A graceful stop, so the service removes its cgroups and containers; SIGKILL after 10 s.
+    /// Sandbox containers outlive a graceful stop by design; a test's are removed here.
     fn drop(&mut self) {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM);
         for _ in 0..200 {
             if let Ok(Some(_)) = self.child.try_wait() {
-                return;
+                break;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
+        remove_containers_of(&self.instance);
     }
+}
+
+/// Remove every container labelled with a test instance.
+pub fn remove_containers_of(instance: &str) {
+    let _ = Command::new("/bin/sh")
+        .args(["-c", &format!("ids=$(docker ps -aq --filter label=execbox.instance={instance}); [ -z \"$ids\" ] || docker rm -f $ids")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
 }
 
 /// A client per call: every #[tokio::test] has its own runtime, and a pooled connection must not
@@ -129,16 +148,20 @@ pub fn spawn_app() -> &'static TestApp {
             }
         });
         let app = rx.recv().unwrap();
-        kill_with_test_process(app.pid());
+        kill_with_test_process(app.pid(), &app.instance);
         app
     })
 }
 
 /// Make sure the shared server dies when the test process ends, even though statics never drop:
 /// a watchdog process waits for our pid to vanish, then kills the server.
-fn kill_with_test_process(server: i32) {
+fn kill_with_test_process(server: i32, instance: &str) {
     let me = std::process::id();
-    let script = format!("while kill -0 {me} 2>/dev/null; do sleep 0.2; done; kill -TERM {server} 2>/dev/null; sleep 10; kill -9 {server} 2>/dev/null");
+    let script = format!(
+        "while kill -0 {me} 2>/dev/null; do sleep 0.2; done; kill -TERM {server} 2>/dev/null; \
+         for i in $(seq 50); do kill -0 {server} 2>/dev/null || break; sleep 0.2; done; kill -9 {server} 2>/dev/null; \
+         ids=$(docker ps -aq --filter label=execbox.instance={instance}); [ -z \"$ids\" ] || docker rm -f $ids"
+    );
     // Deliberately not waited for: it must outlive this process.
     #[allow(clippy::zombie_processes)]
     let _watchdog = Command::new("/bin/sh").args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();

@@ -47,6 +47,11 @@ async fn lifecycle_and_metadata_filter(ex: &str) {
     assert_eq!(r.status(), 200);
     let kept: Value = r.json().await.unwrap();
     assert!(s(&kept, "expires_at") > s(&a, "expires_at"), "{kept}");
+    // Without a body, a keepalive starts the sandbox's own TTL (600 s) again: never longer.
+    let r = client().post(app.url(&format!("/v1/sandboxes/{id}/keepalive"))).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let again: Value = r.json().await.unwrap();
+    assert!(s(&again, "expires_at") < s(&kept, "expires_at"), "{again} vs {kept}");
     for sb in [&a, &b] {
         let r = client().delete(app.url(&format!("/v1/sandboxes/{}", s(sb, "id")))).send().await.unwrap();
         assert_eq!(r.status(), 204);
@@ -143,6 +148,9 @@ async fn archive_round_trip(ex: &str) {
     let (_, tar) = get_raw(app, &format!("/v1/sandboxes/{id}/archive")).await;
     let names: Vec<String> = tar::Archive::new(tar.as_slice()).entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
     assert!(names.iter().any(|n| n.ends_with("pkg/a.py")) && names.iter().any(|n| n.ends_with("main.py")), "{names:?}");
+    // A body that is not a tar is the caller's mistake: 400, and nothing changes.
+    let r = client().post(app.url(&format!("/v1/sandboxes/{id}/archive"))).body(vec![7u8; 1000]).send().await.unwrap();
+    assert_eq!(r.status(), 400);
 }
 
 async fn a_timed_out_call_leaves_no_process_and_keeps_its_files(ex: &str) {
@@ -270,17 +278,11 @@ async fn sandboxes_and_files_survive_restarts_and_orphans_are_removed(ex: &str) 
     let Some(_) = app_for(ex).await else { return };
     let data = tempfile::tempdir().unwrap();
     let instance = format!("surv-{ex}-{}", std::process::id());
-    let mut app = TestApp::start_in(&instance, data.path(), &[]);
+    let app = TestApp::start_in(&instance, data.path(), &[]);
     let sb = create(&app, json!({"executor": ex, "ttl_seconds": 600})).await;
     let id = s(&sb, "id");
     assert_eq!(put(&app, &id, "keep.txt", b"survives").await.0, 200);
-    let status = tokio::task::spawn_blocking(move || {
-        let s = app.terminate();
-        (s, app)
-    })
-    .await
-    .unwrap()
-    .0;
+    let status = tokio::task::spawn_blocking(move || app.stop_for_restart()).await.unwrap();
     assert!(status.success());
     let mut app = TestApp::start_in(&instance, data.path(), &[]);
     assert_eq!(get_raw(&app, &format!("/v1/sandboxes/{id}/files/keep.txt")).await, (200, b"survives".to_vec()));
