@@ -80,14 +80,27 @@ impl Pool {
                     *st.creating.entry(shape.clone()).or_default() += 1;
                 }
                 let made = pool.create_started(&shape).await;
-                let mut st = pool.state.lock().unwrap();
-                *st.creating.entry(shape.clone()).or_default() -= 1;
+                let made = {
+                    let mut st = pool.state.lock().unwrap();
+                    match made {
+                        Ok(id) if !st.closed => {
+                            *st.creating.entry(shape.clone()).or_default() -= 1;
+                            st.ready.entry(shape.clone()).or_default().push_back(id);
+                            continue;
+                        }
+                        // Closed while it was being made: it stays counted as `creating` until
+                        // removed, so close() (which waits for that count) sees it gone.
+                        Ok(id) => Ok(id),
+                        Err(e) => {
+                            *st.creating.entry(shape.clone()).or_default() -= 1;
+                            Err(e)
+                        }
+                    }
+                };
                 match made {
-                    Ok(id) if !st.closed => st.ready.entry(shape.clone()).or_default().push_back(id),
                     Ok(id) => {
-                        drop(st);
-                        let d = pool.docker.clone();
-                        tokio::spawn(async move { container::remove(&d, &id).await });
+                        container::remove(&pool.docker, &id).await;
+                        *pool.state.lock().unwrap().creating.entry(shape.clone()).or_default() -= 1;
                         return;
                     }
                     Err(e) => {
@@ -125,5 +138,11 @@ impl Pool {
             st.ready.drain().flat_map(|(_, v)| v).collect()
         };
         futures_util::future::join_all(ids.iter().map(|id| container::remove(&self.docker, id))).await;
+        // A container still being created would appear after the caller's final sweep listed
+        // the engine's containers: wait for those (the refill removes them once closed).
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        while self.state.lock().unwrap().creating.values().any(|n| *n > 0) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 }
