@@ -8,6 +8,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 pub struct Admission {
     slots: Arc<Semaphore>,
+    max_running: usize,
     max_queued: usize,
     queued: AtomicUsize,
     running: AtomicUsize,
@@ -30,7 +31,7 @@ pub struct Full;
 
 impl Admission {
     pub fn new(max_running: usize, max_queued: usize) -> Admission {
-        Admission { slots: Arc::new(Semaphore::new(max_running.max(1))), max_queued, queued: AtomicUsize::new(0), running: AtomicUsize::new(0) }
+        Admission { slots: Arc::new(Semaphore::new(max_running.max(1))), max_running: max_running.max(1), max_queued, queued: AtomicUsize::new(0), running: AtomicUsize::new(0) }
     }
 
     /// Wait for a slot, or fail at once when the queue is full.
@@ -48,6 +49,11 @@ impl Admission {
         };
         self.running.fetch_add(1, Ordering::SeqCst);
         Ok(Ticket { _permit: permit, admission: self.clone() })
+    }
+
+    /// How many runs may execute at once.
+    pub fn slots(&self) -> usize {
+        self.max_running
     }
 
     pub fn queued(&self) -> usize {

@@ -83,9 +83,9 @@ pub async fn respond(
 }
 
 /// Who a run is for, for its quota and its audit record.
-struct Origin {
-    team: Team,
-    sandbox_id: Option<String>,
+pub(super) struct Origin {
+    pub(super) team: Team,
+    pub(super) sandbox_id: Option<String>,
 }
 
 fn wants_events(headers: &HeaderMap) -> bool {
@@ -93,7 +93,7 @@ fn wants_events(headers: &HeaderMap) -> bool {
 }
 
 /// Validate a request into a job for a ready executor that has the job's runtime.
-fn prepare(state: &AppState, req: ExecuteRequest) -> Result<(Job, Arc<dyn Executor>), ApiError> {
+pub(super) fn prepare(state: &AppState, req: ExecuteRequest) -> Result<(Job, Arc<dyn Executor>), ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
     let (job, executor_name) = req.into_job(id, &state.policies, &state.runtimes)?;
     let executor = ready_executor(state, &executor_name, &job.runtime.language)?;
@@ -125,7 +125,7 @@ pub fn ready_executor(state: &AppState, executor_name: &str, language: &str) -> 
 
 /// Wait for a run slot (or refuse with 429), then run as a task of its own. Dropping the
 /// handle does not stop the run; aborting it does (and the executors clean up on drop).
-async fn admit_and_spawn(
+pub(super) async fn admit_and_spawn(
     state: &Arc<AppState>,
     origin: Origin,
     job: Job,
@@ -163,7 +163,7 @@ async fn admit_and_spawn(
     ))
 }
 
-async fn join(task: tokio::task::JoinHandle<Result<RunResult, ExecError>>) -> Result<RunResult, ApiError> {
+pub(super) async fn join(task: tokio::task::JoinHandle<Result<RunResult, ExecError>>) -> Result<RunResult, ApiError> {
     let result = task.await.map_err(|e| {
         tracing::error!(error = %e, "run task failed");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the run failed inside the service; it has been logged")

@@ -1,6 +1,7 @@
 //! The only place that speaks HTTP and JSON: routes, the error answer, metrics.
 
 pub mod auth;
+mod batch;
 mod error;
 mod execute;
 mod info;
@@ -61,6 +62,7 @@ pub fn routes() -> Vec<Route> {
     use Method as M;
     vec![
         route(M::POST, "/v1/execute", execute::execute),
+        route(M::POST, "/v1/execute/batch", batch::batch),
         route(M::GET, "/v1/runtimes", info::runtimes),
         route(M::GET, "/v1/policies", info::policies),
         route(M::POST, "/v1/sandboxes", sandboxes::create),

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::execute::OutputEvent;
-use super::{auth, execute, info, sandboxes};
+use super::{auth, batch, execute, info, sandboxes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -27,6 +27,7 @@ use super::{auth, execute, info, sandboxes};
     ),
     paths(
         execute::execute,
+        batch::batch,
         info::runtimes,
         info::policies,
         sandboxes::create,

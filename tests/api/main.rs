@@ -3,6 +3,7 @@
 mod helpers;
 
 mod admission;
+mod batch;
 mod auth;
 mod cli;
 mod containment;
