@@ -124,6 +124,28 @@ pub enum StreamKind {
 /// a slow reader can hold at most twice the cap).
 pub type OutputSink = tokio::sync::mpsc::UnboundedSender<(StreamKind, Vec<u8>)>;
 
+impl RunResult {
+    /// The answer for `job` from its run step (and compile step, if any) on `executor`.
+    pub fn from_step(job: &Job, executor: &str, runtime_version: String, compile: Option<CompileResult>, r: StepResult) -> RunResult {
+        RunResult {
+            id: job.id.clone(),
+            status: r.status,
+            exit_code: r.exit_code,
+            signal: r.signal,
+            stdout: r.stdout,
+            stderr: r.stderr,
+            stdout_truncated: r.stdout_truncated,
+            stderr_truncated: r.stderr_truncated,
+            usage: r.usage,
+            compile,
+            executor: executor.to_string(),
+            policy: job.policy.clone(),
+            language: job.runtime.language.clone(),
+            runtime_version,
+        }
+    }
+}
+
 /// A file placed beside the main source, already decoded and path-checked.
 #[derive(Debug, Clone)]
 pub struct JobFile {

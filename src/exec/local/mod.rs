@@ -317,22 +317,7 @@ impl LocalExecutor {
     }
 
     fn result(&self, job: &Job, version: String, compile: Option<CompileResult>, r: StepResult) -> RunResult {
-        RunResult {
-            id: job.id.clone(),
-            status: r.status,
-            exit_code: r.exit_code,
-            signal: r.signal,
-            stdout: r.stdout,
-            stderr: r.stderr,
-            stdout_truncated: r.stdout_truncated,
-            stderr_truncated: r.stderr_truncated,
-            usage: r.usage,
-            compile,
-            executor: "local".into(),
-            policy: job.policy.clone(),
-            language: job.runtime.language.clone(),
-            runtime_version: version,
-        }
+        RunResult::from_step(job, "local", version, compile, r)
     }
 
     /// Hand a prepared sandbox its run, wait (owning the deadline), collect.
