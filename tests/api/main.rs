@@ -9,6 +9,7 @@ mod cli;
 mod containment;
 mod contract;
 mod errors;
+mod eval;
 mod lifecycle;
 mod openapi;
 mod quotas;
