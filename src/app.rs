@@ -47,7 +47,8 @@ pub fn local_config(cfg: &Config, instance: &str) -> anyhow::Result<LocalConfig>
 }
 
 /// The docker executor, connected and probed; not ready (never fatal) when the engine is away.
-pub async fn build_docker(cfg: &Config, instance: &str) -> Result<DockerExecutor, String> {
+/// `only` probes one language (a one-shot CLI run), None all of them.
+pub async fn build_docker(cfg: &Config, instance: &str, only: Option<&str>) -> Result<DockerExecutor, String> {
     let d = DockerExecutor::new(DockerConfig {
         instance: instance.to_string(),
         pool_per_shape: cfg.docker.pool_per_shape,
@@ -55,7 +56,7 @@ pub async fn build_docker(cfg: &Config, instance: &str) -> Result<DockerExecutor
         cpus: cfg.docker.cpus,
     })
     .await?;
-    for (lang, outcome) in d.probe().await {
+    for (lang, outcome) in d.probe(only).await {
         match outcome {
             Ok(v) => tracing::info!(executor = "docker", language = %lang, version = %v, "runtime available"),
             Err(e) => tracing::warn!(executor = "docker", language = %lang, error = %e, "runtime not available"),
@@ -142,7 +143,7 @@ impl Application {
         executors.insert("local", local.clone());
         let mut docker = None;
         if cfg.docker.enabled {
-            match build_docker(&cfg, cfg.instance()).await {
+            match build_docker(&cfg, cfg.instance(), None).await {
                 Ok(d) => {
                     d.prewarm(&policies);
                     let d = Arc::new(d);

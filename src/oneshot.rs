@@ -69,7 +69,7 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
     let lock = lock_instance(&cfg.data_dir, &instance)?;
     let result = match executor.as_str() {
         "docker" => {
-            let docker = build_docker(&cfg, &instance).await.map_err(anyhow::Error::msg)?;
+            let docker = build_docker(&cfg, &instance, Some(&job.runtime.language)).await.map_err(anyhow::Error::msg)?;
             let r = docker.run(&job).await;
             docker.shutdown().await;
             r

@@ -626,7 +626,7 @@ echo $n"#;
         if let Some(e) = exec.unavailable() {
             return skip(e.to_string());
         }
-        exec.probe().await;
+        exec.probe(None).await;
         for lang in ["python", "bash", "c"] {
             if !exec.available().contains_key(lang) {
                 return skip(format!("the {lang} image did not pass its probe; build the images with images/build.sh"));

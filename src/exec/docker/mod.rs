@@ -75,6 +75,11 @@ impl DockerExecutor {
     /// An engine that does not answer gives an executor that is not ready (and is pinged again
     /// every 10 s); an address that cannot even be dialled is an error for the caller to report.
     pub async fn new(cfg: DockerConfig) -> Result<DockerExecutor, String> {
+        // This build speaks plain HTTP or a unix socket to the engine; TLS asked for must not be
+        // silently dropped.
+        if std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty()) {
+            return Err("DOCKER_TLS_VERIFY is set, but this build cannot speak TLS to the Docker engine; forward the remote socket over SSH to a local unix socket and set DOCKER_HOST=unix://... instead".into());
+        }
         let docker = Docker::connect_with_defaults().map_err(|e| format!("cannot connect to the Docker engine: {e}"))?;
         let docker = match docker.clone().negotiate_version().await {
             Ok(d) => d,
@@ -166,13 +171,13 @@ impl DockerExecutor {
     }
 
     /// Run each language's version command in its image; keep those that work.
-    pub async fn probe(&self) -> Vec<(String, Result<String, String>)> {
+    pub async fn probe(&self, only: Option<&str>) -> Vec<(String, Result<String, String>)> {
         let mut results = Vec::new();
         if self.unavailable().is_some() {
             return results;
         }
         let limits = Limits { wall_time_ms: 30_000, cpu_time_ms: 30_000, memory_bytes: 512 << 20, pids: 32, output_bytes: 4096, disk_bytes: 1 << 20 };
-        for rt in &self.table.runtimes {
+        for rt in self.table.runtimes.iter().filter(|r| only.is_none_or(|o| o == r.language)) {
             let Some(image) = self.image_of(&rt.language) else { continue };
             let outcome = match self.docker.inspect_image(image).await {
                 Err(e) => Err(format!("image {image} is not available ({e}); build it with images/build.sh")),
