@@ -7,57 +7,75 @@
 
 use crate::exec::{RunResult, Status};
 
-/// Runs before the prompt. Keeps the nonce and the tools it needs in a closure, installs an
-/// audit hook (permanent for the process) against the introspection that would reach them, and
-/// snapshots the builtins so a completion that patches them cannot make asserts pass.
+/// Runs before the prompt. A generator keeps the nonce and everything that decides whether to
+/// print it in its own frame, which the program cannot read (`gi_frame` is refused by an audit
+/// hook, and audit hooks cannot be removed). It answers twice, only to the module's own frame at
+/// the epilogue's two lines: first with the test's `check` and a return-vetting wrapper of the
+/// entry point, then, after `check(...)` returned, by printing the nonce if the builtins and
+/// tracing are as they were before the completion ran.
 const PROLOGUE: &str = r#"def __execbox_harness():
-    import os, sys, builtins
+    import os, sys, builtins, types
     nonce = os.read(0, 256).decode().strip()
     os.close(0)
-    write, gettrace, getprofile, wrap = os.write, sys.gettrace, sys.getprofile, __import__("functools").wraps
-    pristine = dict(builtins.__dict__)
-    blocked = {"gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.settrace", "sys.setprofile", "sys._current_frames"}
+    write, getframe, gettrace, getprofile, fsdecode, realpath = os.write, sys._getframe, sys.gettrace, sys.getprofile, os.fsdecode, os.path.realpath
+    module = getframe(1)
+    module_code, here = module.f_code, module.f_code.co_filename
+    bdict = builtins.__dict__
+    pristine = list(bdict.items())
+    blocked = frozenset(("gc.get_objects", "gc.get_referrers", "gc.get_referents", "sys.settrace", "sys.setprofile", "sys._current_frames", "code.__new__", "os.symlink"))
     def audit(event, args):
-        if event in blocked or event.startswith("ctypes.") or (event == "object.__setattr__" and args[1] == "__code__"):
+        if event in blocked or event.startswith("ctypes."):
             raise RuntimeError("execbox eval: " + event + " is not allowed while scoring")
+        if event == "object.__getattr__" and args[1] in ("gi_frame", "cr_frame", "ag_frame"):
+            raise RuntimeError("execbox eval: reading a suspended frame is not allowed while scoring")
+        if event == "object.__setattr__" and args[1] in ("__code__", "__defaults__", "__kwdefaults__"):
+            raise RuntimeError("execbox eval: replacing " + args[1] + " is not allowed while scoring")
+        if event == "exec" and args[0] is module_code:
+            raise RuntimeError("execbox eval: running the program again is not allowed")
+        if event == "open" and type(args[0]) in (str, bytes) and realpath(fsdecode(args[0])).endswith("/mem"):
+            raise RuntimeError("execbox eval: reading process memory is not allowed")
     sys.addaudithook(audit)
-    plain = (int, float, complex, str, bytes, bool, type(None), list, tuple, dict, set, frozenset)
-    def vet(value, depth=0):
-        t = type(value)
-        if t not in plain or depth > 50:
-            raise TypeError("execbox eval: the function returned a " + t.__name__ + ", not a plain value")
-        if t in (list, tuple, set, frozenset):
-            for v in value:
-                vet(v, depth + 1)
-        elif t is dict:
-            for k, v in value.items():
-                vet(k, depth + 1)
-                vet(v, depth + 1)
+    def vet(value, kinds=(int, float, complex, str, bytes, bool, type(None), list, tuple, dict, set, frozenset), type=type, TypeError=TypeError, iter=iter):
+        stack = [value]
+        while stack:
+            v = stack.pop()
+            t = type(v)
+            for k in kinds:
+                if t is k:
+                    break
+            else:
+                raise TypeError("execbox eval: the function returned a " + t.__name__ + ", not a plain value")
+            if t is dict:
+                stack.extend(v.keys())
+                stack.extend(v.values())
+            elif t is list or t is tuple or t is set or t is frozenset:
+                stack.extend(v)
+    def call_vetted(pair, *args, **kwargs):
+        result = pair[1](*args, **kwargs)
+        pair[0](result)
+        return result
     def intact():
-        b = builtins.__dict__
-        return all(k in b and b[k] is v for k, v in pristine.items()) and gettrace() is None and getprofile() is None
-    used = []
-    here = (lambda: 0).__code__.co_filename
-    def finish(check, candidate):
-        if used:
-            raise RuntimeError("execbox eval: the harness runs once")
-        used.append(True)
-        code = getattr(check, "__code__", None)
-        if code is None or code.co_filename != here or code.co_firstlineno != CHECK_LINE:
-            raise RuntimeError("execbox eval: check is not the test's own function")
-        if not intact():
-            raise RuntimeError("execbox eval: builtins or tracing were changed before the tests ran")
-        @wrap(candidate)
-        def vetted(*args, **kwargs):
-            result = candidate(*args, **kwargs)
-            vet(result)
-            return result
-        check(vetted)
-        if not intact():
-            raise RuntimeError("execbox eval: builtins or tracing were changed while the tests ran")
-        write(1, ("\n" + nonce + "\n").encode())
-    return finish
-__execbox_finish = __execbox_harness()
+        return all(type(k) is str for k in list(bdict)) and all(bdict.get(k) is v for k, v in pristine) and gettrace() is None and getprofile() is None
+    def called_from(line):
+        f = getframe(2)
+        return f.f_code is module_code and f.f_lineno == line and f.f_back is None
+    check, candidate = yield
+    code = getattr(check, "__code__", None)
+    if not called_from(CHECK_AT):
+        raise RuntimeError("execbox eval: the harness was called out of place")
+    if code is None or code.co_filename != here or code.co_firstlineno != CHECK_LINE:
+        raise RuntimeError("execbox eval: check is not the test's own function")
+    if not intact():
+        raise RuntimeError("execbox eval: builtins or tracing were changed before the tests ran")
+    yield check, types.MethodType(call_vetted, (vet, candidate))
+    if not called_from(CHECK_AT + 2):
+        raise RuntimeError("execbox eval: the harness was called out of place")
+    if not intact():
+        raise RuntimeError("execbox eval: builtins or tracing were changed while the tests ran")
+    write(1, ("\n" + nonce + "\n").encode())
+    yield
+__execbox_gen = __execbox_harness()
+next(__execbox_gen)
 del __execbox_harness
 "#;
 
@@ -85,11 +103,15 @@ pub fn program(prompt: &str, completion: &str, test: &str, entry_point: &str) ->
     let body = format!("{prompt}{completion}\n");
     let first_test_line = PROLOGUE.matches('\n').count() + body.matches('\n').count() + 1;
     let check_line = test.lines().position(|l| l.starts_with("def check(")).map_or(-1, |i| (first_test_line + i) as i64);
-    let mut p = PROLOGUE.replace("CHECK_LINE", &format!("{check_line:<10}"));
+    let check_at = first_test_line + test.matches('\n').count() + 1;
+    let mut p = PROLOGUE.replace("CHECK_LINE", &check_line.to_string()).replace("CHECK_AT", &check_at.to_string());
     p.push_str(&body);
     p.push_str(test);
     p.push('\n');
-    p.push_str(&format!("__execbox_finish(check, {entry_point})\n"));
+    // Three lines, each checked by the harness for where it is called from.
+    p.push_str(&format!("__execbox_check, __execbox_vetted = __execbox_gen.send((check, {entry_point}))\n"));
+    p.push_str("__execbox_check(__execbox_vetted)\n");
+    p.push_str("__execbox_gen.send(None)\n");
     Some(p)
 }
 
@@ -132,8 +154,10 @@ mod tests {
         assert_eq!(n.len(), 32);
         assert!(!p.contains(&n));
         let line = p.lines().position(|l| l.starts_with("def check(")).unwrap() + 1;
-        assert!(p.ends_with("__execbox_finish(check, f)\n"), "{p}");
-        assert!(p.contains(&format!("code.co_firstlineno != {line:<10}:")), "{p}");
+        assert!(p.contains(&format!("code.co_firstlineno != {line}:")), "{p}");
+        let send = p.lines().position(|l| l.starts_with("__execbox_check, __execbox_vetted = __execbox_gen.send((check, f))")).unwrap() + 1;
+        assert!(p.contains(&format!("called_from({send})")), "{p}");
+        assert_eq!(p.lines().count(), send + 2);
         assert!(program("", "", "", "f(); import os").is_none());
     }
 }
