@@ -83,3 +83,17 @@ fn a_sample_without_a_problem_is_refused() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("sample for Nope/1 has no problem"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test]
+async fn the_docker_executor_gives_the_same_verdicts() {
+    if crate::helpers::app_for("docker").await.is_none() {
+        return;
+    }
+    let (code, stdout, stderr, results) = tokio::task::spawn_blocking(|| eval("problems.jsonl", &["-k", "1,2", "--executor", "docker"])).await.unwrap();
+    assert_eq!(code, Some(0), "stderr: {stderr}");
+    assert_eq!(stdout.lines().last(), Some(r#"{"pass@1": 0.3653846153846153, "pass@2": 0.6641025641025641}"#));
+    let got: Vec<&str> = results.iter().map(|r| r["result"].as_str().unwrap()).collect();
+    let want = expected();
+    let want: Vec<&str> = want.iter().map(|e| e["result"].as_str().unwrap()).collect();
+    assert_eq!(got, want);
+}
