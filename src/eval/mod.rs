@@ -90,7 +90,7 @@ pub async fn run(cfg: Config, a: EvalArgs) -> anyhow::Result<i32> {
     let instance = format!("eval-{}", std::process::id());
     let lock = lock_instance(&cfg.data_dir, &instance)?;
     let runner = match a.executor.as_str() {
-        "docker" => Runner::Docker(build_docker(&cfg, &instance).await.map_err(anyhow::Error::msg)?),
+        "docker" => Runner::Docker(build_docker(&cfg, &instance, Some("python")).await.map_err(anyhow::Error::msg)?),
         _ => {
             let local = LocalExecutor::new(LocalConfig { warm: concurrency, ..local_config(&cfg, &instance)? })?;
             if let Some((lang, Err(e))) = local.probe(Some("python")).await.into_iter().next() {
