@@ -32,6 +32,7 @@ impl TestApp {
     }
 
     pub fn start_in(instance: &str, data_dir: &std::path::Path, env: &[(&str, &str)]) -> TestApp {
+        ensure_images();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_execbox"));
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
@@ -165,6 +166,27 @@ fn kill_with_test_process(server: i32, instance: &str) {
     // Deliberately not waited for: it must outlive this process.
     #[allow(clippy::zombie_processes)]
     let _watchdog = Command::new("/bin/sh").args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+}
+
+/// The docker executor's images, built (offline when there is no registry) if missing, once per
+/// test binary, so the test command alone brings what the tests need. Without a reachable engine
+/// there is nothing to build; the docker tests then skip loudly (or fail in CI).
+pub fn ensure_images() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let engine = Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::null()).status();
+        if !engine.is_ok_and(|s| s.success()) {
+            return;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/images/build.sh");
+        let built = Command::new("bash").args([script, "--if-missing"]).stdout(Stdio::null()).status();
+        if !built.is_ok_and(|s| s.success()) {
+            if std::env::var_os("CI").is_some() {
+                panic!("images/build.sh --if-missing failed");
+            }
+            eprintln!("\n!!! images/build.sh --if-missing failed: the docker tests will skip !!!\n");
+        }
+    });
 }
 
 /// Containment needs root (cgroups, uid switch). In CI a missing root is a failure; elsewhere
