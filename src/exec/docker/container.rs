@@ -156,3 +156,39 @@ pub async fn sweep(docker: &Docker, instance: &str) -> Result<usize, bollard::er
     futures_util::future::join_all(ids.iter().map(|id| remove(docker, id))).await;
     Ok(n)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hardening is data: every option the issue names, and a policy's OCI runtime.
+    #[test]
+    fn a_sandbox_container_is_created_hardened_with_the_policys_runtime() {
+        let limits = Limits { wall_time_ms: 1000, cpu_time_ms: 2500, memory_bytes: 64 << 20, pids: 16, output_bytes: 1 << 20, disk_bytes: 8 << 20 };
+        let shape = Shape { image: "img".into(), limits, open_files: 128, runtime: Some("runsc".into()), nano_cpus: 1_000_000_000 };
+        let body = create_body(&shape, "inst");
+        let h = body.host_config.clone().unwrap();
+        assert_eq!(h.runtime.as_deref(), Some("runsc"));
+        assert_eq!(h.network_mode.as_deref(), Some("none"));
+        assert_eq!((h.memory, h.memory_swap), (Some(64 << 20), Some(64 << 20)), "memory + swap = memory: no swap");
+        assert_eq!(h.nano_cpus, Some(1_000_000_000));
+        assert_eq!(h.pids_limit, Some(16 + 2));
+        assert_eq!(h.readonly_rootfs, Some(true));
+        assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(h.init, Some(true));
+        let opts = h.security_opt.unwrap();
+        assert!(opts.contains(&"no-new-privileges".to_string()));
+        assert!(opts.iter().any(|o| o.starts_with("seccomp={")), "{opts:?}");
+        let tmpfs = h.tmpfs.unwrap();
+        assert!(tmpfs["/work"].contains(&format!("size={}", 8 << 20)) && tmpfs["/tmp"].contains(&format!("size={}", 8 << 20)));
+        let ulimits: Vec<(String, i64)> = h.ulimits.unwrap().into_iter().map(|u| (u.name.unwrap(), u.hard.unwrap())).collect();
+        assert_eq!(ulimits, [("nofile".into(), 128), ("fsize".into(), 8 << 20), ("core".into(), 0), ("cpu".into(), 4)]);
+        assert_eq!(body.network_disabled, Some(true));
+        assert!(body.user.as_deref().is_some_and(|u| !u.starts_with("0")), "a non-root user");
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[LABEL_INSTANCE], "inst");
+        assert!(labels.keys().all(|k| k.starts_with("execbox.")));
+        let default_runtime = create_body(&Shape { runtime: None, ..shape }, "inst");
+        assert_eq!(default_runtime.host_config.unwrap().runtime, None);
+    }
+}
