@@ -116,62 +116,8 @@ impl Application {
                 cfg.listen
             );
         }
-        let policies = load_policies(&cfg)?;
-        let lock = lock_instance(&cfg.data_dir, cfg.instance())?;
-        let store = Store::open_in(&cfg.data_dir)?.keep_code(cfg.audit.keep_code);
-        let auth = match cfg.auth {
-            AuthMode::None => api::auth::Auth::None { team: store.ensure_team(DEFAULT_TEAM)? },
-            AuthMode::ApiKey => {
-                if store.list_keys()?.iter().all(|k| k.revoked_at.is_some()) {
-                    tracing::warn!(store = %store.path().display(), "auth is api-key but no usable key exists; create one with `execbox keys create --team NAME`");
-                }
-                api::auth::Auth::ApiKey
-            }
-        };
-        let local = Arc::new(LocalExecutor::new(local_config(&cfg, cfg.instance())?).context("starting the local executor")?);
-        for (lang, outcome) in local.probe(None).await {
-            match outcome {
-                Ok(v) => tracing::info!(language = %lang, version = %v, "runtime available"),
-                Err(e) => tracing::warn!(language = %lang, error = %e, "runtime not available"),
-            }
-        }
-        if local.available().is_empty() {
-            bail!("no runtime works in the local sandbox; see the warnings above");
-        }
-        local.warm_up();
-        let mut executors: HashMap<&'static str, Arc<dyn Executor>> = HashMap::new();
-        executors.insert("local", local.clone());
-        let mut docker = None;
-        if cfg.docker.enabled {
-            match build_docker(&cfg, cfg.instance(), None).await {
-                Ok(d) => {
-                    d.prewarm(&policies);
-                    let d = Arc::new(d);
-                    executors.insert("docker", d.clone());
-                    docker = Some(d);
-                }
-                Err(reason) => {
-                    tracing::warn!(%reason, "docker executor not ready");
-                    executors.insert("docker", Arc::new(crate::exec::docker::Unreachable { reason }));
-                }
-            }
-        }
-        let quotas = Quotas::new(cfg.quotas.max_concurrent_runs_per_team, cfg.quotas.max_sandboxes_per_team);
-        let sandboxes = build_sandboxes(&cfg, &store, &policies, &local, docker.as_ref(), &quotas).await?;
+        let (state, lock) = build_state(&cfg, true).await?;
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
-        let state = Arc::new(AppState {
-            policies,
-            runtimes: RuntimeTable::embedded(),
-            local,
-            docker,
-            executors,
-            admission: Arc::new(Admission::new(cfg.max_concurrent(), cfg.max_queued_runs)),
-            metrics: api::metrics::Metrics::new(),
-            store,
-            auth,
-            quotas,
-            sandboxes: Some(sandboxes),
-        });
         Ok(Application { listener, state, max_body_bytes: cfg.max_body_bytes, _lock: lock })
     }
 
@@ -181,17 +127,103 @@ impl Application {
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let app = api::router(self.state.clone(), self.max_body_bytes);
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        // Agent runs may last long and hold event streams open: cancel them once the stop is
+        // asked for, so their streams end and the drain below can finish.
+        let agent = self.state.agent.clone();
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                shutdown_signal().await;
+                agent.shutdown().await;
+            })
+            .await?;
         // Connections are drained, so every run has returned and cleaned up after itself.
-        if let Some(m) = &self.state.sandboxes {
-            m.shutdown().await;
-        }
-        self.state.local.shutdown();
-        if let Some(d) = &self.state.docker {
-            d.shutdown().await;
-        }
+        stop_state(&self.state).await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Everything the handlers share, built and probed, with the instance lock held. The service
+/// builds it once (`prewarm`: fill the docker pool ahead); `execbox agent` builds its own.
+pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<AppState>, nix::fcntl::Flock<std::fs::File>)> {
+    let cfg = cfg.clone();
+    let policies = load_policies(&cfg)?;
+    let lock = lock_instance(&cfg.data_dir, cfg.instance())?;
+    let store = Store::open_in(&cfg.data_dir)?.keep_code(cfg.audit.keep_code);
+    let auth = match cfg.auth {
+        AuthMode::None => api::auth::Auth::None { team: store.ensure_team(DEFAULT_TEAM)? },
+        AuthMode::ApiKey => {
+            if store.list_keys()?.iter().all(|k| k.revoked_at.is_some()) {
+                tracing::warn!(store = %store.path().display(), "auth is api-key but no usable key exists; create one with `execbox keys create --team NAME`");
+            }
+            api::auth::Auth::ApiKey
+        }
+    };
+    let local = Arc::new(LocalExecutor::new(local_config(&cfg, cfg.instance())?).context("starting the local executor")?);
+    for (lang, outcome) in local.probe(None).await {
+        match outcome {
+            Ok(v) => tracing::info!(language = %lang, version = %v, "runtime available"),
+            Err(e) => tracing::warn!(language = %lang, error = %e, "runtime not available"),
+        }
+    }
+    if local.available().is_empty() {
+        bail!("no runtime works in the local sandbox; see the warnings above");
+    }
+    local.warm_up();
+    let mut executors: HashMap<&'static str, Arc<dyn Executor>> = HashMap::new();
+    executors.insert("local", local.clone());
+    let mut docker = None;
+    if cfg.docker.enabled {
+        match build_docker(&cfg, cfg.instance(), None).await {
+            Ok(d) => {
+                if prewarm {
+                    d.prewarm(&policies);
+                }
+                let d = Arc::new(d);
+                executors.insert("docker", d.clone());
+                docker = Some(d);
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "docker executor not ready");
+                executors.insert("docker", Arc::new(crate::exec::docker::Unreachable { reason }));
+            }
+        }
+    }
+    let quotas = Quotas::new(cfg.quotas.max_concurrent_runs_per_team, cfg.quotas.max_sandboxes_per_team);
+    let sandboxes = build_sandboxes(&cfg, &store, &policies, &local, docker.as_ref(), &quotas).await?;
+    let interrupted = store.fail_interrupted_agent_runs("the service stopped while the run was in progress")?;
+    if interrupted > 0 {
+        tracing::warn!(runs = interrupted, "agent runs left running by an earlier service were marked failed");
+    }
+    let agent = Arc::new(crate::agent::runs::Runs::new(store.clone(), cfg.agent.max_concurrent_runs));
+    let state = Arc::new(AppState {
+        policies,
+        runtimes: RuntimeTable::embedded(),
+        local,
+        docker,
+        executors,
+        admission: Arc::new(Admission::new(cfg.max_concurrent(), cfg.max_queued_runs)),
+        metrics: api::metrics::Metrics::new(),
+        store,
+        auth,
+        quotas,
+        sandboxes: Some(sandboxes),
+        agent,
+        agent_settings: cfg.agent.clone(),
+        max_sandbox_ttl_seconds: cfg.sandboxes.max_ttl_seconds,
+    });
+    Ok((state, lock))
+}
+
+/// Release what the state holds: cancel agent runs, stop sandboxes' calls, executors' pools.
+pub async fn stop_state(state: &AppState) {
+    state.agent.shutdown().await;
+    if let Some(m) = &state.sandboxes {
+        m.shutdown().await;
+    }
+    state.local.shutdown();
+    if let Some(d) = &state.docker {
+        d.shutdown().await;
     }
 }
 

@@ -32,6 +32,33 @@ pub struct Config {
     pub quotas: QuotaSettings,
     pub audit: AuditSettings,
     pub sandboxes: SandboxSettings,
+    pub agent: AgentSettings,
+}
+
+/// The agent loop's limits and its model clients' settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    /// Agent runs talking to their models at once; more wait as `queued`.
+    pub max_concurrent_runs: usize,
+    /// The most coder replies a run may ask for.
+    pub max_turns: u32,
+    /// Coder replies of a run that does not say.
+    pub default_max_turns: u32,
+    /// Every run ends after this long (`wall_time`), whatever it asked for.
+    pub max_wall_time_seconds: u64,
+    /// A model request (non-streamed), or the wait for each streamed piece, times out after this.
+    pub model_timeout_seconds: u64,
+    /// Retries of a model request on 429, 5xx, timeouts and connection errors.
+    pub model_max_retries: u32,
+    /// The first retry's delay; it doubles each time (a Retry-After header wins).
+    pub model_backoff_ms: u64,
+    /// Environment variables of the service a run may name as `api_key_env`, each with the
+    /// base URLs its key may be sent to.
+    pub api_key_envs: std::collections::BTreeMap<String, Vec<String>>,
+    /// When not empty, the only base URLs runs may name (each one exactly, trailing `/` aside):
+    /// on a shared service, keeps callers from pointing the service at internal addresses.
+    pub allowed_base_urls: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +153,20 @@ impl Default for Config {
             auth: AuthMode::None,
             quotas: QuotaSettings { max_concurrent_runs_per_team: 0, max_sandboxes_per_team: 20 },
             audit: AuditSettings { keep_code: false },
+            agent: AgentSettings {
+                max_concurrent_runs: 4,
+                max_turns: 50,
+                default_max_turns: 10,
+                max_wall_time_seconds: 1800,
+                model_timeout_seconds: 120,
+                model_max_retries: 3,
+                model_backoff_ms: 500,
+                api_key_envs: [("OPENAI_API_KEY", "https://api.openai.com/v1"), ("ANTHROPIC_API_KEY", "https://api.anthropic.com")]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+                    .collect(),
+                allowed_base_urls: Vec::new(),
+            },
         }
     }
 }

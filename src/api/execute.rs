@@ -172,7 +172,7 @@ pub(super) async fn join(task: tokio::task::JoinHandle<Result<RunResult, ExecErr
 }
 
 /// Cancels the run when the client goes away (the event stream is dropped).
-struct AbortOnDrop(tokio::task::AbortHandle);
+pub(super) struct AbortOnDrop(pub(super) tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -1,5 +1,6 @@
 //! The only place that speaks HTTP and JSON: routes, the error answer, metrics.
 
+pub mod agent;
 pub mod auth;
 mod batch;
 mod error;
@@ -41,6 +42,10 @@ pub struct AppState {
     pub auth: auth::Auth,
     pub quotas: Arc<Quotas>,
     pub sandboxes: Option<Arc<crate::sandbox::manager::Manager>>,
+    pub agent: Arc<crate::agent::runs::Runs>,
+    pub agent_settings: crate::config::AgentSettings,
+    /// `sandboxes.max_ttl_seconds`: an agent run's own sandbox lives at most this long.
+    pub max_sandbox_ttl_seconds: u64,
 }
 
 /// One method on one path, and the handler that answers it.
@@ -76,6 +81,11 @@ pub fn routes() -> Vec<Route> {
         route(M::PUT, "/v1/sandboxes/{id}/files/{*path}", sandboxes::put_file),
         route(M::GET, "/v1/sandboxes/{id}/archive", sandboxes::get_archive),
         route(M::POST, "/v1/sandboxes/{id}/archive", sandboxes::post_archive),
+        route(M::POST, "/v1/agent/runs", agent::start),
+        route(M::GET, "/v1/agent/runs/{id}", agent::get),
+        route(M::DELETE, "/v1/agent/runs/{id}", agent::cancel),
+        route(M::GET, "/v1/agent/runs/{id}/events", agent::events),
+        route(M::POST, "/v1/agent/runs/{id}/approval", agent::approve),
         route(M::GET, "/healthz", info::healthz),
         route(M::GET, "/readyz", info::readyz),
         route(M::GET, "/metrics", info::metrics),

@@ -13,7 +13,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::error::ErrorBody;
 use super::execute::OutputEvent;
-use super::{auth, batch, execute, info, sandboxes};
+use super::{agent, auth, batch, execute, info, sandboxes};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -41,18 +41,24 @@ use super::{auth, batch, execute, info, sandboxes};
         sandboxes::put_file,
         sandboxes::get_archive,
         sandboxes::post_archive,
+        agent::start,
+        agent::get,
+        agent::cancel,
+        agent::events,
+        agent::approve,
         info::healthz,
         info::readyz,
         info::metrics,
         openapi_json,
     ),
     // Named in the event-stream description, so listed though no body refers to them.
-    components(schemas(OutputEvent, ErrorBody)),
+    components(schemas(OutputEvent, ErrorBody, agent::DeltaEvent, crate::agent::runs::EndEvent, crate::agent::messages::Message)),
     modifiers(&BearerAuth),
     tags(
         (name = "runs", description = "One-off runs"),
         (name = "sandboxes", description = "A team's persistent workspaces and the calls in them"),
         (name = "files", description = "The files of a sandbox's work dir"),
+        (name = "agent", description = "Agent runs: a model writes code, a sandbox runs it, the output goes back, until a termination condition fires"),
         (name = "service", description = "What the service offers and how it is"),
     ),
 )]

@@ -121,7 +121,7 @@ struct SandboxFile {
 /// The 404 of every `/v1/sandboxes/{id}...` route.
 const NOT_FOUND: &str = "`sandbox_not_found`: the team has no such sandbox (another team's is exactly as missing), or it expired or was deleted";
 
-fn manager(state: &AppState) -> Result<&Arc<crate::sandbox::manager::Manager>, ApiError> {
+pub(super) fn manager(state: &AppState) -> Result<&Arc<crate::sandbox::manager::Manager>, ApiError> {
     state.sandboxes.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "sandboxes_unavailable", "sandboxes are not enabled in this service"))
 }
 
@@ -245,12 +245,20 @@ pub async fn execute(
     headers: HeaderMap,
     body: Result<Json<ExecuteRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(mut req) = body?;
+    let Json(req) = body?;
     if req.executor.is_some() || req.policy.is_some() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "executor and policy are the sandbox's own; leave them out of a sandbox call"));
     }
-    let m = manager(&state)?;
-    let (sandbox, guard) = m.use_sandbox(&team, &id).await?;
+    let (job, call) = call(&state, &team, &id, req).await?;
+    let sandbox_id = call.sandbox.id.clone();
+    respond(&state, &team, Some(sandbox_id), job, Arc::new(call), &headers).await
+}
+
+/// A call in the team's sandbox `id`, validated and holding the sandbox's lock: the job and
+/// the executor that runs it there. The sandbox's executor and policy apply.
+pub(super) async fn call(state: &AppState, team: &Team, id: &str, mut req: ExecuteRequest) -> Result<(Job, SandboxCall), ApiError> {
+    let m = manager(state)?;
+    let (sandbox, guard) = m.use_sandbox(team, id).await?;
     // The sandbox's env is the base; the call's own env wins.
     for (k, v) in &sandbox.env {
         req.env.entry(k.clone()).or_insert_with(|| v.clone());
@@ -266,15 +274,14 @@ pub async fn execute(
             format!("limits.disk_bytes = {} exceeds this sandbox's disk of {} bytes", job.limits.disk_bytes, sandbox.limits.disk_bytes),
         ));
     }
-    let executor = ready_executor(&state, &sandbox.executor, &job.runtime.language)?;
+    let executor = ready_executor(state, &sandbox.executor, &job.runtime.language)?;
     let backend = backend_of(m, &sandbox)?;
-    let call: Arc<dyn Executor> = Arc::new(SandboxCall { executor, backend, sandbox: sandbox.clone(), _guard: guard });
-    respond(&state, &team, Some(sandbox.id), job, call, &headers).await
+    Ok((job, SandboxCall { executor, backend, sandbox, _guard: guard }))
 }
 
 /// A call in a sandbox, seen as an executor by the run path (admission, metrics, audit,
 /// streaming). It holds the sandbox's lock until the call is over.
-struct SandboxCall {
+pub(super) struct SandboxCall {
     executor: Arc<dyn Executor>,
     backend: Arc<dyn SandboxBackend>,
     sandbox: Sandbox,

@@ -39,16 +39,29 @@ fn read_lines(path: &Path) -> anyhow::Result<Vec<(usize, serde_json::Value)>> {
     Ok(out)
 }
 
-pub fn read_problems(path: &Path) -> anyhow::Result<HashMap<String, Problem>> {
-    let mut problems = HashMap::new();
+/// The problems of a file in file order; a task_id given twice keeps its first place and its
+/// last content.
+pub fn read_problem_list(path: &Path) -> anyhow::Result<Vec<Problem>> {
+    let mut problems: Vec<Problem> = Vec::new();
+    let mut at: HashMap<String, usize> = HashMap::new();
     for (line, v) in read_lines(path)? {
         let p: Problem = serde_json::from_value(v).with_context(|| format!("{}:{line}: not a problem (task_id, prompt, test, entry_point)", path.display()))?;
-        problems.insert(p.task_id.clone(), p);
+        match at.get(&p.task_id) {
+            Some(&i) => problems[i] = p,
+            None => {
+                at.insert(p.task_id.clone(), problems.len());
+                problems.push(p);
+            }
+        }
     }
     if problems.is_empty() {
         bail!("{} holds no problems", path.display());
     }
     Ok(problems)
+}
+
+pub fn read_problems(path: &Path) -> anyhow::Result<HashMap<String, Problem>> {
+    Ok(read_problem_list(path)?.into_iter().map(|p| (p.task_id.clone(), p)).collect())
 }
 
 pub fn read_samples(path: &Path) -> anyhow::Result<Vec<Sample>> {

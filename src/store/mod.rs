@@ -8,6 +8,7 @@
 //! async callers go through [`Store::blocking`], which runs the closure on tokio's blocking pool
 //! instead of stalling a runtime worker while another process holds the write lock.
 
+mod agent_runs;
 mod keys;
 pub mod quota;
 mod runs;

@@ -58,6 +58,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE sandboxes ADD COLUMN ttl_seconds INTEGER;
     "#,
+    // 2 -> 3: agent runs, each kept as its API view (JSON) once it has ended.
+    r#"
+    CREATE TABLE agent_runs (
+        id          TEXT PRIMARY KEY,
+        team_id     INTEGER NOT NULL REFERENCES teams (id),
+        state       TEXT NOT NULL,
+        view_json   TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+    CREATE INDEX agent_runs_by_team ON agent_runs (team_id, created_at);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -138,11 +138,29 @@ pub fn client() -> reqwest::Client {
 /// process, and killed with it (PDEATHSIG), so no test leaves it behind.
 pub fn spawn_app() -> &'static TestApp {
     static APP: OnceLock<&'static TestApp> = OnceLock::new();
+    shared(&APP, "test", &[])
+}
+
+/// The model clients' settings of the agent tests: quick retries, a short timeout.
+pub const AGENT_ENV: &[(&str, &str)] = &[
+    ("EXECBOX_AGENT__MODEL_BACKOFF_MS", "20"),
+    ("EXECBOX_AGENT__MODEL_MAX_RETRIES", "2"),
+    ("EXECBOX_AGENT__MODEL_TIMEOUT_SECONDS", "2"),
+    ("EXECBOX_AGENT__MAX_CONCURRENT_RUNS", "16"),
+];
+
+/// A second shared service, with [`AGENT_ENV`], for the agent tests.
+pub fn agent_app() -> &'static TestApp {
+    static APP: OnceLock<&'static TestApp> = OnceLock::new();
+    shared(&APP, "agent", AGENT_ENV)
+}
+
+fn shared(cell: &'static OnceLock<&'static TestApp>, name: &'static str, env: &'static [(&'static str, &'static str)]) -> &'static TestApp {
     require_root();
-    APP.get_or_init(|| {
+    cell.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let app: &'static TestApp = Box::leak(Box::new(TestApp::start(&format!("test-{}", std::process::id()), &[])));
+            let app: &'static TestApp = Box::leak(Box::new(TestApp::start(&format!("{name}-{}", std::process::id()), env)));
             tx.send(app).unwrap();
             loop {
                 std::thread::park();

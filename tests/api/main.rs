@@ -3,6 +3,8 @@
 mod helpers;
 
 mod admission;
+mod agent;
+mod agent_eval;
 mod batch;
 mod auth;
 mod cli;
@@ -15,3 +17,5 @@ mod openapi;
 mod quotas;
 mod sandboxes;
 mod streaming;
+mod model_clients;
+mod scripted_model;

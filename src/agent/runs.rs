@@ -1,0 +1,389 @@
+//! Agent runs in flight: each one's state and messages, its event stream, its approval
+//! channel and its cancellation. A run is saved to the store when it starts and when it ends;
+//! once ended it is served from there.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::{broadcast, oneshot, watch, Semaphore};
+
+use super::conversation::{drive, CodeRunner, Decision, Ending, LoopConfig, Observer, Totals};
+use super::messages::{Body, Message};
+use super::model::{ModelClient, Provider, TokenUsage};
+use crate::exec::BoxFuture;
+use crate::store::{rfc3339, Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Queued,
+    Running,
+    Finished,
+    Failed,
+    Cancelled,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Queued => "queued",
+            State::Running => "running",
+            State::Finished => "finished",
+            State::Failed => "failed",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn ended(self) -> bool {
+        matches!(self, State::Finished | State::Failed | State::Cancelled)
+    }
+}
+
+/// Which model a run talks to, as shown (never the key).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ModelView {
+    pub provider: Provider,
+    pub model: String,
+    pub base_url: String,
+}
+
+/// What a run is, fixed when it starts.
+#[derive(Debug, Clone)]
+pub struct RunInfo {
+    pub model: ModelView,
+    pub executor: String,
+    pub policy: String,
+    pub sandbox_id: String,
+    /// Whether the sandbox was made for this run (and is deleted when it ends).
+    pub own_sandbox: bool,
+}
+
+/// Tokens and work of a run so far.
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct RunUsage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+    /// True when an endpoint reported no usage and its tokens are estimated (characters / 4).
+    pub estimated: bool,
+    pub turns: u32,
+    pub executions: u32,
+}
+
+impl From<Totals> for RunUsage {
+    fn from(t: Totals) -> RunUsage {
+        let u: TokenUsage = t.usage;
+        RunUsage { input_tokens: u.input_tokens, output_tokens: u.output_tokens, total_tokens: u.total(), estimated: u.estimated, turns: t.turns, executions: t.executions }
+    }
+}
+
+/// `GET /v1/agent/runs/{id}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RunView {
+    pub id: String,
+    pub state: State,
+    /// Which termination condition ended a `finished` run (`cancelled` for a cancelled one).
+    #[schema(required = true)]
+    pub stop_reason: Option<String>,
+    /// Why a `failed` run failed.
+    #[schema(required = true)]
+    pub error: Option<String>,
+    pub usage: RunUsage,
+    pub model: ModelView,
+    pub executor: String,
+    pub policy: String,
+    pub sandbox_id: String,
+    /// True while a block waits for `POST /v1/agent/runs/{id}/approval`.
+    pub awaiting_approval: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime, required = true)]
+    pub ended_at: Option<String>,
+    pub messages: Vec<Message>,
+}
+
+/// The last event of a run's stream.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EndEvent {
+    pub id: String,
+    pub state: State,
+    #[schema(required = true)]
+    pub stop_reason: Option<String>,
+    #[schema(required = true)]
+    pub error: Option<String>,
+    pub usage: RunUsage,
+}
+
+/// What a run's subscribers receive.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Message(Box<Message>),
+    Delta { source: String, text: String },
+    End(EndEvent),
+}
+
+struct Shared {
+    state: State,
+    stop_reason: Option<String>,
+    error: Option<String>,
+    totals: Totals,
+    messages: Vec<Message>,
+    ended_at: Option<i64>,
+    approval: Option<oneshot::Sender<Decision>>,
+    abort: Option<tokio::task::AbortHandle>,
+    cancel_requested: bool,
+}
+
+/// One run in flight.
+pub struct Run {
+    pub id: String,
+    pub team_id: i64,
+    pub info: RunInfo,
+    created_at: i64,
+    shared: Mutex<Shared>,
+    events: broadcast::Sender<Event>,
+    /// Flips to true when the run has ended and been saved.
+    done: watch::Sender<bool>,
+}
+
+impl Run {
+    pub fn view(&self) -> RunView {
+        let s = self.shared.lock().unwrap();
+        RunView {
+            id: self.id.clone(),
+            state: s.state,
+            stop_reason: s.stop_reason.clone(),
+            error: s.error.clone(),
+            usage: s.totals.into(),
+            model: self.info.model.clone(),
+            executor: self.info.executor.clone(),
+            policy: self.info.policy.clone(),
+            sandbox_id: self.info.sandbox_id.clone(),
+            awaiting_approval: s.approval.is_some(),
+            created_at: rfc3339(self.created_at),
+            ended_at: s.ended_at.map(rfc3339),
+            messages: s.messages.clone(),
+        }
+    }
+
+    /// The messages so far and a receiver of everything after them, taken together so
+    /// nothing is missed or seen twice.
+    pub fn subscribe(&self) -> (Vec<Message>, Option<EndEvent>, broadcast::Receiver<Event>) {
+        let s = self.shared.lock().unwrap();
+        let end = s.state.ended().then(|| self.end_event(&s));
+        (s.messages.clone(), end, self.events.subscribe())
+    }
+
+    fn end_event(&self, s: &Shared) -> EndEvent {
+        EndEvent { id: self.id.clone(), state: s.state, stop_reason: s.stop_reason.clone(), error: s.error.clone(), usage: s.totals.into() }
+    }
+
+    /// Answer the pending approval request; false when none is pending.
+    pub fn decide(&self, d: Decision) -> bool {
+        match self.shared.lock().unwrap().approval.take() {
+            Some(tx) => tx.send(d).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Wait until the run has ended and been saved.
+    pub async fn ended(&self) {
+        let mut rx = self.done.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+}
+
+/// Totals are kept by the loop; the observer sees usage as messages arrive.
+impl Observer for Run {
+    fn message(&self, source: &str, body: Body) {
+        let mut s = self.shared.lock().unwrap();
+        if let Body::Text { usage: Some(u), .. } = &body {
+            s.totals.usage.add(*u);
+            if source == super::messages::CODER {
+                s.totals.turns += 1;
+            }
+        }
+        if let Body::CodeExecution { .. } = &body {
+            s.totals.executions += 1;
+        }
+        let m = Message { index: s.messages.len(), source: source.to_string(), at: rfc3339(crate::store::now()), body };
+        s.messages.push(m.clone());
+        let _ = self.events.send(Event::Message(Box::new(m)));
+    }
+
+    fn delta(&self, source: &str, text: &str) {
+        let _ = self.events.send(Event::Delta { source: source.to_string(), text: text.to_string() });
+    }
+
+    fn approve(&self) -> BoxFuture<'_, Decision> {
+        let (tx, rx) = oneshot::channel();
+        self.shared.lock().unwrap().approval = Some(tx);
+        Box::pin(async move { rx.await.unwrap_or(Decision { approved: false, comment: Some("the approval channel closed".into()) }) })
+    }
+}
+
+/// What a run needs to start: its loop, its model, where its code runs, and what to release
+/// when it ends (the sandbox made for it).
+pub struct Prepared {
+    pub config: LoopConfig,
+    pub client: ModelClient,
+    pub runner: Arc<dyn CodeRunner>,
+    pub info: RunInfo,
+    pub release: Option<BoxFuture<'static, ()>>,
+}
+
+pub struct Runs {
+    live: Mutex<HashMap<String, Arc<Run>>>,
+    store: Store,
+    slots: Arc<Semaphore>,
+}
+
+impl Runs {
+    /// `max_concurrent` runs talk to their models at once; the rest wait as `queued`.
+    pub fn new(store: Store, max_concurrent: usize) -> Runs {
+        Runs { live: Mutex::new(HashMap::new()), store, slots: Arc::new(Semaphore::new(max_concurrent.max(1))) }
+    }
+
+    /// Start a run for `team_id`; it is `queued` until a slot is free.
+    pub async fn start(self: &Arc<Self>, team_id: i64, p: Prepared) -> Arc<Run> {
+        let id = format!("ar_{}", uuid::Uuid::new_v4().simple());
+        let run = Arc::new(Run {
+            id: id.clone(),
+            team_id,
+            info: p.info,
+            created_at: crate::store::now(),
+            shared: Mutex::new(Shared {
+                state: State::Queued,
+                stop_reason: None,
+                error: None,
+                totals: Totals::default(),
+                messages: Vec::new(),
+                ended_at: None,
+                approval: None,
+                abort: None,
+                cancel_requested: false,
+            }),
+            events: broadcast::channel(1024).0,
+            done: watch::channel(false).0,
+        });
+        self.live.lock().unwrap().insert(id, run.clone());
+        self.save(&run).await;
+        let (runs, r) = (self.clone(), run.clone());
+        let (config, client, runner, release) = (p.config, p.client, p.runner, p.release);
+        let slots = self.slots.clone();
+        let work = tokio::spawn({
+            let r = run.clone();
+            let runs = self.clone();
+            async move {
+                let _slot = slots.acquire_owned().await.expect("the semaphore is never closed");
+                r.shared.lock().unwrap().state = State::Running;
+                runs.save(&r).await;
+                drive(&config, &client, runner.as_ref(), r.as_ref()).await
+            }
+        });
+        {
+            let mut s = run.shared.lock().unwrap();
+            s.abort = Some(work.abort_handle());
+            if s.cancel_requested {
+                work.abort();
+            }
+        }
+        tokio::spawn(async move {
+            let outcome = work.await;
+            if let Some(release) = release {
+                release.await;
+            }
+            runs.finish(&r, outcome).await;
+        });
+        run
+    }
+
+    async fn finish(&self, run: &Arc<Run>, outcome: Result<(Ending, Totals), tokio::task::JoinError>) {
+        {
+            let mut s = run.shared.lock().unwrap();
+            s.approval = None;
+            s.abort = None;
+            match outcome {
+                Ok((Ending::Finished(reason), totals)) => {
+                    s.state = State::Finished;
+                    s.stop_reason = Some(reason);
+                    s.totals = totals;
+                }
+                Ok((Ending::Failed(error), totals)) => {
+                    s.state = State::Failed;
+                    s.error = Some(error);
+                    s.totals = totals;
+                }
+                Err(e) if e.is_cancelled() => {
+                    s.state = State::Cancelled;
+                    s.stop_reason = Some("cancelled".into());
+                }
+                Err(e) => {
+                    tracing::error!(run = %run.id, error = %e, "agent run task panicked");
+                    s.state = State::Failed;
+                    s.error = Some("the run failed inside the service; it has been logged".into());
+                }
+            }
+            s.ended_at = Some(crate::store::now());
+            let end = run.end_event(&s);
+            let _ = run.events.send(Event::End(end));
+        }
+        self.save(run).await;
+        self.live.lock().unwrap().remove(&run.id);
+        let _ = run.done.send(true);
+    }
+
+    async fn save(&self, run: &Arc<Run>) {
+        let view = run.view();
+        let json = serde_json::to_value(&view).expect("a run view serializes");
+        let (id, team, state, created) = (run.id.clone(), run.team_id, view.state.as_str(), run.created_at);
+        if let Err(e) = self.store.blocking(move |s| s.save_agent_run(&id, team, state, &json, created)).await {
+            tracing::error!(run = %run.id, error = %e, "could not save an agent run");
+        }
+    }
+
+    /// A live run of the team.
+    pub fn live(&self, team_id: i64, id: &str) -> Option<Arc<Run>> {
+        self.live.lock().unwrap().get(id).filter(|r| r.team_id == team_id).cloned()
+    }
+
+    /// A run of the team as JSON: live, or as saved.
+    pub async fn view(&self, team_id: i64, id: &str) -> Result<Option<serde_json::Value>, crate::store::StoreError> {
+        if let Some(r) = self.live(team_id, id) {
+            return Ok(Some(serde_json::to_value(r.view()).expect("a run view serializes")));
+        }
+        let key = id.to_string();
+        self.store.blocking(move |s| s.agent_run(team_id, &key)).await
+    }
+
+    /// Cancel a live run: its task is dropped, which kills a run in flight; returns once it
+    /// has ended and been saved. False when the run is not live.
+    pub async fn cancel(&self, team_id: i64, id: &str) -> bool {
+        let Some(run) = self.live(team_id, id) else { return false };
+        {
+            let mut s = run.shared.lock().unwrap();
+            s.cancel_requested = true;
+            if let Some(a) = &s.abort {
+                a.abort();
+            }
+        }
+        run.ended().await;
+        true
+    }
+
+    /// Graceful stop: cancel every live run (their sandboxes are released) and wait for them.
+    pub async fn shutdown(&self) {
+        let runs: Vec<Arc<Run>> = self.live.lock().unwrap().values().cloned().collect();
+        for r in runs {
+            let _ = self.cancel(r.team_id, &r.id).await;
+        }
+    }
+}
+
+impl Run {
+    /// The totals so far (for progress displays).
+    pub fn totals(&self) -> Totals {
+        self.shared.lock().unwrap().totals
+    }
+}
