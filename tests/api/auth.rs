@@ -154,3 +154,38 @@ fn without_auth_a_non_loopback_listener_refuses_to_start() {
     assert!(err.contains("refusing to listen on 0.0.0.0:0 without authentication"), "{err}");
     assert!(err.contains("--auth api-key") && err.contains("127.0.0.1"), "{err}");
 }
+
+/// Another team's agent run is as missing as one that never existed: read, follow, approve,
+/// cancel. And no key at all gets nothing.
+#[tokio::test]
+async fn agent_runs_belong_to_their_team() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let (alpha, beta) = (create_key(dir.path(), "alpha"), create_key(dir.path(), "beta"));
+    let app = TestApp::start_in(&format!("auth-agent-{}", std::process::id()), dir.path(), API_KEY_AUTH);
+    let model = crate::scripted_model::ScriptedModel::start_with(|_| crate::scripted_model::Reply::Hang(Duration::from_secs(30)));
+    let body = serde_json::json!({"task": "t", "model": {"provider": "openai", "model": "m", "base_url": model.base_url_openai}});
+    let r = client().post(app.url("/v1/agent/runs")).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client().post(app.url("/v1/agent/runs")).bearer_auth(&alpha).json(&body).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let as_beta = |method: reqwest::Method, path: String| client().request(method, app.url(&path)).bearer_auth(&beta);
+    for (method, path) in [
+        (reqwest::Method::GET, format!("/v1/agent/runs/{id}")),
+        (reqwest::Method::GET, format!("/v1/agent/runs/{id}/events")),
+        (reqwest::Method::DELETE, format!("/v1/agent/runs/{id}")),
+    ] {
+        let r = as_beta(method.clone(), path.clone()).send().await.unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!((status, v["error"]["code"].as_str()), (404, Some("agent_run_not_found")), "{method} {path}: {v}");
+    }
+    let r = as_beta(reqwest::Method::POST, format!("/v1/agent/runs/{id}/approval")).json(&serde_json::json!({"approved": true})).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // Still alpha's, still running: beta's cancel did nothing.
+    let (status, _, v) = get(&app, &format!("/v1/agent/runs/{id}"), Some(&format!("Bearer {alpha}"))).await;
+    assert_eq!((status, v["state"].as_str()), (200, Some("running")), "{v}");
+    let r = client().delete(app.url(&format!("/v1/agent/runs/{id}"))).bearer_auth(&alpha).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "cancelled");
+}

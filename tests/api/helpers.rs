@@ -285,3 +285,42 @@ macro_rules! on_both_executors {
     };
 }
 pub(crate) use on_both_executors;
+
+/// One parsed Server-Sent Event and when it arrived.
+pub struct Ev {
+    pub event: String,
+    pub data: Value,
+    pub at: std::time::Instant,
+}
+
+/// Read events until `stop` says so (or the stream ends).
+pub async fn read_events(resp: reqwest::Response, stop: impl Fn(&Ev) -> bool) -> Vec<Ev> {
+    use futures::StreamExt;
+    let mut body = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut out = Vec::new();
+    while let Some(chunk) = body.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk.expect("stream chunk")));
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let (mut event, mut data) = (String::new(), String::new());
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    event = v.trim().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push_str(v.trim_start());
+                }
+            }
+            if event.is_empty() {
+                continue; // a keepalive comment
+            }
+            let ev = Ev { event, data: serde_json::from_str(&data).expect("event data is JSON"), at: std::time::Instant::now() };
+            let done = stop(&ev);
+            out.push(ev);
+            if done {
+                return out;
+            }
+        }
+    }
+    out
+}
