@@ -195,7 +195,10 @@ pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<App
     if interrupted > 0 {
         tracing::warn!(runs = interrupted, "agent runs left running by an earlier service were marked failed");
     }
-    let agent = Arc::new(crate::agent::runs::Runs::new(store.clone(), cfg.agent.max_concurrent_runs));
+    let metrics = Arc::new(api::metrics::Metrics::new());
+    let counted = metrics.clone();
+    let on_end = Box::new(move |e: &crate::agent::runs::EndEvent| counted.agent_run_ended(e.state.as_str(), e.usage.input_tokens, e.usage.output_tokens));
+    let agent = Arc::new(crate::agent::runs::Runs::new(store.clone(), cfg.agent.max_concurrent_runs, on_end));
     let state = Arc::new(AppState {
         policies,
         runtimes: RuntimeTable::embedded(),
@@ -203,7 +206,7 @@ pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<App
         docker,
         executors,
         admission: Arc::new(Admission::new(cfg.max_concurrent(), cfg.max_queued_runs)),
-        metrics: api::metrics::Metrics::new(),
+        metrics,
         store,
         auth,
         quotas,

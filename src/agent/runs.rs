@@ -233,16 +233,20 @@ pub struct Prepared {
     pub release: Option<BoxFuture<'static, ()>>,
 }
 
+/// Told of every run that ends (the service counts them in its metrics).
+pub type OnEnd = Box<dyn Fn(&EndEvent) + Send + Sync>;
+
 pub struct Runs {
     live: Mutex<HashMap<String, Arc<Run>>>,
     store: Store,
     slots: Arc<Semaphore>,
+    on_end: OnEnd,
 }
 
 impl Runs {
     /// `max_concurrent` runs talk to their models at once; the rest wait as `queued`.
-    pub fn new(store: Store, max_concurrent: usize) -> Runs {
-        Runs { live: Mutex::new(HashMap::new()), store, slots: Arc::new(Semaphore::new(max_concurrent.max(1))) }
+    pub fn new(store: Store, max_concurrent: usize, on_end: OnEnd) -> Runs {
+        Runs { live: Mutex::new(HashMap::new()), store, slots: Arc::new(Semaphore::new(max_concurrent.max(1))), on_end }
     }
 
     /// Start a run for `team_id`; it is `queued` until a slot is free.
@@ -327,6 +331,7 @@ impl Runs {
             }
             s.ended_at = Some(crate::store::now());
             let end = run.end_event(&s);
+            (self.on_end)(&end);
             let _ = run.events.send(Event::End(end));
         }
         self.save(run).await;
@@ -355,6 +360,22 @@ impl Runs {
         }
         let key = id.to_string();
         self.store.blocking(move |s| s.agent_run(team_id, &key)).await
+    }
+
+    /// A team's runs, newest first, without their messages: live ones as they are now.
+    pub async fn list(&self, team_id: i64, limit: usize) -> Result<Vec<serde_json::Value>, crate::store::StoreError> {
+        let saved = self.store.blocking(move |s| s.agent_runs(team_id, limit)).await?;
+        Ok(saved
+            .into_iter()
+            .map(|v| {
+                let live = v["id"].as_str().and_then(|id| self.live(team_id, id));
+                let mut v = live.map(|r| serde_json::to_value(r.view()).expect("a run view serializes")).unwrap_or(v);
+                if let Some(o) = v.as_object_mut() {
+                    o.remove("messages");
+                }
+                v
+            })
+            .collect())
     }
 
     /// Cancel a live run: its task is dropped, which kills a run in flight; returns once it

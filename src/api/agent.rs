@@ -7,8 +7,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -189,6 +189,35 @@ impl SandboxRunner {
         let _kill_on_drop = AbortOnDrop(task.abort_handle());
         join(task).await
     }
+}
+
+/// `GET /v1/agent/runs`: the team's runs, newest first, without their messages.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RunList {
+    /// Each a `RunView` without `messages`.
+    pub runs: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// At most this many (1..=1000, default 100).
+    limit: Option<usize>,
+}
+
+#[utoipa::path(get, path = "/v1/agent/runs", summary = "The team's agent runs", tag = "agent", params(ListQuery),
+    responses(
+        (status = 200, description = "Newest first, without messages", body = RunList),
+        (status = 400, description = "`invalid_request`: an unknown query parameter or a limit out of range", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<RunList>, ApiError> {
+    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "limit must be 1..=1000"));
+    }
+    Ok(Json(RunList { runs: state.agent.list(team.id, limit).await? }))
 }
 
 #[utoipa::path(get, path = "/v1/agent/runs/{id}", summary = "An agent run and its messages", tag = "agent", params(RunId),

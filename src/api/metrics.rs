@@ -1,5 +1,5 @@
 //! Prometheus metrics: runs by status/executor/language, run duration, in-flight, queued and
-//! rejected. Rendered in the text exposition format on `GET /metrics`.
+//! rejected; agent runs by state and their tokens. Rendered in the text exposition format on `GET /metrics`.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -16,6 +16,16 @@ pub struct RunLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabel {
+    pub kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExecutorLabel {
     pub executor: String,
 }
@@ -27,6 +37,8 @@ pub struct Metrics {
     pub in_flight: Gauge,
     pub queued: Gauge,
     pub rejected: Counter,
+    pub agent_runs: Family<StateLabel, Counter>,
+    pub agent_tokens: Family<TokenLabel, Counter>,
 }
 
 impl Metrics {
@@ -44,7 +56,18 @@ impl Metrics {
         registry.register("runs_in_flight", "Runs executing now", in_flight.clone());
         registry.register("runs_queued", "Runs waiting for a slot", queued.clone());
         registry.register("runs_rejected", "Runs refused with 429 because slots and queue were full", rejected.clone());
-        Metrics { registry, runs, duration, in_flight, queued, rejected }
+        let agent_runs = Family::<StateLabel, Counter>::default();
+        let agent_tokens = Family::<TokenLabel, Counter>::default();
+        registry.register("agent_runs", "Agent runs ended, by state (finished, failed, cancelled)", agent_runs.clone());
+        registry.register("agent_tokens", "Model tokens of ended agent runs, by kind (input, output)", agent_tokens.clone());
+        Metrics { registry, runs, duration, in_flight, queued, rejected, agent_runs, agent_tokens }
+    }
+
+    /// Count an ended agent run.
+    pub fn agent_run_ended(&self, state: &str, input_tokens: u64, output_tokens: u64) {
+        self.agent_runs.get_or_create(&StateLabel { state: state.into() }).inc();
+        self.agent_tokens.get_or_create(&TokenLabel { kind: "input".into() }).inc_by(input_tokens);
+        self.agent_tokens.get_or_create(&TokenLabel { kind: "output".into() }).inc_by(output_tokens);
     }
 
     pub fn render(&self) -> String {

@@ -42,6 +42,7 @@ use super::{agent, auth, batch, execute, info, sandboxes};
         sandboxes::get_archive,
         sandboxes::post_archive,
         agent::start,
+        agent::list,
         agent::get,
         agent::cancel,
         agent::events,

@@ -28,6 +28,19 @@ impl Store {
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
 
+    /// A team's runs, newest first, at most `limit`.
+    pub fn agent_runs(&self, team_id: i64, limit: usize) -> Result<Vec<serde_json::Value>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT view_json FROM agent_runs WHERE team_id = ?1 ORDER BY created_at DESC, rowid DESC LIMIT ?2")
+            .map_err(|source| StoreError::Query { what: "listing agent runs", source })?;
+        let rows = stmt
+            .query_map(params![team_id, limit as i64], |r| r.get::<_, String>(0))
+            .and_then(|rs| rs.collect::<Result<Vec<_>, _>>())
+            .map_err(|source| StoreError::Query { what: "listing agent runs", source })?;
+        Ok(rows.iter().filter_map(|t| serde_json::from_str(t).ok()).collect())
+    }
+
     /// At start: runs saved as queued or running belonged to a service that is gone. Each
     /// becomes `failed` with `error` saying why; returns how many.
     pub fn fail_interrupted_agent_runs(&self, why: &str) -> Result<usize, StoreError> {

@@ -407,6 +407,10 @@ async fn a_critic_reviews_and_may_end_the_run() {
     let speakers: Vec<String> = of_type(&v, "text").iter().map(|m| s(m, "source")).collect();
     assert_eq!(speakers, ["coder", "executor", "critic", "coder", "executor", "critic"]);
     assert_eq!(v["usage"]["turns"], 2, "turns count the coder's replies");
+    let metrics = client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let finished = metrics.lines().find(|l| l.starts_with("execbox_agent_runs_total{state=\"finished\"}")).expect("agent runs are counted");
+    assert!(finished.rsplit(' ').next().unwrap().parse::<u64>().unwrap() >= 1, "{finished}");
+    assert!(metrics.contains("execbox_agent_tokens_total{kind=\"output\"}"), "{metrics}");
 }
 
 #[tokio::test]
@@ -455,6 +459,10 @@ async fn a_given_sandbox_is_used_and_kept() {
     let v = ended(app, &start(app, json!({"task": "double it", "model": model(&m, "openai", false), "sandbox_id": sid})).await).await;
     assert_eq!(v["state"], "finished", "{v}");
     assert_eq!(v["sandbox_id"], sid);
+    let (_, list) = app.get("/v1/agent/runs?limit=1000").await;
+    let mine = list["runs"].as_array().unwrap().iter().find(|r| r["id"] == v["id"]).expect("the run is listed");
+    assert_eq!((mine["state"].as_str(), mine["sandbox_id"].as_str()), (Some("finished"), Some(sid.as_str())));
+    assert!(mine.get("messages").is_none(), "the list leaves messages out");
     assert_eq!(s(&of_type(&v, "code_execution")[0]["result"], "stdout"), "42\n");
     let r = client().get(app.url(&format!("/v1/sandboxes/{sid}/files/answer.txt"))).send().await.unwrap();
     assert_eq!(r.status(), 200, "the sandbox outlives the run");
@@ -488,6 +496,10 @@ async fn bad_requests_get_clear_errors() {
         assert!(v["error"]["message"].as_str().unwrap().contains(mentions), "{body} -> {v}");
     }
     assert!(m.requests().is_empty(), "no bad request reached the model");
+    let (st, v) = app.get("/v1/agent/runs?limit=0").await;
+    assert_eq!((st, v["error"]["code"].as_str()), (400, Some("invalid_request")));
+    let (st, v) = app.get("/v1/agent/runs?state=x").await;
+    assert_eq!((st, v["error"]["code"].as_str()), (400, Some("invalid_request")));
     let (st, v) = app.get("/v1/agent/runs/ar_nope").await;
     assert_eq!((st, v["error"]["code"].as_str()), (404, Some("agent_run_not_found")));
     let r = client().delete(app.url("/v1/agent/runs/ar_nope")).send().await.unwrap();

@@ -244,11 +244,13 @@ fn sandbox_resources_left(app: &TestApp, id: &str) -> bool {
 async fn a_sandbox_past_its_ttl_or_idle_timeout_is_reaped(ex: &str) {
     let Some(_) = app_for(ex).await else { return };
     let app = TestApp::start(&format!("reap-{ex}-{}", std::process::id()), &[("EXECBOX_SANDBOXES__REAP_INTERVAL_SECONDS", "1")]);
-    let ttl = create(&app, json!({"executor": ex, "ttl_seconds": 1})).await;
+    // Times are whole seconds: a TTL of 2 outlives the check right after its create, however
+    // slowly the other creates go on a loaded machine.
+    let ttl = create(&app, json!({"executor": ex, "ttl_seconds": 2})).await;
+    assert!(sandbox_resources_left(&app, &s(&ttl, "id")));
     let idle = create(&app, json!({"executor": ex, "ttl_seconds": 600, "idle_timeout_seconds": 2})).await;
     let kept = create(&app, json!({"executor": ex, "ttl_seconds": 600})).await;
-    assert!(sandbox_resources_left(&app, &s(&ttl, "id")));
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     for gone in [&ttl, &idle] {
         assert_eq!(app.get(&format!("/v1/sandboxes/{}", s(gone, "id"))).await.0, 404);
         assert!(!sandbox_resources_left(&app, &s(gone, "id")), "{} left resources behind", s(gone, "id"));

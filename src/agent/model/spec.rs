@@ -311,13 +311,13 @@ mod tests {
         };
         let err = s
             .resolve(&policy(
-                "EXECBOX_TEST_MODEL_KEY_A",
+                "SPEC_TEST_MODEL_KEY_A",
                 &["https://api.openai.com/v1"],
             ))
             .unwrap_err();
         assert_eq!(
             err,
-            "api_key_env \"HOME\" is not allowed; this service allows: EXECBOX_TEST_MODEL_KEY_A"
+            "api_key_env \"HOME\" is not allowed; this service allows: SPEC_TEST_MODEL_KEY_A"
         );
         let err = s.resolve(&KeyPolicy::default()).unwrap_err();
         assert!(err.contains("lends no keys"), "{err}");
@@ -326,12 +326,12 @@ mod tests {
     #[test]
     fn an_allowed_env_that_is_unset_is_refused() {
         let s = ModelSpec {
-            api_key_env: Some("EXECBOX_TEST_MODEL_KEY_UNSET".into()),
+            api_key_env: Some("SPEC_TEST_MODEL_KEY_UNSET".into()),
             ..spec(Provider::Openai)
         };
         let err = s
             .resolve(&policy(
-                "EXECBOX_TEST_MODEL_KEY_UNSET",
+                "SPEC_TEST_MODEL_KEY_UNSET",
                 &["https://api.openai.com/v1"],
             ))
             .unwrap_err();
@@ -343,34 +343,32 @@ mod tests {
 
     #[test]
     fn a_service_key_goes_only_to_its_allowed_base_urls() {
-        // Only this test reads this variable.
-        std::env::set_var("EXECBOX_TEST_MODEL_KEY_B", "sk-service-secret");
-        let p = policy("EXECBOX_TEST_MODEL_KEY_B", &["https://api.openai.com/v1/"]);
+        // PATH is set in every test process, so no test has to change the environment
+        // (which would race with the tests that read it).
+        let secret = std::env::var("PATH").expect("PATH is set");
+        let p = policy("PATH", &["https://api.openai.com/v1/"]);
         let to = |url: Option<&str>| {
             ModelSpec {
                 base_url: url.map(str::to_string),
-                api_key_env: Some("EXECBOX_TEST_MODEL_KEY_B".into()),
+                api_key_env: Some("PATH".into()),
                 ..spec(Provider::Openai)
             }
             .resolve(&p)
         };
-        assert_eq!(
-            to(None).unwrap().api_key.as_deref(),
-            Some("sk-service-secret")
-        );
+        assert_eq!(to(None).unwrap().api_key.as_deref(), Some(secret.as_str()));
         assert_eq!(
             to(Some("https://api.openai.com/v1/"))
                 .unwrap()
                 .api_key
                 .as_deref(),
-            Some("sk-service-secret")
+            Some(secret.as_str())
         );
         let err = to(Some("https://evil.example/v1")).unwrap_err();
         assert_eq!(
             err,
-            "the key in \"EXECBOX_TEST_MODEL_KEY_B\" may only be sent to https://api.openai.com/v1, not to https://evil.example/v1; use one of those base URLs or give your own api_key"
+            "the key in \"PATH\" may only be sent to https://api.openai.com/v1, not to https://evil.example/v1; use one of those base URLs or give your own api_key"
         );
-        assert!(!err.contains("sk-service-secret"));
+        assert!(!err.contains(&secret));
     }
 
     #[test]
