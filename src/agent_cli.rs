@@ -173,6 +173,8 @@ async fn ask_approval() -> anyhow::Result<Decision> {
 struct Printer {
     /// Who is streaming a reply right now.
     streaming: Option<String>,
+    /// Blocks of the current round were shown: the executor's report would repeat them.
+    blocks_shown: bool,
 }
 
 impl Printer {
@@ -189,7 +191,10 @@ impl Printer {
         let streamed = self.streaming.take();
         match &m.body {
             Body::Task { content } => println!("── task ──\n{content}"),
+            // The report the model reads repeats the blocks' outcomes shown just above.
+            Body::Text { .. } if m.source == crate::agent::messages::EXECUTOR && self.blocks_shown => self.blocks_shown = false,
             Body::Text { content, usage } => {
+                self.blocks_shown = false;
                 if streamed.as_deref() == Some(m.source.as_str()) {
                     println!();
                 } else {
@@ -200,6 +205,7 @@ impl Printer {
                 }
             }
             Body::CodeExecution { language, result, .. } => {
+                self.blocks_shown = true;
                 let how = match result.status {
                     Status::Ok | Status::Error => format!("exit code {}", result.exit_code.unwrap_or(-1)),
                     other => other.as_str().to_string(),
@@ -214,7 +220,10 @@ impl Printer {
                     }
                 }
             }
-            Body::CodeNotRun { language, reason, .. } => println!("\n── executor: {} ── {reason}", if language.is_empty() { "untagged" } else { language }),
+            Body::CodeNotRun { language, reason, .. } => {
+                self.blocks_shown = true;
+                println!("\n── executor: {} ── {reason}", if language.is_empty() { "untagged" } else { language })
+            }
             Body::ModelRetry { attempt, max_attempts, delay_ms, reason } => {
                 println!("\n   [{}: {reason}; attempt {attempt} of {max_attempts} in {delay_ms} ms]", m.source)
             }
