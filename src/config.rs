@@ -59,6 +59,10 @@ pub struct AgentSettings {
     /// When not empty, the only base URLs runs may name (each one exactly, trailing `/` aside):
     /// on a shared service, keeps callers from pointing the service at internal addresses.
     pub allowed_base_urls: Vec<String>,
+    /// With `auth = "api-key"`, runs may not call private, loopback or link-local addresses
+    /// unless this is true (or the URL is in `allowed_base_urls`). Without auth there is one
+    /// team on a loopback listener, and local model servers are the common case.
+    pub allow_private_base_urls: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -166,6 +170,7 @@ impl Default for Config {
                     .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
                     .collect(),
                 allowed_base_urls: Vec::new(),
+                allow_private_base_urls: false,
             },
         }
     }

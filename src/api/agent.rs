@@ -20,7 +20,7 @@ use super::error::ErrorBody;
 use super::execute::{admit_and_spawn, join, AbortOnDrop, Origin};
 use super::{sandboxes, ApiError, AppState};
 use crate::agent::conversation::{CodeRunner, Decision};
-use crate::agent::model::{normalize_url, ClientSettings, ModelClient};
+use crate::agent::model::{guard, normalize_url, ClientSettings, ModelClient};
 use crate::agent::request::AgentRequest;
 use crate::agent::runs::{Event, ModelView, Prepared, Run, RunInfo, RunView, State as RunState};
 use crate::exec::request::ExecuteRequest;
@@ -100,15 +100,21 @@ pub async fn start_run(state: &Arc<AppState>, team: &Team, req: AgentRequest) ->
     let policy = crate::agent::model::KeyPolicy { envs: settings.api_key_envs.clone() };
     let resolved = req.model.resolve(&policy).map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", m))?;
     let allowed = &settings.allowed_base_urls;
-    if !allowed.is_empty() && !allowed.iter().any(|u| normalize_url(u) == resolved.base_url) {
+    let listed = allowed.iter().any(|u| normalize_url(u) == resolved.base_url);
+    if !allowed.is_empty() && !listed {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_model",
             format!("base_url {} is not one this service may call; allowed: {} (agent.allowed_base_urls)", resolved.base_url, allowed.join(", ")),
         ));
     }
+    // A service shared by teams keeps their base URLs off its own network.
+    let public_only = matches!(state.auth, super::auth::Auth::ApiKey) && !settings.allow_private_base_urls && !listed;
+    if public_only {
+        guard::check(&resolved.base_url).await.map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", m))?;
+    }
     let model = ModelView { provider: resolved.provider, model: resolved.model.clone(), base_url: resolved.base_url.clone() };
-    let client = ModelClient::new(resolved, client_settings(settings)).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", e.to_string()))?;
+    let client = ModelClient::new(resolved, ClientSettings { public_only, ..client_settings(settings) }).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", e.to_string()))?;
     let m = sandboxes::manager(state)?;
     let (sandbox, own) = match &req.sandbox_id {
         Some(id) => {

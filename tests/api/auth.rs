@@ -162,7 +162,9 @@ async fn agent_runs_belong_to_their_team() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let (alpha, beta) = (create_key(dir.path(), "alpha"), create_key(dir.path(), "beta"));
-    let app = TestApp::start_in(&format!("auth-agent-{}", std::process::id()), dir.path(), API_KEY_AUTH);
+    // The scripted model listens on loopback, which a shared service refuses unless told.
+    let env = [API_KEY_AUTH, &[("EXECBOX_AGENT__ALLOW_PRIVATE_BASE_URLS", "true")]].concat();
+    let app = TestApp::start_in(&format!("auth-agent-{}", std::process::id()), dir.path(), &env);
     let model = crate::scripted_model::ScriptedModel::start_with(|_| crate::scripted_model::Reply::Hang(Duration::from_secs(30)));
     let body = serde_json::json!({"task": "t", "model": {"provider": "openai", "model": "m", "base_url": model.base_url_openai}});
     let r = client().post(app.url("/v1/agent/runs")).json(&body).send().await.unwrap();
@@ -189,3 +191,61 @@ async fn agent_runs_belong_to_their_team() {
     let r = client().delete(app.url(&format!("/v1/agent/runs/{id}"))).bearer_auth(&alpha).send().await.unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "cancelled");
 }
+
+/// On a shared service, a base URL the operator listed in `agent.allowed_base_urls` is called
+/// even on loopback (the operator's choice), and with a list nothing else is.
+#[tokio::test]
+async fn an_operator_listed_base_url_is_called_even_on_loopback() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "alpha");
+    let listed = crate::scripted_model::ScriptedModel::start(vec![crate::scripted_model::Reply::text("TERMINATE")]);
+    let unlisted = crate::scripted_model::ScriptedModel::start(vec![crate::scripted_model::Reply::text("TERMINATE")]);
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, format!("[agent]\nallowed_base_urls = [\"{}\"]\n", listed.base_url_openai)).unwrap();
+    let env = [API_KEY_AUTH, &[("EXECBOX_CONFIG", config.to_str().unwrap())]].concat();
+    let app = TestApp::start_in(&format!("auth-listed-{}", std::process::id()), dir.path(), &env);
+    let post = |base: String| {
+        let body = serde_json::json!({"task": "t", "model": {"provider": "openai", "model": "m", "base_url": base}});
+        client().post(app.url("/v1/agent/runs")).bearer_auth(&key).json(&body).send()
+    };
+    let r = post(format!("http://127.0.0.1:{}/v1", unlisted.port)).await.unwrap();
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("agent.allowed_base_urls"), "{v}");
+    // Listed explicitly: the operator's choice wins, even on loopback.
+    let r = post(listed.base_url_openai.clone()).await.unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    assert!(unlisted.requests().is_empty());
+}
+
+/// The attack: a team of a shared service points base_url at the service's own network (a
+/// metadata endpoint, a loopback admin port) to read the answer back in the run's error.
+/// Without a list, every private, loopback or link-local base URL is refused, as an IP literal
+/// or as a name, before anything is sent.
+#[tokio::test]
+async fn a_shared_service_without_a_list_refuses_private_base_urls() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "alpha");
+    let target = crate::scripted_model::ScriptedModel::start(vec![crate::scripted_model::Reply::text("TERMINATE")]);
+    let app = TestApp::start_in(&format!("auth-private-{}", std::process::id()), dir.path(), API_KEY_AUTH);
+    for base in [
+        format!("http://127.0.0.1:{}/v1", target.port),
+        format!("http://localhost:{}/v1", target.port),
+        format!("http://[::1]:{}/v1", target.port),
+        format!("http://[::ffff:127.0.0.1]:{}/v1", target.port),
+        "http://169.254.169.254/latest".to_string(),
+        "http://10.0.0.1/v1".to_string(),
+        "http://0.0.0.0:1/v1".to_string(),
+    ] {
+        let body = serde_json::json!({"task": "t", "model": {"provider": "openai", "model": "m", "base_url": base}});
+        let r = client().post(app.url("/v1/agent/runs")).bearer_auth(&key).json(&body).send().await.unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!((status, v["error"]["code"].as_str()), (422, Some("invalid_model")), "{base}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("private or reserved address"), "{base}: {v}");
+    }
+    assert!(target.requests().is_empty(), "a private base URL was called");
+}
+

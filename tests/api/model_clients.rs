@@ -19,6 +19,7 @@ fn settings() -> ClientSettings {
         max_retries: 3,
         backoff: Duration::from_millis(10),
         max_backoff: Duration::from_secs(2),
+        public_only: false,
     }
 }
 
@@ -528,4 +529,17 @@ async fn model_clients_base_url_with_the_path_or_a_query_is_tolerated() {
     ]
     .map(|(p, q)| (p.to_string(), q.to_string()));
     assert_eq!(seen, expected);
+}
+
+/// A client of a shared service connects only to public addresses: a name that resolves to
+/// loopback is refused at connect time (the check a rebinding name cannot pass later), and
+/// nothing reaches the server.
+#[tokio::test]
+async fn a_public_only_client_does_not_connect_to_loopback() {
+    let server = ScriptedModel::start(vec![Reply::text("never sent")]);
+    let base = format!("http://localhost:{}/v1", server.port);
+    let client = client_with(Provider::Openai, &base, false, ClientSettings { public_only: true, max_retries: 0, ..settings() });
+    let err = client.complete("s", &[user("hi")], &mut |_| {}).await.unwrap_err();
+    assert!(err.to_string().contains("no public address"), "{err}");
+    assert!(server.requests().is_empty());
 }

@@ -30,15 +30,20 @@ type Sink<'s> = &'s mut (dyn FnMut(ClientEvent<'_>) + Send);
 impl ModelClient {
     /// Redirects are not followed: a redirect could carry the key to a host nobody allowed.
     /// Proxies from the environment (`HTTPS_PROXY`, `NO_PROXY`) are honoured, for operators
-    /// whose egress goes through one.
+    /// whose egress goes through one, unless `public_only` asks for the guard.
     pub fn new(model: ResolvedModel, settings: ClientSettings) -> Result<ModelClient, ModelError> {
         let wire = Wire(model.provider);
         let url = wire.endpoint(&model.base_url);
         let headers = wire.headers(&url, model.api_key.as_deref())?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(settings.timeout)
-            .user_agent(concat!("execbox/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("execbox/", env!("CARGO_PKG_VERSION")));
+        if settings.public_only {
+            // A proxy would resolve names itself, past the guard.
+            builder = builder.dns_resolver(std::sync::Arc::new(super::guard::PublicOnly)).no_proxy();
+        }
+        let http = builder
             .build()
             .map_err(|e| ModelError::Setup {
                 reason: error_chain(&e),

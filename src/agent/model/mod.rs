@@ -5,6 +5,7 @@
 mod anthropic;
 mod client;
 mod error;
+pub mod guard;
 mod openai;
 mod retry;
 mod spec;
@@ -102,6 +103,9 @@ pub struct ClientSettings {
     pub backoff: Duration,
     /// No delay is longer, a `Retry-After` included.
     pub max_backoff: Duration,
+    /// Connect only to public addresses (`guard.rs`), and not through a proxy: for a service
+    /// shared by teams, so a base URL cannot reach its internal network.
+    pub public_only: bool,
 }
 
 impl Default for ClientSettings {
@@ -111,6 +115,7 @@ impl Default for ClientSettings {
             max_retries: 3,
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(20),
+            public_only: false,
         }
     }
 }
