@@ -23,9 +23,7 @@ use crate::api::AppState;
 use crate::config::Config;
 use crate::eval::data::{self, Problem};
 use crate::eval::harness;
-use crate::exec::request::ExecuteRequest;
 use crate::exec::Executor;
-use crate::policy::LimitOverrides;
 use crate::store::Team;
 
 /// The policy completions are scored under, as `execbox eval` does.
@@ -220,7 +218,7 @@ pub async fn run(cfg: Config, a: AgentEvalArgs) -> anyhow::Result<i32> {
             bail!("unknown --executor {:?}; use local or docker", a.executor);
         };
         // A bad scoring policy or limit is reported before any run starts.
-        scoring_request(&a, String::new(), String::new())
+        harness::request(String::new(), "", &a.executor, SCORING_POLICY, a.timeout_ms)
             .into_job("agent-eval-check".into(), &state.policies, &state.runtimes)
             .map_err(|e| anyhow::anyhow!("scoring under policy {SCORING_POLICY}: {e}"))?;
         let ctx = Ctx {
@@ -410,23 +408,6 @@ fn line(p: &Problem, view: Option<&RunView>, error: Option<String>) -> Line {
     l
 }
 
-fn scoring_request(a: &AgentEvalArgs, code: String, stdin: String) -> ExecuteRequest {
-    ExecuteRequest {
-        language: "python".into(),
-        code,
-        files: vec![],
-        stdin,
-        args: vec![],
-        env: Default::default(),
-        executor: Some(a.executor.clone()),
-        policy: Some(SCORING_POLICY.into()),
-        limits: LimitOverrides {
-            wall_time_ms: Some(a.timeout_ms),
-            ..Default::default()
-        },
-    }
-}
-
 /// The harness's verdict on one completion; `error: ...` when the service could not run it.
 async fn score(ctx: &Ctx<'_>, id: String, p: &Problem, completion: Option<&String>) -> String {
     let Some(completion) = completion else {
@@ -434,7 +415,7 @@ async fn score(ctx: &Ctx<'_>, id: String, p: &Problem, completion: Option<&Strin
     };
     let program = scored_program(p, completion).expect("entry points are checked up front");
     let nonce = harness::nonce();
-    let req = scoring_request(ctx.a, program, format!("{nonce}\n"));
+    let req = harness::request(program, &nonce, &ctx.a.executor, SCORING_POLICY, ctx.a.timeout_ms);
     let job = match req.into_job(id, &ctx.state.policies, &ctx.state.runtimes) {
         Ok((job, _)) => job,
         Err(e) => return format!("error: {e}"),

@@ -29,6 +29,8 @@ pub struct Decision {
 /// Where a run's messages go as they happen.
 pub trait Observer: Send + Sync {
     fn message(&self, source: &str, body: Body);
+    /// The run's tokens, turns and executions after they changed (the loop keeps them).
+    fn progress(&self, totals: Totals);
     /// A streamed piece of a model's reply (not kept; the whole reply follows as a message).
     fn delta(&self, source: &str, text: &str);
     /// Hold until a reviewer decides on the block just announced by an approval request.
@@ -64,19 +66,17 @@ pub enum Ending {
 
 /// Drive the conversation to its end. A wall time in the conditions is also a deadline: a
 /// model call or a run still in flight then is dropped (which kills the run).
-pub async fn drive(cfg: &LoopConfig, model: &ModelClient, runner: &dyn CodeRunner, obs: &dyn Observer) -> (Ending, Totals) {
+pub async fn drive(cfg: &LoopConfig, model: &ModelClient, runner: &dyn CodeRunner, obs: &dyn Observer) -> Ending {
     let started = Instant::now();
     let totals = Mutex::new(Totals::default());
     let body = rounds(cfg, model, runner, obs, started, &totals);
-    let ending = match cfg.termination.deadline() {
+    match cfg.termination.deadline() {
         Some(d) => match tokio::time::timeout(d, body).await {
             Ok(e) => e,
             Err(_) => Ending::Finished(format!("wall_time: {} s", d.as_secs())),
         },
         None => body.await,
-    };
-    let t = *totals.lock().unwrap();
-    (ending, t)
+    }
 }
 
 /// Who said what, in order: the material each role's view of the conversation is built from.
@@ -159,13 +159,15 @@ async fn ask(model: &ModelClient, system: &str, view: &[ChatMessage], who: &'sta
         ),
     };
     let c = model.complete(system, view, &mut on_event).await.map_err(|e| e.to_string())?;
-    {
+    let t = {
         let mut t = totals.lock().unwrap();
         t.usage.add(c.usage);
         if is_turn {
             t.turns += 1;
         }
-    }
+        *t
+    };
+    obs.progress(t);
     obs.message(who, Body::Text { content: c.text.clone(), usage: Some(c.usage) });
     Ok(c.text)
 }
@@ -214,7 +216,12 @@ async fn run_blocks(cfg: &LoopConfig, reply: &str, runner: &dyn CodeRunner, obs:
             continue;
         }
         let result = runner.run(&language, &block.code).await?;
-        totals.lock().unwrap().executions += 1;
+        let t = {
+            let mut t = totals.lock().unwrap();
+            t.executions += 1;
+            *t
+        };
+        obs.progress(t);
         let ok = result.status == Status::Ok;
         all_ok = Some(all_ok.unwrap_or(true) && ok);
         let result = Box::new(result);

@@ -55,8 +55,6 @@ pub struct RunInfo {
     pub executor: String,
     pub policy: String,
     pub sandbox_id: String,
-    /// Whether the sandbox was made for this run (and is deleted when it ends).
-    pub own_sandbox: bool,
 }
 
 /// Tokens and work of a run so far.
@@ -194,22 +192,16 @@ impl Run {
     }
 }
 
-/// Totals are kept by the loop; the observer sees usage as messages arrive.
 impl Observer for Run {
     fn message(&self, source: &str, body: Body) {
         let mut s = self.shared.lock().unwrap();
-        if let Body::Text { usage: Some(u), .. } = &body {
-            s.totals.usage.add(*u);
-            if source == super::messages::CODER {
-                s.totals.turns += 1;
-            }
-        }
-        if let Body::CodeExecution { .. } = &body {
-            s.totals.executions += 1;
-        }
         let m = Message { index: s.messages.len(), source: source.to_string(), at: rfc3339(crate::store::now()), body };
         s.messages.push(m.clone());
         let _ = self.events.send(Event::Message(Box::new(m)));
+    }
+
+    fn progress(&self, totals: Totals) {
+        self.shared.lock().unwrap().totals = totals;
     }
 
     fn delta(&self, source: &str, text: &str) {
@@ -303,21 +295,19 @@ impl Runs {
         run
     }
 
-    async fn finish(&self, run: &Arc<Run>, outcome: Result<(Ending, Totals), tokio::task::JoinError>) {
+    async fn finish(&self, run: &Arc<Run>, outcome: Result<Ending, tokio::task::JoinError>) {
         {
             let mut s = run.shared.lock().unwrap();
             s.approval = None;
             s.abort = None;
             match outcome {
-                Ok((Ending::Finished(reason), totals)) => {
+                Ok(Ending::Finished(reason)) => {
                     s.state = State::Finished;
                     s.stop_reason = Some(reason);
-                    s.totals = totals;
                 }
-                Ok((Ending::Failed(error), totals)) => {
+                Ok(Ending::Failed(error)) => {
                     s.state = State::Failed;
                     s.error = Some(error);
-                    s.totals = totals;
                 }
                 Err(e) if e.is_cancelled() => {
                     s.state = State::Cancelled;
@@ -399,12 +389,5 @@ impl Runs {
         for r in runs {
             let _ = self.cancel(r.team_id, &r.id).await;
         }
-    }
-}
-
-impl Run {
-    /// The totals so far (for progress displays).
-    pub fn totals(&self) -> Totals {
-        self.shared.lock().unwrap().totals
     }
 }

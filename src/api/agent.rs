@@ -66,7 +66,7 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// The client settings of the service's config.
-pub fn client_settings(a: &crate::config::AgentSettings) -> ClientSettings {
+fn client_settings(a: &crate::config::AgentSettings) -> ClientSettings {
     ClientSettings {
         timeout: Duration::from_secs(a.model_timeout_seconds.max(1)),
         max_retries: a.model_max_retries,
@@ -136,7 +136,7 @@ pub async fn start_run(state: &Arc<AppState>, team: &Team, req: AgentRequest) ->
             (m.create(team, create).await?, true)
         }
     };
-    let info = RunInfo { model, executor: sandbox.executor.clone(), policy: sandbox.policy.clone(), sandbox_id: sandbox.id.clone(), own_sandbox: own };
+    let info = RunInfo { model, executor: sandbox.executor.clone(), policy: sandbox.policy.clone(), sandbox_id: sandbox.id.clone() };
     let release: Option<BoxFuture<'static, ()>> = own.then(|| {
         let (m, team, id) = (m.clone(), team.clone(), sandbox.id.clone());
         Box::pin(async move {

@@ -79,6 +79,21 @@ next(__execbox_gen)
 del __execbox_harness
 "#;
 
+/// The run of one scored program: python, the nonce on stdin, a wall-clock limit.
+pub fn request(program: String, nonce: &str, executor: &str, policy: &str, timeout_ms: u64) -> crate::exec::request::ExecuteRequest {
+    crate::exec::request::ExecuteRequest {
+        language: "python".into(),
+        code: program,
+        files: vec![],
+        stdin: format!("{nonce}\n"),
+        args: vec![],
+        env: Default::default(),
+        executor: Some(executor.into()),
+        policy: Some(policy.into()),
+        limits: crate::policy::LimitOverrides { wall_time_ms: Some(timeout_ms), ..Default::default() },
+    }
+}
+
 /// A new random nonce: 128 bits as hex.
 pub fn nonce() -> String {
     let mut b = [0u8; 16];

@@ -17,10 +17,8 @@ use crate::app::{build_docker, load_policies, local_config, lock_instance};
 use crate::config::Config;
 use crate::exec::docker::DockerExecutor;
 use crate::exec::local::{LocalConfig, LocalExecutor};
-use crate::exec::request::ExecuteRequest;
 use crate::exec::runtime::RuntimeTable;
 use crate::exec::{ExecError, Executor, Job, RunResult};
-use crate::policy::LimitOverrides;
 
 pub struct EvalArgs {
     pub problems: PathBuf,
@@ -72,17 +70,7 @@ pub async fn run(cfg: Config, a: EvalArgs) -> anyhow::Result<i32> {
             bail!("{}: entry_point {:?} is not a Python identifier", p.task_id, p.entry_point);
         };
         let nonce = harness::nonce();
-        let req = ExecuteRequest {
-            language: "python".into(),
-            code,
-            files: vec![],
-            stdin: format!("{nonce}\n"),
-            args: vec![],
-            env: Default::default(),
-            executor: Some(a.executor.clone()),
-            policy: Some(a.policy.clone()),
-            limits: LimitOverrides { wall_time_ms: Some(a.timeout_ms), ..Default::default() },
-        };
+        let req = harness::request(code, &nonce, &a.executor, &a.policy, a.timeout_ms);
         let (job, _) = req.into_job(format!("eval-{i}"), &policies, &runtimes).map_err(|e| anyhow::anyhow!("{e}"))?;
         jobs.push((job, nonce));
     }
