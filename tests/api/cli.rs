@@ -49,3 +49,46 @@ fn compile_errors_are_shown() {
     assert_eq!(code, Some(1));
     assert!(err.contains("nope") && err.ends_with("execbox: compile step failed (error)\n"), "{err}");
 }
+
+/// `keys list`/`revoke` only read state: a mistyped data dir must fail, not make an empty store.
+#[test]
+fn keys_list_and_revoke_refuse_a_missing_data_dir() {
+    let parent = tempfile::tempdir().unwrap();
+    let typo = parent.path().join("typo");
+    for args in [&["keys", "list"][..], &["keys", "revoke", "exb_00000000"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_execbox")).args(args).arg("--data-dir").arg(&typo).env_remove("EXECBOX_CONFIG").output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("there is no store at") && err.contains("typo/execbox.db"), "{args:?}: {err}");
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+    // `create` makes the store, after which `list` reads it.
+    let created = Command::new(env!("CARGO_BIN_EXE_execbox")).args(["keys", "create", "--team", "alpha", "--data-dir"]).arg(&typo).output().unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let listed = Command::new(env!("CARGO_BIN_EXE_execbox")).args(["keys", "list", "--data-dir"]).arg(&typo).output().unwrap();
+    assert!(listed.status.success() && String::from_utf8_lossy(&listed.stdout).contains("alpha"));
+}
+
+/// Every option a newcomer types has help text.
+#[test]
+fn every_option_has_help() {
+    let subcommands: &[&[&str]] = &[&["serve"], &["run"], &["eval"], &["agent"], &["agent-eval"], &["keys", "create"], &["keys", "list"], &["keys", "revoke"]];
+    for sub in subcommands {
+        let out = Command::new(env!("CARGO_BIN_EXE_execbox")).args(*sub).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{sub:?}");
+        // clap prints an option's name, two spaces or more, then its help; with no help there is
+        // nothing after the name or only `[default: ..]`/`[env: ..]`.
+        let bare: Vec<&str> = help
+            .lines()
+            .map(str::trim)
+            .filter(|l| l.starts_with('-') || l.starts_with('<') || l.starts_with('['))
+            .filter(|l| l.split_once("  ").is_none_or(|(_, help)| help.trim_start().starts_with('[')))
+            .collect();
+        assert!(bare.is_empty(), "{sub:?}: options without help: {bare:?}\n{help}");
+    }
+    let eval = Command::new(env!("CARGO_BIN_EXE_execbox")).args(["eval", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&eval.stdout).contains("samples.jsonl_results.jsonl"));
+    let data_dir = Command::new(env!("CARGO_BIN_EXE_execbox")).args(["serve", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&data_dir.stdout).contains("default: /var/lib/execbox as"));
+}
