@@ -14,6 +14,7 @@ use crate::config::{AuthMode, Config};
 use crate::exec::docker::{DockerConfig, DockerExecutor};
 use crate::exec::local::{LocalConfig, LocalExecutor};
 use crate::exec::runtime::RuntimeTable;
+use crate::exec::uids::{UidRange, Uids};
 use crate::exec::Executor;
 use crate::policy::PolicySet;
 use crate::sandbox::docker::DockerSandboxes;
@@ -29,8 +30,16 @@ pub struct Application {
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
+/// The one uid allocator both executors draw from. Host-wide locks only when root: a non-root
+/// service runs everything as its own uid inside a user namespace.
+pub fn sandbox_uids(cfg: &Config) -> anyhow::Result<Arc<Uids>> {
+    let range = UidRange { first: cfg.sandbox_uids.first, count: cfg.sandbox_uids.count };
+    let lock_dir = nix::unistd::geteuid().is_root().then(|| cfg.sandbox_uids.lock_dir.clone());
+    Uids::new(range, lock_dir).map_err(anyhow::Error::msg)
+}
+
 /// The executor settings shared by `serve` and `run`.
-pub fn local_config(cfg: &Config, instance: &str) -> anyhow::Result<LocalConfig> {
+pub fn local_config(cfg: &Config, instance: &str, uids: Arc<Uids>) -> anyhow::Result<LocalConfig> {
     let helper = match &cfg.local.helper {
         Some(h) => h.clone(),
         None => std::env::current_exe().context("locating our own executable for the sandbox helper")?,
@@ -39,8 +48,7 @@ pub fn local_config(cfg: &Config, instance: &str) -> anyhow::Result<LocalConfig>
         helper,
         staging_root: cfg.data_dir.join("runs").join(instance),
         instance: instance.to_string(),
-        sandbox_uid: cfg.local.sandbox_uid,
-        sandbox_gid: cfg.local.sandbox_gid,
+        uids,
         allow_degraded: cfg.local.allow_degraded,
         warm: cfg.local.warm_sandboxes,
     })
@@ -48,9 +56,10 @@ pub fn local_config(cfg: &Config, instance: &str) -> anyhow::Result<LocalConfig>
 
 /// The docker executor, connected and probed; not ready (never fatal) when the engine is away.
 /// `only` probes one language (a one-shot CLI run), None all of them.
-pub async fn build_docker(cfg: &Config, instance: &str, only: Option<&str>) -> Result<DockerExecutor, String> {
+pub async fn build_docker(cfg: &Config, instance: &str, only: Option<&str>, uids: Arc<Uids>) -> Result<DockerExecutor, String> {
     let d = DockerExecutor::new(DockerConfig {
         instance: instance.to_string(),
+        uids,
         pool_per_shape: cfg.docker.pool_per_shape,
         pool_max_total: cfg.docker.pool_max_total,
         cpus: cfg.docker.cpus,
@@ -159,7 +168,8 @@ pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<App
             api::auth::Auth::ApiKey
         }
     };
-    let local = Arc::new(LocalExecutor::new(local_config(&cfg, cfg.instance())?).context("starting the local executor")?);
+    let uids = sandbox_uids(&cfg)?;
+    let local = Arc::new(LocalExecutor::new(local_config(&cfg, cfg.instance(), uids.clone())?).context("starting the local executor")?);
     for (lang, outcome) in local.probe(None).await {
         match outcome {
             Ok(v) => tracing::info!(language = %lang, version = %v, "runtime available"),
@@ -174,7 +184,7 @@ pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<App
     executors.insert("local", local.clone());
     let mut docker = None;
     if cfg.docker.enabled {
-        match build_docker(&cfg, cfg.instance(), None).await {
+        match build_docker(&cfg, cfg.instance(), None, uids).await {
             Ok(d) => {
                 if prewarm {
                     d.prewarm(&policies);

@@ -33,6 +33,22 @@ pub struct Config {
     pub audit: AuditSettings,
     pub sandboxes: SandboxSettings,
     pub agent: AgentSettings,
+    pub sandbox_uids: SandboxUidSettings,
+}
+
+/// The uids runs and sandboxes run as (gid = uid), one per live run or sandbox, shared by both
+/// executors: per-uid kernel limits (inotify instances, message queues, pipe pages, pending
+/// signals) then belong to one run. Pick a range no account on the host uses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxUidSettings {
+    pub first: u32,
+    /// At least `max_concurrent_runs` + `docker.pool_max_total` (idle containers hold one each),
+    /// plus the docker sandboxes wanted, which hold one for their life.
+    pub count: u32,
+    /// Host-wide locks (`<lock_dir>/<uid>`), so services and `execbox run` on one host with
+    /// overlapping ranges never hand out the same uid at once.
+    pub lock_dir: PathBuf,
 }
 
 /// The agent loop's limits and its model clients' settings.
@@ -129,9 +145,6 @@ pub struct DockerSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LocalSettings {
-    /// uid/gid programs run as when the service is root.
-    pub sandbox_uid: u32,
-    pub sandbox_gid: u32,
     /// Start even when cgroups are unusable (runs then have no memory/pids/CPU accounting).
     pub allow_degraded: bool,
     /// The binary re-executed as the sandbox helper; our own executable when unset.
@@ -151,7 +164,7 @@ impl Default for Config {
             max_body_bytes: 10 << 20,
             max_concurrent_runs: 0,
             max_queued_runs: 64,
-            local: LocalSettings { sandbox_uid: 65534, sandbox_gid: 65534, allow_degraded: false, helper: None, warm_sandboxes: 2 },
+            local: LocalSettings { allow_degraded: false, helper: None, warm_sandboxes: 2 },
             docker: DockerSettings { enabled: true, pool_per_shape: 2, pool_max_total: 8, cpus: 1.0 },
             sandboxes: SandboxSettings { max_ttl_seconds: 86_400, reap_interval_seconds: 5 },
             auth: AuthMode::None,
@@ -172,6 +185,7 @@ impl Default for Config {
                 allowed_base_urls: Vec::new(),
                 allow_private_base_urls: false,
             },
+            sandbox_uids: SandboxUidSettings { first: 60_000, count: 1_000, lock_dir: PathBuf::from("/run/execbox/uids") },
         }
     }
 }
@@ -209,6 +223,15 @@ impl Config {
         }
         if cfg.max_concurrent_runs == 0 {
             cfg.max_concurrent_runs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        }
+        let uids = crate::exec::uids::UidRange { first: cfg.sandbox_uids.first, count: cfg.sandbox_uids.count };
+        uids.check()?;
+        let needed = cfg.max_concurrent_runs + if cfg.docker.enabled { cfg.docker.pool_max_total } else { 0 };
+        if (uids.count as usize) < needed {
+            return Err(format!(
+                "sandbox_uids.count {} is below max_concurrent_runs + docker.pool_max_total = {needed}: runs would wait for uids, not slots; raise it",
+                uids.count
+            ));
         }
         Ok(cfg)
     }
@@ -276,5 +299,18 @@ mod tests {
         assert_eq!((cfg.quotas.max_sandboxes_per_team, cfg.quotas.max_concurrent_runs_per_team), (3, 0));
         std::fs::write(&f, "auth = \"apikey\"\n").unwrap();
         assert!(Config::load(Some(&f), FlagOverrides::default()).is_err());
+    }
+
+    #[test]
+    fn a_uid_range_too_small_or_holding_reserved_uids_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "max_concurrent_runs = 4\n[docker]\npool_max_total = 8\n[sandbox_uids]\nfirst = 70000\ncount = 11\n").unwrap();
+        let err = Config::load(Some(&f), FlagOverrides::default()).unwrap_err();
+        assert!(err.contains("= 12"), "{err}");
+        std::fs::write(&f, "[sandbox_uids]\nfirst = 65000\ncount = 1000\n").unwrap();
+        assert!(Config::load(Some(&f), FlagOverrides::default()).unwrap_err().contains("65533"));
+        std::fs::write(&f, "[local]\nsandbox_uid = 1000\n").unwrap();
+        assert!(Config::load(Some(&f), FlagOverrides::default()).unwrap_err().contains("sandbox_uid"), "the single uid is gone");
     }
 }

@@ -67,16 +67,18 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
     let (job, executor) = req.into_job(id, &policies, &RuntimeTable::embedded()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let instance = format!("cli-{}", std::process::id());
     let lock = lock_instance(&cfg.data_dir, &instance)?;
+    // Its own allocator, but the same host-wide uid locks as a running service.
+    let uids = crate::app::sandbox_uids(&cfg)?;
     let result = match executor.as_str() {
         "docker" => {
-            let docker = build_docker(&cfg, &instance, Some(&job.runtime.language)).await.map_err(anyhow::Error::msg)?;
+            let docker = build_docker(&cfg, &instance, Some(&job.runtime.language), uids).await.map_err(anyhow::Error::msg)?;
             let r = docker.run(&job).await;
             docker.shutdown().await;
             r
         }
         _ => {
             // One run: nothing to prepare ahead of.
-            let local = LocalExecutor::new(crate::exec::local::LocalConfig { warm: 0, ..local_config(&cfg, &instance)? })?;
+            let local = LocalExecutor::new(crate::exec::local::LocalConfig { warm: 0, ..local_config(&cfg, &instance, uids)? })?;
             let probe = local.probe(Some(&job.runtime.language)).await;
             let r = match probe.into_iter().next() {
                 Some((lang, Err(e))) => Err(ExecError::Unavailable("local".into(), format!("{lang} does not work in the sandbox here: {e}"))),

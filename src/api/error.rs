@@ -85,6 +85,7 @@ impl From<ExecError> for ApiError {
     fn from(e: ExecError) -> ApiError {
         match e {
             ExecError::Unavailable(..) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", e.to_string()),
+            ExecError::NoUid(..) => ApiError { retry_after: Some(5), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "sandbox_uids_exhausted", e.to_string()) },
             other => {
                 tracing::error!(error = %other, "run failed inside the service");
                 ApiError::new(

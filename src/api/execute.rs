@@ -48,7 +48,7 @@ Closing the stream cancels the run. Errors found before the run starts are answe
         (status = 429, description = "`quota_exceeded` (the team's concurrent runs), `over_capacity` (every slot and the queue are full)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "`internal_error`: the service failed; it has been logged", body = ErrorBody),
-        (status = 503, description = "`executor_unavailable`, `runtime_unavailable`: see `GET /readyz`", body = ErrorBody),
+        (status = 503, description = "`executor_unavailable`, `runtime_unavailable`: see `GET /readyz`; `sandbox_uids_exhausted`: every sandbox uid is held", body = ErrorBody),
     ))]
 pub async fn execute(
     State(state): State<Arc<AppState>>,

@@ -135,7 +135,7 @@ pub(super) fn manager(state: &AppState) -> Result<&Arc<crate::sandbox::manager::
         (status = 429, description = "`quota_exceeded`: the team has as many sandboxes as it may", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
-        (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`, `sandbox_uids_exhausted`", body = ErrorBody),
     ))]
 pub async fn create(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, body: Result<Json<CreateSandbox>, JsonRejection>) -> Result<Response, ApiError> {
     let Json(req) = body?;
@@ -236,7 +236,7 @@ the sandbox's `env` is the base of the call's"),
         (status = 429, description = "`quota_exceeded`, `over_capacity`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
-        (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`, `runtime_unavailable`", body = ErrorBody),
+        (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`, `sandbox_uids_exhausted`, `runtime_unavailable`", body = ErrorBody),
     ))]
 pub async fn execute(
     State(state): State<Arc<AppState>>,

@@ -77,10 +77,11 @@ pub async fn run(cfg: Config, a: EvalArgs) -> anyhow::Result<i32> {
 
     let instance = format!("eval-{}", std::process::id());
     let lock = lock_instance(&cfg.data_dir, &instance)?;
+    let uids = crate::app::sandbox_uids(&cfg)?;
     let runner = match a.executor.as_str() {
-        "docker" => Runner::Docker(build_docker(&cfg, &instance, Some("python")).await.map_err(anyhow::Error::msg)?),
+        "docker" => Runner::Docker(build_docker(&cfg, &instance, Some("python"), uids).await.map_err(anyhow::Error::msg)?),
         _ => {
-            let local = LocalExecutor::new(LocalConfig { warm: concurrency, ..local_config(&cfg, &instance)? })?;
+            let local = LocalExecutor::new(LocalConfig { warm: concurrency, ..local_config(&cfg, &instance, uids)? })?;
             if let Some((lang, Err(e))) = local.probe(Some("python")).await.into_iter().next() {
                 local.shutdown();
                 bail!("{lang} does not work in the sandbox here: {e}");

@@ -8,6 +8,7 @@ pub mod docker;
 pub mod local;
 pub mod request;
 pub mod runtime;
+pub mod uids;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -184,6 +185,9 @@ pub enum ExecError {
     Setup(String),
     #[error("i/o error while {0}: {1}")]
     Io(String, #[source] std::io::Error),
+    /// Every uid of `sandbox_uids` is held by a live run or sandbox (it is never shared).
+    #[error("no sandbox uid is free: {0}")]
+    NoUid(String),
 }
 
 /// Readiness as shown on `/readyz`.

@@ -4,6 +4,10 @@
 //! too, as the sandbox user, so a link a program planted resolves in the container, never on
 //! the host.
 //!
+//! Each sandbox's container has its own uid (from the service's allocator, held for the
+//! sandbox's life and found again after a restart from the container's `execbox.uid` label): its
+//! /work belongs to it, and calls, file operations and the kill below run as it.
+//!
 //! The engine cannot kill one exec, so after every step (and at a call's deadline) every
 //! process of the sandbox user is killed from inside: an exec as that user runs `kill -KILL -1`
 //! (which spares the caller; the container's init and waiter run as another uid and live on)
@@ -29,9 +33,10 @@ use crate::policy::{Limits, PolicySet};
 /// On a sandbox container: the languages its image serves (comma-separated).
 const LABEL_LANGUAGES: &str = "execbox.sandbox.languages";
 
-/// Kill every process of the sandbox user but this shell, until /proc shows none (zombies wait
-/// for the container's init to reap them). Builtins only: no fork is needed, so it works even
-/// when a fork bomb holds every pid. Exit 1: some survived all rounds.
+/// Kill every process of the sandbox user (`$1`, the uid it runs as) but this shell, until
+/// /proc shows none (zombies wait for the container's init to reap them). Builtins only: no
+/// fork is needed, so it works even when a fork bomb holds every pid. Exit 1: some survived all
+/// rounds.
 const REAP: &str = r#"i=0
 while [ $i -lt 200 ]; do
   kill -KILL -1 2>/dev/null
@@ -39,7 +44,7 @@ while [ $i -lt 200 ]; do
   for s in /proc/[0-9]*/status; do
     [ "$s" = "/proc/$$/status" ] && continue
     while read -r k v _; do
-      if [ "$k" = Uid: ]; then [ "$v" = 65534 ] && left=1; break; fi
+      if [ "$k" = Uid: ]; then [ "$v" = "$1" ] && left=1; break; fi
     done < "$s"
   done 2>/dev/null
   [ -z "$left" ] && exit 0
@@ -79,6 +84,8 @@ const LIST_CAP: u64 = 16 << 20;
 #[derive(Debug, Clone)]
 struct Handle {
     id: String,
+    /// The uid its programs and file operations run as.
+    uid: u32,
     languages: Vec<String>,
 }
 
@@ -182,7 +189,9 @@ impl DockerSandboxes {
             return Err(ExecError::Setup(format!("sandbox {}'s container is not running (was the engine restarted?); its files are gone", sb.id)));
         };
         let languages = c.labels.get(LABEL_LANGUAGES).map(|l| l.split(',').map(String::from).collect()).unwrap_or_default();
-        let h = Handle { id: c.id, languages };
+        // Containers made before uids were per sandbox ran everything as 65534.
+        let uid = c.labels.get(container::LABEL_UID).and_then(|u| u.parse().ok()).unwrap_or(65534);
+        let h = Handle { id: c.id, uid, languages };
         self.handles.lock().unwrap().insert(sb.id.clone(), h.clone());
         Ok(h)
     }
@@ -193,13 +202,16 @@ impl DockerSandboxes {
         }
         let (image, languages) = self.pick_image().await?;
         let (limits, open_files, runtime) = self.container_limits(sb);
-        let mut body = container::create_body(&self.exec.shape(&image, limits, open_files, runtime), self.exec.instance());
+        let lease = self.exec.sandbox_uid().await?;
+        let uid = lease.uid();
+        let mut body = container::create_body(&self.exec.shape(&image, limits, open_files, runtime), self.exec.instance(), uid);
         let labels = body.labels.get_or_insert_with(Default::default);
         labels.insert(LABEL_SANDBOX.to_string(), sb.id.clone());
         labels.insert(LABEL_LANGUAGES.to_string(), languages.join(","));
         let id = container::create_started(self.exec.engine(), body).await.map_err(engine("starting the sandbox's container"))?;
-        tracing::info!(sandbox = %sb.id, container = %id, %image, "sandbox container started");
-        self.handles.lock().unwrap().insert(sb.id.clone(), Handle { id, languages });
+        tracing::info!(sandbox = %sb.id, container = %id, %image, uid, "sandbox container started");
+        self.exec.hold_sandbox_uid(&id, lease);
+        self.handles.lock().unwrap().insert(sb.id.clone(), Handle { id, uid, languages });
         Ok(())
     }
 
@@ -224,7 +236,7 @@ impl DockerSandboxes {
         let mut files = &files[..];
         if let Some(cmd) = &rt.compile {
             let input = StepInput { argv: cmd.clone(), env: self.exec.base_env(), files, stdin: b"", cpu_secs: cpu_secs(&job.compile_limits), stream: None };
-            let r = self.step(&h.id, &job.compile_limits, input).await?;
+            let r = self.step(&h, &job.compile_limits, input).await?;
             compile = Some(CompileResult::from(&r));
             if r.status != Status::Ok {
                 return Ok(self.exec.result(job, version, compile, StepResult::compile_failed()));
@@ -234,15 +246,16 @@ impl DockerSandboxes {
         let mut argv = rt.run.clone();
         argv.extend(job.args.iter().cloned());
         let input = StepInput { argv, env, files, stdin: &job.stdin, cpu_secs: cpu_secs(&job.limits), stream: job.stream.clone() };
-        let r = self.step(&h.id, &job.limits, input).await?;
+        let r = self.step(&h, &job.limits, input).await?;
         Ok(self.exec.result(job, version, compile, r))
     }
 
     /// One process, judged like a per-run step, then nothing of it left running.
-    async fn step(&self, id: &str, limits: &Limits, input: StepInput<'_>) -> Result<StepResult, ExecError> {
-        let occupied = self.occupy(id).await;
+    async fn step(&self, h: &Handle, limits: &Limits, input: StepInput<'_>) -> Result<StepResult, ExecError> {
+        let id = h.id.as_str();
+        let occupied = self.occupy(h).await;
         let baseline = self.exec.usage(id).await;
-        let ran = self.exec.run_in(id, limits, input, baseline).await;
+        let ran = self.exec.run_in(id, h.uid, limits, input, baseline).await;
         let reaped = occupied.finish().await;
         let mut r = ran?;
         if !reaped? {
@@ -252,17 +265,17 @@ impl DockerSandboxes {
     }
 
     /// The container to oneself until the returned guard is finished, released or dropped.
-    async fn occupy(&self, id: &str) -> Occupied {
-        let lock = self.busy.lock().unwrap().entry(id.to_string()).or_default().clone();
-        Occupied { exec: self.exec.clone(), id: id.to_string(), lock: Some(lock.lock_owned().await) }
+    async fn occupy(&self, h: &Handle) -> Occupied {
+        let lock = self.busy.lock().unwrap().entry(h.id.clone()).or_default().clone();
+        Occupied { exec: self.exec.clone(), id: h.id.clone(), uid: h.uid, lock: Some(lock.lock_owned().await) }
     }
 
     /// One exec of a file operation with the container to itself; its exit code is the
     /// caller's to judge. No answer in time is an error, after what it started is killed.
     async fn op(&self, sb: &Sandbox, what: &str, script: &str, args: &[&str], stdin: &[u8], cap: u64) -> Result<ExecOutcome, SandboxError> {
         let h = self.handle(sb).await?;
-        let occupied = self.occupy(&h.id).await;
-        let out = sh(&self.exec, &h.id, script, args, stdin, cap, FILE_OP_DEADLINE).await.map_err(engine(what))?;
+        let occupied = self.occupy(&h).await;
+        let out = sh(&self.exec, &h.id, h.uid, script, args, stdin, cap, FILE_OP_DEADLINE).await.map_err(engine(what))?;
         if out.exit_code.is_none() {
             occupied.finish().await?;
             return Err(io_err(what, format!("no answer within {} s", FILE_OP_DEADLINE.as_secs())));
@@ -395,6 +408,7 @@ impl DockerSandboxes {
         for id in ids {
             container::remove(self.exec.engine(), &id).await;
             self.exec.forget_container(&id);
+            self.exec.release_sandbox_uid(&id);
             self.busy.lock().unwrap().remove(&id);
         }
         Ok(())
@@ -419,6 +433,7 @@ impl DockerSandboxes {
             tracing::info!(sandbox = %c.sandbox, container = %c.id, running = c.running, "removing a sandbox container");
             container::remove(self.exec.engine(), &c.id).await;
             self.exec.forget_container(&c.id);
+            self.exec.release_sandbox_uid(&c.id);
         }
         self.handles.lock().unwrap().retain(|id, _| alive.contains(id));
         known_ids.into_iter().filter(|id| !alive.contains(*id)).map(String::from).collect()
@@ -431,13 +446,14 @@ impl DockerSandboxes {
 struct Occupied {
     exec: Arc<DockerExecutor>,
     id: String,
+    uid: u32,
     lock: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Occupied {
     /// Kill what the operation left, then let the next one in. Ok(false): see [`reap`].
     async fn finish(mut self) -> Result<bool, ExecError> {
-        let r = reap(&self.exec, &self.id).await;
+        let r = reap(&self.exec, &self.id, self.uid).await;
         self.lock = None;
         r
     }
@@ -451,9 +467,9 @@ impl Occupied {
 impl Drop for Occupied {
     fn drop(&mut self) {
         if let Some(lock) = self.lock.take() {
-            let (exec, id) = (self.exec.clone(), self.id.clone());
+            let (exec, id, uid) = (self.exec.clone(), self.id.clone(), self.uid);
             tokio::spawn(async move {
-                if let Err(e) = reap(&exec, &id).await {
+                if let Err(e) = reap(&exec, &id, uid).await {
                     tracing::warn!(container = %id, error = %e, "could not stop a cancelled sandbox call's processes");
                 }
                 drop(lock);
@@ -464,11 +480,11 @@ impl Drop for Occupied {
 
 /// Kill every process of the sandbox user in container `id`. Ok(true): done from inside;
 /// Ok(false): it took a container restart (so /work is empty now).
-async fn reap(exec: &DockerExecutor, id: &str) -> Result<bool, ExecError> {
+async fn reap(exec: &DockerExecutor, id: &str, uid: u32) -> Result<bool, ExecError> {
     // A fork bomb may hold every pid; the exec then cannot start. Its processes die or back
     // off now and then, so a few tries usually get one in.
     for attempt in 0..20 {
-        match sh(exec, id, REAP, &[], b"", 64, Duration::from_secs(10)).await {
+        match sh(exec, id, uid, REAP, &[&uid.to_string()], b"", 64, Duration::from_secs(10)).await {
             Ok(out) if out.exit_code == Some(0) => return Ok(true),
             Ok(out) => tracing::debug!(container = id, attempt, code = ?out.exit_code, "sandbox processes survived a reap round"),
             Err(e) => tracing::debug!(container = id, attempt, error = %e, "reap exec failed"),
@@ -481,12 +497,13 @@ async fn reap(exec: &DockerExecutor, id: &str) -> Result<bool, ExecError> {
     Ok(false)
 }
 
-/// `sh -c script sh args...` as the sandbox user in /work, with only PATH and a C locale.
-async fn sh(exec: &DockerExecutor, id: &str, script: &str, args: &[&str], stdin: &[u8], cap: u64, deadline: Duration) -> Result<ExecOutcome, bollard::errors::Error> {
+/// `sh -c script sh args...` as the sandbox user (`uid`) in /work, with only PATH and a C locale.
+#[allow(clippy::too_many_arguments)]
+async fn sh(exec: &DockerExecutor, id: &str, uid: u32, script: &str, args: &[&str], stdin: &[u8], cap: u64, deadline: Duration) -> Result<ExecOutcome, bollard::errors::Error> {
     let mut argv = vec!["/bin/sh".to_string(), "-c".into(), script.into(), "sh".into()];
     argv.extend(args.iter().map(|a| a.to_string()));
     let env = vec!["PATH=/usr/local/bin:/usr/bin:/bin".into(), "LC_ALL=C".into()];
-    dexec::run(exec.engine(), id, ExecSpec { argv, env, stdin, output_cap: cap, deadline, stream: None }).await
+    dexec::run(exec.engine(), id, ExecSpec { uid, argv, env, stdin, output_cap: cap, deadline, stream: None }).await
 }
 
 /// Refuse an archive whole, as the local backend does, before a byte of it lands: entries
@@ -578,12 +595,12 @@ mod tests {
     use crate::exec::runtime::RuntimeTable;
     use crate::exec::JobFile;
 
-    /// Counts the sandbox user's processes, this shell excluded.
+    /// Counts the sandbox user's (`$1`) processes, this shell excluded.
     const COUNT: &str = r#"n=0
 for s in /proc/[0-9]*/status; do
   [ "$s" = "/proc/$$/status" ] && continue
   while read -r k v _; do
-    if [ "$k" = Uid: ]; then [ "$v" = 65534 ] && n=$((n+1)); break; fi
+    if [ "$k" = Uid: ]; then [ "$v" = "$1" ] && n=$((n+1)); break; fi
   done < "$s"
 done 2>/dev/null
 echo $n"#;
@@ -618,7 +635,9 @@ echo $n"#;
     async fn setup(name: &str) -> Option<Env> {
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
         let instance = format!("sbtest-{name}-{}-{nanos:x}", std::process::id());
-        let cfg = DockerConfig { instance: instance.clone(), pool_per_shape: 0, pool_max_total: 0, cpus: 1.0 };
+        // Its own range, away from the services' default one: these tests make few containers.
+        let uids = crate::exec::uids::Uids::new(crate::exec::uids::UidRange { first: 300_000 + (nanos % 1000) * 100, count: 100 }, None).unwrap();
+        let cfg = DockerConfig { instance: instance.clone(), pool_per_shape: 0, pool_max_total: 0, cpus: 1.0, uids };
         let exec = match DockerExecutor::new(cfg).await {
             Ok(e) => e,
             Err(e) => return skip(e),
@@ -678,7 +697,7 @@ echo $n"#;
     impl Env {
         async fn procs(&self, sb: &Sandbox) -> usize {
             let h = self.sbx.handle(sb).await.unwrap();
-            let out = sh(&self.sbx.exec, &h.id, COUNT, &[], b"", 64, Duration::from_secs(10)).await.unwrap();
+            let out = sh(&self.sbx.exec, &h.id, h.uid, COUNT, &[&h.uid.to_string()], b"", 64, Duration::from_secs(10)).await.unwrap();
             out.stdout.lossy().trim().parse().unwrap()
         }
 

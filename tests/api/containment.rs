@@ -277,8 +277,12 @@ print(os.getuid(), os.geteuid(), os.getgid(), os.getgroups())
 print([l for l in open("/proc/self/status") if l.startswith(("CapEff", "NoNewPrivs", "Seccomp:"))])
 "#;
     let r = app.run(json!({"executor": ex, "language": "python", "code": code})).await;
-    let groups = if ex == "local" { "[]" } else { "[65534]" };
-    assert_eq!(s(&r, "stdout"), format!("65534 65534 65534 {groups}\n['CapEff:\\t0000000000000000\\n', 'NoNewPrivs:\\t1\\n', 'Seccomp:\\t2\\n']\n"), "{r}");
+    // The run's own uid from the default sandbox_uids range (60000..61000), gid the same.
+    let out = s(&r, "stdout");
+    let uid: u32 = out.split_whitespace().next().unwrap().parse().unwrap();
+    assert!((60_000..61_000).contains(&uid), "{r}");
+    let groups = if ex == "local" { "[]".to_string() } else { format!("[{uid}]") };
+    assert_eq!(out, format!("{uid} {uid} {uid} {groups}\n['CapEff:\\t0000000000000000\\n', 'NoNewPrivs:\\t1\\n', 'Seccomp:\\t2\\n']\n"), "{r}");
 }
 
 async fn mount_and_namespace_creation_are_refused(ex: &str) {
@@ -371,7 +375,9 @@ async fn a_setuid_binary_gives_nothing(ex: &str) {
     let Some(app) = app_for(ex).await else { return };
     let r = app.run(json!({"executor": ex, "language": "bash", "code": "ls -l /usr/bin/su | cut -c1-10; su -c id root </dev/null; echo rc=$?; id -u"})).await;
     let out = s(&r, "stdout");
-    assert!(out.ends_with("rc=1\n65534\n") || out.ends_with("rc=125\n65534\n") || out.ends_with("rc=126\n65534\n"), "{r}");
+    let (rest, uid) = out.trim_end().rsplit_once('\n').unwrap();
+    assert!((60_000..61_000).contains(&uid.parse::<u32>().unwrap()), "{r}");
+    assert!(rest.ends_with("rc=1") || rest.ends_with("rc=125") || rest.ends_with("rc=126"), "{r}");
 }
 
 on_both_executors!(cpu_spin_hits_the_cpu_limit, sigterm_immune_sleep_is_killed_at_the_deadline, daemonized_and_setsid_children_die_with_the_run, fork_bomb_is_held_by_the_pids_limit, shell_fork_bomb_ends_and_leaves_nothing, thread_storm_is_held_by_the_pids_limit, memory_bomb_is_memory_limit_from_the_oom_record, exit_137_without_an_oom_is_not_memory_limit, output_flood_is_capped_flagged_and_the_program_keeps_running, disk_fill_stops_at_disk_bytes, host_processes_are_not_visible, no_network_but_a_private_loopback, host_files_cannot_be_read_or_written, runs_as_an_unprivileged_user_without_new_privileges, mount_and_namespace_creation_are_refused, killing_pid_1_the_parent_or_everyone_is_harmless, every_run_gets_a_fresh_filesystem, concurrent_runs_do_not_see_each_other, a_setuid_binary_gives_nothing);

@@ -17,12 +17,22 @@ pub const LABEL_MANAGED: &str = "execbox.managed";
 /// and are left alone by [`sweep`]; the sandbox backend reconciles them at start.
 pub const LABEL_SANDBOX: &str = "execbox.sandbox";
 
-/// The uid:gid programs run as (no name needed: the images need not have it in /etc/passwd).
-pub const SANDBOX_USER: &str = "65534:65534";
+/// On every container: the uid (= gid) its programs run as, the container's own from the
+/// service's allocator (no name needed: the images need not have it in /etc/passwd). A
+/// sandbox's container gets its uid back from this label after a restart.
+pub const LABEL_UID: &str = "execbox.uid";
 
-/// The container's init and its waiting process run as another unprivileged uid, so a program
-/// that signals everything it can (`kill -1`) cannot take its own container down mid-run.
+/// The container's init and its waiting process run as another unprivileged uid, outside every
+/// run's range, so a program that signals everything it can (`kill -1`) cannot take its own
+/// container down mid-run.
 const WAITER_USER: &str = "65533:65533";
+/// The waiter's uid, for execs that only read the container's state.
+pub const WAITER_UID: u32 = 65533;
+
+/// The `user` of an exec as `uid`.
+pub fn user(uid: u32) -> String {
+    format!("{uid}:{uid}")
+}
 
 /// What a container is made for: containers of one shape are interchangeable in the pool.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -46,15 +56,16 @@ impl Shape {
     }
 }
 
-/// The create body: no network, read-only root, size-limited tmpfs /work and /tmp, all
-/// capabilities dropped, no-new-privileges, an init, a non-root user, memory = memory+swap,
-/// CPU quota, pids limit, ulimits. The main process only waits; programs arrive by exec.
-pub fn create_body(shape: &Shape, instance: &str) -> ContainerCreateBody {
+/// The create body: no network, read-only root, size-limited tmpfs /work (owned by `uid`, the
+/// uid its programs will run as) and /tmp, all capabilities dropped, no-new-privileges, an init,
+/// a non-root user, memory = memory+swap, CPU quota, pids limit, ulimits. The main process only
+/// waits; programs arrive by exec.
+pub fn create_body(shape: &Shape, instance: &str, uid: u32) -> ContainerCreateBody {
     let l = &shape.limits;
     let mem = l.memory_bytes as i64;
     let cpu_secs = l.cpu_time_ms.div_ceil(1000).max(1) as i64;
     let ulimit = |name: &str, soft: i64, hard: i64| ResourcesUlimits { name: Some(name.into()), soft: Some(soft), hard: Some(hard) };
-    let tmpfs = |mode: &str| format!("rw,exec,nosuid,nodev,size={},uid=65534,gid=65534,mode={mode}", l.disk_bytes);
+    let tmpfs = |mode: &str| format!("rw,exec,nosuid,nodev,size={},uid={uid},gid={uid},mode={mode}", l.disk_bytes);
     let host = HostConfig {
         network_mode: Some("none".into()),
         memory: Some(mem),
@@ -88,6 +99,7 @@ pub fn create_body(shape: &Shape, instance: &str) -> ContainerCreateBody {
             (LABEL_MANAGED.to_string(), "true".to_string()),
             (LABEL_INSTANCE.to_string(), instance.to_string()),
             (LABEL_SHAPE.to_string(), shape.key()),
+            (LABEL_UID.to_string(), uid.to_string()),
         ])),
         host_config: Some(host),
         ..Default::default()
@@ -123,14 +135,64 @@ pub async fn list_sandboxes(docker: &Docker, instance: &str) -> Result<Vec<Sandb
         .collect())
 }
 
-/// Create and start a container from `body`; nothing is left behind when starting fails.
+/// Create and start a container from `body`, its socket memory capped before any program
+/// arrives; nothing is left behind when either fails.
 pub async fn create_started(docker: &Docker, body: ContainerCreateBody) -> Result<String, bollard::errors::Error> {
+    let memory = body.host_config.as_ref().and_then(|h| h.memory).unwrap_or(0);
     let created = docker.create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await?;
     if let Err(e) = docker.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await {
         remove(docker, &created.id).await;
         return Err(e);
     }
+    if memory > 0 {
+        if let Err(err) = cap_socket_memory(&created.id, memory as u64) {
+            remove(docker, &created.id).await;
+            return Err(bollard::errors::Error::IOError { err });
+        }
+    }
     Ok(created.id)
+}
+
+/// How a container's kernel socket buffers are bounded, as far as this host can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SocketMemory {
+    /// cgroup v1: `memory.kmem.tcp.limit_in_bytes` of the container set to its memory limit.
+    KmemTcpLimit,
+    /// cgroup v2 charges socket buffers to `memory.max` itself.
+    ChargedToMemoryMax,
+    /// The container's cgroup is not on this host's cgroupfs (a remote engine).
+    Unknown,
+}
+
+/// The host's hierarchy, as containers of a local engine get it.
+pub fn socket_memory_mode() -> SocketMemory {
+    if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        SocketMemory::ChargedToMemoryMax
+    } else if std::path::Path::new("/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes").exists() {
+        SocketMemory::KmemTcpLimit
+    } else {
+        SocketMemory::Unknown
+    }
+}
+
+/// cgroup v1 does not charge TCP buffers to the memory limit: a run limited to 64 MiB could pin
+/// hundreds of MiB of the host's kernel memory in its own network namespace. The engine no
+/// longer sets kernel TCP memory, so the host sets the container's `kmem.tcp` limit to its
+/// memory limit, right after start and before any exec (sockets are charged from their creation
+/// on). On v2 nothing is needed: socket memory counts against `memory.max`.
+fn cap_socket_memory(id: &str, bytes: u64) -> std::io::Result<SocketMemory> {
+    for dir in [format!("/sys/fs/cgroup/memory/docker/{id}"), format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope")] {
+        let file = std::path::Path::new(&dir).join("memory.kmem.tcp.limit_in_bytes");
+        if file.exists() {
+            std::fs::write(&file, bytes.to_string()).map_err(|e| std::io::Error::new(e.kind(), format!("capping socket memory of container {id} ({}): {e}", file.display())))?;
+            return Ok(SocketMemory::KmemTcpLimit);
+        }
+        if std::path::Path::new(&dir).exists() {
+            return Err(std::io::Error::other(format!("container {id}'s memory cgroup {dir} has no memory.kmem.tcp.limit_in_bytes: this kernel cannot cap its socket memory")));
+        }
+    }
+    Ok(socket_memory_mode())
 }
 
 /// Force-remove a container (kills it first); a missing one is fine.
@@ -166,7 +228,7 @@ mod tests {
     fn a_sandbox_container_is_created_hardened_with_the_policys_runtime() {
         let limits = Limits { wall_time_ms: 1000, cpu_time_ms: 2500, memory_bytes: 64 << 20, pids: 16, output_bytes: 1 << 20, disk_bytes: 8 << 20 };
         let shape = Shape { image: "img".into(), limits, open_files: 128, runtime: Some("runsc".into()), nano_cpus: 1_000_000_000 };
-        let body = create_body(&shape, "inst");
+        let body = create_body(&shape, "inst", 60123);
         let h = body.host_config.clone().unwrap();
         assert_eq!(h.runtime.as_deref(), Some("runsc"));
         assert_eq!(h.network_mode.as_deref(), Some("none"));
@@ -181,14 +243,16 @@ mod tests {
         assert!(opts.iter().any(|o| o.starts_with("seccomp={")), "{opts:?}");
         let tmpfs = h.tmpfs.unwrap();
         assert!(tmpfs["/work"].contains(&format!("size={}", 8 << 20)) && tmpfs["/tmp"].contains(&format!("size={}", 8 << 20)));
+        assert!(tmpfs["/work"].contains(",uid=60123,gid=60123,"), "/work belongs to the container's own uid: {}", tmpfs["/work"]);
         let ulimits: Vec<(String, i64)> = h.ulimits.unwrap().into_iter().map(|u| (u.name.unwrap(), u.hard.unwrap())).collect();
         assert_eq!(ulimits, [("nofile".into(), 128), ("fsize".into(), 8 << 20), ("core".into(), 0), ("cpu".into(), 4)]);
         assert_eq!(body.network_disabled, Some(true));
         assert!(body.user.as_deref().is_some_and(|u| !u.starts_with("0")), "a non-root user");
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_INSTANCE], "inst");
+        assert_eq!(labels[LABEL_UID], "60123");
         assert!(labels.keys().all(|k| k.starts_with("execbox.")));
-        let default_runtime = create_body(&Shape { runtime: None, ..shape }, "inst");
+        let default_runtime = create_body(&Shape { runtime: None, ..shape }, "inst", 60123);
         assert_eq!(default_runtime.host_config.unwrap().runtime, None);
     }
 }

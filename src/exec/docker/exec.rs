@@ -12,7 +12,6 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::container::SANDBOX_USER;
 use crate::exec::{OutputSink, StreamKind};
 
 #[derive(Debug, Default)]
@@ -49,6 +48,8 @@ pub struct ExecOutcome {
 }
 
 pub struct ExecSpec<'a> {
+    /// The uid (= gid) the process runs as: the container's own.
+    pub uid: u32,
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub stdin: &'a [u8],
@@ -65,7 +66,7 @@ pub async fn run(docker: &Docker, container: &str, spec: ExecSpec<'_>) -> Result
             CreateExecOptions {
                 cmd: Some(spec.argv),
                 env: Some(spec.env),
-                user: Some(SANDBOX_USER.to_string()),
+                user: Some(super::container::user(spec.uid)),
                 working_dir: Some("/work".to_string()),
                 attach_stdin: Some(true),
                 attach_stdout: Some(true),

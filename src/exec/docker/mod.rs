@@ -22,6 +22,7 @@ use exec::ExecSpec;
 use pool::Pool;
 
 use super::runtime::{Runtime, RuntimeTable};
+use super::uids::{UidLease, Uids};
 use super::{BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status, StepResult, Usage};
 use crate::policy::{Limits, PolicySet};
 
@@ -50,6 +51,8 @@ pub struct DockerConfig {
     pub pool_max_total: usize,
     /// CPUs each container may use.
     pub cpus: f64,
+    /// The service's one uid allocator: every container holds its own uid until removed.
+    pub uids: Arc<Uids>,
 }
 
 pub struct DockerExecutor {
@@ -63,6 +66,9 @@ pub struct DockerExecutor {
     problem: Arc<RwLock<Option<String>>>,
     /// Probed: language → version, for the languages whose image works.
     versions: RwLock<HashMap<String, String>>,
+    /// Sandbox container id → the uid it holds for its life (reserved again at start from the
+    /// container's label, before anything else can take it).
+    sandbox_uids: std::sync::Mutex<HashMap<String, UidLease>>,
 }
 
 /// Why a step in a container could not run (the service's failure, not the program's).
@@ -85,7 +91,7 @@ impl DockerExecutor {
             Ok(d) => d,
             Err(_) => docker,
         };
-        let pool = Pool::new(docker.clone(), cfg.instance.clone(), cfg.pool_per_shape, cfg.pool_max_total);
+        let pool = Pool::new(docker.clone(), cfg.instance.clone(), cfg.pool_per_shape, cfg.pool_max_total, cfg.uids.clone());
         let ooms = oom::OomWatch::start(docker.clone(), &cfg.instance);
         let exec = DockerExecutor {
             docker,
@@ -97,6 +103,7 @@ impl DockerExecutor {
             reachable: Arc::new(AtomicBool::new(false)),
             problem: Arc::new(RwLock::new(None)),
             versions: RwLock::new(HashMap::new()),
+            sandbox_uids: Default::default(),
         };
         match tokio::time::timeout(Duration::from_secs(5), exec.docker.ping()).await {
             Ok(Ok(_)) => {
@@ -106,6 +113,7 @@ impl DockerExecutor {
                     Ok(n) => tracing::info!(removed = n, "removed containers left by an earlier instance"),
                     Err(e) => tracing::warn!(error = %e, "could not sweep leftover containers"),
                 }
+                exec.reserve_sandbox_uids().await;
             }
             Ok(Err(e)) => exec.set_problem(format!("the Docker engine is unreachable: {e}")),
             Err(_) => exec.set_problem("the Docker engine is unreachable: no answer to a ping within 5 s".into()),
@@ -128,6 +136,38 @@ impl DockerExecutor {
                 *problem.write().unwrap() = (!ok).then(|| "the Docker engine is unreachable: it stopped answering pings".to_string());
             }
         });
+    }
+
+    /// Hold the uids of this instance's surviving sandbox containers again, so no run (nor the
+    /// pool, which starts filling right after) is given one while its sandbox lives.
+    async fn reserve_sandbox_uids(&self) {
+        let found = match container::list_sandboxes(&self.docker, &self.cfg.instance).await {
+            Ok(f) => f,
+            Err(e) => return tracing::warn!(error = %e, "could not list sandbox containers to reserve their uids"),
+        };
+        for c in found {
+            let Some(uid) = c.labels.get(container::LABEL_UID).and_then(|u| u.parse::<u32>().ok()) else { continue };
+            match self.cfg.uids.reserve(uid) {
+                Ok(Some(lease)) => self.hold_sandbox_uid(&c.id, lease),
+                Ok(None) => {}
+                Err(e) => tracing::warn!(container = %c.id, error = %e, "a sandbox container's uid could not be reserved"),
+            }
+        }
+    }
+
+    /// A uid for a new sandbox's container (waiting a while when all are held).
+    pub(crate) async fn sandbox_uid(&self) -> Result<UidLease, ExecError> {
+        self.cfg.uids.acquire(Duration::from_secs(10)).await
+    }
+
+    /// Keep `lease` for as long as the sandbox container `id` lives.
+    pub(crate) fn hold_sandbox_uid(&self, id: &str, lease: UidLease) {
+        self.sandbox_uids.lock().unwrap().insert(id.to_string(), lease);
+    }
+
+    /// The sandbox container `id` is gone: its uid is free again.
+    pub(crate) fn release_sandbox_uid(&self, id: &str) {
+        self.sandbox_uids.lock().unwrap().remove(id);
     }
 
     /// The engine client, for the sandbox backend's own containers.
@@ -276,13 +316,14 @@ impl DockerExecutor {
     /// One process in a fresh container of `shape`: run it, collect the artifact, remove the
     /// container. Returns the collected artifact's bytes when `collect` names a file of /work.
     async fn step(&self, shape: &Shape, input: StepInput<'_>, collect: Option<&str>) -> Result<(StepResult, Option<Vec<u8>>), ExecError> {
-        let id = self.pool.take(shape).await.map_err(engine("starting a container"))?;
-        let _remove = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), ooms: self.ooms.clone() };
+        let warm = self.pool.take(shape).await?;
+        let (id, uid) = (warm.id.clone(), warm.uid.uid());
+        let _remove = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), ooms: self.ooms.clone(), uid: Some(warm.uid) };
         let limits = &shape.limits;
-        let result = self.run_in(&id, limits, input, Usage::default()).await?;
+        let result = self.run_in(&id, uid, limits, input, Usage::default()).await?;
         let artifact = match collect {
             Some(name) if result.status == Status::Ok => {
-                let spec = ExecSpec { argv: vec!["cat".into(), "--".into(), name.to_string()], env: vec![], stdin: b"", output_cap: limits.disk_bytes, deadline: Duration::from_secs(30), stream: None };
+                let spec = ExecSpec { uid, argv: vec!["cat".into(), "--".into(), name.to_string()], env: vec![], stdin: b"", output_cap: limits.disk_bytes, deadline: Duration::from_secs(30), stream: None };
                 let got = exec::run(&self.docker, &id, spec).await.map_err(engine("collecting the compiled program"))?;
                 (got.exit_code == Some(0) && !got.stdout.truncated).then_some(got.stdout.bytes)
             }
@@ -298,11 +339,11 @@ impl DockerExecutor {
         Ok((result, artifact))
     }
 
-    /// One process in the running container `id`, as the sandbox user: deliver the files, run
+    /// One process in the running container `id`, as its uid `uid`: deliver the files, run
     /// it under `limits` (wall deadline, output cap), then judge it: usage since `baseline` (the
     /// engine's CPU figure is container-cumulative), an OOM kill, the status. The process and
     /// anything it started may still run when this returns; stopping them is the caller's job.
-    pub(crate) async fn run_in(&self, id: &str, limits: &Limits, input: StepInput<'_>, baseline: Usage) -> Result<StepResult, ExecError> {
+    pub(crate) async fn run_in(&self, id: &str, uid: u32, limits: &Limits, input: StepInput<'_>, baseline: Usage) -> Result<StepResult, ExecError> {
         let StepInput { argv, env, files, stdin, cpu_secs, stream } = input;
         // An OOM kill recorded earlier in a long-lived container is not this process's.
         self.ooms.forget(id);
@@ -326,7 +367,7 @@ impl DockerExecutor {
         );
         let mut wrapped = vec!["/bin/sh".to_string(), "-c".into(), script, "sh".into()];
         wrapped.extend(argv);
-        let spec = ExecSpec { argv: wrapped, env, stdin: &input, output_cap: limits.output_bytes, deadline: Duration::from_millis(limits.wall_time_ms), stream };
+        let spec = ExecSpec { uid, argv: wrapped, env, stdin: &input, output_cap: limits.output_bytes, deadline: Duration::from_millis(limits.wall_time_ms), stream };
         let out = exec::run(&self.docker, id, spec).await.map_err(engine("running the program"))?;
         if out.exit_code == Some(UNPACK_FAILED) && out.stderr.lossy().contains("execbox: could not unpack the files") {
             return Err(ExecError::Setup(format!("unpacking files in the container failed: {}", out.stderr.lossy().trim())));
@@ -367,7 +408,7 @@ impl DockerExecutor {
         if let Some(u) = host_cgroup_usage(id) {
             return u;
         }
-        let spec = ExecSpec { argv: vec!["/bin/sh".into(), "-c".into(), CGROUP_USAGE.into()], env: vec![], stdin: b"", output_cap: 4096, deadline: Duration::from_secs(10), stream: None };
+        let spec = ExecSpec { uid: container::WAITER_UID, argv: vec!["/bin/sh".into(), "-c".into(), CGROUP_USAGE.into()], env: vec![], stdin: b"", output_cap: 4096, deadline: Duration::from_secs(10), stream: None };
         match exec::run(&self.docker, id, spec).await {
             Ok(out) if out.exit_code == Some(0) => parse_cgroup_usage(&out.stdout.lossy()),
             _ => Usage::default(),
@@ -449,19 +490,22 @@ pub(crate) struct StepInput<'a> {
     pub stream: Option<super::OutputSink>,
 }
 
-/// Containers are never reused: whatever happened, the run's container goes.
+/// Containers are never reused: whatever happened, the run's container goes, and only then its
+/// uid (no process of it is left).
 struct RemoveOnDrop {
     docker: Docker,
     id: String,
     ooms: Arc<oom::OomWatch>,
+    uid: Option<UidLease>,
 }
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let (docker, id, ooms) = (self.docker.clone(), self.id.clone(), self.ooms.clone());
+        let (docker, id, ooms, uid) = (self.docker.clone(), self.id.clone(), self.ooms.clone(), self.uid.take());
         tokio::spawn(async move {
             container::remove(&docker, &id).await;
             ooms.forget(&id);
+            drop(uid);
         });
     }
 }
@@ -540,7 +584,9 @@ impl Executor for DockerExecutor {
                 "read_only_rootfs": true,
                 "cap_drop": "ALL",
                 "no_new_privileges": true,
-                "user": container::SANDBOX_USER,
+                "user": "one uid per container, from sandbox_uids",
+                "uids_in_use": self.cfg.uids.in_use(),
+                "socket_memory": container::socket_memory_mode(),
                 "init": true,
                 "warm_containers": self.pool.idle(),
                 "images": self.images,

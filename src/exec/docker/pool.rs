@@ -2,25 +2,43 @@
 //! the background up to `per_shape`, with at most `max_total` idle containers overall. A shape
 //! starts being kept warm the first time it is asked for (or when pre-warmed at start); the
 //! least recently used shape gives way when too many are wanted.
+//!
+//! A container's uid is fixed when it is made (its tmpfs belongs to it), so every container,
+//! idle or running, holds a uid lease from the service's allocator until it has been removed;
+//! the pool only grows while uids are free, so `max_total` idle containers plus the runs fit in
+//! the range.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bollard::Docker;
 
 use super::container::{self, Shape};
+use crate::exec::uids::{UidLease, Uids};
+use crate::exec::ExecError;
+
+/// A started container and the uid its programs run as.
+pub struct Warm {
+    pub id: String,
+    pub uid: UidLease,
+}
 
 pub struct Pool {
     docker: Docker,
     instance: String,
     per_shape: usize,
     max_total: usize,
+    uids: Arc<Uids>,
     state: Mutex<State>,
 }
 
+/// How long a run waits for a uid when every one is held.
+const UID_WAIT: Duration = Duration::from_secs(10);
+
 #[derive(Default)]
 struct State {
-    ready: HashMap<Shape, VecDeque<String>>,
+    ready: HashMap<Shape, VecDeque<Warm>>,
     creating: HashMap<Shape, usize>,
     /// Shapes kept warm, most recently used last.
     wanted: Vec<Shape>,
@@ -34,13 +52,14 @@ impl State {
 }
 
 impl Pool {
-    pub fn new(docker: Docker, instance: String, per_shape: usize, max_total: usize) -> Arc<Pool> {
-        Arc::new(Pool { docker, instance, per_shape, max_total, state: Mutex::new(State::default()) })
+    pub fn new(docker: Docker, instance: String, per_shape: usize, max_total: usize, uids: Arc<Uids>) -> Arc<Pool> {
+        Arc::new(Pool { docker, instance, per_shape, max_total, uids, state: Mutex::new(State::default()) })
     }
 
-    /// A started container of `shape`: from the pool when one is ready, else made now.
-    /// Either way the pool is topped up in the background.
-    pub async fn take(self: &Arc<Self>, shape: &Shape) -> Result<String, bollard::errors::Error> {
+    /// A started container of `shape`: from the pool when one is ready, else made now (with a
+    /// uid, waiting a while for one when all are held). Either way the pool is topped up in the
+    /// background.
+    pub async fn take(self: &Arc<Self>, shape: &Shape) -> Result<Warm, ExecError> {
         let ready = {
             let mut st = self.state.lock().unwrap();
             st.wanted.retain(|s| s != shape);
@@ -50,8 +69,11 @@ impl Pool {
         self.evict_unwanted().await;
         self.refill(shape);
         match ready {
-            Some(id) => Ok(id),
-            None => self.create_started(shape).await,
+            Some(w) => Ok(w),
+            None => {
+                let uid = self.uids.acquire(UID_WAIT).await?;
+                self.create_started(shape, uid).await.map_err(|e| ExecError::Unavailable("docker".into(), format!("starting a container: {e}")))
+            }
         }
     }
 
@@ -79,18 +101,23 @@ impl Pool {
                     }
                     *st.creating.entry(shape.clone()).or_default() += 1;
                 }
-                let made = pool.create_started(&shape).await;
+                // An idle container holds a uid: the pool grows only while one is free.
+                let Some(uid) = pool.uids.try_acquire() else {
+                    *pool.state.lock().unwrap().creating.entry(shape.clone()).or_default() -= 1;
+                    return;
+                };
+                let made = pool.create_started(&shape, uid).await;
                 let made = {
                     let mut st = pool.state.lock().unwrap();
                     match made {
-                        Ok(id) if !st.closed => {
+                        Ok(w) if !st.closed => {
                             *st.creating.entry(shape.clone()).or_default() -= 1;
-                            st.ready.entry(shape.clone()).or_default().push_back(id);
+                            st.ready.entry(shape.clone()).or_default().push_back(w);
                             continue;
                         }
                         // Closed while it was being made: it stays counted as `creating` until
                         // removed, so close() (which waits for that count) sees it gone.
-                        Ok(id) => Ok(id),
+                        Ok(w) => Ok(w),
                         Err(e) => {
                             *st.creating.entry(shape.clone()).or_default() -= 1;
                             Err(e)
@@ -98,8 +125,9 @@ impl Pool {
                     }
                 };
                 match made {
-                    Ok(id) => {
-                        container::remove(&pool.docker, &id).await;
+                    Ok(w) => {
+                        container::remove(&pool.docker, &w.id).await;
+                        drop(w.uid);
                         *pool.state.lock().unwrap().creating.entry(shape.clone()).or_default() -= 1;
                         return;
                     }
@@ -114,30 +142,32 @@ impl Pool {
 
     /// Shapes beyond what `max_total` can hold lose their idle containers, oldest first.
     async fn evict_unwanted(&self) {
-        let victims: Vec<String> = {
+        let victims: Vec<Warm> = {
             let mut st = self.state.lock().unwrap();
             let keep = self.max_total.div_ceil(self.per_shape.max(1)).max(1);
             let drop_n = st.wanted.len().saturating_sub(keep);
             let dropped: Vec<Shape> = st.wanted.drain(..drop_n).collect();
             dropped.iter().flat_map(|s| st.ready.remove(s).unwrap_or_default()).collect()
         };
-        for id in victims {
-            container::remove(&self.docker, &id).await;
+        for w in victims {
+            container::remove(&self.docker, &w.id).await;
         }
     }
 
-    pub async fn create_started(&self, shape: &Shape) -> Result<String, bollard::errors::Error> {
-        container::create_started(&self.docker, container::create_body(shape, &self.instance)).await
+    /// A started container whose programs run as `uid` (given back if it cannot be made).
+    pub async fn create_started(&self, shape: &Shape, uid: UidLease) -> Result<Warm, bollard::errors::Error> {
+        let id = container::create_started(&self.docker, container::create_body(shape, &self.instance, uid.uid())).await?;
+        Ok(Warm { id, uid })
     }
 
     /// Stop refilling and remove every idle container.
     pub async fn close(&self) {
-        let ids: Vec<String> = {
+        let idle: Vec<Warm> = {
             let mut st = self.state.lock().unwrap();
             st.closed = true;
             st.ready.drain().flat_map(|(_, v)| v).collect()
         };
-        futures_util::future::join_all(ids.iter().map(|id| container::remove(&self.docker, id))).await;
+        futures_util::future::join_all(idle.iter().map(|w| container::remove(&self.docker, &w.id))).await;
         // A container still being created would appear after the caller's final sweep listed
         // the engine's containers: wait for those (the refill removes them once closed).
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);

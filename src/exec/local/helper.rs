@@ -161,13 +161,16 @@ fn pid1(staging: &Path, boot: &BootSpec, staging_fd: OwnedFd, workspace: Option<
     if let Err(e) = super::mounts::resize_work(&run) {
         return fail(e);
     }
+    if let Err(e) = super::mounts::set_identity(&run, boot) {
+        return fail(e);
+    }
     let work_fd: Option<OwnedFd> = match &workspace {
         Some(ws) => {
             let work = match File::open("/work") {
                 Ok(f) => OwnedFd::from(f),
                 Err(e) => return fail(format!("open /work: {e}")),
             };
-            let owner = if boot.user_namespace { (0, 0) } else { (boot.uid, boot.gid) };
+            let owner = if boot.user_namespace { (0, 0) } else { (run.uid, run.gid) };
             if let Err(e) = super::workspace::copy_in(ws, &work, owner) {
                 return fail(format!("copying the workspace in: {e}"));
             }
@@ -276,7 +279,7 @@ fn exec_program(boot: &BootSpec, run: &RunSpec, stdin_fd: OwnedFd, filters: &[se
     // The program is not init's favourite: the OOM killer takes it first.
     let _ = fs::write("/proc/self/oom_score_adj", "0");
     if !boot.user_namespace {
-        let (uid, gid) = (Uid::from_raw(boot.uid), Gid::from_raw(boot.gid));
+        let (uid, gid) = (Uid::from_raw(run.uid), Gid::from_raw(run.gid));
         if let Err(e) = nix::unistd::setgroups(&[]) {
             die("setgroups", &e);
         }

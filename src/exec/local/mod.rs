@@ -25,6 +25,7 @@ use tokio::io::AsyncWriteExt;
 use warm::{Preparer, WarmPool};
 
 use super::runtime::{Runtime, RuntimeTable};
+use super::uids::{UidLease, Uids};
 use super::{BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status, StepResult, Usage};
 use crate::policy::Limits;
 
@@ -36,8 +37,8 @@ pub struct LocalConfig {
     /// Where runs are staged; `<data-dir>/runs/<instance>`.
     pub staging_root: PathBuf,
     pub instance: String,
-    pub sandbox_uid: u32,
-    pub sandbox_gid: u32,
+    /// The service's one uid allocator: each run takes its own uid for as long as it lives.
+    pub uids: Arc<Uids>,
     /// Run without cgroup limits when the host offers none (reported on /readyz).
     pub allow_degraded: bool,
     /// Sandboxes kept prepared ahead of runs.
@@ -69,6 +70,8 @@ struct Step<'a> {
     stream: Option<super::OutputSink>,
     /// A sandbox's host directory: its `work/` is copied in and back.
     workspace: Option<&'a Path>,
+    /// The run's uid, held until every step's processes are gone.
+    uid: Arc<UidLease>,
 }
 
 /// What a step left behind: its result, plus the path of a collected artifact.
@@ -83,16 +86,19 @@ struct StepOutcome {
 struct StagingGuard {
     dir: Option<PathBuf>,
     cgroup: Option<Box<dyn RunCgroup>>,
+    uid: Option<Arc<UidLease>>,
 }
 
 impl StagingGuard {
-    /// Kill what is left, remove the cgroup and the staging dir. Idempotent.
+    /// Kill what is left, remove the cgroup and the staging dir, then let the uid go (its
+    /// processes are gone). Idempotent.
     fn cleanup(&mut self) {
         if let Some(cg) = self.cgroup.take() {
             if let Err(e) = cg.destroy() {
                 tracing::warn!(error = %e, "could not remove run cgroup");
             }
         }
+        self.uid.take();
         if let Some(dir) = self.dir.take() {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 if e.kind() != std::io::ErrorKind::NotFound {
@@ -105,7 +111,7 @@ impl StagingGuard {
     /// Clean up on the blocking pool (cgroup removal may sleep between retries), and only
     /// then let the run's answer go out.
     async fn finish(mut self) {
-        let mut this = StagingGuard { dir: self.dir.take(), cgroup: self.cgroup.take() };
+        let mut this = StagingGuard { dir: self.dir.take(), cgroup: self.cgroup.take(), uid: self.uid.take() };
         let _ = tokio::task::spawn_blocking(move || this.cleanup()).await;
     }
 }
@@ -116,6 +122,9 @@ impl Drop for StagingGuard {
         self.cleanup();
     }
 }
+
+/// How long a run waits for a uid when every one is held (runs finishing free theirs).
+const UID_WAIT: Duration = Duration::from_secs(10);
 
 enum Ended {
     Exited,
@@ -161,8 +170,6 @@ impl LocalExecutor {
             staging_root: cfg.staging_root.clone(),
             cgroups: cgroups.clone(),
             boot: BootSpec {
-                uid: cfg.sandbox_uid,
-                gid: cfg.sandbox_gid,
                 user_namespace,
                 ro_paths: table.sandbox.ro_paths.clone(),
                 path: table.sandbox.path.clone(),
@@ -182,6 +189,13 @@ impl LocalExecutor {
         let limits = Limits { wall_time_ms: 20_000, cpu_time_ms: 20_000, memory_bytes: 512 << 20, pids: 32, output_bytes: 4096, disk_bytes: 1 << 20 };
         let mut results = Vec::new();
         for rt in self.table.runtimes.iter().filter(|r| only.is_none_or(|o| o == r.language)) {
+            let uid = match self.cfg.uids.acquire(UID_WAIT).await {
+                Ok(l) => Arc::new(l),
+                Err(e) => {
+                    results.push((rt.language.clone(), Err(e.to_string())));
+                    continue;
+                }
+            };
             let step = Step {
                 argv: rt.version.clone(),
                 env: self.base_env(),
@@ -193,6 +207,7 @@ impl LocalExecutor {
                 collect: None,
                 stream: None,
                 workspace: None,
+                uid,
             };
             let outcome = match self.step(step).await {
                 Ok(o) => {
@@ -264,6 +279,9 @@ impl LocalExecutor {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
         }
+        // One uid for the run's steps; each step's guard keeps it until that step's processes
+        // are gone.
+        let uid = Arc::new(self.cfg.uids.acquire(UID_WAIT).await?);
         let mut compile = None;
         let mut artifact = None;
         let mut compile_outcome = None;
@@ -280,6 +298,7 @@ impl LocalExecutor {
                     collect: Some(name.clone()),
                     stream: None,
                     workspace,
+                    uid: uid.clone(),
                 })
                 .await?;
             compile = Some(CompileResult::from(&o.result));
@@ -306,6 +325,7 @@ impl LocalExecutor {
                 collect: None,
                 stream: job.stream.clone(),
                 workspace,
+                uid,
             })
             .await;
         if let Some(o) = compile_outcome {
@@ -332,7 +352,8 @@ impl LocalExecutor {
             None => self.pool.take()?,
         };
         let dir = sb.dir.clone();
-        let guard = StagingGuard { dir: Some(sb.dir), cgroup: sb.cgroup };
+        let (uid, gid) = (step.uid.uid(), step.uid.uid());
+        let guard = StagingGuard { dir: Some(sb.dir), cgroup: sb.cgroup, uid: Some(step.uid) };
         let (mut child, mut stdin_pipe) = (sb.child, sb.stdin);
         let io = |what: &str| {
             let what = format!("{what} in {}", dir.display());
@@ -353,6 +374,8 @@ impl LocalExecutor {
             files.push(StagedFile { path: name.to_string(), content_b64: b64(&bytes), executable: true });
         }
         let run = RunSpec {
+            uid,
+            gid,
             argv: step.argv,
             env: step.env,
             files,
@@ -486,6 +509,8 @@ impl Executor for LocalExecutor {
             "seccomp": true,
             "no_new_privs": true,
             "unprivileged_uid": !self.user_namespace,
+            "uid_per_run": !self.user_namespace,
+            "uids_in_use": self.cfg.uids.in_use(),
             "network": "loopback only",
             "warm_sandboxes": self.pool.idle(),
             "cgroup": self.cgroups.as_ref().map(|c| serde_json::to_value(c.features()).unwrap_or_default()),

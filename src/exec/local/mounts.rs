@@ -34,14 +34,13 @@ pub fn build_root(staging: &Path, spec: &BootSpec) -> R<()> {
         ctx(fs::create_dir(dir), || format!("mkdir {}", dir.display()))?;
     }
 
-    let owner = if spec.user_namespace { (0, 0) } else { (spec.uid, spec.gid) };
     mount_tmpfs(&root, "execbox-root", 8 << 20, "0755", MsFlags::empty())?;
     mount_tmpfs(&data, "execbox-data", spec.initial_disk_bytes, "0755", MsFlags::MS_NOSUID | MsFlags::MS_NODEV)?;
+    // /work goes to the run's uid when the run arrives (`set_identity`).
     for (dir, mode) in [("work", 0o755), ("tmp", 0o1777), ("shm", 0o1777)] {
         let p = data.join(dir);
         ctx(fs::create_dir(&p), || format!("mkdir {}", p.display()))?;
         ctx(fs::set_permissions(&p, fs::Permissions::from_mode(mode)), || format!("chmod {}", p.display()))?;
-        ctx(chown(&p, Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1))), || format!("chown {}", p.display()))?;
     }
 
     for host in &spec.ro_paths {
@@ -111,27 +110,40 @@ fn bind_ro_path(host: &Path, root: &Path) -> R<()> {
     bind(host, &target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, true)
 }
 
-/// A synthetic /etc: the program's identity and name resolution, nothing of the host's.
+/// A synthetic /etc: name resolution, nothing of the host's; the identity files are written
+/// when the run's uid is known (`set_identity`).
 fn write_etc(root: &Path, spec: &BootSpec) -> R<()> {
     let etc = root.join("etc");
     ctx(fs::create_dir_all(&etc), || "mkdir /etc".into())?;
-    let (uid, gid) = if spec.user_namespace { (0, 0) } else { (spec.uid, spec.gid) };
     let files = [
-        ("passwd", format!("root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{gid}:sandbox:/work:/bin/sh\n")),
-        ("group", format!("root:x:0:\nsandbox:x:{gid}:\n")),
         ("hosts", format!("127.0.0.1\tlocalhost {0}\n::1\tlocalhost ip6-localhost\n", spec.hostname)),
         ("hostname", format!("{}\n", spec.hostname)),
         ("nsswitch.conf", "passwd: files\ngroup: files\nhosts: files\n".to_string()),
         ("resolv.conf", String::new()),
     ];
     for (name, content) in files {
-        if uid == 0 && name == "passwd" {
-            ctx(fs::write(etc.join(name), "root:x:0:0:root:/work:/bin/sh\n"), || format!("write /etc/{name}"))?;
-            continue;
-        }
         ctx(fs::write(etc.join(name), content), || format!("write /etc/{name}"))?;
     }
     Ok(())
+}
+
+/// The run's identity, once a run has taken the sandbox: `/etc/passwd` and `/etc/group` name
+/// its uid (the read-only root is made writable for the moment it takes), and `/work` is its.
+pub fn set_identity(run: &RunSpec, boot: &BootSpec) -> R<()> {
+    let (uid, gid) = if boot.user_namespace { (0, 0) } else { (run.uid, run.gid) };
+    let (passwd, group) = if uid == 0 {
+        ("root:x:0:0:root:/work:/bin/sh\n".to_string(), "root:x:0:\n".to_string())
+    } else {
+        (format!("root:x:0:0:root:/root:/bin/sh\nsandbox:x:{uid}:{gid}:sandbox:/work:/bin/sh\n"), format!("root:x:0:\nsandbox:x:{gid}:\n"))
+    };
+    let remount = |extra: MsFlags, what: &str| {
+        ctx(mount(NONE, "/", NONE, MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | extra, NONE), || format!("remount / {what}"))
+    };
+    remount(MsFlags::empty(), "writable")?;
+    let written = ctx(fs::write("/etc/passwd", passwd), || "write /etc/passwd".into()).and_then(|_| ctx(fs::write("/etc/group", group), || "write /etc/group".into()));
+    remount(MsFlags::MS_RDONLY, "read-only")?;
+    written?;
+    ctx(chown("/work", Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid))), || "chown /work".into())
 }
 
 /// A minimal /dev: the harmless character devices bound from the host, the usual symlinks, and
@@ -166,7 +178,7 @@ pub fn resize_work(run: &RunSpec) -> R<()> {
 /// Write the run's files into /work before the program starts. Nothing else runs yet; a link
 /// copied in from a workspace is refused as a parent and replaced, never written through.
 pub fn write_files(run: &RunSpec, boot: &BootSpec) -> R<()> {
-    let owner = if boot.user_namespace { (0, 0) } else { (boot.uid, boot.gid) };
+    let owner = if boot.user_namespace { (0, 0) } else { (run.uid, run.gid) };
     let chown_to = |p: &Path| ctx(chown(p, Some(Uid::from_raw(owner.0)), Some(Gid::from_raw(owner.1))), || format!("chown {}", p.display()));
     let work = Path::new("/work");
     for f in &run.files {

@@ -9,9 +9,6 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BootSpec {
-    /// Identity of the program; ignored (stays 0 inside the namespace) when `user_namespace`.
-    pub uid: u32,
-    pub gid: u32,
     /// Create a user namespace (the service is not root).
     pub user_namespace: bool,
     /// Host paths bound read-only (symlinks recreated).
@@ -30,6 +27,11 @@ pub struct BootSpec {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSpec {
+    /// Identity of the program, this run's own uid (gid = uid) from the service's allocator,
+    /// known only when a run takes the sandbox; ignored (stays 0 inside the namespace) when
+    /// `user_namespace`.
+    pub uid: u32,
+    pub gid: u32,
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     /// Files placed in /work.

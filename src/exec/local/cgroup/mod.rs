@@ -30,6 +30,9 @@ pub struct CgroupFeatures {
     pub swap_limit: bool,
     pub pids: bool,
     pub cpu_accounting: bool,
+    /// Kernel socket buffers count against the run's memory limit (v2: charged to `memory.max`)
+    /// or are capped at it (v1: `memory.kmem.tcp.limit_in_bytes`, which v1 leaves unlimited).
+    pub socket_memory_limit: bool,
 }
 
 /// Usage and OOM record of a finished (or killed) run.

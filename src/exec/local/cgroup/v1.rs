@@ -19,6 +19,8 @@ pub struct V1 {
     cpuacct: PathBuf,
     /// `memory.memsw.*` exists only when the kernel accounts swap (`swapaccount=1`).
     swap_limit: bool,
+    /// `memory.kmem.tcp.*` exists when the kernel accounts kernel memory.
+    tcp_limit: bool,
 }
 
 impl V1 {
@@ -36,8 +38,12 @@ impl V1 {
         };
         let (memory, pids, cpuacct) = (find("memory")?, find("pids")?, find("cpuacct")?);
         let swap_limit = memory.join("memory.memsw.limit_in_bytes").exists();
+        let tcp_limit = memory.join("memory.kmem.tcp.limit_in_bytes").exists();
+        if !tcp_limit {
+            tracing::warn!("cgroup v1 without memory.kmem.tcp: a run's socket buffers are not bounded by its memory limit");
+        }
         let instance_dir = |mount: &Path| mount.join("execbox").join(instance);
-        let backend = V1 { memory: instance_dir(&memory), pids: instance_dir(&pids), cpuacct: instance_dir(&cpuacct), swap_limit };
+        let backend = V1 { memory: instance_dir(&memory), pids: instance_dir(&pids), cpuacct: instance_dir(&cpuacct), swap_limit, tcp_limit };
         for dir in backend.dirs() {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
@@ -49,7 +55,7 @@ impl V1 {
     }
 
     fn run(&self, run_id: &str) -> V1Run {
-        V1Run { memory: self.memory.join(run_id), pids: self.pids.join(run_id), cpuacct: self.cpuacct.join(run_id), swap_limit: self.swap_limit }
+        V1Run { memory: self.memory.join(run_id), pids: self.pids.join(run_id), cpuacct: self.cpuacct.join(run_id), swap_limit: self.swap_limit, tcp_limit: self.tcp_limit }
     }
 
     fn apply_limits(&self, run: &V1Run, limits: &Limits) -> Result<(), CgroupError> {
@@ -63,13 +69,20 @@ impl V1 {
             // No swap accounting: the best we can do is ask the kernel not to swap this cgroup.
             write_file(&run.memory.join("memory.swappiness"), "0")?;
         }
+        if self.tcp_limit {
+            // v1 charges TCP buffers to a counter of their own, unlimited and outside
+            // limit_in_bytes: without this a run pins host memory far past its limit. Written
+            // before anything joins, so every socket of the run is charged (v1 starts
+            // accounting a cgroup's sockets at the first write).
+            write_file(&run.memory.join("memory.kmem.tcp.limit_in_bytes"), &bytes)?;
+        }
         write_file(&run.pids.join("pids.max"), &limits.pids.to_string())
     }
 }
 
 impl CgroupBackend for V1 {
     fn features(&self) -> CgroupFeatures {
-        CgroupFeatures { version: CgroupVersion::V1, memory: true, swap_limit: self.swap_limit, pids: true, cpu_accounting: true }
+        CgroupFeatures { version: CgroupVersion::V1, memory: true, swap_limit: self.swap_limit, pids: true, cpu_accounting: true, socket_memory_limit: self.tcp_limit }
     }
 
     fn create(&self, run_id: &str, limits: &Limits) -> Result<Box<dyn RunCgroup>, CgroupError> {
@@ -120,6 +133,7 @@ struct V1Run {
     pids: PathBuf,
     cpuacct: PathBuf,
     swap_limit: bool,
+    tcp_limit: bool,
 }
 
 impl V1Run {
@@ -157,6 +171,10 @@ impl RunCgroup for V1Run {
             write_file(&self.memory.join("memory.memsw.limit_in_bytes"), &bytes)?;
         } else {
             write_file(&self.memory.join("memory.limit_in_bytes"), &bytes)?;
+        }
+        if self.tcp_limit {
+            // The sandbox has opened no socket while it waited, so nothing is over the new cap.
+            write_file(&self.memory.join("memory.kmem.tcp.limit_in_bytes"), &bytes)?;
         }
         write_file(&self.pids.join("pids.max"), &limits.pids.to_string())
     }
@@ -290,7 +308,9 @@ mod tests {
             fs::create_dir_all(root.join(d)).unwrap();
         }
         if memsw {
+            // A host that accounts swap here also accounts kernel (and TCP) memory.
             fs::write(root.join("memory/memory.memsw.limit_in_bytes"), "9223372036854771712\n").unwrap();
+            fs::write(root.join("memory/memory.kmem.tcp.limit_in_bytes"), "9223372036854771712\n").unwrap();
         }
         let r = root.display();
         format!(
@@ -334,7 +354,11 @@ mod tests {
         let read = |p: &str| fs::read_to_string(tmp.path().join(p)).unwrap();
         assert_eq!(read("memory/execbox/i1/r1/memory.limit_in_bytes"), (64u64 << 20).to_string());
         assert_eq!(read("memory/execbox/i1/r1/memory.memsw.limit_in_bytes"), (64u64 << 20).to_string());
+        assert_eq!(read("memory/execbox/i1/r1/memory.kmem.tcp.limit_in_bytes"), (64u64 << 20).to_string(), "socket buffers capped at the memory limit");
         assert_eq!(read("pids/execbox/i1/r1/pids.max"), "32");
+        assert!(v1.features().socket_memory_limit);
+        run.set_limits(&limits(32 << 20, 8)).unwrap();
+        assert_eq!(read("memory/execbox/i1/r1/memory.kmem.tcp.limit_in_bytes"), (32u64 << 20).to_string(), "and follow the run's limit");
         assert_eq!(
             run.procs_files(),
             ["memory", "pids", "cpu,cpuacct"].map(|h| tmp.path().join(h).join("execbox/i1/r1/cgroup.procs")).to_vec()
@@ -348,6 +372,7 @@ mod tests {
         let dir = tmp.path().join("memory/execbox/i1/r1");
         assert_eq!(fs::read_to_string(dir.join("memory.swappiness")).unwrap(), "0");
         assert!(!dir.join("memory.memsw.limit_in_bytes").exists());
+        assert!(!dir.join("memory.kmem.tcp.limit_in_bytes").exists() && !v1.features().socket_memory_limit);
     }
 
     #[test]
@@ -408,6 +433,9 @@ mod tests {
         let v1 = V1::from_mountinfo(&mountinfo, &format!("unit-test-{}", std::process::id())).unwrap();
         let run = v1.create("run1", &limits(64 << 20, 16)).unwrap();
         assert_eq!(read_u64(&v1.memory.join("run1/memory.limit_in_bytes")), Some(64 << 20));
+        if v1.tcp_limit {
+            assert_eq!(read_u64(&v1.memory.join("run1/memory.kmem.tcp.limit_in_bytes")), Some(64 << 20));
+        }
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         for f in run.procs_files() {
             write_file(&f, &child.id().to_string()).unwrap();

@@ -136,6 +136,9 @@ fn migrate_procs(dir: &Path) -> Result<(), String> {
 impl CgroupBackend for V2 {
     fn features(&self) -> CgroupFeatures {
         CgroupFeatures {
+            // v2 charges socket buffers to the cgroup's memory (unless the host boots with
+            // cgroup.memory=nosocket), so memory.max bounds them with everything else.
+            socket_memory_limit: true,
             version: CgroupVersion::V2,
             memory: true,
             swap_limit: self.swap_limit,
