@@ -2,8 +2,10 @@
 //! hierarchy.
 //!
 //! v2 only lets a cgroup hand controllers to its children while it has no processes of its own
-//! ("no internal processes"), so when the service's own cgroup is not yet delegated that way we
-//! move its processes into a sibling leaf, `execbox-service`, first.
+//! ("no internal processes"; the root cgroup is exempt), so when the service's own cgroup is not
+//! yet delegated that way we move its processes into a child leaf, `execbox-service`, first. A
+//! process already in that leaf manages the leaf's parent. A graceful stop removes the instance
+//! and, when no other instance is left in it, `execbox`.
 
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
@@ -44,6 +46,12 @@ impl V2 {
             })
             .next()
             .ok_or_else(|| format!("no cgroup2 mount contains our own cgroup {own}"))?;
+        // Already in the leaf an earlier start moved us to (a shell that ran the CLI, a service
+        // restarted in place): manage its parent again rather than nest one level deeper each time.
+        let base = match (base.file_name(), base.parent()) {
+            (Some(name), Some(parent)) if name == SERVICE_LEAF => parent.to_path_buf(),
+            _ => base,
+        };
         V2::at(base, instance)
     }
 
@@ -67,13 +75,18 @@ impl V2 {
         enable(&base, &want, true)?;
         let top = base.join("execbox");
         let dir = top.join(instance);
-        for d in [&top, &dir] {
-            match std::fs::create_dir(d) {
+        for attempt in 0.. {
+            mkdir_exist_ok(&top)?;
+            enable(&top, &want, false)?;
+            match std::fs::create_dir(&dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(format!("cannot create {}: {e}", d.display())),
+                // Another instance's stop removed an empty `execbox` between our two mkdirs.
+                Err(e) if e.kind() == ErrorKind::NotFound && attempt < 3 => continue,
+                Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
             }
-            enable(d, &want, false)?;
+            enable(&dir, &want, false)?;
+            break;
         }
         // Both files appear in the instance dir once its parent enabled memory (resp. exists always);
         // memory.swap.max is absent when the kernel does not account swap.
@@ -111,16 +124,23 @@ fn enable(dir: &Path, want: &[&str], migrate: bool) -> Result<(), String> {
     Ok(())
 }
 
+fn mkdir_exist_ok(dir: &Path) -> Result<(), String> {
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != ErrorKind::AlreadyExists => Err(format!("cannot create {}: {e}", dir.display())),
+        _ => Ok(()),
+    }
+}
+
+/// The leaf below the delegated cgroup that holds the service's own processes (and any other
+/// process that was in that cgroup), so the cgroup itself may hand controllers to its children.
+const SERVICE_LEAF: &str = "execbox-service";
+
 /// Move every process of `dir` into `dir/execbox-service`, one pid per write as cgroupfs wants.
 fn migrate_procs(dir: &Path) -> Result<(), String> {
     let procs = dir.join("cgroup.procs");
     let pids = std::fs::read_to_string(&procs).map_err(|e| format!("cannot read {}: {e}", procs.display()))?;
-    let leaf = dir.join("execbox-service");
-    match std::fs::create_dir(&leaf) {
-        Ok(()) => {}
-        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(format!("cannot create {}: {e}", leaf.display())),
-    }
+    let leaf = dir.join(SERVICE_LEAF);
+    mkdir_exist_ok(&leaf)?;
     let target = leaf.join("cgroup.procs");
     for pid in pids.split_whitespace() {
         match std::fs::write(&target, pid) {
@@ -175,8 +195,18 @@ impl CgroupBackend for V2 {
     }
 
     fn remove_instance(&self) -> Result<(), CgroupError> {
-        // `<base>/execbox` stays: other instances may live in it.
-        rmdir_retry(&self.dir)
+        rmdir_retry(&self.dir)?;
+        // `<base>/execbox` goes too once no other instance lives in it (the kernel refuses with
+        // EBUSY while it has children), so a stopped service leaves nothing below its cgroup but
+        // the leaf it moved itself into.
+        if let Some(top) = self.dir.parent() {
+            if let Err(e) = std::fs::remove_dir(top) {
+                if !matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY | libc::ENOENT)) {
+                    return Err(io_err(top, "rmdir")(e));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -270,6 +300,10 @@ mod tests {
         // Bind-mounted from a sub-cgroup (container without a cgroup namespace).
         let mountinfo = format!("34 25 0:29 /system.slice {m}/system.slice rw - cgroup2 cgroup2 rw\n");
         let v2 = V2::from_mountinfo(&mountinfo, "0::/system.slice/execbox.service\n", "i1").unwrap();
+        assert_eq!(v2.dir, base.join("execbox/i1"));
+
+        // Already in the leaf an earlier start made: the leaf's parent is managed again, no nesting.
+        let v2 = V2::from_mountinfo(&mountinfo, "0::/system.slice/execbox.service/execbox-service\n", "i1").unwrap();
         assert_eq!(v2.dir, base.join("execbox/i1"));
 
         let err = V2::from_mountinfo(&mountinfo, "0::/user.slice\n", "i1").unwrap_err();
@@ -367,7 +401,17 @@ mod tests {
         fs::remove_file(v2.dir.join("a/cgroup.kill")).unwrap();
         fs::remove_file(v2.dir.join("cgroup.subtree_control")).unwrap();
         assert_eq!(v2.sweep().unwrap(), 2);
+        // Another instance lives beside us: `execbox` stays.
+        fs::create_dir(tmp.path().join("execbox/i2")).unwrap();
         v2.remove_instance().unwrap();
-        assert!(!v2.dir.exists() && tmp.path().join("execbox").is_dir());
+        assert!(!v2.dir.exists() && tmp.path().join("execbox/i2").is_dir());
+        // The last one out removes `execbox` (on cgroupfs its control files do not count).
+        fs::remove_file(tmp.path().join("execbox/cgroup.subtree_control")).unwrap();
+        let i2 = V2 { dir: tmp.path().join("execbox/i2"), swap_limit: false, cpu_accounting: false };
+        i2.remove_instance().unwrap();
+        assert!(!tmp.path().join("execbox").exists());
+        // A later start makes it again.
+        V2::at(tmp.path().to_path_buf(), "i1").unwrap();
+        assert!(tmp.path().join("execbox/i1").is_dir());
     }
 }
