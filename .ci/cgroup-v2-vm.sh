@@ -5,6 +5,8 @@
 # tests/cgroup-v2/checks.py shared in over 9p, and runs every check in one boot.
 #
 # Usage: .ci/cgroup-v2-vm.sh [BINARY]      (as root; BINARY defaults to target/release/execbox)
+#        .ci/cgroup-v2-vm.sh --image-only  (build or check the cached image, boot nothing: .ci/run
+#                                           does this beside the cargo build)
 # Env:   EXECBOX_DEBIAN_MIRROR   mirror for the image build instead of this machine's apt sources
 #        EXECBOX_VM_TIMEOUT      seconds the guest may run before it counts as hung (default 900)
 #
@@ -20,6 +22,8 @@ PACKAGES=linux-image-amd64,initramfs-tools,python3,kmod,procps,util-linux,e2fspr
 IMAGE_SIZE=2G
 CACHE=target/cgroup-v2-vm
 CHECKS=tests/cgroup-v2/checks.py
+IMAGE_ONLY=false
+if [[ ${1:-} == --image-only ]]; then IMAGE_ONLY=true; shift; fi
 BIN=${1:-target/release/execbox}
 TIMEOUT=${EXECBOX_VM_TIMEOUT:-900}
 
@@ -67,7 +71,7 @@ recipe=$(printf '%s\n' "$SUITE" "$PACKAGES" "$IMAGE_SIZE" "$INIT" | sha256sum | 
 # --- prerequisites -------------------------------------------------------------
 
 [[ $(id -u) == 0 ]] || die "must run as root (debootstrap and mkfs need it)"
-[[ -x $BIN ]] || die "no binary at $BIN; build it first (cargo build --release)"
+$IMAGE_ONLY || [[ -x $BIN ]] || die "no binary at $BIN; build it first (cargo build --release)"
 [[ -f $CHECKS ]] || die "no check script at $CHECKS"
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
@@ -137,6 +141,7 @@ else
     build_image
     say "image built: $(since "$t")"
 fi
+$IMAGE_ONLY && exit 0
 
 # --- one boot --------------------------------------------------------------------
 
