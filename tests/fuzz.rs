@@ -15,7 +15,7 @@
 //! it fetched the document from, and follows no redirects.
 
 #[path = "api/helpers.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(dead_code, unused_imports, unused_macros)]
 mod helpers;
 
 use std::path::{Path, PathBuf};

@@ -224,17 +224,21 @@ fn constrain(doc: &mut Value, state: &AppState) {
     at(doc, &format!("{schemas}/ExecuteRequest")).as_object_mut().unwrap().remove("anyOf");
     add(doc, &format!("{schemas}/ExecuteRequest"), json!({"allOf": [{"anyOf": by_language}, {"anyOf": runs}]}));
 
-    // A sandbox call runs under its sandbox's policy, which the body does not name: each limit
-    // is at most the largest maximum of any policy.
-    let largest = |f: fn(&crate::policy::Limits) -> u64| policies.values().map(|p| f(&p.maxima)).max().unwrap_or(0);
+    // A sandbox call runs under its sandbox's policy, which the body does not name, and may not
+    // ask for more disk than the sandbox has (its policy's default): the bounds here are what a
+    // sandbox of every policy takes, so a call within them is never refused for its limits; one
+    // above them is refused unless the sandbox's policy allows it.
+    let smallest = |f: fn(&crate::policy::Limits) -> u64| policies.values().map(|p| f(&p.maxima)).min().unwrap_or(0);
+    let sandbox_disk = policies.values().map(|p| p.defaults.disk_bytes.min(p.maxima.disk_bytes)).min().unwrap_or(0);
     add(doc, &format!("{schemas}/SandboxCallRequest/properties/limits"), json!({"properties": {
-        "wall_time_ms": {"maximum": largest(|l| l.wall_time_ms)},
-        "cpu_time_ms": {"maximum": largest(|l| l.cpu_time_ms)},
-        "memory_bytes": {"maximum": largest(|l| l.memory_bytes)},
-        "pids": {"maximum": largest(|l| l.pids)},
-        "output_bytes": {"maximum": largest(|l| l.output_bytes)},
-        "disk_bytes": {"maximum": largest(|l| l.disk_bytes)},
-    }}));
+        "wall_time_ms": {"maximum": smallest(|l| l.wall_time_ms)},
+        "cpu_time_ms": {"maximum": smallest(|l| l.cpu_time_ms)},
+        "memory_bytes": {"maximum": smallest(|l| l.memory_bytes)},
+        "pids": {"maximum": smallest(|l| l.pids)},
+        "output_bytes": {"maximum": smallest(|l| l.output_bytes)},
+        "disk_bytes": {"maximum": sandbox_disk},
+    }, "description": "Each at most the sandbox policy's maximum (`GET /v1/policies`), `disk_bytes` at most the sandbox's own disk \
+(its policy's default); the bounds given here are what a sandbox of every policy takes."}));
 
     add(doc, &format!("{schemas}/FileSpec/properties/path"), json!({"pattern": PATH_PATTERN}));
     add(doc, &format!("{schemas}/FileSpec"), json!({"anyOf": [
