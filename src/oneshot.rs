@@ -44,7 +44,8 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
         std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file))?
     };
     let language = match a.language.clone().or_else(|| language_of(&a.file).map(String::from)) {
-        Some(l) => l,
+        // The API takes names exactly as listed; the command line is forgiving.
+        Some(l) => l.trim().to_ascii_lowercase(),
         None => bail!("cannot tell the language of {}; pass --language", a.file),
     };
     let stdin = match &a.stdin {

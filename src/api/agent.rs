@@ -23,7 +23,8 @@ use crate::agent::conversation::{CodeRunner, Decision};
 use crate::agent::model::{guard, normalize_url, ClientSettings, ModelClient};
 use crate::agent::request::AgentRequest;
 use crate::agent::runs::{Event, ModelView, Prepared, Run, RunInfo, RunView, State as RunState};
-use crate::exec::request::ExecuteRequest;
+use crate::exec::request::object::Object;
+use crate::exec::request::SandboxCallRequest;
 use crate::exec::{BoxFuture, RunResult};
 use crate::sandbox::manager::CreateSandbox;
 use crate::store::Team;
@@ -75,7 +76,7 @@ fn client_settings(a: &crate::config::AgentSettings) -> ClientSettings {
     }
 }
 
-#[utoipa::path(post, path = "/v1/agent/runs", summary = "Start an agent run", tag = "agent", request_body = AgentRequest,
+#[utoipa::path(post, path = "/v1/agent/runs", operation_id = "start_agent_run", summary = "Start an agent run", tag = "agent", request_body = AgentRequest,
     responses(
         (status = 202, description = "Started (or `queued` behind `agent.max_concurrent_runs` others); follow it with GET or its events", body = Started),
         (status = 400, description = "`malformed_json`, `invalid_request` (also `executor`/`policy` together with `sandbox_id`), `invalid_body`", body = ErrorBody),
@@ -87,8 +88,8 @@ fn client_settings(a: &crate::config::AgentSettings) -> ClientSettings {
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
     ))]
-pub async fn start(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, body: Result<Json<AgentRequest>, JsonRejection>) -> Result<Response, ApiError> {
-    let Json(req) = body?;
+pub async fn start(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, body: Result<Json<Object<AgentRequest>>, JsonRejection>) -> Result<Response, ApiError> {
+    let Json(Object(req)) = body?;
     let run = start_run(&state, &team, req).await?;
     Ok((StatusCode::ACCEPTED, Json(Started { id: run.id.clone(), state: run.view().state })).into_response())
 }
@@ -178,15 +179,13 @@ impl CodeRunner for SandboxRunner {
 
 impl SandboxRunner {
     async fn call(&self, language: &str, code: &str) -> Result<RunResult, ApiError> {
-        let req = ExecuteRequest {
+        let req = SandboxCallRequest {
             language: language.to_string(),
             code: code.to_string(),
             files: vec![],
             stdin: String::new(),
             args: vec![],
             env: Default::default(),
-            executor: None,
-            policy: None,
             limits: Default::default(),
         };
         let (job, call) = sandboxes::call(&self.state, &self.team, &self.sandbox_id, req).await?;
@@ -209,10 +208,11 @@ pub struct RunList {
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// At most this many (1..=1000, default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-#[utoipa::path(get, path = "/v1/agent/runs", summary = "The team's agent runs", tag = "agent", params(ListQuery),
+#[utoipa::path(get, path = "/v1/agent/runs", operation_id = "list_agent_runs", summary = "The team's agent runs", tag = "agent", params(ListQuery),
     responses(
         (status = 200, description = "Newest first, without messages", body = RunList),
         (status = 400, description = "`invalid_request`: an unknown query parameter or a limit out of range", body = ErrorBody),
@@ -226,7 +226,7 @@ pub async fn list(State(state): State<Arc<AppState>>, Extension(team): Extension
     Ok(Json(RunList { runs: state.agent.list(team.id, limit).await? }))
 }
 
-#[utoipa::path(get, path = "/v1/agent/runs/{id}", summary = "An agent run and its messages", tag = "agent", params(RunId),
+#[utoipa::path(get, path = "/v1/agent/runs/{id}", operation_id = "get_agent_run", summary = "An agent run and its messages", tag = "agent", params(RunId),
     responses(
         (status = 200, description = "The run: state, stop_reason, usage and every message so far", body = RunView),
         (status = 404, description = "`agent_run_not_found`", body = ErrorBody),
@@ -238,7 +238,7 @@ pub async fn get(State(state): State<Arc<AppState>>, Extension(team): Extension<
     }
 }
 
-#[utoipa::path(delete, path = "/v1/agent/runs/{id}", summary = "Cancel an agent run", tag = "agent", params(RunId),
+#[utoipa::path(delete, path = "/v1/agent/runs/{id}", operation_id = "cancel_agent_run", summary = "Cancel an agent run", tag = "agent", params(RunId),
     responses(
         (status = 200, description = "The run as it ended: `cancelled`, with any execution in flight killed and its own sandbox deleted; a run that had already ended is answered as it is", body = RunView),
         (status = 404, description = "`agent_run_not_found`", body = ErrorBody),
@@ -248,7 +248,7 @@ pub async fn cancel(State(state): State<Arc<AppState>>, Extension(team): Extensi
     get(State(state), Extension(team), Path(id)).await
 }
 
-#[utoipa::path(post, path = "/v1/agent/runs/{id}/approval", summary = "Approve or reject the block an agent run holds", tag = "agent", params(RunId),
+#[utoipa::path(post, path = "/v1/agent/runs/{id}/approval", operation_id = "decide_agent_approval", summary = "Approve or reject the block an agent run holds", tag = "agent", params(RunId),
     request_body = Approval,
     responses(
         (status = 200, description = "The decision was delivered; the run goes on", body = Started),
@@ -262,9 +262,9 @@ pub async fn approve(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
-    body: Result<Json<Approval>, JsonRejection>,
+    body: Result<Json<Object<Approval>>, JsonRejection>,
 ) -> Result<Json<Started>, ApiError> {
-    let Json(a) = body?;
+    let Json(Object(a)) = body?;
     let Some(run) = state.agent.live(team.id, &id) else {
         return match state.agent.view(team.id, &id).await? {
             Some(_) => Err(no_pending(&id)),
@@ -285,7 +285,7 @@ const EVENTS: &str = "Server-Sent Events: every message so far, then each new on
 a message as in `RunView.messages`), streamed pieces of model replies (`event: delta`, data `DeltaEvent`; not kept), and \
 last `event: end` with `EndEvent`, after which the stream closes. Closing the stream does not cancel the run.";
 
-#[utoipa::path(get, path = "/v1/agent/runs/{id}/events", summary = "Follow an agent run", tag = "agent", params(RunId),
+#[utoipa::path(get, path = "/v1/agent/runs/{id}/events", operation_id = "follow_agent_run", summary = "Follow an agent run", tag = "agent", params(RunId),
     responses(
         (status = 200, description = EVENTS, body = String, content_type = "text/event-stream"),
         (status = 404, description = "`agent_run_not_found`", body = ErrorBody),

@@ -18,6 +18,7 @@ use tracing::Instrument;
 use super::metrics::{ExecutorLabel, RunLabels};
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
+use crate::exec::request::object::Object;
 use crate::exec::request::ExecuteRequest;
 use crate::exec::{ExecError, Executor, Job, RunResult, StreamKind};
 use crate::store::{RunRecord, Team};
@@ -37,7 +38,7 @@ of the result, not an error status. With `Accept: text/event-stream` the answer 
 `executor_unavailable`) if the service failed during the run; a `: keepalive` comment at least every 15 s. \
 Closing the stream cancels the run. Errors found before the run starts are answered as JSON with the statuses below.";
 
-#[utoipa::path(post, path = "/v1/execute", summary = "Run a program once", tag = "runs", request_body = ExecuteRequest,
+#[utoipa::path(post, path = "/v1/execute", operation_id = "execute", summary = "Run a program once", tag = "runs", request_body = ExecuteRequest,
     responses(
         (status = 200, description = RUN_ANSWER, content((RunResult = "application/json"), (String = "text/event-stream"))),
         (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_body`, `unknown_language`, `unknown_executor`, `invalid_file`", body = ErrorBody),
@@ -54,9 +55,9 @@ pub async fn execute(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     headers: HeaderMap,
-    body: Result<Json<ExecuteRequest>, JsonRejection>,
+    body: Result<Json<Object<ExecuteRequest>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body?;
+    let Json(Object(req)) = body?;
     let (job, executor) = prepare(&state, req)?;
     respond(&state, &team, None, job, executor, &headers).await
 }

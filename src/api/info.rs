@@ -36,7 +36,7 @@ pub struct RuntimeInfo {
 }
 
 /// Only what passed its start-up probe is listed.
-#[utoipa::path(get, path = "/v1/runtimes", summary = "List the languages that can run now", tag = "service",
+#[utoipa::path(get, path = "/v1/runtimes", operation_id = "list_runtimes", summary = "List the languages that can run now", tag = "service",
     responses((status = 200, description = "The languages this service can run now", body = RuntimeList)))]
 pub async fn runtimes(State(s): State<Arc<AppState>>) -> Json<RuntimeList> {
     let mut names: Vec<&&str> = s.executors.keys().collect();
@@ -69,7 +69,7 @@ pub struct PolicyList {
     pub policies: Vec<Policy>,
 }
 
-#[utoipa::path(get, path = "/v1/policies", summary = "List the resource policies", tag = "service",
+#[utoipa::path(get, path = "/v1/policies", operation_id = "list_policies", summary = "List the resource policies", tag = "service",
     responses((status = 200, description = "Every policy, with its defaults and maxima", body = PolicyList)))]
 pub async fn policies(State(s): State<Arc<AppState>>) -> Json<PolicyList> {
     Json(PolicyList { policies: s.policies.policies.values().cloned().collect() })
@@ -81,7 +81,7 @@ pub struct Health {
     pub status: &'static str,
 }
 
-#[utoipa::path(get, path = "/healthz", summary = "Liveness", tag = "service",
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", summary = "Liveness", tag = "service",
     responses((status = 200, description = "The process is up", body = Health)))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
@@ -98,7 +98,7 @@ pub struct ReadyBody {
     pub executors: BTreeMap<String, Readiness>,
 }
 
-#[utoipa::path(get, path = "/readyz", summary = "Readiness, per executor", tag = "service",
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", summary = "Readiness, per executor", tag = "service",
     responses(
         (status = 200, description = "At least one executor can take runs", body = ReadyBody),
         (status = 503, description = "No executor is ready (`not_ready`); `executors` says why", body = ReadyBody),
@@ -112,7 +112,7 @@ pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
     (StatusCode::SERVICE_UNAVAILABLE, Json(ReadyBody { error: Some(error), ready: false, executors })).into_response()
 }
 
-#[utoipa::path(get, path = "/metrics", summary = "Prometheus metrics", tag = "service",
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", summary = "Prometheus metrics", tag = "service",
     responses((status = 200, description = "Prometheus text exposition format (version 0.0.4)", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     s.metrics.in_flight.set(s.admission.running() as i64);

@@ -95,6 +95,7 @@ pub fn routes() -> Vec<Route> {
 }
 
 pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
+    let document = openapi::Document::build(&state);
     // Routes on one path merge into one method router (two on the same method would panic).
     routes()
         .into_iter()
@@ -102,6 +103,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::Extension(document))
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_team))
         .with_state(state)
 }

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::error::ErrorBody;
 use super::execute::{ready_executor, respond, RUN_ANSWER};
 use super::{ApiError, AppState};
-use crate::exec::request::ExecuteRequest;
+use crate::exec::request::object::Object;
+use crate::exec::request::SandboxCallRequest;
 use crate::exec::{BoxFuture, ExecError, Executor, Job, Readiness, RunResult};
 use crate::sandbox::manager::{CreateSandbox, ManagerError};
 use crate::sandbox::{FileEntry, Sandbox, SandboxBackend, SandboxError};
@@ -125,7 +126,7 @@ pub(super) fn manager(state: &AppState) -> Result<&Arc<crate::sandbox::manager::
     state.sandboxes.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "sandboxes_unavailable", "sandboxes are not enabled in this service"))
 }
 
-#[utoipa::path(post, path = "/v1/sandboxes", summary = "Create a sandbox", tag = "sandboxes", request_body = CreateSandbox,
+#[utoipa::path(post, path = "/v1/sandboxes", operation_id = "create_sandbox", summary = "Create a sandbox", tag = "sandboxes", request_body = CreateSandbox,
     responses(
         (status = 201, description = "Created, with its work dir (local) or container (docker)", body = SandboxView),
         (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_body`", body = ErrorBody),
@@ -137,14 +138,14 @@ pub(super) fn manager(state: &AppState) -> Result<&Arc<crate::sandbox::manager::
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`, `sandbox_uids_exhausted`", body = ErrorBody),
     ))]
-pub async fn create(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, body: Result<Json<CreateSandbox>, JsonRejection>) -> Result<Response, ApiError> {
-    let Json(req) = body?;
+pub async fn create(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, body: Result<Json<Object<CreateSandbox>>, JsonRejection>) -> Result<Response, ApiError> {
+    let Json(Object(req)) = body?;
     let sb = manager(&state)?.create(&team, req).await?;
     Ok((StatusCode::CREATED, Json(view(&sb))).into_response())
 }
 
 /// `GET /v1/sandboxes?metadata.KEY=VALUE...`
-#[utoipa::path(get, path = "/v1/sandboxes", summary = "List the team's sandboxes", tag = "sandboxes",
+#[utoipa::path(get, path = "/v1/sandboxes", operation_id = "list_sandboxes", summary = "List the team's sandboxes", tag = "sandboxes",
     params(("metadata.KEY" = Option<String>, Query,
         description = "A family of parameters, not one: `metadata.<key>=<value>` keeps only sandboxes whose metadata has that pair; \
 repeat with other keys to require all of them (e.g. `?metadata.project=demo&metadata.owner=ana`). Any other parameter is refused.")),
@@ -168,9 +169,9 @@ pub async fn list(State(state): State<Arc<AppState>>, Extension(team): Extension
     Ok(Json(SandboxList { sandboxes: list.iter().map(view).collect() }))
 }
 
-#[utoipa::path(get, path = "/v1/sandboxes/{id}", summary = "Get a sandbox", tag = "sandboxes", params(SandboxId),
+#[utoipa::path(get, path = "/v1/sandboxes/{id}", operation_id = "get_sandbox", summary = "Get a sandbox", tag = "sandboxes", params(SandboxId),
     responses(
-        (status = 200, body = SandboxView),
+        (status = 200, description = "The sandbox", body = SandboxView),
         (status = 404, description = NOT_FOUND, body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`sandboxes_unavailable`", body = ErrorBody),
@@ -179,7 +180,7 @@ pub async fn get(State(state): State<Arc<AppState>>, Extension(team): Extension<
     Ok(Json(view(&manager(&state)?.get(&team, &id).await?)))
 }
 
-#[utoipa::path(delete, path = "/v1/sandboxes/{id}", summary = "Delete a sandbox and everything it holds", tag = "sandboxes", params(SandboxId),
+#[utoipa::path(delete, path = "/v1/sandboxes/{id}", operation_id = "delete_sandbox", summary = "Delete a sandbox and everything it holds", tag = "sandboxes", params(SandboxId),
     responses(
         (status = 204, description = "Deleted, with everything it held"),
         (status = 404, description = NOT_FOUND, body = ErrorBody),
@@ -195,12 +196,13 @@ pub async fn delete(State(state): State<Arc<AppState>>, Extension(team): Extensi
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Keepalive {
-    /// Seconds from now until the sandbox expires; the sandbox's own TTL when left out.
-    #[serde(default)]
+    /// Seconds from now until the sandbox expires, 1..=`sandboxes.max_ttl_seconds`; the
+    /// sandbox's own TTL when left out.
+    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
     ttl_seconds: Option<u64>,
 }
 
-#[utoipa::path(post, path = "/v1/sandboxes/{id}/keepalive", summary = "Extend a sandbox's expiry", tag = "sandboxes", params(SandboxId),
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/keepalive", operation_id = "keep_sandbox_alive", summary = "Extend a sandbox's expiry", tag = "sandboxes", params(SandboxId),
     request_body(content = Option<Keepalive>, description = "Optional; without a body (and without a Content-Type) the sandbox's own TTL is renewed"),
     responses(
         (status = 200, description = "The sandbox with its new `expires_at`", body = SandboxView),
@@ -216,15 +218,16 @@ pub async fn keepalive(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
-    body: Result<Option<Json<Keepalive>>, JsonRejection>,
+    body: Result<Option<Json<Option<Object<Keepalive>>>>, JsonRejection>,
 ) -> Result<Json<SandboxView>, ApiError> {
-    let ttl = body?.and_then(|Json(k)| k.ttl_seconds);
+    // No body, or `null`: the sandbox's own TTL.
+    let ttl = body?.and_then(|Json(k)| k).and_then(|Object(k)| k.ttl_seconds);
     Ok(Json(view(&manager(&state)?.keepalive(&team, &id, ttl).await?)))
 }
 
 /// `POST /v1/sandboxes/{id}/execute`: the `/v1/execute` body without `executor` and `policy`.
-#[utoipa::path(post, path = "/v1/sandboxes/{id}/execute", summary = "Run a program in a sandbox", tag = "sandboxes", params(SandboxId),
-    request_body(content = ExecuteRequest, description = "The `/v1/execute` body without `executor` and `policy` (the sandbox's own); \
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/execute", operation_id = "sandbox_execute", summary = "Run a program in a sandbox", tag = "sandboxes", params(SandboxId),
+    request_body(content = SandboxCallRequest, description = "The `/v1/execute` body without `executor` and `policy` (the sandbox's own); \
 the sandbox's `env` is the base of the call's"),
     responses(
         (status = 200, description = RUN_ANSWER, content((RunResult = "application/json"), (String = "text/event-stream"))),
@@ -232,7 +235,7 @@ the sandbox's `env` is the base of the call's"),
         (status = 404, description = "`sandbox_not_found`, `unknown_policy` (the sandbox's policy is no longer configured)", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body must be sent as `application/json`", body = ErrorBody),
-        (status = 422, description = "`limit_exceeded`, `input_too_large`, `executor_not_allowed`", body = ErrorBody),
+        (status = 422, description = "`limit_exceeded` (also `disk_bytes` above the sandbox's own disk), `input_too_large`, `executor_not_allowed`", body = ErrorBody),
         (status = 429, description = "`quota_exceeded`, `over_capacity`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
@@ -243,12 +246,9 @@ pub async fn execute(
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Result<Json<ExecuteRequest>, JsonRejection>,
+    body: Result<Json<Object<SandboxCallRequest>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(req) = body?;
-    if req.executor.is_some() || req.policy.is_some() {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "executor and policy are the sandbox's own; leave them out of a sandbox call"));
-    }
+    let Json(Object(req)) = body?;
     let (job, call) = call(&state, &team, &id, req).await?;
     let sandbox_id = call.sandbox.id.clone();
     respond(&state, &team, Some(sandbox_id), job, Arc::new(call), &headers).await
@@ -256,15 +256,14 @@ pub async fn execute(
 
 /// A call in the team's sandbox `id`, validated and holding the sandbox's lock: the job and
 /// the executor that runs it there. The sandbox's executor and policy apply.
-pub(super) async fn call(state: &AppState, team: &Team, id: &str, mut req: ExecuteRequest) -> Result<(Job, SandboxCall), ApiError> {
+pub(super) async fn call(state: &AppState, team: &Team, id: &str, req: SandboxCallRequest) -> Result<(Job, SandboxCall), ApiError> {
     let m = manager(state)?;
     let (sandbox, guard) = m.use_sandbox(team, id).await?;
+    let mut req = req.in_sandbox(sandbox.executor.clone(), sandbox.policy.clone());
     // The sandbox's env is the base; the call's own env wins.
     for (k, v) in &sandbox.env {
         req.env.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    req.executor = Some(sandbox.executor.clone());
-    req.policy = Some(sandbox.policy.clone());
     let (job, _) = req.into_job(uuid::Uuid::new_v4().to_string(), &state.policies, &state.runtimes)?;
     // A call's files become the workspace's: it may not bring a bigger disk than the sandbox has.
     if job.limits.disk_bytes > sandbox.limits.disk_bytes {
@@ -326,7 +325,7 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-#[utoipa::path(put, path = "/v1/sandboxes/{id}/files/{path}", summary = "Write a file", tag = "files", params(SandboxFile),
+#[utoipa::path(put, path = "/v1/sandboxes/{id}/files/{path}", operation_id = "write_file", summary = "Write a file", tag = "files", params(SandboxFile),
     request_body(content(("application/octet-stream")), description = "The file's bytes, whatever the Content-Type; parent directories are created"),
     responses(
         (status = 200, description = "Written", body = FileWritten),
@@ -352,7 +351,7 @@ pub async fn put_file(
     Ok(Json(FileWritten { path: rel, size }))
 }
 
-#[utoipa::path(get, path = "/v1/sandboxes/{id}/files/{path}", summary = "Read a file", tag = "files", params(SandboxFile),
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/files/{path}", operation_id = "read_file", summary = "Read a file", tag = "files", params(SandboxFile),
     responses(
         (status = 200, description = "The file's bytes", content(("application/octet-stream"))),
         (status = 400, description = "`path_refused` (also for a directory or a symlink)", body = ErrorBody),
@@ -379,7 +378,7 @@ pub struct ListQuery {
     path: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/sandboxes/{id}/files", summary = "List files", tag = "files", params(SandboxId, ListQuery),
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/files", operation_id = "list_files", summary = "List files", tag = "files", params(SandboxId, ListQuery),
     responses(
         (status = 200, description = "Everything below the directory, recursively; links are listed, never followed", body = FileList),
         (status = 400, description = "`path_refused` (also for a path that is not a directory), `invalid_request` (an unknown query parameter)", body = ErrorBody),
@@ -407,7 +406,7 @@ pub async fn list_files(
 }
 
 /// `GET /v1/sandboxes/{id}/archive`: the whole work dir as a tar.
-#[utoipa::path(get, path = "/v1/sandboxes/{id}/archive", summary = "Download the work dir as a tar", tag = "files", params(SandboxId),
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/archive", operation_id = "download_archive", summary = "Download the work dir as a tar", tag = "files", params(SandboxId),
     responses(
         (status = 200, description = "The whole work dir as a tar", content(("application/x-tar"))),
         (status = 404, description = NOT_FOUND, body = ErrorBody),
@@ -424,7 +423,7 @@ pub async fn get_archive(State(state): State<Arc<AppState>>, Extension(team): Ex
 }
 
 /// `POST /v1/sandboxes/{id}/archive`: unpack a tar into the work dir.
-#[utoipa::path(post, path = "/v1/sandboxes/{id}/archive", summary = "Upload a tar into the work dir", tag = "files", params(SandboxId),
+#[utoipa::path(post, path = "/v1/sandboxes/{id}/archive", operation_id = "upload_archive", summary = "Upload a tar into the work dir", tag = "files", params(SandboxId),
     request_body(content(("application/x-tar")), description = "A tar to unpack into the work dir, whatever the Content-Type; \
 checked whole before a byte is written"),
     responses(

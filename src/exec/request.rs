@@ -14,10 +14,128 @@ use crate::policy::{LimitOverrides, PolicySet};
 /// Executors this build knows about.
 pub const KNOWN_EXECUTORS: &[&str] = &["local", "docker"];
 
-const MAX_FILES: usize = 1000;
-const MAX_PATH_LEN: usize = 1024;
+/// Most files one request may carry.
+pub const MAX_FILES: usize = 1000;
+/// Longest file path, in bytes.
+pub const MAX_PATH_LEN: usize = 1024;
 
-/// The body of `POST /v1/execute` (and, without `executor` and `policy`, of a sandbox call).
+/// A relative path as [`check_relative_path`] accepts it, as an ECMA-262 (and Python) regular
+/// expression for the API description: one or more segments joined by `/`, none empty, `.` or
+/// `..`, no NUL, at most 255 long. (Lengths count characters here where the service counts bytes.)
+pub const PATH_PATTERN: &str = r"^(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253})(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}))*$";
+
+/// An environment variable name a run accepts: not empty, no `=` or NUL, not starting with a
+/// digit. As a pattern for the API description: [`ENV_NAME_PATTERN`].
+pub fn valid_env_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['=', '\0']) && !name.as_bytes()[0].is_ascii_digit()
+}
+
+pub const ENV_NAME_PATTERN: &str = r"^[^0-9=\x00][^=\x00]*$";
+
+/// JSON objects only: serde's derived structs also take an array of their fields in order (so
+/// `"limits": [null, 5]` would set `cpu_time_ms`), which no schema describes. Bodies are taken as
+/// `Json<Object<T>>`; a struct-typed field uses `deserialize_with = "object::field"` (or
+/// `object::vec` for a list of them).
+pub mod object {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+
+    pub struct Object<T>(pub T);
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(PhantomData<T>);
+            impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+                type Value = Object<T>;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object<T>, A::Error> {
+                    T::deserialize(MapAccessDeserializer::new(map)).map(Object)
+                }
+            }
+            d.deserialize_map(V(PhantomData))
+        }
+    }
+
+    pub fn field<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<T, D::Error> {
+        Object::deserialize(d).map(|o| o.0)
+    }
+
+    pub fn vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+        Ok(Vec::<Object<T>>::deserialize(d)?.into_iter().map(|o| o.0).collect())
+    }
+}
+
+/// Whole numbers in request bodies: JSON Schema's `integer` includes `170.0`, so the service takes
+/// a number with a zero fraction as that integer, and refuses `170.5` (or one out of range) with
+/// serde's error, which the API answers 400 `invalid_request`. Use with
+/// `#[serde(deserialize_with = "whole::number")]`, or `whole::option` on an `Option` field (with
+/// `default`).
+pub mod whole {
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{self, Deserializer, Visitor};
+
+    struct Whole<T>(PhantomData<T>);
+
+    impl<'de, T: TryFrom<u64>> Visitor<'de> for Whole<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a whole number in range (an integer, or a number whose fraction is zero)")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Unsigned(v), &self))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+            u64::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self)).and_then(|v| self.visit_u64(v))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+            // 2^64 is the first float beyond u64; below it a float with no fraction is exact.
+            if v.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&v) {
+                self.visit_u64(v as u64)
+            } else {
+                Err(E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+        }
+    }
+
+    pub fn number<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<T, D::Error> {
+        d.deserialize_any(Whole(PhantomData))
+    }
+
+    pub fn option<'de, D: Deserializer<'de>, T: TryFrom<u64>>(d: D) -> Result<Option<T>, D::Error> {
+        struct Opt<T>(PhantomData<T>);
+        impl<'de, T: TryFrom<u64>> Visitor<'de> for Opt<T> {
+            type Value = Option<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a whole number or null")
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+                number(d).map(Some)
+            }
+        }
+        d.deserialize_option(Opt(PhantomData))
+    }
+}
+
+/// The body of `POST /v1/execute`. The API description adds what depends on the loaded runtimes
+/// and policies (`api/openapi.rs`): the names `language`, `executor` and `policy` take, and each
+/// policy's maxima for `limits`.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
@@ -25,12 +143,16 @@ pub struct ExecuteRequest {
     pub language: String,
     pub code: String,
     /// Files placed beside the main source.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object::vec")]
+    #[schema(max_items = 1000)]
     pub files: Vec<FileSpec>,
     #[serde(default)]
     pub stdin: String,
+    /// Arguments after the program; no NUL bytes.
     #[serde(default)]
     pub args: Vec<String>,
+    /// Environment variables of the program: names not empty, without `=` or NUL and not
+    /// starting with a digit; values without NUL.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// `local` (the default) or `docker`.
@@ -40,14 +162,53 @@ pub struct ExecuteRequest {
     #[serde(default)]
     pub policy: Option<String>,
     /// Overrides of the policy's defaults, each at most the policy's maximum.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "object::field")]
     pub limits: LimitOverrides,
+}
+
+/// The body of `POST /v1/sandboxes/{id}/execute`: a run's body without `executor` and `policy`,
+/// which are the sandbox's own.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxCallRequest {
+    /// A language of `GET /v1/runtimes`, or one of its aliases.
+    pub language: String,
+    pub code: String,
+    /// Files placed beside the main source, in the sandbox's work dir.
+    #[serde(default, deserialize_with = "object::vec")]
+    #[schema(max_items = 1000)]
+    pub files: Vec<FileSpec>,
+    #[serde(default)]
+    pub stdin: String,
+    /// Arguments after the program; no NUL bytes.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// Added to the sandbox's `env`, winning over it; the same rules as a run's `env`.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Overrides of the sandbox policy's defaults, each at most its maximum; `disk_bytes` at
+    /// most the sandbox's own disk.
+    #[serde(default, deserialize_with = "object::field")]
+    pub limits: LimitOverrides,
+}
+
+impl SandboxCallRequest {
+    /// The run it is in a sandbox with `executor` and `policy`.
+    pub fn in_sandbox(self, executor: String, policy: String) -> ExecuteRequest {
+        let SandboxCallRequest { language, code, files, stdin, args, env, limits } = self;
+        ExecuteRequest { language, code, files, stdin, args, env, executor: Some(executor), policy: Some(policy), limits }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FileSpec {
+    /// Relative to the work dir: no `..`, `.` or empty segments, not absolute, no NUL; not the
+    /// language's own source file (`GET /v1/runtimes`), and no two files at one path or one
+    /// inside another.
+    #[schema(max_length = 1024)]
     pub path: String,
+    /// With `encoding: base64`, standard base64 with its padding.
     pub content: String,
     #[serde(default)]
     pub encoding: Encoding,
@@ -97,8 +258,12 @@ impl RequestError {
     }
 }
 
+/// Longest path component, in bytes (the filesystems' NAME_MAX).
+pub const MAX_COMPONENT_LEN: usize = 255;
+
 /// A path relative to /work made only of normal components: no `..`, no absolute paths, no
-/// empty or `.` segments, no NUL. Returned normalized.
+/// empty or `.` segments, no NUL, none longer than [`MAX_COMPONENT_LEN`] bytes. Returned
+/// normalized.
 pub fn check_relative_path(path: &str) -> Result<String, String> {
     if path.is_empty() || path.len() > MAX_PATH_LEN {
         return Err(format!("path must be 1..={MAX_PATH_LEN} bytes"));
@@ -112,6 +277,9 @@ pub fn check_relative_path(path: &str) -> Result<String, String> {
     let parts: Vec<&str> = path.split('/').collect();
     if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
         return Err(format!("path \"{path}\" has an empty, \".\" or \"..\" segment"));
+    }
+    if parts.iter().any(|p| p.len() > MAX_COMPONENT_LEN) {
+        return Err(format!("path \"{path}\" has a component longer than {MAX_COMPONENT_LEN} bytes"));
     }
     Ok(parts.join("/"))
 }
@@ -174,8 +342,7 @@ impl ExecuteRequest {
             }
         }
         for (k, v) in &self.env {
-            let valid = !k.is_empty() && !k.contains('=') && !k.contains('\0') && !k.as_bytes()[0].is_ascii_digit();
-            if !valid || v.contains('\0') {
+            if !valid_env_name(k) || v.contains('\0') {
                 return Err(RequestError::InvalidField(format!("env name \"{k}\" is not a valid variable name (or its value has a NUL byte)")));
             }
         }

@@ -44,10 +44,15 @@ impl RuntimeTable {
         table
     }
 
-    /// Resolve a language name or alias (case-insensitive).
+    /// Resolve a language name or alias, exactly as listed (the API description lists them as
+    /// an enum; the CLI lowercases its flag itself).
     pub fn find(&self, name: &str) -> Option<&Runtime> {
-        let name = name.trim().to_ascii_lowercase();
-        self.runtimes.iter().find(|r| r.language == name || r.aliases.contains(&name))
+        self.runtimes.iter().find(|r| r.language == name || r.aliases.iter().any(|a| a == name))
+    }
+
+    /// Every name `find` accepts: each language, then its aliases.
+    pub fn names(&self) -> Vec<&str> {
+        self.runtimes.iter().flat_map(|r| std::iter::once(r.language.as_str()).chain(r.aliases.iter().map(String::as_str))).collect()
     }
 }
 
@@ -61,10 +66,12 @@ mod tests {
         for (alias, lang) in [
             ("py", "python"), ("python3", "python"), ("python", "python"), ("sh", "bash"), ("bash", "bash"),
             ("js", "javascript"), ("javascript", "javascript"), ("node", "javascript"), ("c", "c"),
-            ("cpp", "cpp"), ("c++", "cpp"), ("Python", "python"),
+            ("cpp", "cpp"), ("c++", "cpp"),
         ] {
             assert_eq!(t.find(alias).map(|r| r.language.as_str()), Some(lang), "{alias}");
         }
-        assert!(t.find("cobol").is_none());
+        for other in ["cobol", "Python", " python", "PY"] {
+            assert!(t.find(other).is_none(), "{other:?}");
+        }
     }
 }

@@ -29,11 +29,17 @@ pub struct Limits {
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
+    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
     pub wall_time_ms: Option<u64>,
+    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
     pub cpu_time_ms: Option<u64>,
+    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
     pub memory_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
     pub pids: Option<u64>,
+    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
     pub output_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
     pub disk_bytes: Option<u64>,
 }
 

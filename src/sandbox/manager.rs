@@ -35,9 +35,11 @@ pub struct CreateSandbox {
     #[serde(default)]
     pub policy: Option<String>,
     /// Seconds until the sandbox is deleted, 1..=`sandboxes.max_ttl_seconds`.
+    #[serde(deserialize_with = "crate::exec::request::whole::number")]
     pub ttl_seconds: u64,
-    /// Deleted sooner after this many seconds without a call or file operation.
-    #[serde(default)]
+    /// Deleted sooner after this many seconds without a call or file operation,
+    /// 1..=`sandboxes.max_ttl_seconds`.
+    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
     pub idle_timeout_seconds: Option<u64>,
     /// The base environment of every call; a call's own `env` wins.
     #[serde(default)]
@@ -101,12 +103,15 @@ impl Manager {
         if req.ttl_seconds == 0 || req.ttl_seconds > self.max_ttl_seconds {
             return Err(ManagerError::Invalid(format!("ttl_seconds must be 1..={} (sandboxes.max_ttl_seconds)", self.max_ttl_seconds)));
         }
-        if req.idle_timeout_seconds == Some(0) {
-            return Err(ManagerError::Invalid("idle_timeout_seconds must be at least 1 when given".into()));
+        if req.idle_timeout_seconds.is_some_and(|s| s == 0 || s > self.max_ttl_seconds) {
+            return Err(ManagerError::Invalid(format!("idle_timeout_seconds must be 1..={} (sandboxes.max_ttl_seconds) when given", self.max_ttl_seconds)));
         }
-        for k in req.env.keys() {
-            if k.is_empty() || k.contains(['=', '\0']) {
-                return Err(ManagerError::Invalid(format!("env name \"{k}\" is not a valid variable name")));
+        // Every call runs with this env, so it must pass a call's own rules.
+        for (k, v) in &req.env {
+            if !crate::exec::request::valid_env_name(k) || v.contains('\0') {
+                return Err(ManagerError::Invalid(format!(
+                    "env name \"{k}\" is not a valid variable name (not empty, no = or NUL, not starting with a digit), or its value has a NUL byte"
+                )));
             }
         }
         let team_id = team.id;

@@ -145,9 +145,26 @@ async fn run_result_and_status_are_exactly_the_contract() {
     }
 }
 
+/// Under `auth = "none"` no route needs anything: the document names no scheme and no 401.
 #[tokio::test]
-async fn bearer_auth_covers_every_route_but_the_probes_metrics_and_the_document() {
+async fn without_auth_the_document_asks_for_no_key() {
     let doc = document().await;
+    assert!(doc.get("security").is_none(), "{}", doc["security"]);
+    assert!(doc["components"].get("securitySchemes").is_none(), "{}", doc["components"]["securitySchemes"]);
+    for (method, path, op) in operations(&doc) {
+        assert!(op.get("security").is_none(), "{method} {path}");
+        assert!(response(&op, 401).is_none(), "{method} {path} documents a 401 it cannot answer");
+    }
+    // And the service indeed answers without one.
+    let r = client().get(spawn_app().url("/v1/sandboxes")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn with_api_keys_bearer_auth_covers_every_route_but_the_probes_metrics_and_the_document() {
+    let app = TestApp::start(&format!("openapi-key-{}", std::process::id()), &[("EXECBOX_AUTH", "api-key"), ("EXECBOX_DOCKER__ENABLED", "false")]);
+    let r = client().get(app.url("/openapi.json")).send().await.unwrap();
+    let doc: Value = r.json().await.unwrap();
     assert_eq!(doc["components"]["securitySchemes"]["api_key"], json!({"type": "http", "scheme": "bearer", "description": doc["components"]["securitySchemes"]["api_key"]["description"]}));
     assert_eq!(doc["security"], json!([{"api_key": []}]));
     let open = ["/healthz", "/readyz", "/metrics", "/openapi.json"];
@@ -161,4 +178,70 @@ async fn bearer_auth_covers_every_route_but_the_probes_metrics_and_the_document(
             assert!(unauthorized["description"].as_str().unwrap().contains("`unauthorized`"));
         }
     }
+    let r = client().get(app.url("/v1/sandboxes")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+/// Code generators name a function per operationId; OpenAPI requires each response to say what it is.
+#[tokio::test]
+async fn operation_ids_are_unique_and_every_response_is_described() {
+    let doc = document().await;
+    let mut ids = BTreeSet::new();
+    for (method, path, op) in operations(&doc) {
+        let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+        assert!(ids.insert(id.to_string()), "{method} {path}: operationId {id} is used twice");
+        for (status, r) in op["responses"].as_object().unwrap() {
+            assert!(r["description"].as_str().is_some_and(|d| !d.is_empty()), "{method} {path} {status} has no description");
+        }
+    }
+}
+
+/// The names the service takes are enums of what it loaded; a sandbox call's body has no
+/// `executor` or `policy`, and the service refuses them there.
+#[tokio::test]
+async fn names_come_from_the_loaded_runtimes_and_policies() {
+    let app = spawn_app();
+    let doc = document().await;
+    let schemas = &doc["components"]["schemas"];
+    let languages = &schemas["ExecuteRequest"]["properties"]["language"]["enum"];
+    for name in ["python", "py", "python3", "bash", "sh", "javascript", "js", "node", "c", "cpp", "c++"] {
+        assert!(languages.as_array().unwrap().contains(&json!(name)), "{name} not in {languages}");
+    }
+    assert_eq!(schemas["ExecuteRequest"]["properties"]["policy"]["enum"], json!(["benchmark", "default", "strict", null]));
+    assert_eq!(schemas["ExecuteRequest"]["properties"]["executor"]["enum"], json!(["local", "docker", null]));
+    let call: BTreeSet<&str> = schemas["SandboxCallRequest"]["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(call, ["args", "code", "env", "files", "language", "limits", "stdin"].into());
+    assert_eq!(schemas["SandboxCallRequest"]["additionalProperties"], json!(false));
+    // A name outside the enum, even in another case, is refused.
+    let (status, v) = app.execute(json!({"language": "Python", "code": "print(1)"})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("unknown_language")), "{v}");
+    let r = client().post(app.url("/v1/sandboxes")).json(&json!({"ttl_seconds": 60})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let r = client().post(app.url(&format!("/v1/sandboxes/{id}/execute"))).json(&json!({"language": "bash", "code": "true", "policy": "strict"})).send().await.unwrap();
+    let status = r.status().as_u16();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("policy"), "{v}");
+    client().delete(app.url(&format!("/v1/sandboxes/{id}"))).send().await.unwrap();
+}
+
+/// JSON Schema's `integer` includes `170.0`: the service takes it as 170, and refuses `170.5`.
+#[tokio::test]
+async fn whole_numbers_written_with_a_zero_fraction_are_integers() {
+    let app = spawn_app();
+    let v = app.run(json!({"language": "bash", "code": "echo ok", "limits": {"wall_time_ms": 5000.0, "pids": 16.0}})).await;
+    assert_eq!((v["status"].as_str(), v["stdout"].as_str()), (Some("ok"), Some("ok\n")), "{v}");
+    for bad in [json!(170.5), json!(-1), json!(1e30), json!("170")] {
+        let (status, v) = app.execute(json!({"language": "bash", "code": "true", "limits": {"wall_time_ms": bad}})).await;
+        assert_eq!((status, v["error"]["code"].as_str()), (400, Some("invalid_request")), "{bad}: {v}");
+        assert!(v["error"]["message"].as_str().unwrap().contains("wall_time_ms"), "{bad}: {v}");
+    }
+    let r = client().post(app.url("/v1/sandboxes")).json(&json!({"ttl_seconds": 60.0, "idle_timeout_seconds": 30.0})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let sb: Value = r.json().await.unwrap();
+    assert_eq!(sb["idle_timeout_seconds"], 30);
+    client().delete(app.url(&format!("/v1/sandboxes/{}", sb["id"].as_str().unwrap()))).send().await.unwrap();
+    let r = client().post(app.url("/v1/sandboxes")).json(&json!({"ttl_seconds": 60.5})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
 }
