@@ -67,6 +67,10 @@ impl Table {
         }
     }
 
+    fn is_idle(&self, id: u64) -> bool {
+        self.conns.lock().unwrap().get(&id).is_none_or(|c| c.busy == 0)
+    }
+
     /// Ask the connection idle the longest to close; false when every connection is busy.
     fn evict_oldest_idle(&self) -> bool {
         let conns = self.conns.lock().unwrap();
@@ -157,11 +161,18 @@ async fn serve_connection(stream: TcpStream, app: Router, limits: Limits, table:
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(StallIo::new(stream, limits.idle_timeout)), svc);
     tokio::pin!(conn);
-    let mut closing = *stop.borrow();
-    if closing {
-        conn.as_mut().graceful_shutdown();
-    }
+    // Closing: a connection with no request in progress is dropped at once (hyper's graceful
+    // shutdown would wait for a half-sent head to complete); one serving a request finishes it.
+    let mut closing = false;
+    let mut stopped = *stop.borrow();
     loop {
+        if stopped && !closing {
+            if table.is_idle(id) {
+                break;
+            }
+            closing = true;
+            conn.as_mut().graceful_shutdown();
+        }
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -169,14 +180,8 @@ async fn serve_connection(stream: TcpStream, app: Router, limits: Limits, table:
                 }
                 break;
             }
-            _ = evict.notified(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
-            _ = stop.changed(), if !closing => {
-                closing = true;
-                conn.as_mut().graceful_shutdown();
-            }
+            _ = evict.notified(), if !closing => stopped = true,
+            _ = stop.changed(), if !closing => stopped = true,
         }
     }
     table.close(id);

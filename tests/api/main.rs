@@ -19,3 +19,4 @@ mod sandboxes;
 mod streaming;
 mod model_clients;
 mod scripted_model;
+mod service_limits;
