@@ -27,6 +27,7 @@ pub struct Application {
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     max_body_bytes: usize,
+    limits: api::serve::Limits,
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
 
@@ -127,7 +128,17 @@ impl Application {
         }
         let (state, lock) = build_state(&cfg, true).await?;
         let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
-        Ok(Application { listener, state, max_body_bytes: cfg.max_body_bytes, _lock: lock })
+        let s = &cfg.server;
+        let limits = api::serve::Limits {
+            header_read_timeout: std::time::Duration::from_secs(s.header_read_timeout_seconds.max(1)),
+            idle_timeout: std::time::Duration::from_secs(s.idle_timeout_seconds.max(1)),
+            max_connections: match s.max_connections {
+                0 => api::serve::default_max_connections(),
+                n => n,
+            },
+        };
+        tracing::info!(max_connections = limits.max_connections, header_read_timeout_s = limits.header_read_timeout.as_secs(), idle_timeout_s = limits.idle_timeout.as_secs(), "connection limits");
+        Ok(Application { listener, state, max_body_bytes: cfg.max_body_bytes, limits, _lock: lock })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -139,12 +150,11 @@ impl Application {
         // Agent runs may last long and hold event streams open: cancel them once the stop is
         // asked for, so their streams end and the drain below can finish.
         let agent = self.state.agent.clone();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                agent.shutdown().await;
-            })
-            .await?;
+        api::serve::serve(self.listener, app, self.limits, async move {
+            shutdown_signal().await;
+            agent.shutdown().await;
+        })
+        .await?;
         // Connections are drained, so every run has returned and cleaned up after itself.
         stop_state(&self.state).await;
         tracing::info!("stopped");
@@ -208,7 +218,7 @@ pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<App
     let metrics = Arc::new(api::metrics::Metrics::new());
     let counted = metrics.clone();
     let on_end = Box::new(move |e: &crate::agent::runs::EndEvent| counted.agent_run_ended(e.state.as_str(), e.usage.input_tokens, e.usage.output_tokens));
-    let agent = Arc::new(crate::agent::runs::Runs::new(store.clone(), cfg.agent.max_concurrent_runs, on_end));
+    let agent = Arc::new(crate::agent::runs::Runs::new(store.clone(), cfg.agent.max_concurrent_runs, cfg.agent_slots_per_team(), on_end));
     let state = Arc::new(AppState {
         policies,
         runtimes: RuntimeTable::embedded(),
@@ -224,6 +234,7 @@ pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<App
         agent,
         agent_settings: cfg.agent.clone(),
         max_sandbox_ttl_seconds: cfg.sandboxes.max_ttl_seconds,
+        max_batch_output_bytes: cfg.max_batch_output_bytes,
     });
     Ok((state, lock))
 }

@@ -21,6 +21,10 @@ pub struct Config {
     pub instance: Option<String>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// The output (stdout and stderr bytes, as the programs wrote them) that the results of one
+    /// batch not yet written to its client may hold at once; items wait for room, and an item
+    /// whose output caps alone exceed it runs with its caps lowered to fit.
+    pub max_batch_output_bytes: u64,
     /// Runs executing at once; 0 means the number of CPUs.
     pub max_concurrent_runs: usize,
     /// Runs waiting for a slot; beyond it requests are answered 429.
@@ -34,6 +38,7 @@ pub struct Config {
     pub sandboxes: SandboxSettings,
     pub agent: AgentSettings,
     pub sandbox_uids: SandboxUidSettings,
+    pub server: ServerSettings,
 }
 
 /// The uids runs and sandboxes run as (gid = uid), one per live run or sandbox, shared by both
@@ -51,12 +56,33 @@ pub struct SandboxUidSettings {
     pub lock_dir: PathBuf,
 }
 
+/// How the HTTP server treats connections, so one caller cannot hold them all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// A client must send a whole request head within this long of the server waiting for
+    /// one, or the connection is closed; it is also how long a kept-alive connection may sit
+    /// idle between requests.
+    pub header_read_timeout_seconds: u64,
+    /// A request body the client sends nothing of, or a response it reads nothing of, for this
+    /// long ends the connection. Event streams send a keepalive every 15 s, so they are not cut.
+    pub idle_timeout_seconds: u64,
+    /// Connections open at once; 0: half the process's file-descriptor limit (its soft limit
+    /// is raised to the hard one at start), leaving the rest to runs. At the bound a new
+    /// connection closes the one idle the longest; when none is idle, accepting waits.
+    pub max_connections: usize,
+}
+
 /// The agent loop's limits and its model clients' settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSettings {
-    /// Agent runs talking to their models at once; more wait as `queued`.
+    /// Agent runs working at once; more wait as `queued`. A run waiting for approval holds
+    /// no slot.
     pub max_concurrent_runs: usize,
+    /// Slots one team may hold at once. 0: half of `max_concurrent_runs`, rounded up, with
+    /// `auth = "api-key"` (no team can take every slot); every slot without auth (one team).
+    pub max_concurrent_runs_per_team: usize,
     /// The most coder replies a run may ask for.
     pub max_turns: u32,
     /// Coder replies of a run that does not say.
@@ -162,6 +188,7 @@ impl Default for Config {
             policies: None,
             instance: None,
             max_body_bytes: 10 << 20,
+            max_batch_output_bytes: 64 << 20,
             max_concurrent_runs: 0,
             max_queued_runs: 64,
             local: LocalSettings { allow_degraded: false, helper: None, warm_sandboxes: 2 },
@@ -170,8 +197,10 @@ impl Default for Config {
             auth: AuthMode::None,
             quotas: QuotaSettings { max_concurrent_runs_per_team: 0, max_sandboxes_per_team: 20 },
             audit: AuditSettings { keep_code: false },
+            server: ServerSettings { header_read_timeout_seconds: 10, idle_timeout_seconds: 60, max_connections: 0 },
             agent: AgentSettings {
                 max_concurrent_runs: 4,
+                max_concurrent_runs_per_team: 0,
                 max_turns: 50,
                 default_max_turns: 10,
                 max_wall_time_seconds: 1800,
@@ -242,6 +271,15 @@ impl Config {
 
     pub fn max_concurrent(&self) -> usize {
         self.max_concurrent_runs.max(1)
+    }
+
+    /// Agent slots one team may hold (`agent.max_concurrent_runs_per_team`, or its default).
+    pub fn agent_slots_per_team(&self) -> usize {
+        match (self.agent.max_concurrent_runs_per_team, self.auth) {
+            (0, AuthMode::ApiKey) => crate::agent::runs::Slots::default_share(self.agent.max_concurrent_runs),
+            (0, AuthMode::None) => self.agent.max_concurrent_runs.max(1),
+            (n, _) => n,
+        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! Agent runs in flight: each one's state and messages, its event stream, its approval
 //! channel and its cancellation. A run is saved to the store when it starts and when it ends;
-//! once ended it is served from there.
+//! once ended it is served from there. A run holds one of the service's agent slots only while
+//! it works: never while it waits for a person's approval, and one team holds at most its share.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::sync::{broadcast, oneshot, watch, Semaphore};
+use tokio::sync::{broadcast, oneshot, watch, Notify};
 
 use super::conversation::{drive, CodeRunner, Decision, Ending, LoopConfig, Observer, Totals};
 use super::messages::{Body, Message};
@@ -131,6 +132,92 @@ struct Shared {
     approval: Option<oneshot::Sender<Decision>>,
     abort: Option<tokio::task::AbortHandle>,
     cancel_requested: bool,
+    /// The agent slot while the run works; given back while it waits for approval.
+    slot: Option<Slot>,
+}
+
+/// The service's agent slots: `max` in all, at most `per_team` held by one team.
+pub struct Slots {
+    max: usize,
+    per_team: usize,
+    held: Mutex<HashMap<i64, usize>>,
+    freed: Notify,
+}
+
+/// One held slot; dropping it gives it back.
+pub struct Slot {
+    slots: Arc<Slots>,
+    team_id: i64,
+}
+
+impl Slots {
+    /// `per_team` 0 means every slot (one team only, as without auth).
+    pub fn new(max: usize, per_team: usize) -> Arc<Slots> {
+        let max = max.max(1);
+        let per_team = if per_team == 0 { max } else { per_team.min(max) };
+        Arc::new(Slots { max, per_team, held: Mutex::new(HashMap::new()), freed: Notify::new() })
+    }
+
+    /// The default share of one team when several share the service: half the slots, rounded
+    /// up, so that no team can hold every slot (unless there is only one).
+    pub fn default_share(max: usize) -> usize {
+        max.max(1).div_ceil(2)
+    }
+
+    /// Wait until a slot is free and the team is under its share, then take it.
+    pub async fn acquire(self: &Arc<Self>, team_id: i64) -> Slot {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            // Registered before looking, so a slot freed in between still wakes us.
+            freed.as_mut().enable();
+            if let Some(slot) = self.try_acquire(team_id) {
+                return slot;
+            }
+            freed.await;
+        }
+    }
+
+    fn try_acquire(self: &Arc<Self>, team_id: i64) -> Option<Slot> {
+        let mut held = self.held.lock().unwrap();
+        let total: usize = held.values().sum();
+        let team = held.entry(team_id).or_insert(0);
+        if total >= self.max || *team >= self.per_team {
+            return None;
+        }
+        *team += 1;
+        Some(Slot { slots: self.clone(), team_id })
+    }
+
+    /// Slots held now, in all and by `team_id`.
+    pub fn held(&self, team_id: i64) -> (usize, usize) {
+        let held = self.held.lock().unwrap();
+        (held.values().sum(), held.get(&team_id).copied().unwrap_or(0))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        {
+            let mut held = self.slots.held.lock().unwrap();
+            if let Some(n) = held.get_mut(&self.team_id) {
+                *n -= 1;
+                if *n == 0 {
+                    held.remove(&self.team_id);
+                }
+            }
+        }
+        self.slots.freed.notify_waiters();
+    }
+}
+
+/// Gives the run's slot back when its work ends, however it ends (an abort included).
+struct GiveBack(Arc<Run>);
+
+impl Drop for GiveBack {
+    fn drop(&mut self) {
+        self.0.shared.lock().unwrap().slot = None;
+    }
 }
 
 /// One run in flight.
@@ -143,6 +230,7 @@ pub struct Run {
     events: broadcast::Sender<Event>,
     /// Flips to true when the run has ended and been saved.
     done: watch::Sender<bool>,
+    slots: Arc<Slots>,
 }
 
 impl Run {
@@ -208,10 +296,30 @@ impl Observer for Run {
         let _ = self.events.send(Event::Delta { source: source.to_string(), text: text.to_string() });
     }
 
+    /// Waiting for a person gives the slot back (a run nobody approves must not keep other
+    /// runs, of any team, waiting); the run takes one again once the decision is in.
     fn approve(&self) -> BoxFuture<'_, Decision> {
         let (tx, rx) = oneshot::channel();
-        self.shared.lock().unwrap().approval = Some(tx);
-        Box::pin(async move { rx.await.unwrap_or(Decision { approved: false, comment: Some("the approval channel closed".into()) }) })
+        let slot = {
+            let mut s = self.shared.lock().unwrap();
+            s.approval = Some(tx);
+            s.slot.take()
+        };
+        drop(slot);
+        Box::pin(async move {
+            let decision = rx.await.unwrap_or(Decision { approved: false, comment: Some("the approval channel closed".into()) });
+            let slot = match self.slots.try_acquire(self.team_id) {
+                Some(slot) => slot,
+                None => {
+                    self.shared.lock().unwrap().state = State::Queued;
+                    self.slots.acquire(self.team_id).await
+                }
+            };
+            let mut s = self.shared.lock().unwrap();
+            s.slot = Some(slot);
+            s.state = State::Running;
+            decision
+        })
     }
 }
 
@@ -231,14 +339,19 @@ pub type OnEnd = Box<dyn Fn(&EndEvent) + Send + Sync>;
 pub struct Runs {
     live: Mutex<HashMap<String, Arc<Run>>>,
     store: Store,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     on_end: OnEnd,
 }
 
 impl Runs {
-    /// `max_concurrent` runs talk to their models at once; the rest wait as `queued`.
-    pub fn new(store: Store, max_concurrent: usize, on_end: OnEnd) -> Runs {
-        Runs { live: Mutex::new(HashMap::new()), store, slots: Arc::new(Semaphore::new(max_concurrent.max(1))), on_end }
+    /// `max_concurrent` runs work at once, at most `per_team` of one team (0: no per-team
+    /// limit); the rest wait as `queued`.
+    pub fn new(store: Store, max_concurrent: usize, per_team: usize, on_end: OnEnd) -> Runs {
+        Runs { live: Mutex::new(HashMap::new()), store, slots: Slots::new(max_concurrent, per_team), on_end }
+    }
+
+    pub fn slots(&self) -> &Arc<Slots> {
+        &self.slots
     }
 
     /// Start a run for `team_id`; it is `queued` until a slot is free.
@@ -259,9 +372,11 @@ impl Runs {
                 approval: None,
                 abort: None,
                 cancel_requested: false,
+                slot: None,
             }),
             events: broadcast::channel(1024).0,
             done: watch::channel(false).0,
+            slots: self.slots.clone(),
         });
         self.live.lock().unwrap().insert(id, run.clone());
         self.save(&run).await;
@@ -272,8 +387,13 @@ impl Runs {
             let r = run.clone();
             let runs = self.clone();
             async move {
-                let _slot = slots.acquire_owned().await.expect("the semaphore is never closed");
-                r.shared.lock().unwrap().state = State::Running;
+                let slot = slots.acquire(team_id).await;
+                let _give_back = GiveBack(r.clone());
+                {
+                    let mut s = r.shared.lock().unwrap();
+                    s.slot = Some(slot);
+                    s.state = State::Running;
+                }
                 runs.save(&r).await;
                 drive(&config, &client, runner.as_ref(), r.as_ref()).await
             }
@@ -300,6 +420,7 @@ impl Runs {
             let mut s = run.shared.lock().unwrap();
             s.approval = None;
             s.abort = None;
+            s.slot = None;
             match outcome {
                 Ok(Ending::Finished(reason)) => {
                     s.state = State::Finished;

@@ -1,7 +1,7 @@
 //! `POST /v1/execute`: validate, admit, run on the chosen executor, answer the result — as one
 //! JSON body, or with `Accept: text/event-stream` as Server-Sent Events while it runs.
 
-use std::convert::Infallible;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -9,15 +9,14 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::Extension;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures_util::Stream;
 use tracing::Instrument;
 
 use super::metrics::{ExecutorLabel, RunLabels};
 use super::error::ErrorBody;
-use super::{ApiError, AppState};
+use super::{json_stream, ApiError, AppState};
 use crate::exec::request::object::Object;
 use crate::exec::request::ExecuteRequest;
 use crate::exec::{ExecError, Executor, Job, RunResult, StreamKind};
@@ -75,12 +74,13 @@ pub async fn respond(
     if !wants_events(headers) {
         let task = admit_and_spawn(state, origin, job, executor).await?;
         let result = join(task).await?;
-        return Ok(Json(result).into_response());
+        return Ok(json_stream::json(result));
     }
+    // Unbounded, but the executor sends only what fits under the output cap.
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     job.stream = Some(tx);
     let task = admit_and_spawn(state, origin, job, executor).await?;
-    Ok(Sse::new(events(rx, task)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keepalive")).into_response())
+    Ok(events(rx, task))
 }
 
 /// Who a run is for, for its quota and its audit record.
@@ -181,46 +181,74 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// `stdout`/`stderr` events as output arrives, then one `result` (or `error`) event. A task
-/// produces them into a small channel; dropping the response (the client went away) aborts
-/// that task, and with it the run.
-fn events(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<(StreamKind, Vec<u8>)>,
-    task: tokio::task::JoinHandle<Result<RunResult, ExecError>>,
-) -> impl Stream<Item = Result<Event, Infallible>> {
-    let (tx, out) = tokio::sync::mpsc::channel::<Event>(16);
+/// `stdout`/`stderr` events as output arrives, then one `result` (or `error`) event, written
+/// as Server-Sent Events by a task into a small channel: a slow reader makes it wait (the
+/// output it has not sent yet is at most the run's output cap per stream), and the result is
+/// serialized in chunks as the client reads it. Dropping the response (the client went away)
+/// aborts that task, and with it the run.
+fn events(mut rx: tokio::sync::mpsc::UnboundedReceiver<(StreamKind, Vec<u8>)>, task: tokio::task::JoinHandle<Result<RunResult, ExecError>>) -> Response {
+    let (mut w, chunks) = json_stream::pair();
     let producer = tokio::spawn(async move {
         let _abort_run = AbortOnDrop(task.abort_handle());
         let mut decoders = (Utf8Chunks::default(), Utf8Chunks::default());
-        while let Some((kind, bytes)) = rx.recv().await {
+        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+        loop {
+            let next = tokio::select! {
+                next = rx.recv() => next,
+                _ = keepalive.tick() => {
+                    if w.send_async(Bytes::from_static(b":keepalive\n\n")).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some((kind, bytes)) = next else { break };
             let (name, dec) = match kind {
                 StreamKind::Stdout => ("stdout", &mut decoders.0),
                 StreamKind::Stderr => ("stderr", &mut decoders.1),
             };
             let text = dec.push(&bytes);
-            if !text.is_empty() && tx.send(output_event(name, &text)).await.is_err() {
+            if !text.is_empty() && w.send_async(output_event(name, text)).await.is_err() {
                 return;
             }
         }
         // Every sender is gone: the run has ended. Flush incomplete UTF-8 tails, then the result.
         for (name, dec) in [("stdout", &mut decoders.0), ("stderr", &mut decoders.1)] {
             let text = dec.finish();
-            if !text.is_empty() && tx.send(output_event(name, &text)).await.is_err() {
+            if !text.is_empty() && w.send_async(output_event(name, text)).await.is_err() {
                 return;
             }
         }
-        let last = match join(task).await {
-            Ok(r) => Event::default().event("result").json_data(&r).expect("result serializes"),
-            Err(e) => Event::default().event("error").json_data(ErrorBody::from(&e)).expect("error serializes"),
-        };
-        let _ = tx.send(last).await;
+        let last = join(task).await;
+        let _ = w
+            .with(move |w| {
+                match &last {
+                    Ok(r) => {
+                        w.write_all(b"event: result\ndata: ")?;
+                        serde_json::to_writer(&mut *w, r)?;
+                    }
+                    Err(e) => {
+                        w.write_all(b"event: error\ndata: ")?;
+                        serde_json::to_writer(&mut *w, &ErrorBody::from(e))?;
+                    }
+                }
+                w.write_all(b"\n\n")?;
+                w.flush()
+            })
+            .await;
     });
     let guard = AbortOnDrop(producer.abort_handle());
-    futures_util::stream::unfold((out, guard), |(mut out, guard)| async move { out.recv().await.map(|e| (Ok(e), (out, guard))) })
+    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], json_stream::body(chunks, guard)).into_response()
 }
 
-fn output_event(name: &str, text: &str) -> Event {
-    Event::default().event(name).json_data(OutputEvent { data: text.to_string() }).expect("output serializes")
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// One `stdout` or `stderr` event (JSON has no raw newline, so the data is one line).
+fn output_event(name: &str, text: String) -> Bytes {
+    let mut out = format!("event: {name}\ndata: ").into_bytes();
+    serde_json::to_writer(&mut out, &OutputEvent { data: text }).expect("output serializes");
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
 }
 
 /// Turns byte chunks into text without splitting a UTF-8 sequence across events; invalid bytes

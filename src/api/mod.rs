@@ -6,9 +6,11 @@ mod batch;
 mod error;
 mod execute;
 mod info;
+pub mod json_stream;
 pub mod metrics;
 mod openapi;
 mod sandboxes;
+pub mod serve;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub agent_settings: crate::config::AgentSettings,
     /// `sandboxes.max_ttl_seconds`: an agent run's own sandbox lives at most this long.
     pub max_sandbox_ttl_seconds: u64,
+    /// `max_batch_output_bytes`: the output one batch's unwritten results may hold at once.
+    pub max_batch_output_bytes: u64,
 }
 
 /// One method on one path, and the handler that answers it.

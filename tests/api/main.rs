@@ -20,3 +20,4 @@ mod sandboxes;
 mod streaming;
 mod model_clients;
 mod scripted_model;
+mod service_limits;
