@@ -17,5 +17,6 @@ mod openapi;
 mod quotas;
 mod sandboxes;
 mod streaming;
+mod validation;
 mod model_clients;
 mod scripted_model;
