@@ -15,6 +15,12 @@ use crate::policy::{LimitError, LimitOverrides, PolicySet};
 pub const KNOWN_EXECUTORS: &[&str] = &["local", "docker"];
 
 const MAX_FILES: usize = 1000;
+/// /work is a tmpfs, which hands out whole pages: a file takes its size rounded up to one.
+const PAGE: u64 = 4096;
+
+fn on_tmpfs(len: usize) -> u64 {
+    (len as u64).div_ceil(PAGE) * PAGE
+}
 
 /// The body of `POST /v1/execute` (and, without `executor` and `policy`, of a sandbox call).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -78,7 +84,7 @@ pub enum RequestError {
     InvalidFile { index: usize, reason: String },
     #[error("{0}")]
     InvalidField(String),
-    #[error("code and files add up to {total} bytes, more than disk_bytes = {disk} of this run; raise limits.disk_bytes or send less")]
+    #[error("code and files take {total} bytes of /work (each file in whole 4 KiB pages), more than disk_bytes = {disk} of this run; raise limits.disk_bytes or send fewer or smaller files")]
     InputTooLarge { total: u64, disk: u64 },
 }
 
@@ -127,7 +133,8 @@ impl ExecuteRequest {
             return Err(RequestError::InvalidField(format!("{} files sent; at most {MAX_FILES} are accepted", self.files.len())));
         }
         let mut files = Vec::with_capacity(self.files.len());
-        let mut total = self.code.len() as u64;
+        // Counted as the tmpfs counts, so what passes here fits when an executor writes it.
+        let mut total = on_tmpfs(self.code.len());
         for (index, f) in self.files.into_iter().enumerate() {
             let bad = |reason: String| RequestError::InvalidFile { index, reason };
             let path = super::path::check(&f.path).map_err(|e| bad(e.to_string()))?.to_string();
@@ -147,7 +154,7 @@ impl ExecuteRequest {
                     .decode(f.content.as_bytes())
                     .map_err(|e| bad(format!("content is not valid base64: {e}")))?,
             };
-            total += content.len() as u64;
+            total += on_tmpfs(content.len());
             files.push(JobFile { path, content });
         }
         if total > limits.disk_bytes {
@@ -213,6 +220,6 @@ mod tests {
         let err = job_of(serde_json::json!({"language": "python", "code": "", "limits": {"pids": 2}})).unwrap_err();
         assert_eq!(err, RequestError::LimitBelowMinimum { field: "pids", requested: 2, minimum: crate::policy::MINIMUMS.pids });
         assert_eq!(err.code(), "limit_below_minimum");
-        assert!(err.to_string().starts_with("limits.pids = 2 is below the minimum 3"), "{err}");
+        assert!(err.to_string().starts_with("limits.pids = 2 is below the minimum 8"), "{err}");
     }
 }

@@ -11,7 +11,7 @@ use crate::helpers::*;
 
 /// The minimums `GET /v1/policies` must serve: the measured table of `policy::MINIMUMS`.
 const MINIMUMS: [(&str, u64); 6] =
-    [("wall_time_ms", 1), ("cpu_time_ms", 1), ("memory_bytes", 8 << 20), ("pids", 3), ("output_bytes", 0), ("disk_bytes", 64 << 10)];
+    [("wall_time_ms", 1), ("cpu_time_ms", 1), ("memory_bytes", 8 << 20), ("pids", 8), ("output_bytes", 0), ("disk_bytes", 64 << 10)];
 
 fn code_of(v: &Value) -> &str {
     v["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error body: {v}"))
@@ -24,8 +24,9 @@ async fn limits_below_their_minimum_are_refused(ex: &str) {
         assert_eq!(policies["minimums"][field], json!(min), "{field}: {}", policies["minimums"]);
     }
     for (field, value, min) in [
-        ("pids", 0, 3),
-        ("pids", 2, 3),
+        ("pids", 0, 8),
+        ("pids", 2, 8),
+        ("pids", 7, 8),
         ("memory_bytes", 0, 8 << 20),
         ("memory_bytes", 1, 8 << 20),
         ("memory_bytes", 6 << 20, 8 << 20),
@@ -41,7 +42,7 @@ async fn limits_below_their_minimum_are_refused(ex: &str) {
     // Exactly at the minimum, a program runs (and says so) on every executor.
     for lang in ["python", "bash"] {
         let code = if lang == "python" { "print('at the floor')" } else { "echo at the floor" };
-        let limits = json!({"pids": 3, "memory_bytes": 8 << 20, "disk_bytes": 64 << 10});
+        let limits = json!({"pids": 8, "memory_bytes": 8 << 20, "disk_bytes": 64 << 10});
         let r = app.run(json!({"language": lang, "code": code, "executor": ex, "limits": limits})).await;
         assert_eq!((r["status"].as_str(), r["stdout"].as_str()), (Some("ok"), Some("at the floor\n")), "{lang}: {r}");
     }
@@ -71,6 +72,18 @@ async fn request_file_paths_follow_the_one_rule(ex: &str) {
         assert_eq!((status, code_of(&v)), (400, "invalid_file"), "{files}: {v}");
         assert!(v["error"]["message"].as_str().unwrap().contains(says), "{v}");
     }
+}
+
+/// /work is a tmpfs that hands out whole pages: 30 one-byte files need 30 pages, more than a
+/// 64 KiB disk has, and used to fail in the executor (500) rather than at the door.
+async fn small_files_are_counted_in_whole_pages(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
+    let files = |n: usize| (0..n).map(|i| json!({"path": format!("f{i}"), "content": "x"})).collect::<Vec<_>>();
+    let (status, v) = app.execute(json!({"language": "bash", "code": "ls | wc -l", "executor": ex, "files": files(30), "limits": {"disk_bytes": 65536}})).await;
+    assert_eq!((status, code_of(&v)), (422, "input_too_large"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("code and files take 126976 bytes of /work"), "{v}");
+    let r = app.run(json!({"language": "bash", "code": "ls | wc -l", "executor": ex, "files": files(15), "limits": {"disk_bytes": 65536}})).await;
+    assert_eq!((r["status"].as_str(), r["stdout"].as_str()), (Some("ok"), Some("16\n")), "{r}");
 }
 
 async fn create_sandbox(app: &TestApp, ex: &str) -> String {
@@ -216,6 +229,7 @@ on_both_executors!(
     limits_below_their_minimum_are_refused,
     a_run_at_every_maximum_works,
     request_file_paths_follow_the_one_rule,
+    small_files_are_counted_in_whole_pages,
     sandbox_paths_follow_the_one_rule,
     call_files_never_go_through_what_a_program_planted,
     every_admitted_run_is_in_the_audit_log,
