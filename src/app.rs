@@ -1,5 +1,6 @@
-//! Wiring: `Application::build(config)` binds the listener, builds and probes the executors;
-//! `run_until_stopped()` serves until SIGTERM/SIGINT, lets in-flight runs finish, cleans up.
+//! Wiring: `Application::build(config)` binds the listener first, then builds and probes the
+//! executors; `run_until_stopped()` serves until SIGTERM/SIGINT, lets in-flight runs finish,
+//! cleans up.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -126,8 +127,11 @@ impl Application {
                 cfg.listen
             );
         }
+        // First, so a taken address fails before anything is probed, pooled or locked.
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}; is another service using it? choose another --listen address", cfg.listen))?;
         let (state, lock) = build_state(&cfg, true).await?;
-        let listener = tokio::net::TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
         let s = &cfg.server;
         let limits = api::serve::Limits {
             header_read_timeout: std::time::Duration::from_secs(s.header_read_timeout_seconds.max(1)),

@@ -74,7 +74,9 @@ impl From<RequestError> for ApiError {
             RequestError::UnknownLanguage(..) | RequestError::UnknownExecutor(..) => StatusCode::BAD_REQUEST,
             RequestError::UnknownPolicy(..) => StatusCode::NOT_FOUND,
             RequestError::InvalidFile { .. } | RequestError::InvalidField(..) => StatusCode::BAD_REQUEST,
-            RequestError::ExecutorNotAllowed { .. } | RequestError::LimitExceeded { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            RequestError::ExecutorNotAllowed { .. } | RequestError::LimitExceeded { .. } | RequestError::LimitBelowMinimum { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             RequestError::InputTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, e.code(), e.to_string())

@@ -44,7 +44,7 @@ Closing the stream cancels the run. Errors found before the run starts are answe
         (status = 404, description = "`unknown_policy`", body = ErrorBody),
         (status = 413, description = "`body_too_large`: more than the service's `max_body_bytes`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body must be sent as `application/json`", body = ErrorBody),
-        (status = 422, description = "`executor_not_allowed`, `limit_exceeded`, `input_too_large`", body = ErrorBody),
+        (status = 422, description = "`executor_not_allowed`, `limit_exceeded`, `limit_below_minimum`, `input_too_large`", body = ErrorBody),
         (status = 429, description = "`quota_exceeded` (the team's concurrent runs), `over_capacity` (every slot and the queue are full)", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "`internal_error`: the service failed; it has been logged", body = ErrorBody),
@@ -147,21 +147,60 @@ pub(super) async fn admit_and_spawn(
         async move {
             let (_ticket, _permit) = (ticket, permit);
             let started = Instant::now();
+            // Until the run has an outcome, a drop of this task (a client that hung up on its
+            // event stream, an agent run cancelled) is what the audit log records.
+            let mut audit = AuditOnDrop {
+                store: st.store.clone(),
+                record: Some(RunRecord::without_result(Some(&origin.team), origin.sandbox_id.as_deref(), &job, executor.name(), "cancelled", 0)),
+                started,
+            };
             let result = executor.run(&job).await;
             st.metrics.duration.get_or_create(&ExecutorLabel { executor: executor.name().into() }).observe(started.elapsed().as_secs_f64());
-            if let Ok(r) = &result {
-                let labels = RunLabels { status: r.status.as_str().into(), executor: r.executor.clone(), language: r.language.clone() };
-                st.metrics.runs.get_or_create(&labels).inc();
-                tracing::info!(status = r.status.as_str(), wall_ms = r.usage.wall_time_ms, "run finished");
-                let record = RunRecord::from_result(Some(&origin.team), origin.sandbox_id.as_deref(), r, &job.code);
-                if let Err(e) = st.store.blocking(move |s| s.record_run(record)).await {
-                    tracing::error!(error = %e, "could not write the run to the audit log");
+            audit.record = None;
+            let record = match &result {
+                Ok(r) => {
+                    let labels = RunLabels { status: r.status.as_str().into(), executor: r.executor.clone(), language: r.language.clone() };
+                    st.metrics.runs.get_or_create(&labels).inc();
+                    tracing::info!(status = r.status.as_str(), wall_ms = r.usage.wall_time_ms, "run finished");
+                    RunRecord::from_result(Some(&origin.team), origin.sandbox_id.as_deref(), r, &job.code)
                 }
+                Err(e) => {
+                    let status = if matches!(e, ExecError::Unavailable(..)) { "executor_unavailable" } else { "internal_error" };
+                    let wall = started.elapsed().as_millis() as u64;
+                    RunRecord::without_result(Some(&origin.team), origin.sandbox_id.as_deref(), &job, executor.name(), status, wall)
+                }
+            };
+            if let Err(e) = st.store.blocking(move |s| s.record_run(record)).await {
+                tracing::error!(error = %e, "could not write the run to the audit log");
             }
             result
         }
         .instrument(span),
     ))
+}
+
+/// Records a run as `cancelled` when its task is dropped before the run had an outcome.
+struct AuditOnDrop {
+    store: crate::store::Store,
+    record: Option<RunRecord>,
+    started: Instant,
+}
+
+impl Drop for AuditOnDrop {
+    fn drop(&mut self) {
+        let Some(mut record) = self.record.take() else { return };
+        record.wall_ms = self.started.elapsed().as_millis() as u64;
+        tracing::info!(run_id = %record.id, "run cancelled");
+        let store = self.store.clone();
+        // Dropped inside the runtime (an abort); at shutdown there may be none left to ask.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn_blocking(move || {
+                if let Err(e) = store.record_run(record) {
+                    tracing::error!(error = %e, "could not write a cancelled run to the audit log");
+                }
+            });
+        }
+    }
 }
 
 pub(super) async fn join(task: tokio::task::JoinHandle<Result<RunResult, ExecError>>) -> Result<RunResult, ApiError> {

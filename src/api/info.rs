@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::error::ErrorDetail;
 use super::AppState;
 use crate::exec::Readiness;
-use crate::policy::Policy;
+use crate::policy::{Limits, Policy, MINIMUMS};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RuntimeList {
@@ -67,12 +67,15 @@ pub async fn runtimes(State(s): State<Arc<AppState>>) -> Json<RuntimeList> {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct PolicyList {
     pub policies: Vec<Policy>,
+    /// The least of each limit a run may ask for, whatever the policy or executor; a request
+    /// below one is refused with `limit_below_minimum`.
+    pub minimums: Limits,
 }
 
 #[utoipa::path(get, path = "/v1/policies", operation_id = "list_policies", summary = "List the resource policies", tag = "service",
-    responses((status = 200, description = "Every policy, with its defaults and maxima", body = PolicyList)))]
+    responses((status = 200, description = "Every policy, with its defaults and maxima, and the minimums of every limit", body = PolicyList)))]
 pub async fn policies(State(s): State<Arc<AppState>>) -> Json<PolicyList> {
-    Json(PolicyList { policies: s.policies.policies.values().cloned().collect() })
+    Json(PolicyList { policies: s.policies.policies.values().cloned().collect(), minimums: MINIMUMS })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]

@@ -275,7 +275,7 @@ fn constrain(doc: &mut Value, state: &AppState) {
             let pattern = if p["in"] == "query" { format!("^(?:\\.?|{}/*)$", &PATH_PATTERN[1..PATH_PATTERN.len() - 1]) } else { PATH_PATTERN.to_string() };
             p["schema"]["pattern"] = json!(pattern);
             if p["in"] == "path" {
-                p["schema"]["maxLength"] = json!(crate::exec::request::MAX_PATH_LEN);
+                p["schema"]["maxLength"] = json!(crate::exec::path::MAX_PATH_BYTES);
             }
         }
     }

@@ -40,6 +40,7 @@ impl From<SandboxError> for ApiError {
             SandboxError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "file_not_found", e.to_string()),
             SandboxError::PathRefused(_) => ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string()),
             SandboxError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
+            SandboxError::InvalidArchive(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_archive", format!("{e}; send a tar (ustar, GNU or pax)")),
             SandboxError::Exec(x) => x.into(),
             SandboxError::Io(..) => {
                 tracing::error!(error = %e, "sandbox file operation failed");
@@ -203,7 +204,7 @@ pub struct Keepalive {
 }
 
 #[utoipa::path(post, path = "/v1/sandboxes/{id}/keepalive", operation_id = "keep_sandbox_alive", summary = "Extend a sandbox's expiry", tag = "sandboxes", params(SandboxId),
-    request_body(content = Option<Keepalive>, description = "Optional; without a body (and without a Content-Type) the sandbox's own TTL is renewed"),
+    request_body(content = Option<Keepalive>, description = "Optional; without a body (an empty one, whatever its Content-Type) the sandbox's own TTL is renewed"),
     responses(
         (status = 200, description = "The sandbox with its new `expires_at`", body = SandboxView),
         (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_body`", body = ErrorBody),
@@ -218,10 +219,25 @@ pub async fn keepalive(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
-    body: Result<Option<Json<Option<Object<Keepalive>>>>, JsonRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SandboxView>, ApiError> {
-    // No body, or `null`: the sandbox's own TTL.
-    let ttl = body?.and_then(|Json(k)| k).and_then(|Object(k)| k.ttl_seconds);
+    // No body is fine whatever the Content-Type (clients send `application/json` by habit);
+    // a body must be JSON.
+    let body = body_bytes(body)?;
+    let ttl = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+            let mime = v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+        if !json {
+            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"));
+        }
+        // `null` is no body too; an array is not an object.
+        Json::<Option<Object<Keepalive>>>::from_bytes(&body)?.0.and_then(|Object(k)| k.ttl_seconds)
+    };
     Ok(Json(view(&manager(&state)?.keepalive(&team, &id, ttl).await?)))
 }
 
@@ -235,7 +251,7 @@ the sandbox's `env` is the base of the call's"),
         (status = 404, description = "`sandbox_not_found`, `unknown_policy` (the sandbox's policy is no longer configured)", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
         (status = 415, description = "`unsupported_media_type`: the body must be sent as `application/json`", body = ErrorBody),
-        (status = 422, description = "`limit_exceeded` (also `disk_bytes` above the sandbox's own disk), `input_too_large`, `executor_not_allowed`", body = ErrorBody),
+        (status = 422, description = "`limit_exceeded` (also `disk_bytes` above the sandbox's own disk), `limit_below_minimum`, `input_too_large`, `executor_not_allowed`", body = ErrorBody),
         (status = 429, description = "`quota_exceeded`, `over_capacity`", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "`internal_error`", body = ErrorBody),
@@ -275,6 +291,11 @@ pub(super) async fn call(state: &AppState, team: &Team, id: &str, req: SandboxCa
     }
     let executor = ready_executor(state, &sandbox.executor, &job.runtime.language)?;
     let backend = backend_of(m, &sandbox)?;
+    // What the call writes must land as files in the work dir a program may have changed: a
+    // link, a file or a directory in the way is the caller's to fix, not a failure mid-call.
+    let rt = &job.runtime;
+    let writes = job.files.iter().map(|f| f.path.clone()).chain([rt.source_file.clone()]).chain(rt.artifact.clone()).collect();
+    backend.check_call_paths(&sandbox, writes).await?;
     Ok((job, SandboxCall { executor, backend, sandbox, _guard: guard }))
 }
 
@@ -309,10 +330,10 @@ fn backend_of(m: &crate::sandbox::manager::Manager, sandbox: &Sandbox) -> Result
     m.backend(&sandbox.executor).ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", format!("the {} executor of this sandbox is not running", sandbox.executor)))
 }
 
-/// A file path from the URL (already percent-decoded by the router): relative to the work
-/// dir, no `..`, no absolute paths — so `%2e%2e/` arrives as `../` and is refused.
+/// A file path from the URL (already percent-decoded by the router), by the one path rule of
+/// `exec::path` — so `%2e%2e/` arrives as `../` and is refused.
 fn rel_path(raw: &str) -> Result<String, ApiError> {
-    crate::exec::request::check_relative_path(raw).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "path_refused", m))
+    crate::exec::path::check(raw).map(str::to_string).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string()))
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -394,10 +415,8 @@ pub async fn list_files(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<FileList>, ApiError> {
     let Query(q) = query.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", r.body_text()))?;
-    let dir = match q.path.as_deref() {
-        None | Some("") | Some(".") => String::new(),
-        Some(p) => rel_path(p.trim_end_matches('/'))?,
-    };
+    let dir = crate::exec::path::check_dir(q.path.as_deref().unwrap_or_default())
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string()))?;
     let m = manager(&state)?;
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;
@@ -428,10 +447,10 @@ pub async fn get_archive(State(state): State<Arc<AppState>>, Extension(team): Ex
 checked whole before a byte is written"),
     responses(
         (status = 204, description = "Unpacked"),
-        (status = 400, description = "`path_refused`: an entry outside the work dir or through a link, `invalid_body`", body = ErrorBody),
+        (status = 400, description = "`path_refused`: an entry outside the work dir, through a link or against the path rule; `invalid_archive`: the body is not a tar; `invalid_body`", body = ErrorBody),
         (status = 404, description = NOT_FOUND, body = ErrorBody),
         (status = 413, description = "`body_too_large` (the service's `max_body_bytes`), `too_large` (the sandbox's disk limit)", body = ErrorBody),
-        (status = 500, description = "`internal_error` (also for a body that is not a tar)", body = ErrorBody),
+        (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
     ))]
 pub async fn post_archive(

@@ -6,6 +6,7 @@
 
 pub mod docker;
 pub mod local;
+pub mod path;
 pub mod request;
 pub mod runtime;
 pub mod uids;

@@ -9,20 +9,25 @@ use serde::Deserialize;
 
 use super::runtime::RuntimeTable;
 use super::{Job, JobFile};
-use crate::policy::{LimitOverrides, PolicySet};
+use crate::policy::{LimitError, LimitOverrides, PolicySet};
 
 /// Executors this build knows about.
 pub const KNOWN_EXECUTORS: &[&str] = &["local", "docker"];
 
 /// Most files one request may carry.
 pub const MAX_FILES: usize = 1000;
-/// Longest file path, in bytes.
-pub const MAX_PATH_LEN: usize = 1024;
+/// /work is a tmpfs, which hands out whole pages: a file takes its size rounded up to one.
+const PAGE: u64 = 4096;
 
-/// A relative path as [`check_relative_path`] accepts it, as an ECMA-262 (and Python) regular
-/// expression for the API description: one or more segments joined by `/`, none empty, `.` or
-/// `..`, no NUL, at most 255 long. (Lengths count characters here where the service counts bytes.)
-pub const PATH_PATTERN: &str = r"^(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253})(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253}))*$";
+fn on_tmpfs(len: usize) -> u64 {
+    (len as u64).div_ceil(PAGE) * PAGE
+}
+
+/// A relative path as [`crate::exec::path::check`] accepts it, as an ECMA-262 (and Python) regular
+/// expression for the API description: 1 to 32 (`path::MAX_DEPTH`) segments joined by `/`, none
+/// empty, `.` or `..`, no NUL, at most 255 long. (Lengths count characters here where the service
+/// counts bytes.)
+pub const PATH_PATTERN: &str = r"^(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253})(?:/(?:[^/\x00.][^/\x00]{0,254}|\.[^/\x00.][^/\x00]{0,253}|\.\.[^/\x00]{1,253})){0,31}$";
 
 /// An environment variable name a run accepts: not empty, no `=` or NUL, not starting with a
 /// digit. As a pattern for the API description: [`ENV_NAME_PATTERN`].
@@ -234,11 +239,13 @@ pub enum RequestError {
     ExecutorNotAllowed { policy: String, executor: String, allowed: String },
     #[error("limits.{field} = {requested} exceeds the maximum {maximum} of policy \"{policy}\"")]
     LimitExceeded { field: &'static str, requested: u64, maximum: u64, policy: String },
+    #[error("limits.{field} = {requested} is below the minimum {minimum} a run needs on every executor; ask for at least {minimum} (GET /v1/policies lists the minimums)")]
+    LimitBelowMinimum { field: &'static str, requested: u64, minimum: u64 },
     #[error("files[{index}]: {reason}")]
     InvalidFile { index: usize, reason: String },
     #[error("{0}")]
     InvalidField(String),
-    #[error("code and files add up to {total} bytes, more than disk_bytes = {disk} of this run; raise limits.disk_bytes or send less")]
+    #[error("code and files take {total} bytes of /work (each file in whole 4 KiB pages), more than disk_bytes = {disk} of this run; raise limits.disk_bytes or send fewer or smaller files")]
     InputTooLarge { total: u64, disk: u64 },
 }
 
@@ -251,37 +258,12 @@ impl RequestError {
             RequestError::UnknownPolicy(..) => "unknown_policy",
             RequestError::ExecutorNotAllowed { .. } => "executor_not_allowed",
             RequestError::LimitExceeded { .. } => "limit_exceeded",
+            RequestError::LimitBelowMinimum { .. } => "limit_below_minimum",
             RequestError::InvalidFile { .. } => "invalid_file",
             RequestError::InvalidField(..) => "invalid_request",
             RequestError::InputTooLarge { .. } => "input_too_large",
         }
     }
-}
-
-/// Longest path component, in bytes (the filesystems' NAME_MAX).
-pub const MAX_COMPONENT_LEN: usize = 255;
-
-/// A path relative to /work made only of normal components: no `..`, no absolute paths, no
-/// empty or `.` segments, no NUL, none longer than [`MAX_COMPONENT_LEN`] bytes. Returned
-/// normalized.
-pub fn check_relative_path(path: &str) -> Result<String, String> {
-    if path.is_empty() || path.len() > MAX_PATH_LEN {
-        return Err(format!("path must be 1..={MAX_PATH_LEN} bytes"));
-    }
-    if path.contains('\0') {
-        return Err("path contains a NUL byte".into());
-    }
-    if path.starts_with('/') {
-        return Err(format!("path \"{path}\" is absolute; give it relative to the work dir"));
-    }
-    let parts: Vec<&str> = path.split('/').collect();
-    if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
-        return Err(format!("path \"{path}\" has an empty, \".\" or \"..\" segment"));
-    }
-    if parts.iter().any(|p| p.len() > MAX_COMPONENT_LEN) {
-        return Err(format!("path \"{path}\" has a component longer than {MAX_COMPONENT_LEN} bytes"));
-    }
-    Ok(parts.join("/"))
 }
 
 impl ExecuteRequest {
@@ -303,26 +285,29 @@ impl ExecuteRequest {
         if !policy.executors.contains(&executor) {
             return Err(RequestError::ExecutorNotAllowed { policy: policy_name, executor, allowed: policy.executors.join(", ") });
         }
-        let limits = policy.resolve(&self.limits).map_err(|o| RequestError::LimitExceeded {
-            field: o.field,
-            requested: o.requested,
-            maximum: o.maximum,
-            policy: policy_name.clone(),
+        let limits = policy.resolve(&self.limits).map_err(|e| match e {
+            LimitError::Above { field, requested, maximum } => RequestError::LimitExceeded { field, requested, maximum, policy: policy_name.clone() },
+            LimitError::Below { field, requested, minimum } => RequestError::LimitBelowMinimum { field, requested, minimum },
         })?;
 
         if self.files.len() > MAX_FILES {
             return Err(RequestError::InvalidField(format!("{} files sent; at most {MAX_FILES} are accepted", self.files.len())));
         }
         let mut files = Vec::with_capacity(self.files.len());
-        let mut total = self.code.len() as u64;
+        // Counted as the tmpfs counts, so what passes here fits when an executor writes it.
+        let mut total = on_tmpfs(self.code.len());
         for (index, f) in self.files.into_iter().enumerate() {
             let bad = |reason: String| RequestError::InvalidFile { index, reason };
-            let path = check_relative_path(&f.path).map_err(bad)?;
-            if path == runtime.source_file || runtime.artifact.as_deref() == Some(path.as_str()) {
-                return Err(bad(format!("path \"{path}\" is reserved for the main program of {}", runtime.language)));
+            let path = super::path::check(&f.path).map_err(|e| bad(e.to_string()))?.to_string();
+            // `main.py/x` would need the main program's name as a directory, as `main.py` would
+            // overwrite it.
+            for reserved in std::iter::once(&runtime.source_file).chain(runtime.artifact.as_ref()) {
+                if super::path::overlaps(&path, reserved) {
+                    return Err(bad(format!("path \"{path}\" collides with {reserved}, the main program of {}", runtime.language)));
+                }
             }
-            if files.iter().any(|g: &JobFile| g.path == path || g.path.starts_with(&format!("{path}/")) || path.starts_with(&format!("{}/", g.path))) {
-                return Err(bad(format!("path \"{path}\" collides with another file")));
+            if let Some(g) = files.iter().find(|g: &&JobFile| super::path::overlaps(&g.path, &path)) {
+                return Err(bad(format!("path \"{path}\" collides with \"{}\": one file cannot be the directory of another", g.path)));
             }
             let content = match f.encoding {
                 Encoding::Utf8 => f.content.into_bytes(),
@@ -330,7 +315,7 @@ impl ExecuteRequest {
                     .decode(f.content.as_bytes())
                     .map_err(|e| bad(format!("content is not valid base64: {e}")))?,
             };
-            total += content.len() as u64;
+            total += on_tmpfs(content.len());
             files.push(JobFile { path, content });
         }
         if total > limits.disk_bytes {
@@ -369,12 +354,32 @@ impl ExecuteRequest {
 mod tests {
     use super::*;
 
+    fn job_of(body: serde_json::Value) -> Result<Job, RequestError> {
+        let req: ExecuteRequest = serde_json::from_value(body).unwrap();
+        req.into_job("r".into(), &PolicySet::embedded().unwrap(), &RuntimeTable::embedded()).map(|(j, _)| j)
+    }
+
     #[test]
-    fn traversal_and_absolute_paths_are_refused() {
-        for bad in ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "", "a/\0b", "a/.."] {
-            assert!(check_relative_path(bad).is_err(), "{bad:?} accepted");
+    fn a_file_may_not_turn_another_or_the_program_into_a_directory() {
+        for (files, collides_with) in [
+            (serde_json::json!([{"path": "main.py/x", "content": ""}]), "main.py"),
+            (serde_json::json!([{"path": "main.py", "content": ""}]), "main.py"),
+            (serde_json::json!([{"path": "a", "content": ""}, {"path": "a/b", "content": ""}]), "\"a\""),
+            (serde_json::json!([{"path": "a/b/c", "content": ""}, {"path": "a/b", "content": ""}]), "\"a/b/c\""),
+        ] {
+            let err = job_of(serde_json::json!({"language": "python", "code": "", "files": files})).unwrap_err();
+            assert_eq!(err.code(), "invalid_file");
+            assert!(err.to_string().contains(&format!("collides with {collides_with}")), "{err}");
         }
-        assert_eq!(check_relative_path("pkg/mod.py").unwrap(), "pkg/mod.py");
-        assert_eq!(check_relative_path("%2e%2e/x").unwrap(), "%2e%2e/x", "percent signs are just characters in a file name");
+        let ok = job_of(serde_json::json!({"language": "python", "code": "", "files": [{"path": "a/b", "content": ""}, {"path": "a/bc", "content": ""}]}));
+        assert_eq!(ok.unwrap().files.len(), 2);
+    }
+
+    #[test]
+    fn limits_below_their_minimum_are_refused_with_the_minimum_named() {
+        let err = job_of(serde_json::json!({"language": "python", "code": "", "limits": {"pids": 2}})).unwrap_err();
+        assert_eq!(err, RequestError::LimitBelowMinimum { field: "pids", requested: 2, minimum: crate::policy::MINIMUMS.pids });
+        assert_eq!(err.code(), "limit_below_minimum");
+        assert!(err.to_string().starts_with("limits.pids = 2 is below the minimum 8"), "{err}");
     }
 }

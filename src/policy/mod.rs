@@ -25,21 +25,44 @@ pub struct Limits {
     pub disk_bytes: u64,
 }
 
-/// A request's partial overrides of a policy's defaults.
+/// The least of each limit a run works with on every executor, measured: local needs 3 pids (the
+/// helper, PID 1 and the program), but docker's `runc exec` starts its Go `runc init` inside
+/// the container's pids cgroup, and below 8 it fails now and then (`read init-p: connection
+/// reset by peer`, answered as the program's output); the engine refuses a container under
+/// 6 MiB and Python runs in 8 MiB on both; /work needs room for a small program. The one table: a request below
+/// it is refused (`limit_below_minimum`), a policy below it does not load, and `GET /v1/policies`
+/// serves it. The `minimum`s of [`LimitOverrides`]' schema repeat it (a test holds them equal).
+pub const MINIMUMS: Limits = Limits {
+    wall_time_ms: 1,
+    cpu_time_ms: 1,
+    memory_bytes: 8 << 20,
+    pids: 8,
+    output_bytes: 0,
+    disk_bytes: 64 << 10,
+};
+
+/// A request's partial overrides of a policy's defaults: each at least `GET /v1/policies`'
+/// `minimums` and at most the policy's maximum.
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
     #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[schema(minimum = 1)]
     pub wall_time_ms: Option<u64>,
     #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[schema(minimum = 1)]
     pub cpu_time_ms: Option<u64>,
     #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[schema(minimum = 8388608)]
     pub memory_bytes: Option<u64>,
     #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[schema(minimum = 8)]
     pub pids: Option<u64>,
     #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[schema(minimum = 0)]
     pub output_bytes: Option<u64>,
     #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[schema(minimum = 65536)]
     pub disk_bytes: Option<u64>,
 }
 
@@ -86,12 +109,11 @@ pub enum PolicyError {
     NoDefault(String),
 }
 
-/// A limit above the policy's maximum: `field` and its `maximum`, for a 422.
+/// A requested limit out of range: above the policy's maximum or below [`MINIMUMS`], for a 422.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OverLimit {
-    pub field: &'static str,
-    pub requested: u64,
-    pub maximum: u64,
+pub enum LimitError {
+    Above { field: &'static str, requested: u64, maximum: u64 },
+    Below { field: &'static str, requested: u64, minimum: u64 },
 }
 
 impl Limits {
@@ -106,15 +128,6 @@ impl Limits {
         ]
     }
 
-    /// The smallest values a sandbox can work with; anything below is an impossible policy.
-    const FLOOR: Limits = Limits {
-        wall_time_ms: 1,
-        cpu_time_ms: 1,
-        memory_bytes: 4 << 20,
-        pids: 1,
-        output_bytes: 0,
-        disk_bytes: 64 << 10,
-    };
 }
 
 impl Policy {
@@ -123,9 +136,13 @@ impl Policy {
         let mut policy: Policy = toml::from_str(text).map_err(|e| invalid(e.to_string().trim().to_string()))?;
         policy.name = name.to_string();
         for (section, limits) in [("defaults", &policy.defaults), ("maxima", &policy.maxima), ("compile", &policy.compile)] {
-            for ((key, value), (_, floor)) in limits.fields().into_iter().zip(Limits::FLOOR.fields()) {
+            for ((key, value), (_, floor)) in limits.fields().into_iter().zip(MINIMUMS.fields()) {
                 if value < floor {
-                    return Err(invalid(format!("{section}.{key} = {value} is below the smallest workable value {floor}")));
+                    return Err(invalid(format!("{section}.{key} = {value} is below the minimum {floor} a run needs on every executor")));
+                }
+                // The executors hand limits to the kernel and the engine as signed 64-bit numbers.
+                if value > i64::MAX as u64 / 2 {
+                    return Err(invalid(format!("{section}.{key} = {value} is larger than any executor can hold")));
                 }
             }
         }
@@ -151,23 +168,29 @@ impl Policy {
         Ok(policy)
     }
 
-    /// The policy's defaults with a request's overrides applied; each at most the maximum.
-    pub fn resolve(&self, o: &LimitOverrides) -> Result<Limits, OverLimit> {
-        let d = &self.defaults;
-        let pick = |field: &'static str, v: Option<u64>, default: u64, max: u64| match v {
-            Some(v) if v > max => Err(OverLimit { field, requested: v, maximum: max }),
+    /// The policy's defaults with a request's overrides applied; each at least its minimum and
+    /// at most the policy's maximum. Nothing is raised or lowered silently.
+    pub fn resolve(&self, o: &LimitOverrides) -> Result<Limits, LimitError> {
+        let pick = |(field, v): (&'static str, Option<u64>), (_, default): (&str, u64), (_, maximum): (&str, u64), (_, minimum): (&str, u64)| match v {
+            Some(requested) if requested > maximum => Err(LimitError::Above { field, requested, maximum }),
+            Some(requested) if requested < minimum => Err(LimitError::Below { field, requested, minimum }),
             Some(v) => Ok(v),
             None => Ok(default),
         };
-        let m = &self.maxima;
-        Ok(Limits {
-            wall_time_ms: pick("wall_time_ms", o.wall_time_ms, d.wall_time_ms, m.wall_time_ms)?.max(1),
-            cpu_time_ms: pick("cpu_time_ms", o.cpu_time_ms, d.cpu_time_ms, m.cpu_time_ms)?.max(1),
-            memory_bytes: pick("memory_bytes", o.memory_bytes, d.memory_bytes, m.memory_bytes)?.max(Limits::FLOOR.memory_bytes),
-            pids: pick("pids", o.pids, d.pids, m.pids)?.max(1),
-            output_bytes: pick("output_bytes", o.output_bytes, d.output_bytes, m.output_bytes)?,
-            disk_bytes: pick("disk_bytes", o.disk_bytes, d.disk_bytes, m.disk_bytes)?.max(Limits::FLOOR.disk_bytes),
-        })
+        let asked = [
+            ("wall_time_ms", o.wall_time_ms),
+            ("cpu_time_ms", o.cpu_time_ms),
+            ("memory_bytes", o.memory_bytes),
+            ("pids", o.pids),
+            ("output_bytes", o.output_bytes),
+            ("disk_bytes", o.disk_bytes),
+        ];
+        let bounds = self.defaults.fields().into_iter().zip(self.maxima.fields()).zip(MINIMUMS.fields());
+        let mut v = [0u64; 6];
+        for (slot, (asked, ((default, maximum), minimum))) in v.iter_mut().zip(asked.into_iter().zip(bounds)) {
+            *slot = pick(asked, default, maximum, minimum)?;
+        }
+        Ok(Limits { wall_time_ms: v[0], cpu_time_ms: v[1], memory_bytes: v[2], pids: v[3], output_bytes: v[4], disk_bytes: v[5] })
     }
 }
 
@@ -237,16 +260,54 @@ mod tests {
     }
 
     #[test]
-    fn resolve_rejects_over_maximum_and_fills_defaults() {
+    fn resolve_rejects_over_maximum_and_under_minimum_and_fills_defaults() {
         let set = PolicySet::embedded().unwrap();
         let p = set.get("default").unwrap();
         let over = LimitOverrides { memory_bytes: Some(p.maxima.memory_bytes + 1), ..Default::default() };
         assert_eq!(
             p.resolve(&over).unwrap_err(),
-            OverLimit { field: "memory_bytes", requested: p.maxima.memory_bytes + 1, maximum: p.maxima.memory_bytes }
+            LimitError::Above { field: "memory_bytes", requested: p.maxima.memory_bytes + 1, maximum: p.maxima.memory_bytes }
         );
-        let l = p.resolve(&LimitOverrides { pids: Some(7), ..Default::default() }).unwrap();
-        assert_eq!(l.pids, 7);
+        for (o, field, requested, minimum) in [
+            (LimitOverrides { pids: Some(2), ..Default::default() }, "pids", 2, MINIMUMS.pids),
+            (LimitOverrides { memory_bytes: Some(1), ..Default::default() }, "memory_bytes", 1, MINIMUMS.memory_bytes),
+            (LimitOverrides { disk_bytes: Some(0), ..Default::default() }, "disk_bytes", 0, MINIMUMS.disk_bytes),
+            (LimitOverrides { wall_time_ms: Some(0), ..Default::default() }, "wall_time_ms", 0, 1),
+            (LimitOverrides { cpu_time_ms: Some(0), ..Default::default() }, "cpu_time_ms", 0, 1),
+        ] {
+            assert_eq!(p.resolve(&o).unwrap_err(), LimitError::Below { field, requested, minimum });
+        }
+        let at_minimum = LimitOverrides {
+            wall_time_ms: Some(MINIMUMS.wall_time_ms),
+            cpu_time_ms: Some(MINIMUMS.cpu_time_ms),
+            memory_bytes: Some(MINIMUMS.memory_bytes),
+            pids: Some(MINIMUMS.pids),
+            output_bytes: Some(MINIMUMS.output_bytes),
+            disk_bytes: Some(MINIMUMS.disk_bytes),
+        };
+        assert_eq!(p.resolve(&at_minimum).unwrap(), MINIMUMS, "the minimums themselves are accepted as asked");
+        let l = p.resolve(&LimitOverrides { pids: Some(9), ..Default::default() }).unwrap();
+        assert_eq!(l.pids, 9);
         assert_eq!(l.wall_time_ms, p.defaults.wall_time_ms);
+    }
+
+    #[test]
+    fn a_policy_below_a_minimum_or_beyond_any_executor_does_not_load() {
+        let text = include_str!("../../policies/strict.toml");
+        let low = text.replacen("pids = ", "pids = 7 #", 1);
+        let err = Policy::parse("strict", "policies/strict.toml", &low).unwrap_err().to_string();
+        assert!(err.contains("defaults.pids = 7 is below the minimum 8"), "{err}");
+        let huge = text.replace("memory_bytes = ", "memory_bytes = 9223372036854775807 #");
+        let err = Policy::parse("strict", "policies/strict.toml", &huge).unwrap_err().to_string();
+        assert!(err.contains("memory_bytes = 9223372036854775807 is larger than any executor can hold"), "{err}");
+    }
+
+    #[test]
+    fn the_request_schema_states_the_minimums() {
+        use utoipa::PartialSchema;
+        let schema = serde_json::to_value(LimitOverrides::schema()).unwrap();
+        for (field, minimum) in MINIMUMS.fields() {
+            assert_eq!(schema["properties"][field]["minimum"], serde_json::json!(minimum), "{field}: {schema}");
+        }
     }
 }

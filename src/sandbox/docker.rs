@@ -74,6 +74,21 @@ exec find "$p" -mindepth 1 \( -type f -o -type d -o -type l \) -printf '%P\t%s\t
 /// devices are left out, as the local backend does.
 const EXPORT: &str = r#"cd /work && find . -mindepth 1 \( -type f -o -type d -o -type l \) -printf '%P\0' | tar -c -f - --null --no-recursion -T -"#;
 const IMPORT: &str = "exec tar -x -C /work --no-same-owner --no-overwrite-dir -f -";
+/// Before a call, the paths it will write (`$@`, relative to /work): exit 4 when a directory on
+/// the way is a link, 6 when it is a file, 5 when the path itself is a directory; stdout names
+/// the culprit. What is absent the call creates.
+const CHECK_WRITES: &str = r#"cd /work || exit 9
+for p; do
+  q= rest=$p
+  while case $rest in */*) true;; *) false;; esac; do
+    q=${q:+$q/}${rest%%/*} rest=${rest#*/}
+    if [ -L "$q" ]; then printf %s "$q"; exit 4; fi
+    [ -e "$q" ] || break
+    [ -d "$q" ] || { printf %s "$q"; exit 6; }
+  done
+  if [ -d "$p" ] && [ ! -L "$p" ]; then printf %s "$p"; exit 5; fi
+done
+exit 0"#;
 
 /// How long a file operation may take (it moves at most the sandbox's disk size).
 const FILE_OP_DEADLINE: Duration = Duration::from_secs(120);
@@ -365,6 +380,19 @@ impl DockerSandboxes {
         self.file_op(sb, "writing", WRITE, &p, &content, 4096).await.map(|_| ())
     }
 
+    async fn check_writes(&self, sb: &Sandbox, paths: Vec<String>) -> Result<(), SandboxError> {
+        let args: Vec<&str> = paths.iter().map(String::as_str).collect();
+        let out = self.op(sb, "checking the call's paths", CHECK_WRITES, &args, b"", 64 << 10).await?;
+        let culprit = out.stdout.lossy();
+        match out.exit_code {
+            Some(0) => Ok(()),
+            Some(4) => Err(SandboxError::PathRefused(format!("{culprit} is a symlink in the sandbox's work dir; files are never written through links"))),
+            Some(5) => Err(SandboxError::PathRefused(format!("{culprit} is a directory in the sandbox's work dir; a file cannot replace it"))),
+            Some(6) => Err(SandboxError::PathRefused(format!("{culprit} is a file in the sandbox's work dir, not a directory"))),
+            c => Err(io_err("checking the call's paths", format!("exit {c:?}: {}", out.stderr.lossy().trim()))),
+        }
+    }
+
     async fn export(&self, sb: &Sandbox) -> Result<Vec<u8>, SandboxError> {
         // Headers and padding on top of the contents: a generous cap that a full /work fits.
         let cap = sb.limits.disk_bytes.saturating_mul(2).saturating_add(16 << 20);
@@ -512,20 +540,18 @@ async fn sh(exec: &DockerExecutor, id: &str, uid: u32, script: &str, args: &[&st
 /// Returns the total size of its files.
 fn check_archive(tar: &[u8], mut links: Vec<String>) -> Result<u64, SandboxError> {
     // A body that is not a tar is the caller's error, not the service's.
-    let bad = |e: std::io::Error| SandboxError::PathRefused(format!("the body is not a valid tar archive: {e}"));
+    let bad = |e: std::io::Error| SandboxError::InvalidArchive(e.to_string());
     let mut total = 0u64;
     for entry in tar::Archive::new(tar).entries().map_err(bad)? {
         let entry = entry.map_err(bad)?;
         let raw = entry.path_bytes();
-        let rel = String::from_utf8_lossy(raw.strip_prefix(b"./").unwrap_or(&raw)).into_owned();
+        let rel = raw.strip_prefix(b"./").unwrap_or(&raw);
+        let rel = rel.strip_suffix(b"/").unwrap_or(rel);
         let kind = entry.header().entry_type();
-        if kind == tar::EntryType::XGlobalHeader || (kind.is_dir() && matches!(rel.as_str(), "" | ".")) {
+        if kind == tar::EntryType::XGlobalHeader || (kind.is_dir() && matches!(rel, b"" | b"." | b"/")) {
             continue;
         }
-        let rel = super::fs::check_rel(&rel).map_err(SandboxError::from)?;
-        if rel.is_empty() {
-            return Err(SandboxError::PathRefused("an archive entry with an empty name".into()));
-        }
+        let rel = crate::exec::path::check_bytes(rel).map_err(|e| SandboxError::PathRefused(e.to_string()))?;
         if links.iter().any(|l| rel.starts_with(&format!("{l}/"))) {
             return Err(SandboxError::PathRefused(format!("{rel}: goes through a symlink")));
         }
@@ -548,6 +574,10 @@ impl SandboxBackend for DockerSandboxes {
 
     fn exec<'a>(&'a self, sb: &'a Sandbox, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>> {
         Box::pin(self.call(sb, job))
+    }
+
+    fn check_call_paths<'a>(&'a self, sb: &'a Sandbox, paths: Vec<String>) -> BoxFuture<'a, Result<(), SandboxError>> {
+        Box::pin(self.check_writes(sb, paths))
     }
 
     fn read_file<'a>(&'a self, sb: &'a Sandbox, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>> {

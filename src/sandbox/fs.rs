@@ -19,6 +19,7 @@ use nix::sys::stat::{fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
 
 use super::{FileEntry, FileKind};
+use crate::exec::path;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -28,6 +29,8 @@ pub enum FsError {
     Refused(String),
     #[error("{what} exceeds the limit of {max} bytes")]
     TooLarge { what: String, max: u64 },
+    #[error("the body is not a tar archive: {0}")]
+    NotArchive(String),
     #[error("work dir i/o failed while {0}")]
     Io(String, #[source] std::io::Error),
 }
@@ -44,35 +47,15 @@ pub struct WorkDir {
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// Refuse anything that is not a plain relative path: absolute, `..`, `.`, empty segments, NUL.
-/// A trailing slash is allowed (directories) and dropped; `""` is the root, which only the
-/// callers that accept the root let through.
+/// A directory below the work dir, or `""` (also `"."`) for the work dir itself, by the one path
+/// rule of `exec::path`; one trailing slash is dropped.
 pub fn check_rel(path: &str) -> Result<String, FsError> {
-    check_rel_bytes(path.as_bytes()).map(|p| p.to_string_lossy().into_owned())
+    path::check_dir(path).map_err(|e| FsError::Refused(e.to_string()))
 }
 
-fn check_rel_bytes(raw: &[u8]) -> Result<PathBuf, FsError> {
-    let refuse = |why: &str| FsError::Refused(format!("{:?}: {why}", String::from_utf8_lossy(raw)));
-    if raw.starts_with(b"/") {
-        return Err(refuse("absolute paths are not allowed"));
-    }
-    if raw.contains(&0) {
-        return Err(refuse("NUL in path"));
-    }
-    let trimmed = raw.strip_suffix(b"/").unwrap_or(raw);
-    if !trimmed.is_empty() && trimmed.split(|&b| b == b'/').any(|s| matches!(s, b"" | b"." | b"..")) {
-        return Err(refuse("empty, `.` and `..` segments are not allowed"));
-    }
-    Ok(PathBuf::from(OsStr::from_bytes(trimmed)))
-}
-
-/// A checked path that names something (not the root).
+/// A path that names something (not the root), by the one path rule.
 fn named(raw: &[u8]) -> Result<PathBuf, FsError> {
-    let p = check_rel_bytes(raw)?;
-    if p.as_os_str().is_empty() {
-        return Err(FsError::Refused("empty path".into()));
-    }
-    Ok(p)
+    path::check_bytes(raw).map(PathBuf::from).map_err(|e| FsError::Refused(e.to_string()))
 }
 
 fn fail(doing: &str, path: &Path, e: Errno) -> FsError {
@@ -283,9 +266,41 @@ impl WorkDir {
         Ok(cur)
     }
 
+    /// Whether a call may write its file `rel` here: every directory on the way is a directory
+    /// or absent (so the call makes it), never a link or a file; `rel` itself is no directory
+    /// (a file or link of that name is replaced, never written through). Nothing runs in a
+    /// sandbox between calls, so the answer holds when the call writes.
+    pub fn check_writable(&self, rel: &str) -> Result<(), FsError> {
+        let p = named(rel.as_bytes())?;
+        let comps: Vec<&OsStr> = p.iter().collect();
+        let mut cur = self.root.try_clone().map_err(io_fail("opening", &self.path))?;
+        let mut seen = PathBuf::new();
+        for (i, c) in comps.iter().enumerate() {
+            seen.push(c);
+            let st = match fstatat(Some(cur.as_raw_fd()), *c, AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Err(Errno::ENOENT) => return Ok(()),
+                r => r.map_err(|e| fail("inspecting", &seen, e))?,
+            };
+            let last = i + 1 == comps.len();
+            let shown = seen.display();
+            match file_type(&st) {
+                SFlag::S_IFDIR if last => return Err(FsError::Refused(format!("{shown} is a directory in the sandbox's work dir; a file cannot replace it"))),
+                SFlag::S_IFDIR => {
+                    cur = openat_one(cur.as_fd(), c, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW, 0).map_err(|e| fail("opening", &seen, e))?
+                }
+                _ if last => {}
+                SFlag::S_IFLNK => {
+                    return Err(FsError::Refused(format!("{shown} is a symlink in the sandbox's work dir; files are never written through links")))
+                }
+                _ => return Err(FsError::Refused(format!("{shown} is a file in the sandbox's work dir, not a directory"))),
+            }
+        }
+        Ok(())
+    }
+
     /// Everything below `rel_dir` ("" = the root), sorted by path; links are reported, not descended.
     pub fn list(&self, rel_dir: &str) -> Result<Vec<FileEntry>, FsError> {
-        let nodes = self.walk(&check_rel_bytes(rel_dir.as_bytes())?)?;
+        let nodes = self.walk(Path::new(&check_rel(rel_dir)?))?;
         Ok(nodes.into_iter().map(|n| FileEntry { path: n.path.to_string_lossy().into_owned(), size: n.size, kind: n.kind }).collect())
     }
 
@@ -362,7 +377,7 @@ impl WorkDir {
     /// written; pass two writes through the same no-follow resolution as `write`.
     pub fn import_tar(&self, tar: &[u8], max_total: u64) -> Result<(), FsError> {
         let (mut total, mut links) = (0u64, Vec::<PathBuf>::new());
-        let not_tar = |e: std::io::Error| FsError::Refused(format!("the body is not a valid tar archive: {e}"));
+        let not_tar = |e: std::io::Error| FsError::NotArchive(e.to_string());
         let mut archive = tar::Archive::new(tar);
         for entry in archive.entries().map_err(not_tar)? {
             let entry = entry.map_err(not_tar)?;
@@ -423,10 +438,12 @@ impl WorkDir {
 /// An entry's checked path and what to make of it; anything but files, dirs and links is refused.
 fn classify(e: &tar::Entry<&[u8]>) -> Result<(PathBuf, Item), FsError> {
     let (h, raw) = (e.header(), e.path_bytes());
-    // `tar -C dir -c .` names everything "./x": that prefix is the archive's root, not a segment.
+    // `tar -C dir -c .` names everything "./x": that prefix is the archive's root, not a segment;
+    // a directory's name may end in a slash.
     let rel = raw.strip_prefix(b"./").unwrap_or(&raw);
+    let rel = rel.strip_suffix(b"/").unwrap_or(rel);
     let kind = h.entry_type();
-    if kind == tar::EntryType::XGlobalHeader || (kind.is_dir() && matches!(rel, b"" | b".")) {
+    if kind == tar::EntryType::XGlobalHeader || (kind.is_dir() && matches!(rel, b"" | b"." | b"/")) {
         return Ok((PathBuf::new(), Item::Skip));
     }
     let path = named(rel)?;
@@ -584,6 +601,48 @@ mod tests {
             outside_untouched(&outside);
             assert!(!t.path().join("escape").exists() && !Path::new("/tmp/execbox-abs-escape").exists());
         });
+    }
+
+    #[test]
+    fn a_call_writes_no_file_through_a_link_a_file_or_over_a_directory() {
+        let (_t, w, outside) = setup(false);
+        symlink(&outside, w.path.join("d")).unwrap();
+        symlink(outside.join("secret"), w.path.join("f")).unwrap();
+        w.write("plain", b"x").unwrap();
+        w.write("sub/inner", b"x").unwrap();
+        for (p, why) in [("d/x", "d is a symlink"), ("d/a/b", "d is a symlink"), ("plain/x", "plain is a file"), ("sub", "sub is a directory")] {
+            let err = w.check_writable(p).unwrap_err();
+            assert!(matches!(&err, FsError::Refused(m) if m.starts_with(why)), "{p}: {err:?}");
+        }
+        for p in ["f", "plain", "sub/inner", "sub/new/deeper", "new/x"] {
+            w.check_writable(p).unwrap_or_else(|e| panic!("{p}: {e:?}"));
+        }
+        outside_untouched(&outside);
+    }
+
+    #[test]
+    fn archive_names_follow_the_one_path_rule_and_a_non_tar_is_told_apart() {
+        let (_t, w, _) = setup(false);
+        let long = format!("{}/x", "n".repeat(300));
+        let deep = format!("{}x", "d/".repeat(40));
+        for name in [long.as_str(), deep.as_str()] {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_size(1);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, &b"x"[..]).unwrap();
+            refused(w.import_tar(&b.into_inner().unwrap(), 1 << 20));
+        }
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..4].copy_from_slice(b"bad\xff");
+        h.set_size(0);
+        h.set_mode(0o644);
+        h.set_cksum();
+        let mut b = tar::Builder::new(Vec::new());
+        b.append(&h, &b""[..]).unwrap();
+        refused(w.import_tar(&b.into_inner().unwrap(), 1 << 20));
+        assert!(matches!(w.import_tar(&[b'x'; 1024], 1 << 20), Err(FsError::NotArchive(_))));
+        assert_eq!(w.list("").unwrap(), vec![]);
     }
 
     #[test]

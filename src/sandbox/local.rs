@@ -44,6 +44,7 @@ impl From<FsError> for SandboxError {
             FsError::NotFound(p) => SandboxError::NotFound(p),
             FsError::Refused(r) => SandboxError::PathRefused(r),
             FsError::TooLarge { what, max } => SandboxError::TooLarge { what, max },
+            FsError::NotArchive(m) => SandboxError::InvalidArchive(m),
             FsError::Io(what, e) => SandboxError::Io(what, e),
         }
     }
@@ -62,6 +63,10 @@ impl SandboxBackend for LocalSandboxes {
 
     fn exec<'a>(&'a self, sb: &'a Sandbox, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>> {
         Box::pin(async move { self.executor.run_in_workspace(job, &self.dir(&sb.id)).await })
+    }
+
+    fn check_call_paths<'a>(&'a self, sb: &'a Sandbox, paths: Vec<String>) -> BoxFuture<'a, Result<(), SandboxError>> {
+        Box::pin(self.with_workdir(&sb.id, move |w| paths.iter().try_for_each(|p| w.check_writable(p))))
     }
 
     fn read_file<'a>(&'a self, sb: &'a Sandbox, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>> {

@@ -67,6 +67,8 @@ pub enum SandboxError {
     PathRefused(String),
     #[error("{what} would exceed the sandbox's limit of {max} bytes")]
     TooLarge { what: String, max: u64 },
+    #[error("the body is not a tar archive: {0}")]
+    InvalidArchive(String),
     #[error(transparent)]
     Exec(#[from] ExecError),
     #[error("sandbox i/o failed while {0}: {1}")]
@@ -80,6 +82,10 @@ pub trait SandboxBackend: Send + Sync {
     /// Run one call in the sandbox's work dir, under the job's own limits and deadline. No
     /// process of the call outlives it.
     fn exec<'a>(&'a self, sb: &'a Sandbox, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>>;
+    /// Before a call: refuse (`PathRefused`) a path the call would write that the work dir
+    /// cannot take as a file: one with a link or a file on the way, or a directory of that name.
+    /// A file or link of that name is replaced, never written through.
+    fn check_call_paths<'a>(&'a self, sb: &'a Sandbox, paths: Vec<String>) -> BoxFuture<'a, Result<(), SandboxError>>;
     fn read_file<'a>(&'a self, sb: &'a Sandbox, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>>;
     fn write_file<'a>(&'a self, sb: &'a Sandbox, path: &'a str, content: Vec<u8>) -> BoxFuture<'a, Result<(), SandboxError>>;
     /// Everything below `dir` (recursively), without following links.

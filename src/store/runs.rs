@@ -1,10 +1,12 @@
-//! The audit log: one row per finished run (team, sandbox, language, status, usage, time). The
-//! source code is kept only when the store was opened with `keep_code(true)`.
+//! The audit log: one row per run that was admitted (team, sandbox, language, status, usage,
+//! time), whatever its outcome: a result's status, or `internal_error`, `executor_unavailable`
+//! or `cancelled` for a run that gave none. The source code is kept only when the store was
+//! opened with `keep_code(true)`.
 
 use rusqlite::params;
 
 use super::{now, Store, StoreError, Team};
-use crate::exec::RunResult;
+use crate::exec::{Job, RunResult};
 
 /// One run to record. `code` is dropped unless the store keeps code.
 #[derive(Debug, Clone)]
@@ -37,6 +39,26 @@ impl RunRecord {
             cpu_ms: Some(result.usage.cpu_time_ms),
             peak_memory_bytes: Some(result.usage.peak_memory_bytes),
             code: Some(code.to_string()),
+        }
+    }
+}
+
+impl RunRecord {
+    /// The record of a run that gave no result: the service failed (`internal_error`,
+    /// `executor_unavailable`) or the client cancelled it (`cancelled`). Usage is unknown.
+    pub fn without_result(team: Option<&Team>, sandbox_id: Option<&str>, job: &Job, executor: &str, status: &str, wall_ms: u64) -> RunRecord {
+        RunRecord {
+            id: job.id.clone(),
+            team_id: team.map(|t| t.id),
+            sandbox_id: sandbox_id.map(str::to_string),
+            language: job.runtime.language.clone(),
+            executor: executor.to_string(),
+            policy: job.policy.clone(),
+            status: status.to_string(),
+            wall_ms,
+            cpu_ms: None,
+            peak_memory_bytes: None,
+            code: Some(job.code.clone()),
         }
     }
 }

@@ -18,6 +18,7 @@ mod openapi;
 mod quotas;
 mod sandboxes;
 mod streaming;
+mod validation;
 mod model_clients;
 mod scripted_model;
 mod service_limits;
