@@ -307,10 +307,10 @@ impl DockerSandboxes {
         match out.exit_code {
             Some(0) => Ok(out),
             Some(3) => Err(SandboxError::NotFound(rel.to_string())),
-            Some(4) => Err(SandboxError::PathRefused(format!("{rel}: a symlink is in the way"))),
-            Some(5) if script == LIST => Err(SandboxError::PathRefused(format!("{rel} is not a directory"))),
-            Some(5) => Err(SandboxError::PathRefused(format!("{rel} is not a regular file"))),
-            Some(6) => Err(SandboxError::PathRefused(format!("{rel}: a parent is not a directory"))),
+            Some(4) => Err(SandboxError::PathConflict(format!("{rel}: a symlink is in the way"))),
+            Some(5) if script == LIST => Err(SandboxError::PathConflict(format!("{rel} is not a directory"))),
+            Some(5) => Err(SandboxError::PathConflict(format!("{rel} is not a regular file"))),
+            Some(6) => Err(SandboxError::PathConflict(format!("{rel}: a parent is not a directory"))),
             c => {
                 let err = out.stderr.lossy();
                 if err.contains("No space left") || err.contains("File too large") {
@@ -386,9 +386,9 @@ impl DockerSandboxes {
         let culprit = out.stdout.lossy();
         match out.exit_code {
             Some(0) => Ok(()),
-            Some(4) => Err(SandboxError::PathRefused(format!("{culprit} is a symlink in the sandbox's work dir; files are never written through links"))),
-            Some(5) => Err(SandboxError::PathRefused(format!("{culprit} is a directory in the sandbox's work dir; a file cannot replace it"))),
-            Some(6) => Err(SandboxError::PathRefused(format!("{culprit} is a file in the sandbox's work dir, not a directory"))),
+            Some(4) => Err(SandboxError::PathConflict(format!("{culprit} is a symlink in the sandbox's work dir; files are never written through links"))),
+            Some(5) => Err(SandboxError::PathConflict(format!("{culprit} is a directory in the sandbox's work dir; a file cannot replace it"))),
+            Some(6) => Err(SandboxError::PathConflict(format!("{culprit} is a file in the sandbox's work dir, not a directory"))),
             c => Err(io_err("checking the call's paths", format!("exit {c:?}: {}", out.stderr.lossy().trim()))),
         }
     }
@@ -805,9 +805,9 @@ echo $n"#;
         assert!(listed.contains(&e("data/in.txt", 19, FileKind::File)) && listed.contains(&e("data", 0, FileKind::Dir)));
         assert_eq!(env.sbx.list(&sb, "data").await.unwrap(), vec![e("data/in.txt", 19, FileKind::File)]);
         assert!(matches!(env.sbx.list(&sb, "nope").await, Err(SandboxError::NotFound(_))));
-        assert!(matches!(env.sbx.list(&sb, "out.txt").await, Err(SandboxError::PathRefused(_))));
+        assert!(matches!(env.sbx.list(&sb, "out.txt").await, Err(SandboxError::PathConflict(_))));
         assert!(matches!(env.sbx.read_file(&sb, "nope.txt").await, Err(SandboxError::NotFound(_))));
-        assert!(matches!(env.sbx.read_file(&sb, "data").await, Err(SandboxError::PathRefused(_))));
+        assert!(matches!(env.sbx.read_file(&sb, "data").await, Err(SandboxError::PathConflict(_))));
 
         // Export from one sandbox, import into another: the same tree, the same bytes.
         let tar = env.sbx.export_tar(&sb).await.unwrap();
@@ -886,7 +886,7 @@ echo $n"#;
         assert_eq!(r.stdout, "planted\n", "{r:?}");
 
         fn refused<T>(r: Result<T, SandboxError>, what: &str) {
-            assert!(matches!(r, Err(SandboxError::PathRefused(_))), "{what}: {:?}", r.map(|_| ()));
+            assert!(matches!(r, Err(SandboxError::PathRefused(_) | SandboxError::PathConflict(_))), "{what}: {:?}", r.map(|_| ()));
         }
         refused(env.sbx.read_file(&sb, "s").await, "read through a link to /etc/shadow");
         refused(env.sbx.read_file(&sb, "d/passwd").await, "read through a directory link");

@@ -27,6 +27,9 @@ pub enum FsError {
     NotFound(String),
     #[error("path refused: {0}")]
     Refused(String),
+    /// The path is well-formed but what is in the work dir now stands in the way (a link, a file
+    /// where a directory belongs, a directory where a file belongs).
+    Conflict(String),
     #[error("{what} exceeds the limit of {max} bytes")]
     TooLarge { what: String, max: u64 },
     #[error("the body is not a tar archive: {0}")]
@@ -63,8 +66,8 @@ fn fail(doing: &str, path: &Path, e: Errno) -> FsError {
     match e {
         Errno::ENOENT | Errno::ENOTDIR => FsError::NotFound(p.to_string()),
         // ELOOP: a symlink met under RESOLVE_NO_SYMLINKS or O_NOFOLLOW; EXDEV: RESOLVE_BENEATH.
-        Errno::ELOOP | Errno::EXDEV => FsError::Refused(format!("{p}: a symlink is in the way")),
-        Errno::EISDIR => FsError::Refused(format!("{p} is a directory")),
+        Errno::ELOOP | Errno::EXDEV => FsError::Conflict(format!("{p}: a symlink is in the way")),
+        Errno::EISDIR => FsError::Conflict(format!("{p} is a directory")),
         e => FsError::Io(format!("{doing} {p}"), e.into()),
     }
 }
@@ -201,7 +204,7 @@ impl WorkDir {
         let f = File::from(fd);
         let meta = f.metadata().map_err(io_fail("reading", p))?;
         if !meta.is_file() {
-            return Err(FsError::Refused(format!("{} is not a regular file", p.display())));
+            return Err(FsError::Conflict(format!("{} is not a regular file", p.display())));
         }
         let too_large = || FsError::TooLarge { what: p.display().to_string(), max };
         if meta.len() > max {
@@ -284,15 +287,15 @@ impl WorkDir {
             let last = i + 1 == comps.len();
             let shown = seen.display();
             match file_type(&st) {
-                SFlag::S_IFDIR if last => return Err(FsError::Refused(format!("{shown} is a directory in the sandbox's work dir; a file cannot replace it"))),
+                SFlag::S_IFDIR if last => return Err(FsError::Conflict(format!("{shown} is a directory in the sandbox's work dir; a file cannot replace it"))),
                 SFlag::S_IFDIR => {
                     cur = openat_one(cur.as_fd(), c, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW, 0).map_err(|e| fail("opening", &seen, e))?
                 }
                 _ if last => {}
                 SFlag::S_IFLNK => {
-                    return Err(FsError::Refused(format!("{shown} is a symlink in the sandbox's work dir; files are never written through links")))
+                    return Err(FsError::Conflict(format!("{shown} is a symlink in the sandbox's work dir; files are never written through links")))
                 }
-                _ => return Err(FsError::Refused(format!("{shown} is a file in the sandbox's work dir, not a directory"))),
+                _ => return Err(FsError::Conflict(format!("{shown} is a file in the sandbox's work dir, not a directory"))),
             }
         }
         Ok(())
@@ -480,8 +483,9 @@ mod tests {
         test(true);
     }
 
+    /// Refused as a bad path, or as one that what is in the work dir stands in the way of.
     fn refused<T: std::fmt::Debug>(r: Result<T, FsError>) {
-        assert!(matches!(r, Err(FsError::Refused(_))), "expected a refusal, got {r:?}");
+        assert!(matches!(r, Err(FsError::Refused(_) | FsError::Conflict(_))), "expected a refusal, got {r:?}");
     }
 
     fn outside_untouched(outside: &Path) {
@@ -612,7 +616,7 @@ mod tests {
         w.write("sub/inner", b"x").unwrap();
         for (p, why) in [("d/x", "d is a symlink"), ("d/a/b", "d is a symlink"), ("plain/x", "plain is a file"), ("sub", "sub is a directory")] {
             let err = w.check_writable(p).unwrap_err();
-            assert!(matches!(&err, FsError::Refused(m) if m.starts_with(why)), "{p}: {err:?}");
+            assert!(matches!(&err, FsError::Conflict(m) if m.starts_with(why)), "{p}: {err:?}");
         }
         for p in ["f", "plain", "sub/inner", "sub/new/deeper", "new/x"] {
             w.check_writable(p).unwrap_or_else(|e| panic!("{p}: {e:?}"));

@@ -43,6 +43,7 @@ impl From<FsError> for SandboxError {
         match e {
             FsError::NotFound(p) => SandboxError::NotFound(p),
             FsError::Refused(r) => SandboxError::PathRefused(r),
+            FsError::Conflict(r) => SandboxError::PathConflict(r),
             FsError::TooLarge { what, max } => SandboxError::TooLarge { what, max },
             FsError::NotArchive(m) => SandboxError::InvalidArchive(m),
             FsError::Io(what, e) => SandboxError::Io(what, e),

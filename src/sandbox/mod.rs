@@ -65,6 +65,9 @@ pub enum SandboxError {
     NotFound(String),
     #[error("path refused: {0}")]
     PathRefused(String),
+    /// A well-formed path that what is in the work dir now stands in the way of.
+    #[error("{0}")]
+    PathConflict(String),
     #[error("{what} would exceed the sandbox's limit of {max} bytes")]
     TooLarge { what: String, max: u64 },
     #[error("the body is not a tar archive: {0}")]

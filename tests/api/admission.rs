@@ -7,6 +7,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn sixty_four_clients_get_a_result_or_a_429() {
+    needs_root!();
     require_root();
     let mut app = TestApp::start(&format!("adm-{}", std::process::id()), &[("EXECBOX_MAX_CONCURRENT_RUNS", "2"), ("EXECBOX_MAX_QUEUED_RUNS", "8")]);
     let t = token();

@@ -106,26 +106,31 @@ async fn buggy_then_fixed_then_stops(provider: &str, stream: bool) {
 
 #[tokio::test]
 async fn openai_streamed_fixes_its_bug_and_stops() {
+    needs_root!();
     buggy_then_fixed_then_stops("openai", true).await;
 }
 
 #[tokio::test]
 async fn openai_unstreamed_fixes_its_bug_and_stops() {
+    needs_root!();
     buggy_then_fixed_then_stops("openai", false).await;
 }
 
 #[tokio::test]
 async fn anthropic_streamed_fixes_its_bug_and_stops() {
+    needs_root!();
     buggy_then_fixed_then_stops("anthropic", true).await;
 }
 
 #[tokio::test]
 async fn anthropic_unstreamed_fixes_its_bug_and_stops() {
+    needs_root!();
     buggy_then_fixed_then_stops("anthropic", false).await;
 }
 
 #[tokio::test]
 async fn every_block_is_run_or_answered_never_dropped() {
+    needs_root!();
     let app = agent_app();
     let reply = "Several:\n```cobol\nDISPLAY 'HI'.\n```\n```bash\necho from-bash\n```\n```\nprint('untagged runs as python')\n```\n\
                  ```js\nconsole.log(6 * 7)\n```\n```python\nimport sys; sys.exit(3)\n```\n```python\nprint('after a failure')\n```\n";
@@ -169,6 +174,7 @@ async fn every_block_is_run_or_answered_never_dropped() {
 
 #[tokio::test]
 async fn a_reply_without_code_is_told_so_and_long_output_is_cut_for_the_model_only() {
+    needs_root!();
     let app = agent_app();
     let m = ScriptedModel::start(vec![
         Reply::text("Let me think first."),
@@ -196,6 +202,7 @@ fn forever(reply: &str) -> ScriptedModel {
 
 #[tokio::test]
 async fn each_termination_condition_stops_the_run_with_its_reason() {
+    needs_root!();
     let app = agent_app();
     let one = py("print(1)");
     let two = format!("{}\n{}", py("print(1)"), py("print(2)"));
@@ -243,6 +250,7 @@ async fn each_termination_condition_stops_the_run_with_its_reason() {
 
 #[tokio::test]
 async fn wall_time_ends_the_run_and_kills_the_program_in_flight() {
+    needs_root!();
     let app = agent_app();
     let tok = token();
     let m = ScriptedModel::start(vec![Reply::text(format!("```bash\nexec -a sleep-{tok} sleep 60\n```"))]);
@@ -267,6 +275,7 @@ async fn wall_time_ends_the_run_and_kills_the_program_in_flight() {
 
 #[tokio::test]
 async fn cancelling_kills_the_execution_in_flight_and_deletes_the_sandbox() {
+    needs_root!();
     let app = agent_app();
     let tok = token();
     let m = ScriptedModel::start(vec![Reply::text(format!("```bash\necho started; exec -a sleep-{tok} sleep 120\n```"))]);
@@ -296,6 +305,7 @@ async fn cancelling_kills_the_execution_in_flight_and_deletes_the_sandbox() {
 
 #[tokio::test]
 async fn model_endpoint_errors_are_retried_then_the_run_fails() {
+    needs_root!();
     let app = agent_app();
     let flaky = ScriptedModel::start(vec![Reply::Status(503, r#"{"error":{"message":"busy"}}"#.into()), Reply::StatusRetryAfter(429, 1), Reply::text("TERMINATE")]);
     let down = ScriptedModel::start_with(|_| Reply::Status(500, r#"{"error":{"message":"the model server is broken"}}"#.into()));
@@ -335,6 +345,7 @@ async fn model_endpoint_errors_are_retried_then_the_run_fails() {
 
 #[tokio::test]
 async fn blocks_wait_for_approval_and_a_rejection_reaches_the_model() {
+    needs_root!();
     let app = agent_app();
     let tok = token();
     let m = ScriptedModel::start(vec![
@@ -388,6 +399,7 @@ async fn blocks_wait_for_approval_and_a_rejection_reaches_the_model() {
 
 #[tokio::test]
 async fn a_critic_reviews_and_may_end_the_run() {
+    needs_root!();
     let app = agent_app();
     let m = ScriptedModel::start_with(|r: &Recorded| {
         if r.system().contains("review") {
@@ -415,6 +427,7 @@ async fn a_critic_reviews_and_may_end_the_run() {
 
 #[tokio::test]
 async fn events_stream_the_messages_as_they_happen_then_the_end() {
+    needs_root!();
     let app = agent_app();
     let m = ScriptedModel::start(vec![
         Reply::text(format!("Slow one:\n{}", py("import time; time.sleep(1); print('done')"))),
@@ -446,6 +459,7 @@ async fn events_stream_the_messages_as_they_happen_then_the_end() {
 
 #[tokio::test]
 async fn a_given_sandbox_is_used_and_kept() {
+    needs_root!();
     let app = agent_app();
     let (st, sb) = post(app, "/v1/sandboxes", json!({"ttl_seconds": 600})).await;
     assert_eq!(st, 201, "{sb}");
@@ -472,6 +486,7 @@ async fn a_given_sandbox_is_used_and_kept() {
 
 #[tokio::test]
 async fn bad_requests_get_clear_errors() {
+    needs_root!();
     let app = agent_app();
     let m = ScriptedModel::start(vec![]);
     let ok_model = model(&m, "openai", false);
@@ -510,6 +525,7 @@ async fn bad_requests_get_clear_errors() {
 /// it, and is never shown back.
 #[tokio::test]
 async fn a_service_key_goes_only_where_the_operator_allowed() {
+    needs_root!();
     let allowed = ScriptedModel::start(vec![Reply::text("TERMINATE")]);
     let other = ScriptedModel::start(vec![Reply::text("TERMINATE")]);
     let internal = ScriptedModel::start(vec![Reply::text("TERMINATE")]);
@@ -547,6 +563,7 @@ async fn a_service_key_goes_only_where_the_operator_allowed() {
 
 #[tokio::test]
 async fn a_run_in_flight_when_the_service_dies_reads_failed_after_restart() {
+    needs_root!();
     let dir = tempfile::tempdir().unwrap();
     let instance = format!("agentrestart-{}", std::process::id());
     let m = ScriptedModel::start_with(|_| Reply::Hang(Duration::from_secs(60)));
@@ -568,6 +585,7 @@ async fn a_run_in_flight_when_the_service_dies_reads_failed_after_restart() {
 
 #[tokio::test]
 async fn the_cli_shows_the_conversation_and_its_exit_code_says_how_it_ended() {
+    needs_root!();
     require_root();
     let m = ScriptedModel::start(vec![
         Reply::text(format!("First try:\n{}", py("print(1 / 0)"))),
@@ -610,6 +628,7 @@ async fn the_cli_shows_the_conversation_and_its_exit_code_says_how_it_ended() {
 /// The same loop on the docker executor: the run's sandbox is a container.
 #[tokio::test]
 async fn the_loop_runs_on_the_docker_executor_too() {
+    needs_root!();
     let Some(_) = app_for("docker").await else { return };
     let app = agent_app();
     let m = ScriptedModel::start(vec![

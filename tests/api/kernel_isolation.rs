@@ -160,6 +160,7 @@ fn uid_of(line: &str) -> u32 {
 /// uid 65534 and the others got EMFILE and EAGAIN.
 #[tokio::test]
 async fn one_run_cannot_starve_another_of_per_uid_kernel_limits() {
+    needs_root!();
     require_root();
     let app = TestApp::start(&format!("kiso-uids-{}", std::process::id()), &[("EXECBOX_MAX_CONCURRENT_RUNS", "4")]);
     let (_, ready) = app.get("/readyz").await;
@@ -210,6 +211,7 @@ async fn one_run_cannot_starve_another_of_per_uid_kernel_limits() {
 /// service it has the same one (found again from its container).
 #[tokio::test]
 async fn a_docker_sandbox_keeps_its_own_uid_across_a_restart() {
+    needs_root!();
     require_root();
     let data = tempfile::tempdir().unwrap();
     let instance = format!("kiso-sbuid-{}", std::process::id());

@@ -9,6 +9,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn graceful_stop_finishes_in_flight_runs_and_cleans_up() {
+    needs_root!();
     require_root();
     let mut app = TestApp::start(&format!("grace-{}", std::process::id()), &[]);
     let url = app.url("/v1/execute");
@@ -34,6 +35,7 @@ async fn graceful_stop_finishes_in_flight_runs_and_cleans_up() {
 
 #[tokio::test]
 async fn kill_9_of_the_service_kills_its_runs_and_the_next_start_sweeps() {
+    needs_root!();
     require_root();
     let data = tempfile::tempdir().unwrap();
     let instance = format!("k9-{}", std::process::id());
@@ -64,6 +66,7 @@ async fn kill_9_of_the_service_kills_its_runs_and_the_next_start_sweeps() {
 
 #[test]
 fn a_bad_policy_file_stops_the_service_naming_file_and_key() {
+    needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let text = include_str!("../../policies/default.toml").replace("pids = 64", "pids = 64\nbogus_key = 1");
@@ -83,6 +86,7 @@ fn a_bad_policy_file_stops_the_service_naming_file_and_key() {
 
 #[test]
 fn a_second_service_on_the_same_data_dir_and_instance_is_refused() {
+    needs_root!();
     require_root();
     let app = TestApp::start(&format!("lock-{}", std::process::id()), &[]);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_execbox"))
@@ -99,6 +103,7 @@ fn a_second_service_on_the_same_data_dir_and_instance_is_refused() {
 /// degraded mode is accepted, which /readyz-level features then report.
 #[test]
 fn a_non_root_service_refuses_without_cgroups_unless_degraded_is_allowed() {
+    needs_root!();
     use std::os::unix::fs::PermissionsExt;
     use std::os::unix::process::CommandExt;
     require_root();
@@ -151,6 +156,7 @@ async fn docker_ready(app: &TestApp) -> bool {
 
 #[tokio::test]
 async fn docker_containers_are_labelled_swept_after_kill_9_and_removed_on_graceful_stop() {
+    needs_root!();
     require_root();
     let data = tempfile::tempdir().unwrap();
     let instance = format!("dk-{}", std::process::id());
@@ -187,6 +193,7 @@ async fn docker_containers_are_labelled_swept_after_kill_9_and_removed_on_gracef
 
 #[tokio::test]
 async fn an_unreachable_engine_makes_docker_unready_and_503_while_local_works() {
+    needs_root!();
     require_root();
     let app = TestApp::start(&format!("nodk-{}", std::process::id()), &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
     let (status, ready) = app.get("/readyz").await;
@@ -205,6 +212,7 @@ async fn an_unreachable_engine_makes_docker_unready_and_503_while_local_works() 
 /// PDEATHSIG while it waited, and its first run failed. Warm sandboxes must outlive any thread.
 #[tokio::test]
 async fn a_warm_sandbox_that_waited_a_while_still_runs() {
+    needs_root!();
     require_root();
     let app = TestApp::start(&format!("wait-{}", std::process::id()), &[]);
     // Longer than tokio's blocking-pool threads live when idle (10 s).

@@ -36,6 +36,7 @@ fn response(op: &Value, status: u16) -> Option<&Value> {
 
 #[tokio::test]
 async fn the_document_is_openapi_3_1_titled_execbox_at_this_version() {
+    needs_root!();
     let doc = document().await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.1."), "{}", doc["openapi"]);
     assert_eq!(doc["info"]["title"], "execbox");
@@ -44,6 +45,7 @@ async fn the_document_is_openapi_3_1_titled_execbox_at_this_version() {
 
 #[tokio::test]
 async fn the_document_describes_exactly_the_routes_the_router_is_built_from() {
+    needs_root!();
     let doc = document().await;
     let documented: BTreeSet<(String, String)> = operations(&doc).into_iter().map(|(m, p, _)| (m, p)).collect();
     // OpenAPI has no catch-all parameter: axum's `{*path}` is `{path}` in the document.
@@ -56,6 +58,7 @@ async fn the_document_describes_exactly_the_routes_the_router_is_built_from() {
 /// its description lists.
 #[tokio::test]
 async fn every_documented_operation_is_served_and_answers_a_documented_status() {
+    needs_root!();
     let app = spawn_app();
     let doc = document().await;
     let fallback = |status: u16, body: &Value| matches!((status, body["error"]["code"].as_str()), (404, Some("not_found")) | (405, Some("method_not_allowed")));
@@ -83,6 +86,7 @@ async fn every_documented_operation_is_served_and_answers_a_documented_status() 
 /// code is named in the response's description.
 #[tokio::test]
 async fn error_answers_are_documented_with_their_status_schema_and_code() {
+    needs_root!();
     let app = spawn_app();
     let doc = document().await;
     let cases: &[(Method, &str, &str, &str, &str, u16, &str)] = &[
@@ -117,6 +121,7 @@ async fn error_answers_are_documented_with_their_status_schema_and_code() {
 
 #[tokio::test]
 async fn run_result_and_status_are_exactly_the_contract() {
+    needs_root!();
     let doc = document().await;
     let schemas = &doc["components"]["schemas"];
     let contract: BTreeSet<&str> = [
@@ -148,6 +153,7 @@ async fn run_result_and_status_are_exactly_the_contract() {
 /// Under `auth = "none"` no route needs anything: the document names no scheme and no 401.
 #[tokio::test]
 async fn without_auth_the_document_asks_for_no_key() {
+    needs_root!();
     let doc = document().await;
     assert!(doc.get("security").is_none(), "{}", doc["security"]);
     assert!(doc["components"].get("securitySchemes").is_none(), "{}", doc["components"]["securitySchemes"]);
@@ -162,6 +168,7 @@ async fn without_auth_the_document_asks_for_no_key() {
 
 #[tokio::test]
 async fn with_api_keys_bearer_auth_covers_every_route_but_the_probes_metrics_and_the_document() {
+    needs_root!();
     let app = TestApp::start(&format!("openapi-key-{}", std::process::id()), &[("EXECBOX_AUTH", "api-key"), ("EXECBOX_DOCKER__ENABLED", "false")]);
     let r = client().get(app.url("/openapi.json")).send().await.unwrap();
     let doc: Value = r.json().await.unwrap();
@@ -185,6 +192,7 @@ async fn with_api_keys_bearer_auth_covers_every_route_but_the_probes_metrics_and
 /// Code generators name a function per operationId; OpenAPI requires each response to say what it is.
 #[tokio::test]
 async fn operation_ids_are_unique_and_every_response_is_described() {
+    needs_root!();
     let doc = document().await;
     let mut ids = BTreeSet::new();
     for (method, path, op) in operations(&doc) {
@@ -200,6 +208,7 @@ async fn operation_ids_are_unique_and_every_response_is_described() {
 /// `executor` or `policy`, and the service refuses them there.
 #[tokio::test]
 async fn names_come_from_the_loaded_runtimes_and_policies() {
+    needs_root!();
     let app = spawn_app();
     let doc = document().await;
     let schemas = &doc["components"]["schemas"];
@@ -229,6 +238,7 @@ async fn names_come_from_the_loaded_runtimes_and_policies() {
 /// JSON Schema's `integer` includes `170.0`: the service takes it as 170, and refuses `170.5`.
 #[tokio::test]
 async fn whole_numbers_written_with_a_zero_fraction_are_integers() {
+    needs_root!();
     let app = spawn_app();
     let v = app.run(json!({"language": "bash", "code": "echo ok", "limits": {"wall_time_ms": 5000.0, "pids": 16.0}})).await;
     assert_eq!((v["status"].as_str(), v["stdout"].as_str()), (Some("ok"), Some("ok\n")), "{v}");

@@ -8,6 +8,7 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn a_team_over_its_run_quota_gets_429_and_every_run_is_audited() {
+    needs_root!();
     require_root();
     let app = TestApp::start(&format!("quota-{}", std::process::id()), &[("EXECBOX_QUOTAS__MAX_CONCURRENT_RUNS_PER_TEAM", "1")]);
     let url = app.url("/v1/execute");

@@ -65,6 +65,7 @@ async fn healthz_and_a_run(app: &TestApp, key: &str) {
 
 #[tokio::test]
 async fn half_sent_request_heads_are_closed_after_the_header_timeout() {
+    needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alpha");
@@ -80,6 +81,7 @@ async fn half_sent_request_heads_are_closed_after_the_header_timeout() {
 
 #[tokio::test]
 async fn at_the_connection_bound_healthz_and_runs_still_answer() {
+    needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alpha");
@@ -108,6 +110,7 @@ async fn at_the_connection_bound_healthz_and_runs_still_answer() {
 /// 16 MiB, so each item runs with its caps lowered to 8 MiB per stream and says it was cut.
 #[tokio::test]
 async fn a_batch_holds_at_most_its_output_budget() {
+    needs_root!();
     require_root();
     let env = [("EXECBOX_DOCKER__ENABLED", "false"), ("EXECBOX_MAX_BATCH_OUTPUT_BYTES", "16777216")];
     let app = TestApp::start(&format!("limits-batch-{}", std::process::id()), &env);
@@ -133,6 +136,7 @@ async fn a_batch_holds_at_most_its_output_budget() {
 /// A streamed run's result event carries the whole result, written in chunks.
 #[tokio::test]
 async fn a_streamed_run_with_a_large_result_arrives_whole() {
+    needs_root!();
     let Some(app) = app_for("local").await else { return };
     let code = "import sys\nsys.stdout.write('\\x01' * (4 << 20))";
     let r = client()
@@ -189,6 +193,7 @@ async fn wait_for(app: &TestApp, key: &str, id: &str, what: &str, ok: impl Fn(&V
 /// model hold at most A's share (one): team B's run starts and finishes either way.
 #[tokio::test]
 async fn one_team_cannot_keep_another_from_agent_slots() {
+    needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (create_key(dir.path(), "team-a"), create_key(dir.path(), "team-b"));
@@ -232,6 +237,7 @@ async fn one_team_cannot_keep_another_from_agent_slots() {
 /// A run that waits for approval gives its slot back, and takes one again once approved.
 #[tokio::test]
 async fn an_approved_run_takes_a_slot_again_and_finishes() {
+    needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let a = create_key(dir.path(), "team-a");
@@ -268,6 +274,7 @@ fn own_addresses() -> Vec<std::net::IpAddr> {
 /// a listener the test binds there is never reached.
 #[tokio::test]
 async fn a_model_url_at_the_hosts_own_address_is_refused_before_any_connection() {
+    needs_root!();
     require_root();
     let own = own_addresses();
     if own.is_empty() {

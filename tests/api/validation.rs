@@ -144,7 +144,7 @@ async fn call_files_never_go_through_what_a_program_planted(ex: &str) {
         ("adir", "adir is a directory in the sandbox's work dir"),
     ] {
         let (status, v) = sandbox_call(app, &id, json!({"language": "bash", "code": "echo ran", "files": [{"path": path, "content": "pwned"}]})).await;
-        assert_eq!((status, code_of(&v)), (400, "path_refused"), "{path}: {v}");
+        assert_eq!((status, code_of(&v)), (409, "path_conflict"), "{path}: {v}");
         assert!(v["error"]["message"].as_str().unwrap().contains(says), "{path}: {v}");
     }
     // A file over a link of its own name replaces the link; nothing behind it is touched.
@@ -237,6 +237,7 @@ on_both_executors!(
 
 #[tokio::test]
 async fn keepalive_with_json_type_and_empty_body() {
+    needs_root!();
     keepalive_with_a_json_type_and_no_body_renews().await
 }
 
@@ -244,6 +245,7 @@ async fn keepalive_with_json_type_and_empty_body() {
 /// locks or creates anything.
 #[test]
 fn a_taken_listen_address_fails_at_once_and_leaves_nothing() {
+    needs_root!();
     require_root();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
