@@ -176,6 +176,7 @@ pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<App
     if cfg.docker.enabled {
         match build_docker(&cfg, cfg.instance(), None).await {
             Ok(d) => {
+                d.check_runtimes(&policies).await;
                 if prewarm {
                     d.prewarm(&policies);
                 }

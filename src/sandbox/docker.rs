@@ -193,6 +193,7 @@ impl DockerSandboxes {
         }
         let (image, languages) = self.pick_image().await?;
         let (limits, open_files, runtime) = self.container_limits(sb);
+        self.exec.ensure_runtime(runtime.as_deref(), &sb.policy).await?;
         let mut body = container::create_body(&self.exec.shape(&image, limits, open_files, runtime), self.exec.instance());
         let labels = body.labels.get_or_insert_with(Default::default);
         labels.insert(LABEL_SANDBOX.to_string(), sb.id.clone());
