@@ -200,6 +200,7 @@ pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<App
     if cfg.docker.enabled {
         match build_docker(&cfg, cfg.instance(), None, uids).await {
             Ok(d) => {
+                d.check_runtimes(&policies).await;
                 if prewarm {
                     d.prewarm(&policies);
                 }

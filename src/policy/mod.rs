@@ -11,6 +11,7 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("default", include_str!("../../policies/default.toml")),
     ("strict", include_str!("../../policies/strict.toml")),
     ("benchmark", include_str!("../../policies/benchmark.toml")),
+    ("gvisor", include_str!("../../policies/gvisor.toml")),
 ];
 
 /// Every limit a run is held to.
@@ -242,7 +243,16 @@ mod tests {
     #[test]
     fn embedded_policies_are_valid() {
         let set = PolicySet::embedded().unwrap();
-        assert_eq!(set.policies.keys().collect::<Vec<_>>(), vec!["benchmark", "default", "strict"]);
+        assert_eq!(set.policies.keys().collect::<Vec<_>>(), vec!["benchmark", "default", "gvisor", "strict"]);
+    }
+
+    /// The gvisor policy is the default's limits, on docker under runsc.
+    #[test]
+    fn the_gvisor_policy_is_the_default_under_runsc() {
+        let set = PolicySet::embedded().unwrap();
+        let (d, g) = (set.get("default").unwrap(), set.get("gvisor").unwrap());
+        assert_eq!((g.defaults, g.maxima, g.compile, g.open_files), (d.defaults, d.maxima, d.compile, d.open_files));
+        assert_eq!((g.executors.clone(), g.docker_runtime.as_deref()), (vec!["docker".to_string()], Some("runsc")));
     }
 
     #[test]

@@ -217,6 +217,7 @@ impl DockerSandboxes {
         }
         let (image, languages) = self.pick_image().await?;
         let (limits, open_files, runtime) = self.container_limits(sb);
+        self.exec.ensure_runtime(runtime.as_deref(), &sb.policy).await?;
         let lease = self.exec.sandbox_uid().await?;
         let uid = lease.uid();
         let mut body = container::create_body(&self.exec.shape(&image, limits, open_files, runtime), self.exec.instance(), uid);

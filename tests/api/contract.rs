@@ -152,11 +152,13 @@ async fn policies_show_defaults_and_maxima() {
     let (status, v) = app.get("/v1/policies").await;
     assert_eq!(status, 200);
     let names: Vec<&str> = v["policies"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["benchmark", "default", "strict"]);
-    let strict = &v["policies"][2];
+    assert_eq!(names, ["benchmark", "default", "gvisor", "strict"]);
+    let strict = &v["policies"][3];
     assert_eq!(strict["defaults"]["memory_bytes"], 134_217_728);
     assert_eq!(strict["maxima"]["pids"], 32);
     assert_eq!(strict["network"], "none");
+    let gvisor = &v["policies"][2];
+    assert_eq!((&gvisor["executors"], &gvisor["docker_runtime"]), (&json!(["docker"]), &json!("runsc")));
 }
 
 #[tokio::test]

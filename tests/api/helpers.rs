@@ -204,6 +204,14 @@ pub fn ensure_images() {
             }
             eprintln!("\n!!! images/build.sh --if-missing failed: the docker tests will skip !!!\n");
         }
+        // gVisor, when runsc is installed: registered with the engine (quick when it is). CI
+        // installs it first (.ci/run); elsewhere its absence makes the gvisor tests skip loudly.
+        if std::path::Path::new("/usr/bin/runsc").exists() {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/.ci/gvisor.sh");
+            if !Command::new("bash").arg(script).stdout(Stdio::null()).status().is_ok_and(|s| s.success()) {
+                eprintln!("\n!!! .ci/gvisor.sh could not register runsc with the engine: the gvisor tests will skip !!!\n");
+            }
+        }
     });
 }
 
@@ -276,19 +284,47 @@ pub fn s(v: &Value, k: &str) -> String {
     v[k].as_str().unwrap_or_else(|| panic!("{k} is not a string in {v}")).to_string()
 }
 
-/// The shared service, if `executor` is ready on it. The docker executor needs the engine and
-/// the images (`images/build.sh`); in CI its absence is a failure, elsewhere a loud skip.
-pub async fn app_for(executor: &str) -> Option<&'static TestApp> {
+/// A test target beside the two executors: the docker executor under the `gvisor` policy
+/// (runsc). Tests name a target; [`executor_of`] and [`policy_of`] make it a request's fields.
+pub const GVISOR: &str = "gvisor";
+
+/// The executor a target runs on.
+pub fn executor_of(target: &str) -> &str {
+    if target == GVISOR {
+        "docker"
+    } else {
+        target
+    }
+}
+
+/// The policy a target runs under.
+pub fn policy_of(target: &str) -> &str {
+    if target == GVISOR {
+        "gvisor"
+    } else {
+        "default"
+    }
+}
+
+/// The shared service, if `target` is ready on it. The docker executor needs the engine and
+/// the images (`images/build.sh`), the gvisor target also runsc registered with the engine
+/// (`.ci/gvisor.sh`); in CI their absence is a failure, elsewhere a loud skip.
+pub async fn app_for(target: &str) -> Option<&'static TestApp> {
     let app = spawn_app();
+    let executor = executor_of(target);
     let (_, ready) = app.get("/readyz").await;
-    if ready["executors"][executor]["ready"] == true {
+    let runsc = &ready["executors"]["docker"]["features"]["oci_runtimes"]["runsc"];
+    let (ok, why) = match target {
+        GVISOR if ready["executors"][executor]["ready"] == true => (runsc["ready"] == true, format!("runsc: {}", runsc["detail"])),
+        _ => (ready["executors"][executor]["ready"] == true, ready["executors"][executor]["detail"].to_string()),
+    };
+    if ok {
         return Some(app);
     }
-    let why = ready["executors"][executor]["detail"].to_string();
     if std::env::var_os("CI").is_some() {
-        panic!("the {executor} executor is not ready in CI: {why}");
+        panic!("the {target} target is not ready in CI: {why}");
     }
-    eprintln!("\n!!! SKIPPING a {executor} test: the executor is not ready here ({why}) !!!\n");
+    eprintln!("\n!!! SKIPPING a {target} test: it is not ready here ({why}) !!!\n");
     None
 }
 
@@ -304,6 +340,17 @@ macro_rules! on_both_executors {
     };
 }
 pub(crate) use on_both_executors;
+
+/// Generate one test on the gvisor target (docker under runsc) for each named
+/// `async fn name(target: &str)`.
+macro_rules! on_gvisor {
+    ($($name:ident),* $(,)?) => {
+        mod gvisor {
+            $( #[tokio::test] async fn $name() { $crate::helpers::needs_root!(); super::$name(crate::helpers::GVISOR).await } )*
+        }
+    };
+}
+pub(crate) use on_gvisor;
 
 /// One parsed Server-Sent Event and when it arrived.
 pub struct Ev {

@@ -12,6 +12,7 @@ mod containment;
 mod contract;
 mod errors;
 mod eval;
+mod gvisor;
 mod kernel_isolation;
 mod lifecycle;
 mod openapi;

@@ -87,7 +87,7 @@ pub fn create_body(shape: &Shape, instance: &str, uid: u32) -> ContainerCreateBo
         ipc_mode: Some("private".into()),
         ..Default::default()
     };
-    ContainerCreateBody {
+    let mut body = ContainerCreateBody {
         image: Some(shape.image.clone()),
         cmd: Some(vec!["sleep".into(), "infinity".into()]),
         user: Some(WAITER_USER.into()),
@@ -103,7 +103,12 @@ pub fn create_body(shape: &Shape, instance: &str, uid: u32) -> ContainerCreateBo
         ])),
         host_config: Some(host),
         ..Default::default()
+    };
+    // gVisor counts tasks and applies seccomp its own way.
+    if super::gvisor::is_gvisor(shape.runtime.as_deref()) {
+        super::gvisor::adjust(&mut body, l);
     }
+    body
 }
 
 /// Every container (running or not) labelled with this instance.
@@ -195,7 +200,8 @@ fn cap_socket_memory(id: &str, bytes: u64) -> std::io::Result<SocketMemory> {
     Ok(socket_memory_mode())
 }
 
-/// Force-remove a container (kills it first); a missing one is fine.
+/// Force-remove a container (kills it first); a missing one is fine. What its runtime left on
+/// this host (runsc's gofer and sandbox after some failed starts) is killed too.
 pub async fn remove(docker: &Docker, id: &str) {
     let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
     match docker.remove_container(id, Some(opts)).await {
@@ -203,6 +209,7 @@ pub async fn remove(docker: &Docker, id: &str) {
         Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
         Err(e) => tracing::warn!(container = id, error = %e, "could not remove container"),
     }
+    super::gvisor::kill_leftovers(id);
 }
 
 /// Remove this instance's per-run containers (start-up sweep and graceful stop). Sandbox
@@ -227,10 +234,10 @@ mod tests {
     #[test]
     fn a_sandbox_container_is_created_hardened_with_the_policys_runtime() {
         let limits = Limits { wall_time_ms: 1000, cpu_time_ms: 2500, memory_bytes: 64 << 20, pids: 16, output_bytes: 1 << 20, disk_bytes: 8 << 20 };
-        let shape = Shape { image: "img".into(), limits, open_files: 128, runtime: Some("runsc".into()), nano_cpus: 1_000_000_000 };
+        let shape = Shape { image: "img".into(), limits, open_files: 128, runtime: Some("crun".into()), nano_cpus: 1_000_000_000 };
         let body = create_body(&shape, "inst", 60123);
         let h = body.host_config.clone().unwrap();
-        assert_eq!(h.runtime.as_deref(), Some("runsc"));
+        assert_eq!(h.runtime.as_deref(), Some("crun"));
         assert_eq!(h.network_mode.as_deref(), Some("none"));
         assert_eq!((h.memory, h.memory_swap), (Some(64 << 20), Some(64 << 20)), "memory + swap = memory: no swap");
         assert_eq!(h.nano_cpus, Some(1_000_000_000));

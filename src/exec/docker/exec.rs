@@ -111,7 +111,13 @@ pub async fn run(docker: &Docker, container: &str, spec: ExecSpec<'_>) -> Result
         if !check {
             continue;
         }
-        let inspect = docker.inspect_exec(&created.id).await?;
+        let inspect = match docker.inspect_exec(&created.id).await {
+            Ok(i) => i,
+            // The exec went with its container, which died under the program (under gVisor
+            // the host's OOM killer takes the whole sandbox): the program was killed with it.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => break Some(128 + libc::SIGKILL as i64),
+            Err(e) => return Err(e),
+        };
         if inspect.running == Some(false) {
             // Give the stream a moment to deliver what the program wrote last.
             let at = *exited_at.get_or_insert_with(Instant::now);

@@ -5,6 +5,7 @@
 
 pub mod container;
 pub(crate) mod exec;
+pub mod gvisor;
 pub mod pool;
 mod oom;
 mod seccomp_profile;
@@ -69,6 +70,10 @@ pub struct DockerExecutor {
     /// Sandbox container id → the uid it holds for its life (reserved again at start from the
     /// container's label, before anything else can take it).
     sandbox_uids: std::sync::Mutex<HashMap<String, UidLease>>,
+    /// Whether each policy's OCI runtime can take runs (see `gvisor.rs`).
+    oci: gvisor::RuntimeChecks,
+    /// One runtime check at a time.
+    checking: tokio::sync::Mutex<()>,
 }
 
 /// Why a step in a container could not run (the service's failure, not the program's).
@@ -104,6 +109,8 @@ impl DockerExecutor {
             problem: Arc::new(RwLock::new(None)),
             versions: RwLock::new(HashMap::new()),
             sandbox_uids: Default::default(),
+            oci: gvisor::RuntimeChecks::default(),
+            checking: tokio::sync::Mutex::new(()),
         };
         match tokio::time::timeout(Duration::from_secs(5), exec.docker.ping()).await {
             Ok(Ok(_)) => {
@@ -242,10 +249,86 @@ impl DockerExecutor {
         results
     }
 
+    /// Check the OCI runtime of every policy that names one (after `probe`): a runtime that
+    /// fails makes its policies' runs answer 503 (and `/readyz` say why), never the executor.
+    pub async fn check_runtimes(&self, policies: &PolicySet) {
+        self.oci.add_policies(policies);
+        for rt in self.oci.runtimes() {
+            let problem = self.check_runtime(&rt).await;
+            self.oci.record(&rt, problem);
+        }
+    }
+
+    /// Registered with the engine, and a container of it runs a program: under its seccomp filter,
+    /// or, for gVisor, under gVisor's kernel (whose exec'd programs get no OCI seccomp filter; see
+    /// `gvisor.rs`). None when all hold.
+    async fn check_runtime(&self, rt: &str) -> Option<String> {
+        if self.unavailable().is_some() {
+            return Some("the Docker engine is unreachable".into());
+        }
+        let registered = match self.docker.info().await {
+            Ok(info) => info.runtimes.unwrap_or_default().contains_key(rt),
+            Err(e) => return Some(format!("cannot ask the Docker engine for its runtimes: {e}")),
+        };
+        if !registered {
+            return Some(format!(
+                "the Docker engine has no OCI runtime named \"{rt}\"; register it in the engine's daemon.json and send dockerd SIGHUP (README: gVisor; .ci/gvisor.sh does it for runsc)"
+            ));
+        }
+        let available = self.available();
+        let mut langs: Vec<&String> = available.keys().collect();
+        langs.sort_by_key(|l| (l.as_str() != "python", l.as_str()));
+        let Some(image) = langs.first().and_then(|l| self.image_of(l)) else {
+            return Some("no runtime image passed its start-up probe; build them with images/build.sh".into());
+        };
+        let limits = Limits { wall_time_ms: 30_000, cpu_time_ms: 30_000, memory_bytes: 512 << 20, pids: 32, output_bytes: 4096, disk_bytes: 1 << 20 };
+        let shape = self.shape(image, limits, 64, Some(rt.to_string()));
+        let input = StepInput { argv: vec!["cat".into(), "/proc/self/status".into(), "/proc/version".into()], env: vec![], files: &[], stdin: b"", cpu_secs: None, stream: None };
+        match self.step(&shape, input, None).await {
+            Ok((r, _)) if r.status == Status::Ok => {
+                let seccomp = r.stdout.lines().find_map(|l| l.strip_prefix("Seccomp:")).map(str::trim).unwrap_or("absent");
+                let host_kernel = std::fs::read_to_string("/proc/version").ok().filter(|v| !v.trim().is_empty());
+                if gvisor::is_gvisor(Some(rt)) {
+                    // gVisor's own kernel, not the host's, must answer.
+                    host_kernel.filter(|v| r.stdout.contains(v.trim())).map(|_| format!("the OCI runtime \"{rt}\" runs programs on the host's kernel, not gVisor's"))
+                } else {
+                    (seccomp != "2").then(|| format!("containers of the OCI runtime \"{rt}\" run without their seccomp filter (Seccomp: {seccomp} inside)"))
+                }
+            }
+            Ok((r, _)) => Some(format!("a container of the OCI runtime \"{rt}\" could not run a program: {} {}", r.status.as_str(), r.stderr.trim())),
+            Err(e) => Some(format!("a container of the OCI runtime \"{rt}\" could not run a program: {e}")),
+        }
+    }
+
+    /// Refuse a run whose OCI runtime failed its check (checked again at most every 10 s, so a
+    /// runtime registered later is taken up without a restart).
+    pub(crate) async fn ensure_runtime(&self, rt: Option<&str>, policy: &str) -> Result<(), ExecError> {
+        let Some(rt) = rt else { return Ok(()) };
+        let refuse = |p: String| ExecError::Unavailable("docker".into(), format!("policy {policy} runs on the OCI runtime \"{rt}\", which cannot take runs: {p}"));
+        match self.oci.problem(rt) {
+            None => Ok(()),
+            Some((p, false)) => Err(refuse(p)),
+            Some((_, true)) => {
+                let _one = self.checking.lock().await;
+                if let Some((_, true)) = self.oci.problem(rt) {
+                    let problem = self.check_runtime(rt).await;
+                    self.oci.record(rt, problem);
+                }
+                match self.oci.problem(rt) {
+                    None => Ok(()),
+                    Some((p, _)) => Err(refuse(p)),
+                }
+            }
+        }
+    }
+
     /// Keep the default shape of each policy that allows docker warm, for the python image
     /// (the most common first run); other shapes are kept warm once they are asked for.
     pub fn prewarm(&self, policies: &PolicySet) {
         for p in policies.policies.values().filter(|p| p.executors.iter().any(|e| e == "docker")) {
+            if p.docker_runtime.as_deref().is_some_and(|rt| self.oci.problem(rt).is_some()) {
+                continue;
+            }
             if let Some(image) = self.image_of("python").filter(|_| self.available().contains_key("python")) {
                 self.pool.prewarm(self.shape(image, p.defaults, p.open_files, p.docker_runtime.clone()));
             }
@@ -288,6 +371,7 @@ impl DockerExecutor {
     }
 
     async fn run_job(&self, job: &Job) -> Result<RunResult, ExecError> {
+        self.ensure_runtime(job.docker_runtime.as_deref(), &job.policy).await?;
         let Prepared { version, image, mut files, env } = self.prepare(job)?;
         let rt: &Runtime = &job.runtime;
         let mut compile = None;
@@ -316,7 +400,10 @@ impl DockerExecutor {
     /// One process in a fresh container of `shape`: run it, collect the artifact, remove the
     /// container. Returns the collected artifact's bytes when `collect` names a file of /work.
     async fn step(&self, shape: &Shape, input: StepInput<'_>, collect: Option<&str>) -> Result<(StepResult, Option<Vec<u8>>), ExecError> {
-        let warm = self.pool.take(shape).await?;
+        let warm = self.pool.take(shape).await.map_err(|e| match (gvisor::is_gvisor(shape.runtime.as_deref()), e) {
+            (true, ExecError::Unavailable(_, why)) => gvisor::start_failed(shape, why),
+            (_, e) => e,
+        })?;
         let (id, uid) = (warm.id.clone(), warm.uid.uid());
         let _remove = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), ooms: self.ooms.clone(), uid: Some(warm.uid) };
         let limits = &shape.limits;
@@ -591,6 +678,7 @@ impl Executor for DockerExecutor {
                 "warm_containers": self.pool.idle(),
                 "images": self.images,
                 "runtimes": versions.keys().collect::<Vec<_>>(),
+                "oci_runtimes": self.oci.report(),
             }),
         }
     }
