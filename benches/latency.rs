@@ -44,7 +44,11 @@ impl Server {
             .expect("starting execbox serve");
         let mut line = String::new();
         let read = BufReader::new(child.stdout.take().expect("piped")).read_line(&mut line);
-        let mut server = Server { child, base: String::new(), _data_dir: data_dir };
+        let mut server = Server {
+            child,
+            base: String::new(),
+            _data_dir: data_dir,
+        };
         match line.trim().strip_prefix("execbox listening on ") {
             Some(url) if read.is_ok() => server.base = url.to_string(),
             _ => panic!("execbox serve did not start (first stdout line: {line:?})"),
@@ -80,19 +84,30 @@ impl Drop for Server {
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn bare_python() -> Duration {
     let t = Instant::now();
-    let status = Command::new(PYTHON).args(["-c", "pass"]).status().expect("spawning python3");
+    let status = Command::new(PYTHON)
+        .args(["-c", "pass"])
+        .status()
+        .expect("spawning python3");
     assert!(status.success(), "bare python3 failed: {status}");
     t.elapsed()
 }
 
 /// One run through the API; returns the HTTP status and the time to the full answer.
 async fn api_python(client: &reqwest::Client, url: &str) -> (u16, Duration) {
-    api_run(client, url, serde_json::json!({"language": "python", "code": "pass", "policy": "benchmark"})).await
+    api_run(
+        client,
+        url,
+        serde_json::json!({"language": "python", "code": "pass", "policy": "benchmark"}),
+    )
+    .await
 }
 
 async fn api_run(client: &reqwest::Client, url: &str, body: serde_json::Value) -> (u16, Duration) {
@@ -100,7 +115,11 @@ async fn api_run(client: &reqwest::Client, url: &str, body: serde_json::Value) -
     (status, elapsed)
 }
 
-async fn api_run_answer(client: &reqwest::Client, url: &str, body: serde_json::Value) -> (u16, Duration, serde_json::Value) {
+async fn api_run_answer(
+    client: &reqwest::Client,
+    url: &str,
+    body: serde_json::Value,
+) -> (u16, Duration, serde_json::Value) {
     let t = Instant::now();
     let resp = match client.post(url).json(&body).send().await {
         Ok(r) => r,
@@ -146,14 +165,32 @@ fn latency(rt: &tokio::runtime::Runtime, client: &reqwest::Client, url: &str, n:
     let (bare_med, bare_p90) = (percentile(&mut bare, 50.0), percentile(&mut bare, 90.0));
     let (api_med, api_p90) = (percentile(&mut api, 50.0), percentile(&mut api, 90.0));
     println!("latency of python `pass`, {n} interleaved iterations after {WARMUP} warm-up:");
-    println!("  bare {PYTHON} -c pass   median {:7.2} ms   p90 {:7.2} ms", ms(bare_med), ms(bare_p90));
-    println!("  POST /v1/execute (local)      median {:7.2} ms   p90 {:7.2} ms", ms(api_med), ms(api_p90));
+    println!(
+        "  bare {PYTHON} -c pass   median {:7.2} ms   p90 {:7.2} ms",
+        ms(bare_med),
+        ms(bare_p90)
+    );
+    println!(
+        "  POST /v1/execute (local)      median {:7.2} ms   p90 {:7.2} ms",
+        ms(api_med),
+        ms(api_p90)
+    );
     let ratio = api_med.as_secs_f64() / bare_med.as_secs_f64();
-    let verdict = if ratio <= TARGET_RATIO { "met" } else { "NOT met" };
+    let verdict = if ratio <= TARGET_RATIO {
+        "met"
+    } else {
+        "NOT met"
+    };
     println!("  ratio of medians (API / bare): {ratio:.2}   target <= {TARGET_RATIO}: {verdict}");
 }
 
-fn throughput(rt: &tokio::runtime::Runtime, client: &reqwest::Client, url: &str, concurrency: usize, total: usize) {
+fn throughput(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    url: &str,
+    concurrency: usize,
+    total: usize,
+) {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let samples: Vec<(u16, Duration)> = rt.block_on(async {
@@ -176,10 +213,18 @@ fn throughput(rt: &tokio::runtime::Runtime, client: &reqwest::Client, url: &str,
         all
     });
     let elapsed = started.elapsed();
-    let mut ok: Vec<Duration> = samples.iter().filter(|(s, _)| *s == 200).map(|(_, d)| *d).collect();
+    let mut ok: Vec<Duration> = samples
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, d)| *d)
+        .collect();
     let rejected = samples.iter().filter(|(s, _)| *s == 429).count();
     let other = samples.len() - ok.len() - rejected;
-    let (med, p99) = if ok.is_empty() { (Duration::ZERO, Duration::ZERO) } else { (percentile(&mut ok, 50.0), percentile(&mut ok, 99.0)) };
+    let (med, p99) = if ok.is_empty() {
+        (Duration::ZERO, Duration::ZERO)
+    } else {
+        (percentile(&mut ok, 50.0), percentile(&mut ok, 99.0))
+    };
     println!(
         "  concurrency {concurrency:>2}: {total} runs in {:6.2} s = {:6.1} runs/s   median {:7.2} ms   p99 {:7.2} ms   429: {rejected}   other non-200: {other}",
         elapsed.as_secs_f64(),
@@ -192,33 +237,84 @@ fn throughput(rt: &tokio::runtime::Runtime, client: &reqwest::Client, url: &str,
 fn docker_run_python() -> Duration {
     let t = Instant::now();
     let out = Command::new("docker")
-        .args(["run", "--rm", "--network", "none", DOCKER_IMAGE, "python3", "-c", "pass"])
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            DOCKER_IMAGE,
+            "python3",
+            "-c",
+            "pass",
+        ])
         .stdin(Stdio::null())
         .output()
         .expect("spawning docker run");
-    assert!(out.status.success(), "docker run failed: {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+    assert!(
+        out.status.success(),
+        "docker run failed: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     t.elapsed()
 }
 
 /// Why the docker part cannot run here, if it cannot: no engine, or the service's docker
 /// executor does not offer python (image missing, probe failed).
-fn docker_unusable(rt: &tokio::runtime::Runtime, client: &reqwest::Client, base: &str) -> Option<String> {
-    match Command::new("docker").arg("info").stdout(Stdio::null()).stderr(Stdio::piped()).output() {
+fn docker_unusable(
+    rt: &tokio::runtime::Runtime,
+    client: &reqwest::Client,
+    base: &str,
+) -> Option<String> {
+    match Command::new("docker")
+        .arg("info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+    {
         Err(e) => return Some(format!("cannot run `docker info` ({e})")),
         Ok(o) if !o.status.success() => {
             let why = String::from_utf8_lossy(&o.stderr);
-            return Some(format!("`docker info` failed ({}): {}", o.status, why.trim().lines().last().unwrap_or("")));
+            return Some(format!(
+                "`docker info` failed ({}): {}",
+                o.status,
+                why.trim().lines().last().unwrap_or("")
+            ));
         }
         Ok(_) => {}
     }
     let runtimes: serde_json::Value = rt.block_on(async {
-        client.get(format!("{base}/v1/runtimes")).send().await.expect("GET /v1/runtimes").json().await.expect("a JSON answer")
+        client
+            .get(format!("{base}/v1/runtimes"))
+            .send()
+            .await
+            .expect("GET /v1/runtimes")
+            .json()
+            .await
+            .expect("a JSON answer")
     });
-    let python = runtimes["runtimes"].as_array().into_iter().flatten().find(|r| r["language"] == "python");
-    let offered = python.is_some_and(|p| p["executors"].as_array().into_iter().flatten().any(|e| e == "docker"));
+    let python = runtimes["runtimes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["language"] == "python");
+    let offered = python.is_some_and(|p| {
+        p["executors"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e == "docker")
+    });
     if !offered {
         let ready: serde_json::Value = rt.block_on(async {
-            client.get(format!("{base}/readyz")).send().await.expect("GET /readyz").json().await.expect("a JSON answer")
+            client
+                .get(format!("{base}/readyz"))
+                .send()
+                .await
+                .expect("GET /readyz")
+                .json()
+                .await
+                .expect("a JSON answer")
         });
         return Some(format!(
             "the service's docker executor does not offer python ({}); build the images with `bash images/build.sh --if-missing`",
@@ -248,8 +344,13 @@ fn docker(rt: &tokio::runtime::Runtime, client: &reqwest::Client, server: &mut S
     let api = |body: &serde_json::Value| {
         server.borrow_mut().check_alive();
         let (status, d, answer) = rt.block_on(api_run_answer(client, &url, body.clone()));
-        assert_eq!(status, 200, "POST /v1/execute (docker) answered {status}: {answer}");
-        walls.borrow_mut().push(Duration::from_millis(answer["usage"]["wall_time_ms"].as_u64().unwrap_or(0)));
+        assert_eq!(
+            status, 200,
+            "POST /v1/execute (docker) answered {status}: {answer}"
+        );
+        walls.borrow_mut().push(Duration::from_millis(
+            answer["usage"]["wall_time_ms"].as_u64().unwrap_or(0),
+        ));
         d
     };
     let wall_median = |from: usize| {
@@ -278,8 +379,15 @@ fn docker(rt: &tokio::runtime::Runtime, client: &reqwest::Client, server: &mut S
     println!("  docker run --rm --network none {DOCKER_IMAGE} python3 -c pass   median {:7.2} ms   p90 {:7.2} ms", ms(cli_med), ms(cli_p90));
     println!("  POST /v1/execute (docker)                                      median {:7.2} ms   p90 {:7.2} ms", ms(api_med), ms(api_p90));
     let ratio = api_med.as_secs_f64() / cli_med.as_secs_f64();
-    let verdict = if ratio <= DOCKER_TARGET_RATIO { "met" } else { "NOT met" };
-    println!("  of which the program's exec (the answer's usage.wall_time_ms), median {:7.2} ms", ms(interleaved_wall));
+    let verdict = if ratio <= DOCKER_TARGET_RATIO {
+        "met"
+    } else {
+        "NOT met"
+    };
+    println!(
+        "  of which the program's exec (the answer's usage.wall_time_ms), median {:7.2} ms",
+        ms(interleaved_wall)
+    );
     println!("  ratio of medians (API / docker run): {ratio:.2}   target <= {DOCKER_TARGET_RATIO}: {verdict}");
     println!("  note: each API run here follows a `docker run`, which gives the warm pool time to refill,");
     println!("  so nearly every run takes an already started container; see back to back below");
@@ -292,15 +400,26 @@ fn docker(rt: &tokio::runtime::Runtime, client: &reqwest::Client, server: &mut S
     let (med, p90) = (percentile(&mut b2b, 50.0), percentile(&mut b2b, 90.0));
     let max = *b2b.last().expect("n > 0");
     println!("docker: {n} back-to-back POST /v1/execute (docker), no pause:");
-    println!("  median {:7.2} ms   p90 {:7.2} ms   max {:7.2} ms   program's exec median {:7.2} ms", ms(med), ms(p90), ms(max), ms(b2b_wall));
-    println!("  ratio of medians to docker run above: {:.2}", med.as_secs_f64() / cli_med.as_secs_f64());
+    println!(
+        "  median {:7.2} ms   p90 {:7.2} ms   max {:7.2} ms   program's exec median {:7.2} ms",
+        ms(med),
+        ms(p90),
+        ms(max),
+        ms(b2b_wall)
+    );
+    println!(
+        "  ratio of medians to docker run above: {:.2}",
+        med.as_secs_f64() / cli_med.as_secs_f64()
+    );
 }
 
 fn main() {
     let n = env_usize("BENCH_N", 200);
     let throughput_n = env_usize("BENCH_THROUGHPUT_N", 200);
     let docker_n = env_usize("BENCH_DOCKER_N", 40);
-    let cpus = std::thread::available_parallelism().map(|c| c.get()).unwrap_or(1);
+    let cpus = std::thread::available_parallelism()
+        .map(|c| c.get())
+        .unwrap_or(1);
     let mut server = Server::start();
     let url = format!("{}/v1/execute", server.base);
     println!("execbox bench: server {} on {cpus} CPUs", server.base);
@@ -311,7 +430,9 @@ fn main() {
         latency(&rt, &client, &url, n);
     }
     if throughput_n > 0 {
-        println!("throughput of python `pass`, {throughput_n} requests per level (policy benchmark):");
+        println!(
+            "throughput of python `pass`, {throughput_n} requests per level (policy benchmark):"
+        );
         for concurrency in [2, 8, 32] {
             throughput(&rt, &client, &url, concurrency, throughput_n);
         }

@@ -31,7 +31,13 @@ pub struct Full;
 
 impl Admission {
     pub fn new(max_running: usize, max_queued: usize) -> Admission {
-        Admission { slots: Arc::new(Semaphore::new(max_running.max(1))), max_running: max_running.max(1), max_queued, queued: AtomicUsize::new(0), running: AtomicUsize::new(0) }
+        Admission {
+            slots: Arc::new(Semaphore::new(max_running.max(1))),
+            max_running: max_running.max(1),
+            max_queued,
+            queued: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+        }
     }
 
     /// Wait for a slot, or fail at once when the queue is full.
@@ -44,11 +50,18 @@ impl Admission {
                     return Err(Full);
                 }
                 let _queued = DecrementOnDrop(&self.queued);
-                self.slots.clone().acquire_owned().await.expect("semaphore is never closed")
+                self.slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore is never closed")
             }
         };
         self.running.fetch_add(1, Ordering::SeqCst);
-        Ok(Ticket { _permit: permit, admission: self.clone() })
+        Ok(Ticket {
+            _permit: permit,
+            admission: self.clone(),
+        })
     }
 
     /// How many runs may execute at once.

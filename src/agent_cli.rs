@@ -34,7 +34,9 @@ pub struct AgentArgs {
 
 /// Split `provider:model`.
 pub fn parse_model(s: &str) -> anyhow::Result<(Provider, String)> {
-    let Some((p, m)) = s.split_once(':') else { bail!("--model must be provider:model, e.g. openai:gpt-4o-mini or anthropic:claude-sonnet-4-5") };
+    let Some((p, m)) = s.split_once(':') else {
+        bail!("--model must be provider:model, e.g. openai:gpt-4o-mini or anthropic:claude-sonnet-4-5")
+    };
     let provider = match p {
         "openai" => Provider::Openai,
         "anthropic" => Provider::Anthropic,
@@ -48,7 +50,12 @@ pub fn parse_model(s: &str) -> anyhow::Result<(Provider, String)> {
 
 /// The model spec of the command line. The key is read here, from the user's own
 /// environment, and passed as the run's key: the service's env allow-list is for services.
-pub fn model_spec(model: &str, base_url: Option<String>, api_key_env: Option<&str>, stream: bool) -> anyhow::Result<ModelSpec> {
+pub fn model_spec(
+    model: &str,
+    base_url: Option<String>,
+    api_key_env: Option<&str>,
+    stream: bool,
+) -> anyhow::Result<ModelSpec> {
     let (provider, model) = parse_model(model)?;
     let var = api_key_env.unwrap_or(match provider {
         Provider::Openai => "OPENAI_API_KEY",
@@ -58,12 +65,28 @@ pub fn model_spec(model: &str, base_url: Option<String>, api_key_env: Option<&st
     if api_key.is_none() && api_key_env.is_some() {
         bail!("--api-key-env {var}: the variable is not set");
     }
-    Ok(ModelSpec { provider, model, base_url, api_key, api_key_env: None, stream: Some(stream), max_tokens: None, temperature: None })
+    Ok(ModelSpec {
+        provider,
+        model,
+        base_url,
+        api_key,
+        api_key_env: None,
+        stream: Some(stream),
+        max_tokens: None,
+        temperature: None,
+    })
 }
 
 /// Run the service's state in a temporary data dir for one command, then release it.
-pub async fn with_state<T>(cfg: Config, docker: bool, f: impl AsyncFnOnce(&Arc<AppState>) -> anyhow::Result<T>) -> anyhow::Result<T> {
-    let dir = tempfile::Builder::new().prefix("execbox-agent-").tempdir().context("creating a temporary data dir")?;
+pub async fn with_state<T>(
+    cfg: Config,
+    docker: bool,
+    f: impl AsyncFnOnce(&Arc<AppState>) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let dir = tempfile::Builder::new()
+        .prefix("execbox-agent-")
+        .tempdir()
+        .context("creating a temporary data dir")?;
     let mut cfg = cfg;
     cfg.data_dir = dir.path().to_path_buf();
     cfg.instance = Some(format!("agent-{}", std::process::id()));
@@ -79,7 +102,12 @@ pub async fn with_state<T>(cfg: Config, docker: bool, f: impl AsyncFnOnce(&Arc<A
 pub async fn run(cfg: Config, a: AgentArgs) -> anyhow::Result<i32> {
     let req = AgentRequest {
         task: a.task.clone(),
-        model: model_spec(&a.model, a.base_url.clone(), a.api_key_env.as_deref(), !a.no_stream)?,
+        model: model_spec(
+            &a.model,
+            a.base_url.clone(),
+            a.api_key_env.as_deref(),
+            !a.no_stream,
+        )?,
         executor: a.executor.clone(),
         policy: a.policy.clone(),
         sandbox_id: None,
@@ -94,7 +122,9 @@ pub async fn run(cfg: Config, a: AgentArgs) -> anyhow::Result<i32> {
     let docker = a.executor.as_deref() == Some("docker");
     with_state(cfg, docker, async |state| {
         let team = state.store.ensure_team(crate::store::DEFAULT_TEAM)?;
-        let run = crate::api::agent::start_run(state, &team, req).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let run = crate::api::agent::start_run(state, &team, req)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
         let end = tokio::select! {
             end = follow(&run, a.approve) => end?,
             _ = tokio::signal::ctrl_c() => {
@@ -147,7 +177,9 @@ async fn follow(run: &Arc<Run>, approve: bool) -> anyhow::Result<EndEvent> {
                     out.message(&m);
                 }
             }
-            Err(tokio::sync::broadcast::error::RecvError::Closed) => bail!("the run's event stream closed before it ended"),
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                bail!("the run's event stream closed before it ended")
+            }
         }
     }
 }
@@ -162,9 +194,18 @@ async fn ask_approval() -> anyhow::Result<Decision> {
     .await??;
     let answer = line.trim();
     Ok(match answer {
-        "y" | "Y" | "yes" => Decision { approved: true, comment: None },
-        "" | "n" | "N" | "no" => Decision { approved: false, comment: None },
-        reason => Decision { approved: false, comment: Some(reason.to_string()) },
+        "y" | "Y" | "yes" => Decision {
+            approved: true,
+            comment: None,
+        },
+        "" | "n" | "N" | "no" => Decision {
+            approved: false,
+            comment: None,
+        },
+        reason => Decision {
+            approved: false,
+            comment: Some(reason.to_string()),
+        },
     })
 }
 
@@ -192,7 +233,11 @@ impl Printer {
         match &m.body {
             Body::Task { content } => println!("── task ──\n{content}"),
             // The report the model reads repeats the blocks' outcomes shown just above.
-            Body::Text { .. } if m.source == crate::agent::messages::EXECUTOR && self.blocks_shown => self.blocks_shown = false,
+            Body::Text { .. }
+                if m.source == crate::agent::messages::EXECUTOR && self.blocks_shown =>
+            {
+                self.blocks_shown = false
+            }
             Body::Text { content, usage } => {
                 self.blocks_shown = false;
                 if streamed.as_deref() == Some(m.source.as_str()) {
@@ -201,17 +246,33 @@ impl Printer {
                     println!("\n── {} ──\n{}", m.source, content.trim_end());
                 }
                 if let Some(u) = usage {
-                    println!("   [{} tokens in, {} out{}]", u.input_tokens, u.output_tokens, if u.estimated { ", estimated" } else { "" });
+                    println!(
+                        "   [{} tokens in, {} out{}]",
+                        u.input_tokens,
+                        u.output_tokens,
+                        if u.estimated { ", estimated" } else { "" }
+                    );
                 }
             }
-            Body::CodeExecution { language, result, .. } => {
+            Body::CodeExecution {
+                language, result, ..
+            } => {
                 self.blocks_shown = true;
                 let how = match result.status {
-                    Status::Ok | Status::Error => format!("exit code {}", result.exit_code.unwrap_or(-1)),
+                    Status::Ok | Status::Error => {
+                        format!("exit code {}", result.exit_code.unwrap_or(-1))
+                    }
                     other => other.as_str().to_string(),
                 };
-                println!("\n── executor: {language} → {how} ({} ms) ──", result.usage.wall_time_ms);
-                if let Some(c) = result.compile.as_ref().filter(|_| result.status == Status::CompileError) {
+                println!(
+                    "\n── executor: {language} → {how} ({} ms) ──",
+                    result.usage.wall_time_ms
+                );
+                if let Some(c) = result
+                    .compile
+                    .as_ref()
+                    .filter(|_| result.status == Status::CompileError)
+                {
                     print!("{}{}", c.stdout, c.stderr);
                 }
                 for (name, text) in [("stdout", &result.stdout), ("stderr", &result.stderr)] {
@@ -220,29 +281,64 @@ impl Printer {
                     }
                 }
             }
-            Body::CodeNotRun { language, reason, .. } => {
+            Body::CodeNotRun {
+                language, reason, ..
+            } => {
                 self.blocks_shown = true;
-                println!("\n── executor: {} ── {reason}", if language.is_empty() { "untagged" } else { language })
+                println!(
+                    "\n── executor: {} ── {reason}",
+                    if language.is_empty() {
+                        "untagged"
+                    } else {
+                        language
+                    }
+                )
             }
-            Body::ModelRetry { attempt, max_attempts, delay_ms, reason } => {
-                println!("\n   [{}: {reason}; attempt {attempt} of {max_attempts} in {delay_ms} ms]", m.source)
+            Body::ModelRetry {
+                attempt,
+                max_attempts,
+                delay_ms,
+                reason,
+            } => {
+                println!(
+                    "\n   [{}: {reason}; attempt {attempt} of {max_attempts} in {delay_ms} ms]",
+                    m.source
+                )
             }
-            Body::ApprovalRequest { language, code } => println!("\n── approval needed: {language} block ──\n{}", code.trim_end()),
+            Body::ApprovalRequest { language, code } => println!(
+                "\n── approval needed: {language} block ──\n{}",
+                code.trim_end()
+            ),
             Body::ApprovalDecision { approved, comment } => {
-                println!("   [{}{}]", if *approved { "approved" } else { "rejected" }, comment.as_deref().map(|c| format!(": {c}")).unwrap_or_default())
+                println!(
+                    "   [{}{}]",
+                    if *approved { "approved" } else { "rejected" },
+                    comment
+                        .as_deref()
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default()
+                )
             }
         }
     }
 
     fn end(&mut self, e: &EndEvent) {
-        let why = e.stop_reason.as_deref().or(e.error.as_deref()).unwrap_or("");
+        let why = e
+            .stop_reason
+            .as_deref()
+            .or(e.error.as_deref())
+            .unwrap_or("");
         println!(
             "\n── {} ({why}) · {} turns · {} executions · {} tokens{} ──",
             e.state.as_str(),
             e.usage.turns,
             e.usage.executions,
             e.usage.total_tokens,
-            if e.usage.estimated { " (estimated)" } else { "" }
+            if e.usage.estimated {
+                " (estimated)"
+            } else {
+                ""
+            }
         );
         if e.state == State::Failed {
             eprintln!("execbox: the agent run failed: {why}");

@@ -415,7 +415,13 @@ async fn score(ctx: &Ctx<'_>, id: String, p: &Problem, completion: Option<&Strin
     };
     let program = scored_program(p, completion).expect("entry points are checked up front");
     let nonce = harness::nonce();
-    let req = harness::request(program, &nonce, &ctx.a.executor, SCORING_POLICY, ctx.a.timeout_ms);
+    let req = harness::request(
+        program,
+        &nonce,
+        &ctx.a.executor,
+        SCORING_POLICY,
+        ctx.a.timeout_ms,
+    );
     let job = match req.into_job(id, &ctx.state.policies, &ctx.state.runtimes) {
         Ok((job, _)) => job,
         Err(e) => return format!("error: {e}"),

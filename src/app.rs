@@ -35,8 +35,13 @@ pub struct Application {
 /// The one uid allocator both executors draw from. Host-wide locks only when root: a non-root
 /// service runs everything as its own uid inside a user namespace.
 pub fn sandbox_uids(cfg: &Config) -> anyhow::Result<Arc<Uids>> {
-    let range = UidRange { first: cfg.sandbox_uids.first, count: cfg.sandbox_uids.count };
-    let lock_dir = nix::unistd::geteuid().is_root().then(|| cfg.sandbox_uids.lock_dir.clone());
+    let range = UidRange {
+        first: cfg.sandbox_uids.first,
+        count: cfg.sandbox_uids.count,
+    };
+    let lock_dir = nix::unistd::geteuid()
+        .is_root()
+        .then(|| cfg.sandbox_uids.lock_dir.clone());
     Uids::new(range, lock_dir).map_err(anyhow::Error::msg)
 }
 
@@ -44,7 +49,9 @@ pub fn sandbox_uids(cfg: &Config) -> anyhow::Result<Arc<Uids>> {
 pub fn local_config(cfg: &Config, instance: &str, uids: Arc<Uids>) -> anyhow::Result<LocalConfig> {
     let helper = match &cfg.local.helper {
         Some(h) => h.clone(),
-        None => std::env::current_exe().context("locating our own executable for the sandbox helper")?,
+        None => {
+            std::env::current_exe().context("locating our own executable for the sandbox helper")?
+        }
     };
     Ok(LocalConfig {
         helper,
@@ -58,7 +65,12 @@ pub fn local_config(cfg: &Config, instance: &str, uids: Arc<Uids>) -> anyhow::Re
 
 /// The docker executor, connected and probed; not ready (never fatal) when the engine is away.
 /// `only` probes one language (a one-shot CLI run), None all of them.
-pub async fn build_docker(cfg: &Config, instance: &str, only: Option<&str>, uids: Arc<Uids>) -> Result<DockerExecutor, String> {
+pub async fn build_docker(
+    cfg: &Config,
+    instance: &str,
+    only: Option<&str>,
+    uids: Arc<Uids>,
+) -> Result<DockerExecutor, String> {
     let d = DockerExecutor::new(DockerConfig {
         instance: instance.to_string(),
         uids,
@@ -69,8 +81,12 @@ pub async fn build_docker(cfg: &Config, instance: &str, only: Option<&str>, uids
     .await?;
     for (lang, outcome) in d.probe(only).await {
         match outcome {
-            Ok(v) => tracing::info!(executor = "docker", language = %lang, version = %v, "runtime available"),
-            Err(e) => tracing::warn!(executor = "docker", language = %lang, error = %e, "runtime not available"),
+            Ok(v) => {
+                tracing::info!(executor = "docker", language = %lang, version = %v, "runtime available")
+            }
+            Err(e) => {
+                tracing::warn!(executor = "docker", language = %lang, error = %e, "runtime not available")
+            }
         }
     }
     Ok(d)
@@ -87,14 +103,34 @@ async fn build_sandboxes(
     quotas: &Arc<Quotas>,
 ) -> anyhow::Result<Arc<Manager>> {
     let mut backends: HashMap<&'static str, Arc<dyn SandboxBackend>> = HashMap::new();
-    backends.insert("local", Arc::new(LocalSandboxes::new(local.clone(), cfg.data_dir.join("sandboxes"))));
+    backends.insert(
+        "local",
+        Arc::new(LocalSandboxes::new(
+            local.clone(),
+            cfg.data_dir.join("sandboxes"),
+        )),
+    );
     if let Some(d) = docker {
-        backends.insert("docker", Arc::new(DockerSandboxes::new(d.clone(), policies)));
+        backends.insert(
+            "docker",
+            Arc::new(DockerSandboxes::new(d.clone(), policies)),
+        );
     }
-    let manager = Arc::new(Manager::new(store.clone(), policies.clone(), backends, quotas.clone(), cfg.sandboxes.max_ttl_seconds));
-    manager.reconcile().await.context("reconciling sandboxes with the store")?;
+    let manager = Arc::new(Manager::new(
+        store.clone(),
+        policies.clone(),
+        backends,
+        quotas.clone(),
+        cfg.sandboxes.max_ttl_seconds,
+    ));
+    manager
+        .reconcile()
+        .await
+        .context("reconciling sandboxes with the store")?;
     manager.reap().await;
-    manager.spawn_reaper(std::time::Duration::from_secs(cfg.sandboxes.reap_interval_seconds.max(1)));
+    manager.spawn_reaper(std::time::Duration::from_secs(
+        cfg.sandboxes.reap_interval_seconds.max(1),
+    ));
     Ok(manager)
 }
 
@@ -106,13 +142,23 @@ pub fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
 }
 
 /// Hold `<data-dir>/<instance>.lock` so two services never sweep each other's sandboxes.
-pub fn lock_instance(data_dir: &std::path::Path, instance: &str) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating data dir {}", data_dir.display()))?;
+pub fn lock_instance(
+    data_dir: &std::path::Path,
+    instance: &str,
+) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data dir {}", data_dir.display()))?;
     // The store holds sandboxes' env and the audit log; sandboxes' files live here too.
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700)).with_context(|| format!("restricting data dir {} to its owner", data_dir.display()))?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting data dir {} to its owner", data_dir.display()))?;
     let path: PathBuf = data_dir.join(format!("{instance}.lock"));
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).with_context(|| format!("opening {}", path.display()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
         anyhow::anyhow!("{} is locked ({e}): another execbox with instance \"{instance}\" uses this data dir; stop it or set a different instance", path.display())
     })
@@ -134,19 +180,34 @@ impl Application {
         let (state, lock) = build_state(&cfg, true).await?;
         let s = &cfg.server;
         let limits = api::serve::Limits {
-            header_read_timeout: std::time::Duration::from_secs(s.header_read_timeout_seconds.max(1)),
+            header_read_timeout: std::time::Duration::from_secs(
+                s.header_read_timeout_seconds.max(1),
+            ),
             idle_timeout: std::time::Duration::from_secs(s.idle_timeout_seconds.max(1)),
             max_connections: match s.max_connections {
                 0 => api::serve::default_max_connections(),
                 n => n,
             },
         };
-        tracing::info!(max_connections = limits.max_connections, header_read_timeout_s = limits.header_read_timeout.as_secs(), idle_timeout_s = limits.idle_timeout.as_secs(), "connection limits");
-        Ok(Application { listener, state, max_body_bytes: cfg.max_body_bytes, limits, _lock: lock })
+        tracing::info!(
+            max_connections = limits.max_connections,
+            header_read_timeout_s = limits.header_read_timeout.as_secs(),
+            idle_timeout_s = limits.idle_timeout.as_secs(),
+            "connection limits"
+        );
+        Ok(Application {
+            listener,
+            state,
+            max_body_bytes: cfg.max_body_bytes,
+            limits,
+            _lock: lock,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
@@ -168,13 +229,18 @@ impl Application {
 
 /// Everything the handlers share, built and probed, with the instance lock held. The service
 /// builds it once (`prewarm`: fill the docker pool ahead); `execbox agent` builds its own.
-pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<AppState>, nix::fcntl::Flock<std::fs::File>)> {
+pub async fn build_state(
+    cfg: &Config,
+    prewarm: bool,
+) -> anyhow::Result<(Arc<AppState>, nix::fcntl::Flock<std::fs::File>)> {
     let cfg = cfg.clone();
     let policies = load_policies(&cfg)?;
     let lock = lock_instance(&cfg.data_dir, cfg.instance())?;
     let store = Store::open_in(&cfg.data_dir)?.keep_code(cfg.audit.keep_code);
     let auth = match cfg.auth {
-        AuthMode::None => api::auth::Auth::None { team: store.ensure_team(DEFAULT_TEAM)? },
+        AuthMode::None => api::auth::Auth::None {
+            team: store.ensure_team(DEFAULT_TEAM)?,
+        },
         AuthMode::ApiKey => {
             if store.list_keys()?.iter().all(|k| k.revoked_at.is_some()) {
                 tracing::warn!(store = %store.path().display(), "auth is api-key but no usable key exists; create one with `execbox keys create --team NAME`");
@@ -183,7 +249,10 @@ pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<App
         }
     };
     let uids = sandbox_uids(&cfg)?;
-    let local = Arc::new(LocalExecutor::new(local_config(&cfg, cfg.instance(), uids.clone())?).context("starting the local executor")?);
+    let local = Arc::new(
+        LocalExecutor::new(local_config(&cfg, cfg.instance(), uids.clone())?)
+            .context("starting the local executor")?,
+    );
     for (lang, outcome) in local.probe(None).await {
         match outcome {
             Ok(v) => tracing::info!(language = %lang, version = %v, "runtime available"),
@@ -210,20 +279,42 @@ pub async fn build_state(cfg: &Config, prewarm: bool) -> anyhow::Result<(Arc<App
             }
             Err(reason) => {
                 tracing::warn!(%reason, "docker executor not ready");
-                executors.insert("docker", Arc::new(crate::exec::docker::Unreachable { reason }));
+                executors.insert(
+                    "docker",
+                    Arc::new(crate::exec::docker::Unreachable { reason }),
+                );
             }
         }
     }
-    let quotas = Quotas::new(cfg.quotas.max_concurrent_runs_per_team, cfg.quotas.max_sandboxes_per_team);
-    let sandboxes = build_sandboxes(&cfg, &store, &policies, &local, docker.as_ref(), &quotas).await?;
-    let interrupted = store.fail_interrupted_agent_runs("the service stopped while the run was in progress")?;
+    let quotas = Quotas::new(
+        cfg.quotas.max_concurrent_runs_per_team,
+        cfg.quotas.max_sandboxes_per_team,
+    );
+    let sandboxes =
+        build_sandboxes(&cfg, &store, &policies, &local, docker.as_ref(), &quotas).await?;
+    let interrupted =
+        store.fail_interrupted_agent_runs("the service stopped while the run was in progress")?;
     if interrupted > 0 {
-        tracing::warn!(runs = interrupted, "agent runs left running by an earlier service were marked failed");
+        tracing::warn!(
+            runs = interrupted,
+            "agent runs left running by an earlier service were marked failed"
+        );
     }
     let metrics = Arc::new(api::metrics::Metrics::new());
     let counted = metrics.clone();
-    let on_end = Box::new(move |e: &crate::agent::runs::EndEvent| counted.agent_run_ended(e.state.as_str(), e.usage.input_tokens, e.usage.output_tokens));
-    let agent = Arc::new(crate::agent::runs::Runs::new(store.clone(), cfg.agent.max_concurrent_runs, cfg.agent_slots_per_team(), on_end));
+    let on_end = Box::new(move |e: &crate::agent::runs::EndEvent| {
+        counted.agent_run_ended(
+            e.state.as_str(),
+            e.usage.input_tokens,
+            e.usage.output_tokens,
+        )
+    });
+    let agent = Arc::new(crate::agent::runs::Runs::new(
+        store.clone(),
+        cfg.agent.max_concurrent_runs,
+        cfg.agent_slots_per_team(),
+        on_end,
+    ));
     let state = Arc::new(AppState {
         policies,
         runtimes: RuntimeTable::embedded(),

@@ -131,7 +131,9 @@ impl std::str::FromStr for AuthMode {
         match s {
             "none" => Ok(AuthMode::None),
             "api-key" => Ok(AuthMode::ApiKey),
-            other => Err(format!("auth must be \"none\" or \"api-key\", not \"{other}\"")),
+            other => Err(format!(
+                "auth must be \"none\" or \"api-key\", not \"{other}\""
+            )),
         }
     }
 }
@@ -191,13 +193,32 @@ impl Default for Config {
             max_batch_output_bytes: 64 << 20,
             max_concurrent_runs: 0,
             max_queued_runs: 64,
-            local: LocalSettings { allow_degraded: false, helper: None, warm_sandboxes: 2 },
-            docker: DockerSettings { enabled: true, pool_per_shape: 2, pool_max_total: 8, cpus: 1.0 },
-            sandboxes: SandboxSettings { max_ttl_seconds: 86_400, reap_interval_seconds: 5 },
+            local: LocalSettings {
+                allow_degraded: false,
+                helper: None,
+                warm_sandboxes: 2,
+            },
+            docker: DockerSettings {
+                enabled: true,
+                pool_per_shape: 2,
+                pool_max_total: 8,
+                cpus: 1.0,
+            },
+            sandboxes: SandboxSettings {
+                max_ttl_seconds: 86_400,
+                reap_interval_seconds: 5,
+            },
             auth: AuthMode::None,
-            quotas: QuotaSettings { max_concurrent_runs_per_team: 0, max_sandboxes_per_team: 20 },
+            quotas: QuotaSettings {
+                max_concurrent_runs_per_team: 0,
+                max_sandboxes_per_team: 20,
+            },
             audit: AuditSettings { keep_code: false },
-            server: ServerSettings { header_read_timeout_seconds: 10, idle_timeout_seconds: 60, max_connections: 0 },
+            server: ServerSettings {
+                header_read_timeout_seconds: 10,
+                idle_timeout_seconds: 60,
+                max_connections: 0,
+            },
             agent: AgentSettings {
                 max_concurrent_runs: 4,
                 max_concurrent_runs_per_team: 0,
@@ -207,14 +228,21 @@ impl Default for Config {
                 model_timeout_seconds: 120,
                 model_max_retries: 3,
                 model_backoff_ms: 500,
-                api_key_envs: [("OPENAI_API_KEY", "https://api.openai.com/v1"), ("ANTHROPIC_API_KEY", "https://api.anthropic.com")]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
-                    .collect(),
+                api_key_envs: [
+                    ("OPENAI_API_KEY", "https://api.openai.com/v1"),
+                    ("ANTHROPIC_API_KEY", "https://api.anthropic.com"),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), vec![v.to_string()]))
+                .collect(),
                 allowed_base_urls: Vec::new(),
                 allow_private_base_urls: false,
             },
-            sandbox_uids: SandboxUidSettings { first: 60_000, count: 1_000, lock_dir: PathBuf::from("/run/execbox/uids") },
+            sandbox_uids: SandboxUidSettings {
+                first: 60_000,
+                count: 1_000,
+                lock_dir: PathBuf::from("/run/execbox/uids"),
+            },
         }
     }
 }
@@ -241,21 +269,49 @@ impl Config {
             }
             fig = fig.merge(Toml::file(f));
         }
-        fig = fig.merge(Env::prefixed("EXECBOX_").ignore(&["CONFIG", "LOG"]).split("__")).merge(Serialized::defaults(flags));
-        let mut cfg: Config = fig.extract().map_err(|e| format!("invalid configuration: {e}"))?;
+        fig = fig
+            .merge(
+                Env::prefixed("EXECBOX_")
+                    .ignore(&["CONFIG", "LOG"])
+                    .split("__"),
+            )
+            .merge(Serialized::defaults(flags));
+        let mut cfg: Config = fig
+            .extract()
+            .map_err(|e| format!("invalid configuration: {e}"))?;
         if cfg.instance.is_none() {
             let dir = std::path::absolute(&cfg.data_dir).unwrap_or_else(|_| cfg.data_dir.clone());
-            cfg.instance = Some(format!("d{:08x}", fnv1a(dir.to_string_lossy().as_bytes()) as u32));
+            cfg.instance = Some(format!(
+                "d{:08x}",
+                fnv1a(dir.to_string_lossy().as_bytes()) as u32
+            ));
         }
-        if let Some(bad) = cfg.instance.as_deref().filter(|i| i.is_empty() || !i.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
-            return Err(format!("instance \"{bad}\" must be non-empty letters, digits, - or _"));
+        if let Some(bad) = cfg.instance.as_deref().filter(|i| {
+            i.is_empty()
+                || !i
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        }) {
+            return Err(format!(
+                "instance \"{bad}\" must be non-empty letters, digits, - or _"
+            ));
         }
         if cfg.max_concurrent_runs == 0 {
-            cfg.max_concurrent_runs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+            cfg.max_concurrent_runs = std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1);
         }
-        let uids = crate::exec::uids::UidRange { first: cfg.sandbox_uids.first, count: cfg.sandbox_uids.count };
+        let uids = crate::exec::uids::UidRange {
+            first: cfg.sandbox_uids.first,
+            count: cfg.sandbox_uids.count,
+        };
         uids.check()?;
-        let needed = cfg.max_concurrent_runs + if cfg.docker.enabled { cfg.docker.pool_max_total } else { 0 };
+        let needed = cfg.max_concurrent_runs
+            + if cfg.docker.enabled {
+                cfg.docker.pool_max_total
+            } else {
+                0
+            };
         if (uids.count as usize) < needed {
             return Err(format!(
                 "sandbox_uids.count {} is below max_concurrent_runs + docker.pool_max_total = {needed}: runs would wait for uids, not slots; raise it",
@@ -276,7 +332,9 @@ impl Config {
     /// Agent slots one team may hold (`agent.max_concurrent_runs_per_team`, or its default).
     pub fn agent_slots_per_team(&self) -> usize {
         match (self.agent.max_concurrent_runs_per_team, self.auth) {
-            (0, AuthMode::ApiKey) => crate::agent::runs::Slots::default_share(self.agent.max_concurrent_runs),
+            (0, AuthMode::ApiKey) => {
+                crate::agent::runs::Slots::default_share(self.agent.max_concurrent_runs)
+            }
             (0, AuthMode::None) => self.agent.max_concurrent_runs.max(1),
             (n, _) => n,
         }
@@ -285,7 +343,9 @@ impl Config {
 
 /// A hash that stays the same across Rust releases (the instance name must survive upgrades).
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// `/var/lib/execbox` for root, `$XDG_STATE_HOME/execbox` (or `~/.local/state/execbox`) otherwise.
@@ -310,8 +370,19 @@ mod tests {
     fn file_then_flags_override_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "listen = \"127.0.0.1:9999\"\nmax_queued_runs = 3\n[local]\nallow_degraded = true\n").unwrap();
-        let cfg = Config::load(Some(&f), FlagOverrides { data_dir: Some("/x".into()), ..Default::default() }).unwrap();
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:9999\"\nmax_queued_runs = 3\n[local]\nallow_degraded = true\n",
+        )
+        .unwrap();
+        let cfg = Config::load(
+            Some(&f),
+            FlagOverrides {
+                data_dir: Some("/x".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(cfg.listen.port(), 9999);
         assert_eq!(cfg.max_queued_runs, 3);
         assert!(cfg.local.allow_degraded);
@@ -331,10 +402,27 @@ mod tests {
     fn auth_and_quotas_come_from_the_file_and_flags() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");
-        std::fs::write(&f, "auth = \"none\"\n[quotas]\nmax_sandboxes_per_team = 3\n").unwrap();
-        let cfg = Config::load(Some(&f), FlagOverrides { auth: Some(AuthMode::ApiKey), ..Default::default() }).unwrap();
+        std::fs::write(
+            &f,
+            "auth = \"none\"\n[quotas]\nmax_sandboxes_per_team = 3\n",
+        )
+        .unwrap();
+        let cfg = Config::load(
+            Some(&f),
+            FlagOverrides {
+                auth: Some(AuthMode::ApiKey),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         assert_eq!(cfg.auth, AuthMode::ApiKey);
-        assert_eq!((cfg.quotas.max_sandboxes_per_team, cfg.quotas.max_concurrent_runs_per_team), (3, 0));
+        assert_eq!(
+            (
+                cfg.quotas.max_sandboxes_per_team,
+                cfg.quotas.max_concurrent_runs_per_team
+            ),
+            (3, 0)
+        );
         std::fs::write(&f, "auth = \"apikey\"\n").unwrap();
         assert!(Config::load(Some(&f), FlagOverrides::default()).is_err());
     }
@@ -347,8 +435,15 @@ mod tests {
         let err = Config::load(Some(&f), FlagOverrides::default()).unwrap_err();
         assert!(err.contains("= 12"), "{err}");
         std::fs::write(&f, "[sandbox_uids]\nfirst = 65000\ncount = 1000\n").unwrap();
-        assert!(Config::load(Some(&f), FlagOverrides::default()).unwrap_err().contains("65533"));
+        assert!(Config::load(Some(&f), FlagOverrides::default())
+            .unwrap_err()
+            .contains("65533"));
         std::fs::write(&f, "[local]\nsandbox_uid = 1000\n").unwrap();
-        assert!(Config::load(Some(&f), FlagOverrides::default()).unwrap_err().contains("sandbox_uid"), "the single uid is gone");
+        assert!(
+            Config::load(Some(&f), FlagOverrides::default())
+                .unwrap_err()
+                .contains("sandbox_uid"),
+            "the single uid is gone"
+        );
     }
 }

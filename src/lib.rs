@@ -1,10 +1,10 @@
 //! execbox: a sandboxed code-execution service. See ARCHITECTURE.md for the map.
 
 pub mod admission;
-pub mod api;
 pub mod agent;
 pub mod agent_cli;
 pub mod agent_eval;
+pub mod api;
 pub mod app;
 pub mod config;
 pub mod eval;

@@ -213,9 +213,22 @@ fn main() {
         execbox::exec::local::helper::main(staging);
     }
     // `run` prints the program's output: its own logs stay quiet unless asked for.
-    let default_level = if matches!(cli.command, Command::Run { .. } | Command::Eval { .. } | Command::Agent { .. } | Command::AgentEval { .. }) { "warn" } else { "info" };
+    let default_level = if matches!(
+        cli.command,
+        Command::Run { .. }
+            | Command::Eval { .. }
+            | Command::Agent { .. }
+            | Command::AgentEval { .. }
+    ) {
+        "warn"
+    } else {
+        "info"
+    };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("EXECBOX_LOG").unwrap_or_else(|_| default_level.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EXECBOX_LOG")
+                .unwrap_or_else(|_| default_level.into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("starting the tokio runtime");
@@ -231,41 +244,174 @@ fn main() {
 
 async fn dispatch(command: Command) -> anyhow::Result<i32> {
     match command {
-        Command::Serve { listen, data_dir, config, policies, auth } => {
-            let cfg = Config::load(config.as_deref(), FlagOverrides { listen, data_dir, policies, auth }).map_err(anyhow::Error::msg)?;
+        Command::Serve {
+            listen,
+            data_dir,
+            config,
+            policies,
+            auth,
+        } => {
+            let cfg = Config::load(
+                config.as_deref(),
+                FlagOverrides {
+                    listen,
+                    data_dir,
+                    policies,
+                    auth,
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
             let app = execbox::app::Application::build(cfg).await?;
             // The one line scripts and tests wait for.
             println!("execbox listening on http://{}", app.local_addr());
             app.run_until_stopped().await?;
             Ok(0)
         }
-        Command::Run { language, executor, policy, stdin, config, data_dir, file, args } => {
-            let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;
-            execbox::oneshot::run(cfg, execbox::oneshot::RunArgs { language, executor, policy, stdin, file, args }).await
+        Command::Run {
+            language,
+            executor,
+            policy,
+            stdin,
+            config,
+            data_dir,
+            file,
+            args,
+        } => {
+            let cfg = Config::load(
+                config.as_deref(),
+                FlagOverrides {
+                    data_dir,
+                    ..Default::default()
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
+            execbox::oneshot::run(
+                cfg,
+                execbox::oneshot::RunArgs {
+                    language,
+                    executor,
+                    policy,
+                    stdin,
+                    file,
+                    args,
+                },
+            )
+            .await
         }
-        Command::Eval { problems, samples, executor, policy, concurrency, k, timeout_ms, config, data_dir } => {
-            let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;
-            let concurrency = concurrency.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) + 1);
-            execbox::eval::run(cfg, execbox::eval::EvalArgs { problems, samples, executor, policy, concurrency, ks: k, timeout_ms }).await
+        Command::Eval {
+            problems,
+            samples,
+            executor,
+            policy,
+            concurrency,
+            k,
+            timeout_ms,
+            config,
+            data_dir,
+        } => {
+            let cfg = Config::load(
+                config.as_deref(),
+                FlagOverrides {
+                    data_dir,
+                    ..Default::default()
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
+            let concurrency = concurrency
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()) + 1);
+            execbox::eval::run(
+                cfg,
+                execbox::eval::EvalArgs {
+                    problems,
+                    samples,
+                    executor,
+                    policy,
+                    concurrency,
+                    ks: k,
+                    timeout_ms,
+                },
+            )
+            .await
         }
-        Command::Agent { model: m, executor, policy, max_turns, critic, approve, config, task } => {
-            let cfg = Config::load(config.as_deref(), FlagOverrides::default()).map_err(anyhow::Error::msg)?;
-            let (model, base_url, api_key_env, no_stream) = (m.model, m.base_url, m.api_key_env, m.no_stream);
-            let args = execbox::agent_cli::AgentArgs { model, base_url, api_key_env, executor, policy, max_turns, critic, approve, no_stream, task };
+        Command::Agent {
+            model: m,
+            executor,
+            policy,
+            max_turns,
+            critic,
+            approve,
+            config,
+            task,
+        } => {
+            let cfg = Config::load(config.as_deref(), FlagOverrides::default())
+                .map_err(anyhow::Error::msg)?;
+            let (model, base_url, api_key_env, no_stream) =
+                (m.model, m.base_url, m.api_key_env, m.no_stream);
+            let args = execbox::agent_cli::AgentArgs {
+                model,
+                base_url,
+                api_key_env,
+                executor,
+                policy,
+                max_turns,
+                critic,
+                approve,
+                no_stream,
+                task,
+            };
             execbox::agent_cli::run(cfg, args).await
         }
-        Command::AgentEval { problems, model: m, executor, policy, max_turns, limit, concurrency, timeout_ms, out, config } => {
-            let cfg = Config::load(config.as_deref(), FlagOverrides::default()).map_err(anyhow::Error::msg)?;
-            let (model, base_url, api_key_env, no_stream) = (m.model, m.base_url, m.api_key_env, m.no_stream);
-            let args = execbox::agent_eval::AgentEvalArgs { problems, model, base_url, api_key_env, executor, policy, max_turns, limit, concurrency, timeout_ms, out, no_stream };
+        Command::AgentEval {
+            problems,
+            model: m,
+            executor,
+            policy,
+            max_turns,
+            limit,
+            concurrency,
+            timeout_ms,
+            out,
+            config,
+        } => {
+            let cfg = Config::load(config.as_deref(), FlagOverrides::default())
+                .map_err(anyhow::Error::msg)?;
+            let (model, base_url, api_key_env, no_stream) =
+                (m.model, m.base_url, m.api_key_env, m.no_stream);
+            let args = execbox::agent_eval::AgentEvalArgs {
+                problems,
+                model,
+                base_url,
+                api_key_env,
+                executor,
+                policy,
+                max_turns,
+                limit,
+                concurrency,
+                timeout_ms,
+                out,
+                no_stream,
+            };
             execbox::agent_eval::run(cfg, args).await
         }
-        Command::Keys { action, data_dir, config } => {
-            let cfg = Config::load(config.as_deref(), FlagOverrides { data_dir, ..Default::default() }).map_err(anyhow::Error::msg)?;
+        Command::Keys {
+            action,
+            data_dir,
+            config,
+        } => {
+            let cfg = Config::load(
+                config.as_deref(),
+                FlagOverrides {
+                    data_dir,
+                    ..Default::default()
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
             // Only `create` may make a new store; listing or revoking in a mistyped data dir fails.
             let store = match action {
                 KeysAction::Create { .. } => execbox::store::Store::open_in(&cfg.data_dir)?,
-                KeysAction::List | KeysAction::Revoke { .. } => execbox::store::Store::open_existing_in(&cfg.data_dir)?,
+                KeysAction::List | KeysAction::Revoke { .. } => {
+                    execbox::store::Store::open_existing_in(&cfg.data_dir)?
+                }
             };
             keys(action, store)?;
             Ok(0)
@@ -279,22 +425,37 @@ fn keys(action: KeysAction, store: execbox::store::Store) -> anyhow::Result<()> 
     match action {
         KeysAction::Create { team } => {
             let (info, key) = store.create_key(&team)?;
-            println!("created key {} for team {}", info.display_prefix(), info.team);
+            println!(
+                "created key {} for team {}",
+                info.display_prefix(),
+                info.team
+            );
             println!("store this key now; it is shown once:");
             println!("{key}");
         }
         KeysAction::List => {
             let keys = store.list_keys()?;
             if keys.is_empty() {
-                println!("no API keys in {}; create one with `execbox keys create --team NAME`", store.path().display());
+                println!(
+                    "no API keys in {}; create one with `execbox keys create --team NAME`",
+                    store.path().display()
+                );
             }
             let team_width = keys.iter().map(|k| k.team.len()).max().unwrap_or(0).max(4);
             if !keys.is_empty() {
-                println!("{:<team_width$}  {:<12}  {:<20}  REVOKED", "TEAM", "PREFIX", "CREATED");
+                println!(
+                    "{:<team_width$}  {:<12}  {:<20}  REVOKED",
+                    "TEAM", "PREFIX", "CREATED"
+                );
             }
             for k in keys {
                 let revoked = k.revoked_at.map(rfc3339).unwrap_or_else(|| "-".into());
-                println!("{:<team_width$}  {:<12}  {:<20}  {revoked}", k.team, k.display_prefix(), rfc3339(k.created_at));
+                println!(
+                    "{:<team_width$}  {:<12}  {:<20}  {revoked}",
+                    k.team,
+                    k.display_prefix(),
+                    rfc3339(k.created_at)
+                );
             }
         }
         KeysAction::Revoke { prefix } => {

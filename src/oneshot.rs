@@ -38,18 +38,26 @@ fn language_of(file: &str) -> Option<&'static str> {
 pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
     let code = if a.file == "-" {
         let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).context("reading the program from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the program from stdin")?;
         s
     } else {
         std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file))?
     };
-    let language = match a.language.clone().or_else(|| language_of(&a.file).map(String::from)) {
+    let language = match a
+        .language
+        .clone()
+        .or_else(|| language_of(&a.file).map(String::from))
+    {
         // The API takes names exactly as listed; the command line is forgiving.
         Some(l) => l.trim().to_ascii_lowercase(),
         None => bail!("cannot tell the language of {}; pass --language", a.file),
     };
     let stdin = match &a.stdin {
-        Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?
+        }
         None => String::new(),
     };
     let req = ExecuteRequest {
@@ -65,24 +73,34 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
     };
     let policies = load_policies(&cfg)?;
     let id = uuid::Uuid::new_v4().to_string();
-    let (job, executor) = req.into_job(id, &policies, &RuntimeTable::embedded()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (job, executor) = req
+        .into_job(id, &policies, &RuntimeTable::embedded())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let instance = format!("cli-{}", std::process::id());
     let lock = lock_instance(&cfg.data_dir, &instance)?;
     // Its own allocator, but the same host-wide uid locks as a running service.
     let uids = crate::app::sandbox_uids(&cfg)?;
     let result = match executor.as_str() {
         "docker" => {
-            let docker = build_docker(&cfg, &instance, Some(&job.runtime.language), uids).await.map_err(anyhow::Error::msg)?;
+            let docker = build_docker(&cfg, &instance, Some(&job.runtime.language), uids)
+                .await
+                .map_err(anyhow::Error::msg)?;
             let r = docker.run(&job).await;
             docker.shutdown().await;
             r
         }
         _ => {
             // One run: nothing to prepare ahead of.
-            let local = LocalExecutor::new(crate::exec::local::LocalConfig { warm: 0, ..local_config(&cfg, &instance, uids)? })?;
+            let local = LocalExecutor::new(crate::exec::local::LocalConfig {
+                warm: 0,
+                ..local_config(&cfg, &instance, uids)?
+            })?;
             let probe = local.probe(Some(&job.runtime.language)).await;
             let r = match probe.into_iter().next() {
-                Some((lang, Err(e))) => Err(ExecError::Unavailable("local".into(), format!("{lang} does not work in the sandbox here: {e}"))),
+                Some((lang, Err(e))) => Err(ExecError::Unavailable(
+                    "local".into(),
+                    format!("{lang} does not work in the sandbox here: {e}"),
+                )),
                 _ => local.run(&job).await,
             };
             local.shutdown();
@@ -111,16 +129,30 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
             124
         }
         Status::CpuLimit => {
-            eprintln!("execbox: CPU time limit of {} ms reached; killed", l.cpu_time_ms);
+            eprintln!(
+                "execbox: CPU time limit of {} ms reached; killed",
+                l.cpu_time_ms
+            );
             152
         }
         Status::MemoryLimit => {
-            eprintln!("execbox: memory limit of {} bytes reached; killed", l.memory_bytes);
+            eprintln!(
+                "execbox: memory limit of {} bytes reached; killed",
+                l.memory_bytes
+            );
             137
         }
         Status::Killed => {
-            eprintln!("execbox: killed by {}", r.signal.as_deref().unwrap_or("a signal"));
-            128 + r.signal.as_deref().and_then(|s| s.parse::<nix::sys::signal::Signal>().ok()).map(|s| s as i32).unwrap_or(9)
+            eprintln!(
+                "execbox: killed by {}",
+                r.signal.as_deref().unwrap_or("a signal")
+            );
+            128 + r
+                .signal
+                .as_deref()
+                .and_then(|s| s.parse::<nix::sys::signal::Signal>().ok())
+                .map(|s| s as i32)
+                .unwrap_or(9)
         }
         Status::CompileError => 1,
     })

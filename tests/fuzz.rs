@@ -28,7 +28,8 @@ use helpers::*;
 fn venv() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let venv = root.join("target/ci-venv/bin");
-    let ready = || venv.join("schemathesis").is_file() && venv.join("openapi-spec-validator").is_file();
+    let ready =
+        || venv.join("schemathesis").is_file() && venv.join("openapi-spec-validator").is_file();
     if !ready() {
         let made = Command::new("bash").arg(root.join(".ci/venv.sh")).status();
         eprintln!(".ci/venv.sh: {made:?}");
@@ -37,9 +38,15 @@ fn venv() -> Option<PathBuf> {
         return Some(venv);
     }
     if std::env::var_os("CI").is_some() {
-        panic!("{} has no schemathesis: .ci/venv.sh must run before the tests in CI", venv.display());
+        panic!(
+            "{} has no schemathesis: .ci/venv.sh must run before the tests in CI",
+            venv.display()
+        );
     }
-    eprintln!("\n!!! SKIPPING the API fuzz test: no {}; run .ci/venv.sh to install schemathesis !!!\n", venv.display());
+    eprintln!(
+        "\n!!! SKIPPING the API fuzz test: no {}; run .ci/venv.sh to install schemathesis !!!\n",
+        venv.display()
+    );
     None
 }
 
@@ -52,15 +59,30 @@ const FUZZ_ENV: &[(&str, &str)] = &[
 /// Validate the served document, then fuzz every operation but the agent run start.
 fn fuzz(venv: &Path, app: &TestApp, headers: &[String]) {
     let doc = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        let r = client().get(app.url("/openapi.json")).send().await.expect("GET /openapi.json");
+        let r = client()
+            .get(app.url("/openapi.json"))
+            .send()
+            .await
+            .expect("GET /openapi.json");
         assert_eq!(r.status().as_u16(), 200);
         r.bytes().await.unwrap()
     });
     let file = app.data_dir.join("openapi.json");
     std::fs::write(&file, &doc).unwrap();
-    let out = Command::new(venv.join("openapi-spec-validator")).args(["--validation-errors", "all"]).arg(&file).output().unwrap();
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "openapi-spec-validator refused the document:\n{said}");
+    let out = Command::new(venv.join("openapi-spec-validator"))
+        .args(["--validation-errors", "all"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator refused the document:\n{said}"
+    );
 
     let mut cmd = Command::new(venv.join("schemathesis"));
     cmd.arg("run")
@@ -78,15 +100,27 @@ fn fuzz(venv: &Path, app: &TestApp, headers: &[String]) {
         .args(["--no-color"])
         .current_dir(&app.data_dir)
         // The one rule no schema can state (files that clash in one request); see the file.
-        .env("PYTHONPATH", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz"))
+        .env(
+            "PYTHONPATH",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz"),
+        )
         .env("SCHEMATHESIS_HOOKS", "execbox_fuzz_hooks");
     for h in headers {
         cmd.args(["-H", h]);
     }
     let out = cmd.output().expect("running schemathesis");
-    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     eprintln!("{said}");
-    assert!(out.status.success(), "schemathesis found failures against {} (exit {:?}):\n{said}", app.base, out.status.code());
+    assert!(
+        out.status.success(),
+        "schemathesis found failures against {} (exit {:?}):\n{said}",
+        app.base,
+        out.status.code()
+    );
 }
 
 /// Both auth modes, one after the other (one service at a time on a small machine).
@@ -101,8 +135,20 @@ fn the_document_is_valid_and_holds_under_fuzzing_in_both_auth_modes() {
     let mut env = FUZZ_ENV.to_vec();
     env.push(("EXECBOX_AUTH", "api-key"));
     let app = TestApp::start(&format!("fuzz-key-{}", std::process::id()), &env);
-    let out = Command::new(env!("CARGO_BIN_EXE_execbox")).args(["keys", "create", "--team", "fuzz", "--data-dir"]).arg(&app.data_dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let key = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_execbox"))
+        .args(["keys", "create", "--team", "fuzz", "--data-dir"])
+        .arg(&app.data_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
     fuzz(&venv, &app, &[format!("Authorization: Bearer {key}")]);
 }

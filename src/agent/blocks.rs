@@ -40,14 +40,25 @@ fn language_of_untagged(code: &str, default: &'static str) -> Kind {
     };
     let mut words = shebang.split_whitespace();
     let program = words.next().unwrap_or("");
-    let program = if program.ends_with("/env") { words.next().unwrap_or("") } else { program };
+    let program = if program.ends_with("/env") {
+        words.next().unwrap_or("")
+    } else {
+        program
+    };
     let name = program.rsplit('/').next().unwrap_or("");
     let name = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
     match name {
         "python" => Kind::Run("python"),
         "bash" | "sh" => Kind::Run("bash"),
         "node" | "nodejs" => Kind::Run("javascript"),
-        other => Kind::NotRun(format!("not run: unknown language {} (from the block's #! line)", if other.is_empty() { shebang.trim() } else { other })),
+        other => Kind::NotRun(format!(
+            "not run: unknown language {} (from the block's #! line)",
+            if other.is_empty() {
+                shebang.trim()
+            } else {
+                other
+            }
+        )),
     }
 }
 
@@ -82,7 +93,9 @@ pub fn extract(reply: &str, default: &'static str) -> Vec<Block> {
     let mut blocks = Vec::new();
     let mut lines = reply.lines();
     while let Some(line) = lines.next() {
-        let Some((ch, len, info)) = opening(line) else { continue };
+        let Some((ch, len, info)) = opening(line) else {
+            continue;
+        };
         let tag = info.split_whitespace().next().unwrap_or("").to_string();
         let mut body = Vec::new();
         let mut closed = false;
@@ -97,9 +110,15 @@ pub fn extract(reply: &str, default: &'static str) -> Vec<Block> {
         if !code.is_empty() {
             code.push('\n');
         }
-        let name = tag.trim_start_matches('{').trim_start_matches('.').trim_end_matches('}').to_ascii_lowercase();
+        let name = tag
+            .trim_start_matches('{')
+            .trim_start_matches('.')
+            .trim_end_matches('}')
+            .to_ascii_lowercase();
         let kind = if !closed {
-            Kind::NotRun("not run: the block has no closing fence (the reply may have been cut off)".into())
+            Kind::NotRun(
+                "not run: the block has no closing fence (the reply may have been cut off)".into(),
+            )
         } else if code.trim().is_empty() {
             Kind::NotRun("not run: the block is empty".into())
         } else if name.is_empty() {
@@ -125,7 +144,10 @@ mod tests {
     use super::*;
 
     fn kinds(reply: &str) -> Vec<(String, Kind)> {
-        extract(reply, "python").into_iter().map(|b| (b.code, b.kind)).collect()
+        extract(reply, "python")
+            .into_iter()
+            .map(|b| (b.code, b.kind))
+            .collect()
     }
 
     #[test]
@@ -146,7 +168,11 @@ mod tests {
             ("{.python}", "python"),
         ] {
             let reply = format!("Here:\n```{tag}\nx\n```\n");
-            assert_eq!(kinds(&reply), vec![("x\n".to_string(), Kind::Run(lang))], "{tag}");
+            assert_eq!(
+                kinds(&reply),
+                vec![("x\n".to_string(), Kind::Run(lang))],
+                "{tag}"
+            );
         }
     }
 
@@ -155,19 +181,40 @@ mod tests {
         let reply = "a\n```cobol\nDISPLAY 'HI'.\n```\nb\n```python title=\"x.py\"\nprint(1)\n```\n";
         let b = extract(reply, "python");
         assert_eq!(b.len(), 2);
-        assert_eq!(b[0].kind, Kind::NotRun("not run: unknown language cobol".into()));
+        assert_eq!(
+            b[0].kind,
+            Kind::NotRun("not run: unknown language cobol".into())
+        );
         assert_eq!(b[0].tag, "cobol");
         assert_eq!(b[1].kind, Kind::Run("python"));
     }
 
     #[test]
     fn untagged_blocks_follow_their_shebang_or_the_default() {
-        assert_eq!(kinds("```\nprint(2)\n```"), vec![("print(2)\n".into(), Kind::Run("python"))]);
-        assert_eq!(kinds("```\n#!/bin/bash\necho hi\n```")[0].1, Kind::Run("bash"));
-        assert_eq!(kinds("```\n#!/usr/bin/env python3\nprint(1)\n```")[0].1, Kind::Run("python"));
-        assert_eq!(kinds("```\n#!/usr/bin/env node\nconsole.log(1)\n```")[0].1, Kind::Run("javascript"));
-        assert_eq!(kinds("```\n#!/usr/bin/env ruby\nputs 1\n```")[0].1, Kind::NotRun("not run: unknown language ruby (from the block's #! line)".into()));
-        assert_eq!(extract("```\necho hi\n```", "bash")[0].kind, Kind::Run("bash"));
+        assert_eq!(
+            kinds("```\nprint(2)\n```"),
+            vec![("print(2)\n".into(), Kind::Run("python"))]
+        );
+        assert_eq!(
+            kinds("```\n#!/bin/bash\necho hi\n```")[0].1,
+            Kind::Run("bash")
+        );
+        assert_eq!(
+            kinds("```\n#!/usr/bin/env python3\nprint(1)\n```")[0].1,
+            Kind::Run("python")
+        );
+        assert_eq!(
+            kinds("```\n#!/usr/bin/env node\nconsole.log(1)\n```")[0].1,
+            Kind::Run("javascript")
+        );
+        assert_eq!(
+            kinds("```\n#!/usr/bin/env ruby\nputs 1\n```")[0].1,
+            Kind::NotRun("not run: unknown language ruby (from the block's #! line)".into())
+        );
+        assert_eq!(
+            extract("```\necho hi\n```", "bash")[0].kind,
+            Kind::Run("bash")
+        );
     }
 
     #[test]
@@ -175,12 +222,26 @@ mod tests {
         let reply = "````markdown\n```python\nprint(1)\n```\n````\n~~~sh\necho ok\n~~~\n";
         let b = extract(reply, "python");
         assert_eq!(b.len(), 2);
-        assert_eq!(b[0].kind, Kind::NotRun("not run: unknown language markdown".into()));
+        assert_eq!(
+            b[0].kind,
+            Kind::NotRun("not run: unknown language markdown".into())
+        );
         assert_eq!(b[0].code, "```python\nprint(1)\n```\n");
-        assert_eq!((b[1].code.as_str(), &b[1].kind), ("echo ok\n", &Kind::Run("bash")));
+        assert_eq!(
+            (b[1].code.as_str(), &b[1].kind),
+            ("echo ok\n", &Kind::Run("bash"))
+        );
         let cut = extract("```python\nprint(1)\nfor i in", "python");
-        assert_eq!(cut[0].kind, Kind::NotRun("not run: the block has no closing fence (the reply may have been cut off)".into()));
-        assert_eq!(extract("```python\n\n```", "python")[0].kind, Kind::NotRun("not run: the block is empty".into()));
+        assert_eq!(
+            cut[0].kind,
+            Kind::NotRun(
+                "not run: the block has no closing fence (the reply may have been cut off)".into()
+            )
+        );
+        assert_eq!(
+            extract("```python\n\n```", "python")[0].kind,
+            Kind::NotRun("not run: the block is empty".into())
+        );
         assert!(extract("no code here, just `inline` and ``two``", "python").is_empty());
         // Indented four spaces is an indented code block, not a fence.
         assert!(extract("    ```python\n    x\n    ```", "python").is_empty());

@@ -16,7 +16,11 @@ use crate::exec::{BoxFuture, RunResult, Status};
 /// Runs one block in the run's sandbox. `Err` means the service could not run it (the run
 /// then fails); a program that fails is an `Ok` result with its status.
 pub trait CodeRunner: Send + Sync {
-    fn run<'a>(&'a self, language: &'a str, code: &'a str) -> BoxFuture<'a, Result<RunResult, String>>;
+    fn run<'a>(
+        &'a self,
+        language: &'a str,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<RunResult, String>>;
 }
 
 /// A reviewer's answer to an approval request.
@@ -66,7 +70,12 @@ pub enum Ending {
 
 /// Drive the conversation to its end. A wall time in the conditions is also a deadline: a
 /// model call or a run still in flight then is dropped (which kills the run).
-pub async fn drive(cfg: &LoopConfig, model: &ModelClient, runner: &dyn CodeRunner, obs: &dyn Observer) -> Ending {
+pub async fn drive(
+    cfg: &LoopConfig,
+    model: &ModelClient,
+    runner: &dyn CodeRunner,
+    obs: &dyn Observer,
+) -> Ending {
     let started = Instant::now();
     let totals = Mutex::new(Totals::default());
     let body = rounds(cfg, model, runner, obs, started, &totals);
@@ -90,7 +99,10 @@ impl History {
             .iter()
             .map(|(who, text)| {
                 if *who == me {
-                    return ChatMessage { role: Role::Assistant, content: text.clone() };
+                    return ChatMessage {
+                        role: Role::Assistant,
+                        content: text.clone(),
+                    };
                 }
                 let content = match (*who, labelled) {
                     (_, false) => text.clone(),
@@ -99,21 +111,53 @@ impl History {
                     (CRITIC, true) => format!("Reviewer:\n{text}"),
                     (_, true) => format!("Execution results:\n{text}"),
                 };
-                ChatMessage { role: Role::User, content }
+                ChatMessage {
+                    role: Role::User,
+                    content,
+                }
             })
             .collect()
     }
 }
 
-async fn rounds(cfg: &LoopConfig, model: &ModelClient, runner: &dyn CodeRunner, obs: &dyn Observer, started: Instant, totals: &Mutex<Totals>) -> Ending {
+async fn rounds(
+    cfg: &LoopConfig,
+    model: &ModelClient,
+    runner: &dyn CodeRunner,
+    obs: &dyn Observer,
+    started: Instant,
+    totals: &Mutex<Totals>,
+) -> Ending {
     let mut history = History(vec![(USER, cfg.task.clone())]);
-    obs.message(USER, Body::Task { content: cfg.task.clone() });
+    obs.message(
+        USER,
+        Body::Task {
+            content: cfg.task.clone(),
+        },
+    );
     let progress = |reply: Option<&str>, ok: Option<bool>, t: &Totals| -> Option<String> {
-        let p = Progress { turns: t.turns, executions: t.executions, tokens: t.usage.total(), elapsed: started.elapsed(), last_reply: reply, last_execution_ok: ok };
+        let p = Progress {
+            turns: t.turns,
+            executions: t.executions,
+            tokens: t.usage.total(),
+            elapsed: started.elapsed(),
+            last_reply: reply,
+            last_execution_ok: ok,
+        };
         cfg.termination.check(&p)
     };
     loop {
-        let reply = match ask(model, &cfg.coder_system, &history.view(CODER, cfg.critic_system.is_some()), CODER, obs, totals, true).await {
+        let reply = match ask(
+            model,
+            &cfg.coder_system,
+            &history.view(CODER, cfg.critic_system.is_some()),
+            CODER,
+            obs,
+            totals,
+            true,
+        )
+        .await
+        {
             Ok(r) => r,
             Err(e) => return Ending::Failed(e),
         };
@@ -123,20 +167,45 @@ async fn rounds(cfg: &LoopConfig, model: &ModelClient, runner: &dyn CodeRunner, 
             Err(e) => return Ending::Failed(e),
         };
         let report = {
-            let view: Vec<(String, Outcome)> = outcomes.iter().map(|(l, o)| (l.clone(), o.as_outcome())).collect();
+            let view: Vec<(String, Outcome)> = outcomes
+                .iter()
+                .map(|(l, o)| (l.clone(), o.as_outcome()))
+                .collect();
             prompt::report(&view, cfg.max_output_chars)
         };
         let t = *totals.lock().unwrap();
         if let Some(reason) = progress(Some(&reply), ok, &t) {
             if !outcomes.is_empty() {
-                obs.message(EXECUTOR, Body::Text { content: report, usage: None });
+                obs.message(
+                    EXECUTOR,
+                    Body::Text {
+                        content: report,
+                        usage: None,
+                    },
+                );
             }
             return Ending::Finished(reason);
         }
-        obs.message(EXECUTOR, Body::Text { content: report.clone(), usage: None });
+        obs.message(
+            EXECUTOR,
+            Body::Text {
+                content: report.clone(),
+                usage: None,
+            },
+        );
         history.0.push((EXECUTOR, report));
         if let Some(system) = &cfg.critic_system {
-            let critique = match ask(model, system, &history.view(CRITIC, true), CRITIC, obs, totals, false).await {
+            let critique = match ask(
+                model,
+                system,
+                &history.view(CRITIC, true),
+                CRITIC,
+                obs,
+                totals,
+                false,
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(e) => return Ending::Failed(e),
             };
@@ -150,15 +219,36 @@ async fn rounds(cfg: &LoopConfig, model: &ModelClient, runner: &dyn CodeRunner, 
 }
 
 /// One model call, streamed to the observer; its usage is added to the totals.
-async fn ask(model: &ModelClient, system: &str, view: &[ChatMessage], who: &'static str, obs: &dyn Observer, totals: &Mutex<Totals>, is_turn: bool) -> Result<String, String> {
+async fn ask(
+    model: &ModelClient,
+    system: &str,
+    view: &[ChatMessage],
+    who: &'static str,
+    obs: &dyn Observer,
+    totals: &Mutex<Totals>,
+    is_turn: bool,
+) -> Result<String, String> {
     let mut on_event = |e: ClientEvent<'_>| match e {
         ClientEvent::Text(t) => obs.delta(who, t),
-        ClientEvent::Retry { attempt, max_attempts, delay, reason } => obs.message(
+        ClientEvent::Retry {
+            attempt,
+            max_attempts,
+            delay,
+            reason,
+        } => obs.message(
             who,
-            Body::ModelRetry { attempt, max_attempts, delay_ms: delay.as_millis() as u64, reason: reason.to_string() },
+            Body::ModelRetry {
+                attempt,
+                max_attempts,
+                delay_ms: delay.as_millis() as u64,
+                reason: reason.to_string(),
+            },
         ),
     };
-    let c = model.complete(system, view, &mut on_event).await.map_err(|e| e.to_string())?;
+    let c = model
+        .complete(system, view, &mut on_event)
+        .await
+        .map_err(|e| e.to_string())?;
     let t = {
         let mut t = totals.lock().unwrap();
         t.usage.add(c.usage);
@@ -168,7 +258,13 @@ async fn ask(model: &ModelClient, system: &str, view: &[ChatMessage], who: &'sta
         *t
     };
     obs.progress(t);
-    obs.message(who, Body::Text { content: c.text.clone(), usage: Some(c.usage) });
+    obs.message(
+        who,
+        Body::Text {
+            content: c.text.clone(),
+            usage: Some(c.usage),
+        },
+    );
     Ok(c.text)
 }
 
@@ -188,7 +284,13 @@ impl Owned {
 
 /// Run the reply's blocks in order, stopping at the first that fails. Returns each block's
 /// outcome and whether every block that ran exited 0 (`None` when none ran).
-async fn run_blocks(cfg: &LoopConfig, reply: &str, runner: &dyn CodeRunner, obs: &dyn Observer, totals: &Mutex<Totals>) -> Result<(Vec<(String, Owned)>, Option<bool>), String> {
+async fn run_blocks(
+    cfg: &LoopConfig,
+    reply: &str,
+    runner: &dyn CodeRunner,
+    obs: &dyn Observer,
+    totals: &Mutex<Totals>,
+) -> Result<(Vec<(String, Owned)>, Option<bool>), String> {
     let mut outcomes = Vec::new();
     let mut all_ok: Option<bool> = None;
     for block in blocks::extract(reply, cfg.default_language) {
@@ -198,20 +300,43 @@ async fn run_blocks(cfg: &LoopConfig, reply: &str, runner: &dyn CodeRunner, obs:
         };
         let not_run = match &block.kind {
             Kind::NotRun(reason) => Some(reason.clone()),
-            Kind::Run(_) if all_ok == Some(false) => Some("not run: an earlier block in this reply failed".to_string()),
+            Kind::Run(_) if all_ok == Some(false) => {
+                Some("not run: an earlier block in this reply failed".to_string())
+            }
             Kind::Run(_) if cfg.require_approval => {
-                obs.message(EXECUTOR, Body::ApprovalRequest { language: language.clone(), code: block.code.clone() });
+                obs.message(
+                    EXECUTOR,
+                    Body::ApprovalRequest {
+                        language: language.clone(),
+                        code: block.code.clone(),
+                    },
+                );
                 let d = obs.approve().await;
-                obs.message(USER, Body::ApprovalDecision { approved: d.approved, comment: d.comment.clone() });
+                obs.message(
+                    USER,
+                    Body::ApprovalDecision {
+                        approved: d.approved,
+                        comment: d.comment.clone(),
+                    },
+                );
                 (!d.approved).then(|| match d.comment {
-                    Some(c) if !c.trim().is_empty() => format!("not run: rejected by the reviewer: {c}"),
+                    Some(c) if !c.trim().is_empty() => {
+                        format!("not run: rejected by the reviewer: {c}")
+                    }
                     _ => "not run: rejected by the reviewer".to_string(),
                 })
             }
             Kind::Run(_) => None,
         };
         if let Some(reason) = not_run {
-            obs.message(EXECUTOR, Body::CodeNotRun { language: language.clone(), code: block.code.clone(), reason: reason.clone() });
+            obs.message(
+                EXECUTOR,
+                Body::CodeNotRun {
+                    language: language.clone(),
+                    code: block.code.clone(),
+                    reason: reason.clone(),
+                },
+            );
             outcomes.push((language, Owned::NotRun(reason)));
             continue;
         }
@@ -225,7 +350,14 @@ async fn run_blocks(cfg: &LoopConfig, reply: &str, runner: &dyn CodeRunner, obs:
         let ok = result.status == Status::Ok;
         all_ok = Some(all_ok.unwrap_or(true) && ok);
         let result = Box::new(result);
-        obs.message(EXECUTOR, Body::CodeExecution { language: language.clone(), code: block.code.clone(), result: result.clone() });
+        obs.message(
+            EXECUTOR,
+            Body::CodeExecution {
+                language: language.clone(),
+                code: block.code.clone(),
+                result: result.clone(),
+            },
+        );
         outcomes.push((language, Owned::Ran(result)));
     }
     Ok((outcomes, all_ok))

@@ -32,12 +32,25 @@ pub enum Body {
         usage: Option<TokenUsage>,
     },
     /// A code block that ran; `result` is the execute endpoint's result object.
-    CodeExecution { language: String, code: String, result: Box<RunResult> },
+    CodeExecution {
+        language: String,
+        code: String,
+        result: Box<RunResult>,
+    },
     /// A code block that did not run, and why (unknown language, rejected, an earlier block failed).
-    CodeNotRun { language: String, code: String, reason: String },
+    CodeNotRun {
+        language: String,
+        code: String,
+        reason: String,
+    },
     /// The model endpoint failed and is being asked again: `attempt` is the one about to be
     /// made (2 for the first retry) of `max_attempts`, after `delay_ms`.
-    ModelRetry { attempt: u32, max_attempts: u32, delay_ms: u64, reason: String },
+    ModelRetry {
+        attempt: u32,
+        max_attempts: u32,
+        delay_ms: u64,
+        reason: String,
+    },
     /// A block waits for `POST /v1/agent/runs/{id}/approval`.
     ApprovalRequest { language: String, code: String },
     /// The answer to an approval request (source `user`).

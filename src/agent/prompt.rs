@@ -31,13 +31,27 @@ pub fn report(blocks: &[(String, Outcome<'_>)], max_chars: usize) -> String {
         if i > 0 {
             out.push('\n');
         }
-        let label = if language.is_empty() { format!("Block {}", i + 1) } else { format!("Block {} ({language})", i + 1) };
+        let label = if language.is_empty() {
+            format!("Block {}", i + 1)
+        } else {
+            format!("Block {} ({language})", i + 1)
+        };
         match outcome {
             Outcome::NotRun(reason) => out.push_str(&format!("{label}: {reason}\n")),
             Outcome::Ran(r) => {
                 out.push_str(&format!("{label}: {}\n", headline(r)));
-                if let Some(c) = r.compile.as_ref().filter(|_| r.status == Status::CompileError) {
-                    section(&mut out, "compiler output", &format!("{}{}", c.stdout, c.stderr), false, max_chars);
+                if let Some(c) = r
+                    .compile
+                    .as_ref()
+                    .filter(|_| r.status == Status::CompileError)
+                {
+                    section(
+                        &mut out,
+                        "compiler output",
+                        &format!("{}{}", c.stdout, c.stderr),
+                        false,
+                        max_chars,
+                    );
                 }
                 section(&mut out, "stdout", &r.stdout, r.stdout_truncated, max_chars);
                 section(&mut out, "stderr", &r.stderr, r.stderr_truncated, max_chars);
@@ -52,7 +66,9 @@ fn headline(r: &RunResult) -> String {
     match r.status {
         Status::Ok => "exit code 0".into(),
         Status::Error => format!("exit code {}", r.exit_code.unwrap_or(-1)),
-        Status::Timeout => format!("timed out after {wall} ms; the program and its children were killed"),
+        Status::Timeout => {
+            format!("timed out after {wall} ms; the program and its children were killed")
+        }
         Status::CpuLimit => "killed: CPU time limit reached".into(),
         Status::MemoryLimit => "killed: memory limit reached".into(),
         Status::Killed => format!("killed by {}", r.signal.as_deref().unwrap_or("a signal")),
@@ -71,7 +87,9 @@ fn section(out: &mut String, name: &str, text: &str, capped: bool, max_chars: us
         out.push('\n');
     }
     if capped {
-        out.push_str("[execbox: the program wrote more than the sandbox keeps; the rest was discarded]\n");
+        out.push_str(
+            "[execbox: the program wrote more than the sandbox keeps; the rest was discarded]\n",
+        );
     }
 }
 
@@ -100,7 +118,12 @@ mod tests {
         assert!(c.starts_with("line 0\nline 1\n"));
         assert!(c.ends_with("line 999\n"));
         let cut_chars = text.chars().count() - 300;
-        assert!(c.contains(&format!("[... execbox: {cut_chars} characters cut here for the model;")), "{c}");
+        assert!(
+            c.contains(&format!(
+                "[... execbox: {cut_chars} characters cut here for the model;"
+            )),
+            "{c}"
+        );
         assert_eq!(cut("short", 300), "short");
         assert_eq!(cut("ééé", 3), "ééé");
     }
@@ -108,7 +131,13 @@ mod tests {
     #[test]
     fn a_round_without_blocks_says_so() {
         assert!(report(&[], 100).starts_with("No code block was found in your reply"));
-        let r = report(&[("cobol".into(), Outcome::NotRun("not run: unknown language cobol"))], 100);
+        let r = report(
+            &[(
+                "cobol".into(),
+                Outcome::NotRun("not run: unknown language cobol"),
+            )],
+            100,
+        );
         assert_eq!(r, "Block 1 (cobol): not run: unknown language cobol\n");
     }
 }

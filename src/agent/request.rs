@@ -66,23 +66,42 @@ impl AgentRequest {
         }
         let max_turns = self.max_turns.unwrap_or(limits.default_max_turns);
         if max_turns == 0 || max_turns > limits.max_turns {
-            return Err(format!("max_turns must be 1..={} (agent.max_turns)", limits.max_turns));
+            return Err(format!(
+                "max_turns must be 1..={} (agent.max_turns)",
+                limits.max_turns
+            ));
         }
         let default_language = match &self.default_language {
             None => "python",
-            Some(l) => blocks::default_language(l).ok_or_else(|| format!("default_language \"{l}\" is not one of python, bash, javascript, c, cpp"))?,
+            Some(l) => blocks::default_language(l).ok_or_else(|| {
+                format!("default_language \"{l}\" is not one of python, bash, javascript, c, cpp")
+            })?,
         };
         let max_output_chars = self.max_output_chars.unwrap_or(DEFAULT_MAX_OUTPUT_CHARS);
         if !(100..=1_000_000).contains(&max_output_chars) {
             return Err("max_output_chars must be 100..=1000000".into());
         }
-        let asked = self.termination.clone().unwrap_or_else(|| Termination::TextMention("TERMINATE".into()));
+        let asked = self
+            .termination
+            .clone()
+            .unwrap_or_else(|| Termination::TextMention("TERMINATE".into()));
         asked.validate().map_err(|e| format!("termination: {e}"))?;
-        let termination = Termination::Any(vec![asked, Termination::MaxTurns(max_turns), Termination::WallTimeSeconds(limits.max_wall_time_seconds)]);
+        let termination = Termination::Any(vec![
+            asked,
+            Termination::MaxTurns(max_turns),
+            Termination::WallTimeSeconds(limits.max_wall_time_seconds),
+        ]);
         Ok(LoopConfig {
             task: self.task.clone(),
-            coder_system: self.system_message.clone().unwrap_or_else(|| prompt::CODER_SYSTEM.into()),
-            critic_system: self.critic.as_ref().map(|c| c.system_message.clone().unwrap_or_else(|| prompt::CRITIC_SYSTEM.into())),
+            coder_system: self
+                .system_message
+                .clone()
+                .unwrap_or_else(|| prompt::CODER_SYSTEM.into()),
+            critic_system: self.critic.as_ref().map(|c| {
+                c.system_message
+                    .clone()
+                    .unwrap_or_else(|| prompt::CRITIC_SYSTEM.into())
+            }),
             termination,
             default_language,
             max_output_chars,

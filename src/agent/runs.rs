@@ -73,7 +73,14 @@ pub struct RunUsage {
 impl From<Totals> for RunUsage {
     fn from(t: Totals) -> RunUsage {
         let u: TokenUsage = t.usage;
-        RunUsage { input_tokens: u.input_tokens, output_tokens: u.output_tokens, total_tokens: u.total(), estimated: u.estimated, turns: t.turns, executions: t.executions }
+        RunUsage {
+            input_tokens: u.input_tokens,
+            output_tokens: u.output_tokens,
+            total_tokens: u.total(),
+            estimated: u.estimated,
+            turns: t.turns,
+            executions: t.executions,
+        }
     }
 }
 
@@ -154,8 +161,17 @@ impl Slots {
     /// `per_team` 0 means every slot (one team only, as without auth).
     pub fn new(max: usize, per_team: usize) -> Arc<Slots> {
         let max = max.max(1);
-        let per_team = if per_team == 0 { max } else { per_team.min(max) };
-        Arc::new(Slots { max, per_team, held: Mutex::new(HashMap::new()), freed: Notify::new() })
+        let per_team = if per_team == 0 {
+            max
+        } else {
+            per_team.min(max)
+        };
+        Arc::new(Slots {
+            max,
+            per_team,
+            held: Mutex::new(HashMap::new()),
+            freed: Notify::new(),
+        })
     }
 
     /// The default share of one team when several share the service: half the slots, rounded
@@ -186,13 +202,19 @@ impl Slots {
             return None;
         }
         *team += 1;
-        Some(Slot { slots: self.clone(), team_id })
+        Some(Slot {
+            slots: self.clone(),
+            team_id,
+        })
     }
 
     /// Slots held now, in all and by `team_id`.
     pub fn held(&self, team_id: i64) -> (usize, usize) {
         let held = self.held.lock().unwrap();
-        (held.values().sum(), held.get(&team_id).copied().unwrap_or(0))
+        (
+            held.values().sum(),
+            held.get(&team_id).copied().unwrap_or(0),
+        )
     }
 }
 
@@ -262,7 +284,13 @@ impl Run {
     }
 
     fn end_event(&self, s: &Shared) -> EndEvent {
-        EndEvent { id: self.id.clone(), state: s.state, stop_reason: s.stop_reason.clone(), error: s.error.clone(), usage: s.totals.into() }
+        EndEvent {
+            id: self.id.clone(),
+            state: s.state,
+            stop_reason: s.stop_reason.clone(),
+            error: s.error.clone(),
+            usage: s.totals.into(),
+        }
     }
 
     /// Answer the pending approval request; false when none is pending.
@@ -283,7 +311,12 @@ impl Run {
 impl Observer for Run {
     fn message(&self, source: &str, body: Body) {
         let mut s = self.shared.lock().unwrap();
-        let m = Message { index: s.messages.len(), source: source.to_string(), at: rfc3339(crate::store::now()), body };
+        let m = Message {
+            index: s.messages.len(),
+            source: source.to_string(),
+            at: rfc3339(crate::store::now()),
+            body,
+        };
         s.messages.push(m.clone());
         let _ = self.events.send(Event::Message(Box::new(m)));
     }
@@ -293,7 +326,10 @@ impl Observer for Run {
     }
 
     fn delta(&self, source: &str, text: &str) {
-        let _ = self.events.send(Event::Delta { source: source.to_string(), text: text.to_string() });
+        let _ = self.events.send(Event::Delta {
+            source: source.to_string(),
+            text: text.to_string(),
+        });
     }
 
     /// Waiting for a person gives the slot back (a run nobody approves must not keep other
@@ -307,7 +343,10 @@ impl Observer for Run {
         };
         drop(slot);
         Box::pin(async move {
-            let decision = rx.await.unwrap_or(Decision { approved: false, comment: Some("the approval channel closed".into()) });
+            let decision = rx.await.unwrap_or(Decision {
+                approved: false,
+                comment: Some("the approval channel closed".into()),
+            });
             let slot = match self.slots.try_acquire(self.team_id) {
                 Some(slot) => slot,
                 None => {
@@ -347,7 +386,12 @@ impl Runs {
     /// `max_concurrent` runs work at once, at most `per_team` of one team (0: no per-team
     /// limit); the rest wait as `queued`.
     pub fn new(store: Store, max_concurrent: usize, per_team: usize, on_end: OnEnd) -> Runs {
-        Runs { live: Mutex::new(HashMap::new()), store, slots: Slots::new(max_concurrent, per_team), on_end }
+        Runs {
+            live: Mutex::new(HashMap::new()),
+            store,
+            slots: Slots::new(max_concurrent, per_team),
+            on_end,
+        }
     }
 
     pub fn slots(&self) -> &Arc<Slots> {
@@ -453,34 +497,65 @@ impl Runs {
     async fn save(&self, run: &Arc<Run>) {
         let view = run.view();
         let json = serde_json::to_value(&view).expect("a run view serializes");
-        let (id, team, state, created) = (run.id.clone(), run.team_id, view.state.as_str(), run.created_at);
-        if let Err(e) = self.store.blocking(move |s| s.save_agent_run(&id, team, state, &json, created)).await {
+        let (id, team, state, created) = (
+            run.id.clone(),
+            run.team_id,
+            view.state.as_str(),
+            run.created_at,
+        );
+        if let Err(e) = self
+            .store
+            .blocking(move |s| s.save_agent_run(&id, team, state, &json, created))
+            .await
+        {
             tracing::error!(run = %run.id, error = %e, "could not save an agent run");
         }
     }
 
     /// A live run of the team.
     pub fn live(&self, team_id: i64, id: &str) -> Option<Arc<Run>> {
-        self.live.lock().unwrap().get(id).filter(|r| r.team_id == team_id).cloned()
+        self.live
+            .lock()
+            .unwrap()
+            .get(id)
+            .filter(|r| r.team_id == team_id)
+            .cloned()
     }
 
     /// A run of the team as JSON: live, or as saved.
-    pub async fn view(&self, team_id: i64, id: &str) -> Result<Option<serde_json::Value>, crate::store::StoreError> {
+    pub async fn view(
+        &self,
+        team_id: i64,
+        id: &str,
+    ) -> Result<Option<serde_json::Value>, crate::store::StoreError> {
         if let Some(r) = self.live(team_id, id) {
-            return Ok(Some(serde_json::to_value(r.view()).expect("a run view serializes")));
+            return Ok(Some(
+                serde_json::to_value(r.view()).expect("a run view serializes"),
+            ));
         }
         let key = id.to_string();
-        self.store.blocking(move |s| s.agent_run(team_id, &key)).await
+        self.store
+            .blocking(move |s| s.agent_run(team_id, &key))
+            .await
     }
 
     /// A team's runs, newest first, without their messages: live ones as they are now.
-    pub async fn list(&self, team_id: i64, limit: usize) -> Result<Vec<serde_json::Value>, crate::store::StoreError> {
-        let saved = self.store.blocking(move |s| s.agent_runs(team_id, limit)).await?;
+    pub async fn list(
+        &self,
+        team_id: i64,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, crate::store::StoreError> {
+        let saved = self
+            .store
+            .blocking(move |s| s.agent_runs(team_id, limit))
+            .await?;
         Ok(saved
             .into_iter()
             .map(|v| {
                 let live = v["id"].as_str().and_then(|id| self.live(team_id, id));
-                let mut v = live.map(|r| serde_json::to_value(r.view()).expect("a run view serializes")).unwrap_or(v);
+                let mut v = live
+                    .map(|r| serde_json::to_value(r.view()).expect("a run view serializes"))
+                    .unwrap_or(v);
                 if let Some(o) = v.as_object_mut() {
                     o.remove("messages");
                 }
@@ -492,7 +567,9 @@ impl Runs {
     /// Cancel a live run: its task is dropped, which kills a run in flight; returns once it
     /// has ended and been saved. False when the run is not live.
     pub async fn cancel(&self, team_id: i64, id: &str) -> bool {
-        let Some(run) = self.live(team_id, id) else { return false };
+        let Some(run) = self.live(team_id, id) else {
+            return false;
+        };
         {
             let mut s = run.shared.lock().unwrap();
             s.cancel_requested = true;

@@ -50,12 +50,23 @@ impl Termination {
     /// The stop reason when the condition fires: e.g. `text_mention: TERMINATE`, `max_turns: 10`.
     pub fn check(&self, p: &Progress) -> Option<String> {
         match self {
-            Termination::TextMention(t) => p.last_reply.filter(|r| r.contains(t.as_str())).map(|_| format!("text_mention: {t}")),
+            Termination::TextMention(t) => p
+                .last_reply
+                .filter(|r| r.contains(t.as_str()))
+                .map(|_| format!("text_mention: {t}")),
             Termination::MaxTurns(n) => (p.turns >= *n).then(|| format!("max_turns: {n}")),
-            Termination::MaxExecutions(n) => (p.executions >= *n).then(|| format!("max_executions: {n}")),
-            Termination::TokenBudget(n) => (p.tokens >= *n).then(|| format!("token_budget: {} of {n} tokens used", p.tokens)),
-            Termination::WallTimeSeconds(s) => (p.elapsed >= Duration::from_secs(*s)).then(|| format!("wall_time: {s} s")),
-            Termination::ExecutionSucceeded(want) => (p.last_execution_ok == Some(*want)).then(|| format!("execution_succeeded: {want}")),
+            Termination::MaxExecutions(n) => {
+                (p.executions >= *n).then(|| format!("max_executions: {n}"))
+            }
+            Termination::TokenBudget(n) => {
+                (p.tokens >= *n).then(|| format!("token_budget: {} of {n} tokens used", p.tokens))
+            }
+            Termination::WallTimeSeconds(s) => {
+                (p.elapsed >= Duration::from_secs(*s)).then(|| format!("wall_time: {s} s"))
+            }
+            Termination::ExecutionSucceeded(want) => {
+                (p.last_execution_ok == Some(*want)).then(|| format!("execution_succeeded: {want}"))
+            }
             Termination::Any(cs) => cs.iter().find_map(|c| c.check(p)),
             Termination::All(cs) => {
                 let reasons: Option<Vec<String>> = cs.iter().map(|c| c.check(p)).collect();
@@ -99,37 +110,97 @@ mod tests {
 
     #[test]
     fn each_condition_fires_with_its_reason() {
-        let p = Progress { turns: 3, executions: 2, tokens: 500, elapsed: Duration::from_secs(7), last_reply: Some("done. TERMINATE"), last_execution_ok: Some(true) };
-        assert_eq!(parse(r#"{"text_mention":"TERMINATE"}"#).check(&p).as_deref(), Some("text_mention: TERMINATE"));
+        let p = Progress {
+            turns: 3,
+            executions: 2,
+            tokens: 500,
+            elapsed: Duration::from_secs(7),
+            last_reply: Some("done. TERMINATE"),
+            last_execution_ok: Some(true),
+        };
+        assert_eq!(
+            parse(r#"{"text_mention":"TERMINATE"}"#)
+                .check(&p)
+                .as_deref(),
+            Some("text_mention: TERMINATE")
+        );
         assert_eq!(parse(r#"{"text_mention":"DONE!"}"#).check(&p), None);
-        assert_eq!(parse(r#"{"max_turns":3}"#).check(&p).as_deref(), Some("max_turns: 3"));
+        assert_eq!(
+            parse(r#"{"max_turns":3}"#).check(&p).as_deref(),
+            Some("max_turns: 3")
+        );
         assert_eq!(parse(r#"{"max_turns":4}"#).check(&p), None);
-        assert_eq!(parse(r#"{"max_executions":2}"#).check(&p).as_deref(), Some("max_executions: 2"));
-        assert_eq!(parse(r#"{"token_budget":400}"#).check(&p).as_deref(), Some("token_budget: 500 of 400 tokens used"));
-        assert_eq!(parse(r#"{"wall_time_seconds":7}"#).check(&p).as_deref(), Some("wall_time: 7 s"));
-        assert_eq!(parse(r#"{"execution_succeeded":true}"#).check(&p).as_deref(), Some("execution_succeeded: true"));
-        let none_ran = Progress { last_execution_ok: None, ..p.clone() };
-        assert_eq!(parse(r#"{"execution_succeeded":true}"#).check(&none_ran), None);
+        assert_eq!(
+            parse(r#"{"max_executions":2}"#).check(&p).as_deref(),
+            Some("max_executions: 2")
+        );
+        assert_eq!(
+            parse(r#"{"token_budget":400}"#).check(&p).as_deref(),
+            Some("token_budget: 500 of 400 tokens used")
+        );
+        assert_eq!(
+            parse(r#"{"wall_time_seconds":7}"#).check(&p).as_deref(),
+            Some("wall_time: 7 s")
+        );
+        assert_eq!(
+            parse(r#"{"execution_succeeded":true}"#)
+                .check(&p)
+                .as_deref(),
+            Some("execution_succeeded: true")
+        );
+        let none_ran = Progress {
+            last_execution_ok: None,
+            ..p.clone()
+        };
+        assert_eq!(
+            parse(r#"{"execution_succeeded":true}"#).check(&none_ran),
+            None
+        );
     }
 
     #[test]
     fn any_and_all_compose() {
-        let p = Progress { turns: 1, last_execution_ok: Some(true), ..Default::default() };
+        let p = Progress {
+            turns: 1,
+            last_execution_ok: Some(true),
+            ..Default::default()
+        };
         let all = parse(r#"{"all":[{"execution_succeeded":true},{"max_turns":1}]}"#);
-        assert_eq!(all.check(&p).as_deref(), Some("execution_succeeded: true and max_turns: 1"));
-        assert_eq!(all.check(&Progress { last_execution_ok: Some(false), ..p.clone() }), None);
-        let any = parse(r#"{"any":[{"max_turns":5},{"all":[{"execution_succeeded":true},{"max_turns":1}]}]}"#);
-        assert_eq!(any.check(&p).as_deref(), Some("execution_succeeded: true and max_turns: 1"));
+        assert_eq!(
+            all.check(&p).as_deref(),
+            Some("execution_succeeded: true and max_turns: 1")
+        );
+        assert_eq!(
+            all.check(&Progress {
+                last_execution_ok: Some(false),
+                ..p.clone()
+            }),
+            None
+        );
+        let any = parse(
+            r#"{"any":[{"max_turns":5},{"all":[{"execution_succeeded":true},{"max_turns":1}]}]}"#,
+        );
+        assert_eq!(
+            any.check(&p).as_deref(),
+            Some("execution_succeeded: true and max_turns: 1")
+        );
         assert_eq!(any.deadline(), None);
-        assert_eq!(parse(r#"{"any":[{"wall_time_seconds":9},{"wall_time_seconds":4}]}"#).deadline(), Some(Duration::from_secs(4)));
+        assert_eq!(
+            parse(r#"{"any":[{"wall_time_seconds":9},{"wall_time_seconds":4}]}"#).deadline(),
+            Some(Duration::from_secs(4))
+        );
     }
 
     #[test]
     fn conditions_that_cannot_fire_usefully_are_refused() {
         assert!(parse(r#"{"max_turns":0}"#).validate().is_err());
         assert!(parse(r#"{"any":[]}"#).validate().is_err());
-        assert!(parse(r#"{"any":[{"text_mention":""}]}"#).validate().is_err());
-        assert!(parse(r#"{"any":[{"text_mention":"X"},{"max_turns":2}]}"#).validate().is_ok());
+        assert!(parse(r#"{"any":[{"text_mention":""}]}"#)
+            .validate()
+            .is_err());
+        assert!(parse(r#"{"any":[{"text_mention":"X"},{"max_turns":2}]}"#)
+            .validate()
+            .is_ok());
         assert!(serde_json::from_str::<Termination>(r#"{"max_turn":2}"#).is_err());
     }
 }

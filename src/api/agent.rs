@@ -63,7 +63,11 @@ struct RunId {
 }
 
 fn not_found(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "agent_run_not_found", format!("no agent run {id} for this team"))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "agent_run_not_found",
+        format!("no agent run {id} for this team"),
+    )
 }
 
 /// The client settings of the service's config.
@@ -88,20 +92,44 @@ fn client_settings(a: &crate::config::AgentSettings) -> ClientSettings {
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
     ))]
-pub async fn start(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, body: Result<Json<Object<AgentRequest>>, JsonRejection>) -> Result<Response, ApiError> {
+pub async fn start(
+    State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
+    body: Result<Json<Object<AgentRequest>>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(Object(req)) = body?;
     let run = start_run(&state, &team, req).await?;
-    Ok((StatusCode::ACCEPTED, Json(Started { id: run.id.clone(), state: run.view().state })).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Started {
+            id: run.id.clone(),
+            state: run.view().state,
+        }),
+    )
+        .into_response())
 }
 
 /// Validate a request, find or make its sandbox, and start it. Shared with `execbox agent`.
-pub async fn start_run(state: &Arc<AppState>, team: &Team, req: AgentRequest) -> Result<Arc<Run>, ApiError> {
+pub async fn start_run(
+    state: &Arc<AppState>,
+    team: &Team,
+    req: AgentRequest,
+) -> Result<Arc<Run>, ApiError> {
     let settings = &state.agent_settings;
-    let config = req.loop_config(settings).map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent_run", m))?;
-    let policy = crate::agent::model::KeyPolicy { envs: settings.api_key_envs.clone() };
-    let resolved = req.model.resolve(&policy).map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", m))?;
+    let config = req
+        .loop_config(settings)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent_run", m))?;
+    let policy = crate::agent::model::KeyPolicy {
+        envs: settings.api_key_envs.clone(),
+    };
+    let resolved = req
+        .model
+        .resolve(&policy)
+        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", m))?;
     let allowed = &settings.allowed_base_urls;
-    let listed = allowed.iter().any(|u| normalize_url(u) == resolved.base_url);
+    let listed = allowed
+        .iter()
+        .any(|u| normalize_url(u) == resolved.base_url);
     if !allowed.is_empty() && !listed {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -110,12 +138,33 @@ pub async fn start_run(state: &Arc<AppState>, team: &Team, req: AgentRequest) ->
         ));
     }
     // A service shared by teams keeps their base URLs off its own network.
-    let public_only = matches!(state.auth, super::auth::Auth::ApiKey) && !settings.allow_private_base_urls && !listed;
+    let public_only = matches!(state.auth, super::auth::Auth::ApiKey)
+        && !settings.allow_private_base_urls
+        && !listed;
     if public_only {
-        guard::check(&resolved.base_url).await.map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", m))?;
+        guard::check(&resolved.base_url)
+            .await
+            .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", m))?;
     }
-    let model = ModelView { provider: resolved.provider, model: resolved.model.clone(), base_url: resolved.base_url.clone() };
-    let client = ModelClient::new(resolved, ClientSettings { public_only, ..client_settings(settings) }).map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", e.to_string()))?;
+    let model = ModelView {
+        provider: resolved.provider,
+        model: resolved.model.clone(),
+        base_url: resolved.base_url.clone(),
+    };
+    let client = ModelClient::new(
+        resolved,
+        ClientSettings {
+            public_only,
+            ..client_settings(settings)
+        },
+    )
+    .map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_model",
+            e.to_string(),
+        )
+    })?;
     let m = sandboxes::manager(state)?;
     let (sandbox, own) = match &req.sandbox_id {
         Some(id) => {
@@ -137,7 +186,12 @@ pub async fn start_run(state: &Arc<AppState>, team: &Team, req: AgentRequest) ->
             (m.create(team, create).await?, true)
         }
     };
-    let info = RunInfo { model, executor: sandbox.executor.clone(), policy: sandbox.policy.clone(), sandbox_id: sandbox.id.clone() };
+    let info = RunInfo {
+        model,
+        executor: sandbox.executor.clone(),
+        policy: sandbox.policy.clone(),
+        sandbox_id: sandbox.id.clone(),
+    };
     let release: Option<BoxFuture<'static, ()>> = own.then(|| {
         let (m, team, id) = (m.clone(), team.clone(), sandbox.id.clone());
         Box::pin(async move {
@@ -146,8 +200,24 @@ pub async fn start_run(state: &Arc<AppState>, team: &Team, req: AgentRequest) ->
             }
         }) as BoxFuture<'static, ()>
     });
-    let runner = Arc::new(SandboxRunner { state: state.clone(), team: team.clone(), sandbox_id: sandbox.id.clone() });
-    Ok(state.agent.start(team.id, Prepared { config, client, runner, info, release }).await)
+    let runner = Arc::new(SandboxRunner {
+        state: state.clone(),
+        team: team.clone(),
+        sandbox_id: sandbox.id.clone(),
+    });
+    Ok(state
+        .agent
+        .start(
+            team.id,
+            Prepared {
+                config,
+                client,
+                runner,
+                info,
+                release,
+            },
+        )
+        .await)
 }
 
 /// Runs a block as a call in the run's sandbox: admission, the team's quota, metrics and the
@@ -159,18 +229,32 @@ struct SandboxRunner {
 }
 
 impl CodeRunner for SandboxRunner {
-    fn run<'a>(&'a self, language: &'a str, code: &'a str) -> BoxFuture<'a, Result<RunResult, String>> {
+    fn run<'a>(
+        &'a self,
+        language: &'a str,
+        code: &'a str,
+    ) -> BoxFuture<'a, Result<RunResult, String>> {
         Box::pin(async move {
             // A full service is a reason to wait, not to fail the run.
             let mut waits = 0;
             loop {
                 match self.call(language, code).await {
                     Ok(r) => return Ok(r),
-                    Err(e) if matches!(e.code, "over_capacity" | "quota_exceeded") && waits < 300 => {
+                    Err(e)
+                        if matches!(e.code, "over_capacity" | "quota_exceeded") && waits < 300 =>
+                    {
                         waits += 1;
-                        tokio::time::sleep(Duration::from_secs(e.retry_after.unwrap_or(1).clamp(1, 5))).await;
+                        tokio::time::sleep(Duration::from_secs(
+                            e.retry_after.unwrap_or(1).clamp(1, 5),
+                        ))
+                        .await;
                     }
-                    Err(e) => return Err(format!("the sandbox could not run a block ({}): {}", e.code, e.message)),
+                    Err(e) => {
+                        return Err(format!(
+                            "the sandbox could not run a block ({}): {}",
+                            e.code, e.message
+                        ))
+                    }
                 }
             }
         })
@@ -189,7 +273,10 @@ impl SandboxRunner {
             limits: Default::default(),
         };
         let (job, call) = sandboxes::call(&self.state, &self.team, &self.sandbox_id, req).await?;
-        let origin = Origin { team: self.team.clone(), sandbox_id: Some(self.sandbox_id.clone()) };
+        let origin = Origin {
+            team: self.team.clone(),
+            sandbox_id: Some(self.sandbox_id.clone()),
+        };
         let task = admit_and_spawn(&self.state, origin, job, Arc::new(call)).await?;
         let _kill_on_drop = AbortOnDrop(task.abort_handle());
         join(task).await
@@ -217,13 +304,24 @@ pub struct ListQuery {
         (status = 200, description = "Newest first, without messages", body = RunList),
         (status = 400, description = "`invalid_request`: an unknown query parameter or a limit out of range", body = ErrorBody),
     ))]
-pub async fn list(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, query: Result<Query<ListQuery>, QueryRejection>) -> Result<Json<RunList>, ApiError> {
-    let Query(q) = query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<RunList>, ApiError> {
+    let Query(q) = query
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "limit must be 1..=1000"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "limit must be 1..=1000",
+        ));
     }
-    Ok(Json(RunList { runs: state.agent.list(team.id, limit).await? }))
+    Ok(Json(RunList {
+        runs: state.agent.list(team.id, limit).await?,
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/agent/runs/{id}", operation_id = "get_agent_run", summary = "An agent run and its messages", tag = "agent", params(RunId),
@@ -231,7 +329,11 @@ pub async fn list(State(state): State<Arc<AppState>>, Extension(team): Extension
         (status = 200, description = "The run: state, stop_reason, usage and every message so far", body = RunView),
         (status = 404, description = "`agent_run_not_found`", body = ErrorBody),
     ))]
-pub async fn get(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     match state.agent.view(team.id, &id).await? {
         Some(v) => Ok(Json(v)),
         None => Err(not_found(&id)),
@@ -243,7 +345,11 @@ pub async fn get(State(state): State<Arc<AppState>>, Extension(team): Extension<
         (status = 200, description = "The run as it ended: `cancelled`, with any execution in flight killed and its own sandbox deleted; a run that had already ended is answered as it is", body = RunView),
         (status = 404, description = "`agent_run_not_found`", body = ErrorBody),
     ))]
-pub async fn cancel(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn cancel(
+    State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     state.agent.cancel(team.id, &id).await;
     get(State(state), Extension(team), Path(id)).await
 }
@@ -271,14 +377,24 @@ pub async fn approve(
             None => Err(not_found(&id)),
         };
     };
-    if !run.decide(Decision { approved: a.approved, comment: a.comment }) {
+    if !run.decide(Decision {
+        approved: a.approved,
+        comment: a.comment,
+    }) {
         return Err(no_pending(&id));
     }
-    Ok(Json(Started { id: run.id.clone(), state: run.view().state }))
+    Ok(Json(Started {
+        id: run.id.clone(),
+        state: run.view().state,
+    }))
 }
 
 fn no_pending(id: &str) -> ApiError {
-    ApiError::new(StatusCode::CONFLICT, "no_pending_approval", format!("agent run {id} holds no block waiting for approval"))
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "no_pending_approval",
+        format!("agent run {id} holds no block waiting for approval"),
+    )
 }
 
 const EVENTS: &str = "Server-Sent Events: every message so far, then each new one as it happens (`event: message`, data \
@@ -290,21 +406,41 @@ last `event: end` with `EndEvent`, after which the stream closes. Closing the st
         (status = 200, description = EVENTS, body = String, content_type = "text/event-stream"),
         (status = 404, description = "`agent_run_not_found`", body = ErrorBody),
     ))]
-pub async fn events(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let keepalive = KeepAlive::new().interval(Duration::from_secs(15)).text("keepalive");
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let keepalive = KeepAlive::new()
+        .interval(Duration::from_secs(15))
+        .text("keepalive");
     if let Some(run) = state.agent.live(team.id, &id) {
         return Ok(Sse::new(follow(run)).keep_alive(keepalive).into_response());
     }
-    let Some(view) = state.agent.view(team.id, &id).await? else { return Err(not_found(&id)) };
+    let Some(view) = state.agent.view(team.id, &id).await? else {
+        return Err(not_found(&id));
+    };
     // Ended: replay what was saved.
-    let mut out: Vec<SseEvent> = view["messages"].as_array().into_iter().flatten().map(|m| json_event("message", m)).collect();
+    let mut out: Vec<SseEvent> = view["messages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| json_event("message", m))
+        .collect();
     let end = serde_json::json!({"id": view["id"], "state": view["state"], "stop_reason": view["stop_reason"], "error": view["error"], "usage": view["usage"]});
     out.push(json_event("end", &end));
-    Ok(Sse::new(futures_util::stream::iter(out.into_iter().map(Ok::<_, Infallible>))).keep_alive(keepalive).into_response())
+    Ok(Sse::new(futures_util::stream::iter(
+        out.into_iter().map(Ok::<_, Infallible>),
+    ))
+    .keep_alive(keepalive)
+    .into_response())
 }
 
 fn json_event<T: Serialize>(name: &str, data: &T) -> SseEvent {
-    SseEvent::default().event(name).json_data(data).expect("an event serializes")
+    SseEvent::default()
+        .event(name)
+        .json_data(data)
+        .expect("an event serializes")
 }
 
 /// A live run's events: the messages so far, then what follows. A subscriber that falls
@@ -344,7 +480,10 @@ fn follow(run: Arc<Run>) -> impl Stream<Item = Result<SseEvent, Infallible>> {
                     next = m.index + 1;
                     tx.send(json_event("message", &m)).await
                 }
-                Event::Delta { source, text } => tx.send(json_event("delta", &DeltaEvent { source, text })).await,
+                Event::Delta { source, text } => {
+                    tx.send(json_event("delta", &DeltaEvent { source, text }))
+                        .await
+                }
                 Event::End(end) => {
                     let _ = tx.send(json_event("end", &end)).await;
                     return;
@@ -356,5 +495,7 @@ fn follow(run: Arc<Run>) -> impl Stream<Item = Result<SseEvent, Infallible>> {
         }
     });
     let guard = AbortOnDrop(producer.abort_handle());
-    futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move { rx.recv().await.map(|e| (Ok(e), (rx, guard))) })
+    futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv().await.map(|e| (Ok(e), (rx, guard)))
+    })
 }

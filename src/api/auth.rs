@@ -38,7 +38,11 @@ pub(super) fn is_open(path: &str) -> bool {
 }
 
 /// The middleware (`axum::middleware::from_fn_with_state`).
-pub async fn require_team(State(state): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
+pub async fn require_team(
+    State(state): State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     if !needs_team(req.uri().path()) {
         return next.run(req).await;
     }
@@ -65,25 +69,40 @@ pub async fn require_team(State(state): State<Arc<AppState>>, mut req: Request, 
 fn bearer(req: &Request) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, key) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim()).filter(|k| !k.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| key.trim())
+        .filter(|k| !k.is_empty())
 }
 
 fn unauthorized(message: &str) -> Response {
     let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
-    resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp
 }
 
 impl From<QuotaExceeded> for ApiError {
     fn from(e: QuotaExceeded) -> ApiError {
-        ApiError { retry_after: Some(e.retry_after), ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", e.to_string()) }
+        ApiError {
+            retry_after: Some(e.retry_after),
+            ..ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "quota_exceeded",
+                e.to_string(),
+            )
+        }
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         tracing::error!(error = %e, "the store failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the service's state store failed; it has been logged, retry or contact the operator")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the service's state store failed; it has been logged, retry or contact the operator",
+        )
     }
 }
 
@@ -92,7 +111,10 @@ mod tests {
     use super::*;
 
     fn with_auth(value: &str) -> Request {
-        Request::builder().header(header::AUTHORIZATION, value).body(axum::body::Body::empty()).unwrap()
+        Request::builder()
+            .header(header::AUTHORIZATION, value)
+            .body(axum::body::Body::empty())
+            .unwrap()
     }
 
     #[test]
@@ -106,7 +128,17 @@ mod tests {
 
     #[test]
     fn every_path_but_the_open_ones_needs_a_team() {
-        assert!(needs_team("/v1/execute") && needs_team("/v1") && needs_team("/v1/sandboxes/x/files/a") && needs_team("/healthz/"));
-        assert!(!needs_team("/healthz") && !needs_team("/readyz") && !needs_team("/metrics") && !needs_team("/openapi.json"));
+        assert!(
+            needs_team("/v1/execute")
+                && needs_team("/v1")
+                && needs_team("/v1/sandboxes/x/files/a")
+                && needs_team("/healthz/")
+        );
+        assert!(
+            !needs_team("/healthz")
+                && !needs_team("/readyz")
+                && !needs_team("/metrics")
+                && !needs_team("/openapi.json")
+        );
     }
 }

@@ -58,7 +58,12 @@ pub struct BatchResponse {
 }
 
 fn item_error(e: ApiError) -> BatchItem {
-    BatchItem::Error(ErrorBody { error: ErrorDetail { code: e.code, message: e.message } })
+    BatchItem::Error(ErrorBody {
+        error: ErrorDetail {
+            code: e.code,
+            message: e.message,
+        },
+    })
 }
 
 #[utoipa::path(post, path = "/v1/execute/batch", operation_id = "execute_batch", summary = "Run many programs, answered in order", tag = "runs", request_body = BatchRequest,
@@ -80,12 +85,29 @@ pub async fn batch(
 ) -> Result<Response, ApiError> {
     let Json(Object(req)) = body?;
     if req.requests.is_empty() || req.requests.len() > MAX_BATCH {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch", format!("a batch holds 1 to {MAX_BATCH} requests; this one has {}", req.requests.len())));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_batch",
+            format!(
+                "a batch holds 1 to {MAX_BATCH} requests; this one has {}",
+                req.requests.len()
+            ),
+        ));
     }
-    if req.concurrency.is_some_and(|c| c == 0 || c > MAX_CONCURRENCY) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_batch", format!("concurrency must be 1..={MAX_CONCURRENCY}")));
+    if req
+        .concurrency
+        .is_some_and(|c| c == 0 || c > MAX_CONCURRENCY)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_batch",
+            format!("concurrency must be 1..={MAX_CONCURRENCY}"),
+        ));
     }
-    let concurrency = req.concurrency.unwrap_or(state.admission.slots()).clamp(1, MAX_CONCURRENCY);
+    let concurrency = req
+        .concurrency
+        .unwrap_or(state.admission.slots())
+        .clamp(1, MAX_CONCURRENCY);
     let budget = OutputBudget::new(state.max_batch_output_bytes);
     // Items start in order (each waits for a turn and for its share of the output budget) and
     // are written in order; the earliest unwritten item always holds its share and runs, so
@@ -94,13 +116,20 @@ pub async fn batch(
     let gate = Arc::new(tokio::sync::Semaphore::new(concurrency));
     tokio::spawn(async move {
         for r in req.requests {
-            let turn = gate.clone().acquire_owned().await.expect("the batch's semaphore is never closed");
+            let turn = gate
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the batch's semaphore is never closed");
             let pending = match prepare(&state, r) {
                 Err(e) => Pending::Ready(item_error(e)),
                 Ok((mut job, executor)) => {
                     let share = budget.fit(&mut job);
                     let share = budget.take(share).await;
-                    let origin = Origin { team: team.clone(), sandbox_id: None };
+                    let origin = Origin {
+                        team: team.clone(),
+                        sandbox_id: None,
+                    };
                     let state = state.clone();
                     let item = tokio::spawn(async move {
                         let _turn = turn;
@@ -130,25 +159,35 @@ pub async fn batch(
             while let Some(pending) = items_rx.recv().await {
                 let (item, share) = match pending {
                     Pending::Ready(item) => (item, None),
-                    Pending::Running(task, share) => (task.await.unwrap_or_else(|e| {
-                        tracing::error!(error = %e, "batch item task failed");
-                        item_error(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the run failed inside the service; it has been logged"))
-                    }), Some(share)),
+                    Pending::Running(task, share) => (
+                        task.await.unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "batch item task failed");
+                            item_error(ApiError::new(
+                                StatusCode::INTERNAL_SERVER_ERROR,
+                                "internal_error",
+                                "the run failed inside the service; it has been logged",
+                            ))
+                        }),
+                        Some(share),
+                    ),
                 };
                 let comma = !std::mem::take(&mut first);
-                w = w.with(move |w| {
-                    if comma {
-                        w.write_all(b",")?;
-                    }
-                    serde_json::to_writer(&mut *w, &item).map_err(std::io::Error::from)
-                }).await?;
+                w = w
+                    .with(move |w| {
+                        if comma {
+                            w.write_all(b",")?;
+                        }
+                        serde_json::to_writer(&mut *w, &item).map_err(std::io::Error::from)
+                    })
+                    .await?;
                 // Written (into chunks at most a few of which wait for the client): its share is free.
                 drop(share);
             }
             w.with(|w| {
                 w.write_all(b"]}")?;
                 w.flush()
-            }).await
+            })
+            .await
         };
         if let Err(e) = write.await {
             tracing::debug!(error = %e, "batch answer not written whole");
@@ -161,7 +200,10 @@ pub async fn batch(
 /// output budget.
 enum Pending {
     Ready(BatchItem),
-    Running(tokio::task::JoinHandle<BatchItem>, tokio::sync::OwnedSemaphorePermit),
+    Running(
+        tokio::task::JoinHandle<BatchItem>,
+        tokio::sync::OwnedSemaphorePermit,
+    ),
 }
 
 /// The output (bytes of stdout and stderr, of the run and its compile step) that the results
@@ -177,13 +219,25 @@ const UNIT: u64 = 1024;
 impl OutputBudget {
     fn new(bytes: u64) -> OutputBudget {
         let bytes = bytes.max(UNIT);
-        OutputBudget { bytes, units: Arc::new(tokio::sync::Semaphore::new((bytes / UNIT).min(u32::MAX as u64) as usize)) }
+        OutputBudget {
+            bytes,
+            units: Arc::new(tokio::sync::Semaphore::new(
+                (bytes / UNIT).min(u32::MAX as u64) as usize,
+            )),
+        }
     }
 
     /// The most output `job` can hold, after lowering its caps so that it fits the budget alone.
     fn fit(&self, job: &mut Job) -> u64 {
         let compiled = job.runtime.compile.is_some();
-        let held = |j: &Job| 2 * j.limits.output_bytes + if compiled { 2 * j.compile_limits.output_bytes } else { 0 };
+        let held = |j: &Job| {
+            2 * j.limits.output_bytes
+                + if compiled {
+                    2 * j.compile_limits.output_bytes
+                } else {
+                    0
+                }
+        };
         if held(job) > self.bytes {
             let cap = self.bytes / if compiled { 4 } else { 2 };
             job.limits.output_bytes = job.limits.output_bytes.min(cap);
@@ -194,6 +248,10 @@ impl OutputBudget {
 
     async fn take(&self, bytes: u64) -> tokio::sync::OwnedSemaphorePermit {
         let units = bytes.div_ceil(UNIT).min(self.bytes / UNIT) as u32;
-        self.units.clone().acquire_many_owned(units).await.expect("the budget's semaphore is never closed")
+        self.units
+            .clone()
+            .acquire_many_owned(units)
+            .await
+            .expect("the budget's semaphore is never closed")
     }
 }

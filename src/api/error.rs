@@ -21,7 +21,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
     }
 
     pub fn overloaded(retry_after: u64) -> ApiError {
@@ -53,7 +58,12 @@ pub struct ErrorDetail {
 
 impl From<&ApiError> for ErrorBody {
     fn from(e: &ApiError) -> ErrorBody {
-        ErrorBody { error: ErrorDetail { code: e.code, message: e.message.clone() } }
+        ErrorBody {
+            error: ErrorDetail {
+                code: e.code,
+                message: e.message.clone(),
+            },
+        }
     }
 }
 
@@ -62,7 +72,8 @@ impl IntoResponse for ApiError {
         let body = Json(ErrorBody::from(&self));
         let mut resp = (self.status, body).into_response();
         if let Some(s) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }
@@ -71,12 +82,16 @@ impl IntoResponse for ApiError {
 impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> ApiError {
         let status = match &e {
-            RequestError::UnknownLanguage(..) | RequestError::UnknownExecutor(..) => StatusCode::BAD_REQUEST,
-            RequestError::UnknownPolicy(..) => StatusCode::NOT_FOUND,
-            RequestError::InvalidFile { .. } | RequestError::InvalidField(..) => StatusCode::BAD_REQUEST,
-            RequestError::ExecutorNotAllowed { .. } | RequestError::LimitExceeded { .. } | RequestError::LimitBelowMinimum { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
+            RequestError::UnknownLanguage(..) | RequestError::UnknownExecutor(..) => {
+                StatusCode::BAD_REQUEST
             }
+            RequestError::UnknownPolicy(..) => StatusCode::NOT_FOUND,
+            RequestError::InvalidFile { .. } | RequestError::InvalidField(..) => {
+                StatusCode::BAD_REQUEST
+            }
+            RequestError::ExecutorNotAllowed { .. }
+            | RequestError::LimitExceeded { .. }
+            | RequestError::LimitBelowMinimum { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             RequestError::InputTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, e.code(), e.to_string())
@@ -86,8 +101,19 @@ impl From<RequestError> for ApiError {
 impl From<ExecError> for ApiError {
     fn from(e: ExecError) -> ApiError {
         match e {
-            ExecError::Unavailable(..) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", e.to_string()),
-            ExecError::NoUid(..) => ApiError { retry_after: Some(5), ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "sandbox_uids_exhausted", e.to_string()) },
+            ExecError::Unavailable(..) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "executor_unavailable",
+                e.to_string(),
+            ),
+            ExecError::NoUid(..) => ApiError {
+                retry_after: Some(5),
+                ..ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "sandbox_uids_exhausted",
+                    e.to_string(),
+                )
+            },
             other => {
                 tracing::error!(error = %other, "run failed inside the service");
                 ApiError::new(

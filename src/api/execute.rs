@@ -5,17 +5,17 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::Extension;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::body::Bytes;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use tracing::Instrument;
 
-use super::metrics::{ExecutorLabel, RunLabels};
 use super::error::ErrorBody;
+use super::metrics::{ExecutorLabel, RunLabels};
 use super::{json_stream, ApiError, AppState};
 use crate::exec::request::object::Object;
 use crate::exec::request::ExecuteRequest;
@@ -70,7 +70,10 @@ pub async fn respond(
     executor: Arc<dyn Executor>,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let origin = Origin { team: team.clone(), sandbox_id };
+    let origin = Origin {
+        team: team.clone(),
+        sandbox_id,
+    };
     if !wants_events(headers) {
         let task = admit_and_spawn(state, origin, job, executor).await?;
         let result = join(task).await?;
@@ -90,11 +93,17 @@ pub(super) struct Origin {
 }
 
 fn wants_events(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT).iter().any(|v| v.to_str().is_ok_and(|s| s.contains("text/event-stream")))
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.contains("text/event-stream")))
 }
 
 /// Validate a request into a job for a ready executor that has the job's runtime.
-pub(super) fn prepare(state: &AppState, req: ExecuteRequest) -> Result<(Job, Arc<dyn Executor>), ApiError> {
+pub(super) fn prepare(
+    state: &AppState,
+    req: ExecuteRequest,
+) -> Result<(Job, Arc<dyn Executor>), ApiError> {
     let id = uuid::Uuid::new_v4().to_string();
     let (job, executor_name) = req.into_job(id, &state.policies, &state.runtimes)?;
     let executor = ready_executor(state, &executor_name, &job.runtime.language)?;
@@ -102,16 +111,27 @@ pub(super) fn prepare(state: &AppState, req: ExecuteRequest) -> Result<(Job, Arc
 }
 
 /// The executor named `executor_name`, if it is ready and has `language`.
-pub fn ready_executor(state: &AppState, executor_name: &str, language: &str) -> Result<Arc<dyn Executor>, ApiError> {
+pub fn ready_executor(
+    state: &AppState,
+    executor_name: &str,
+    language: &str,
+) -> Result<Arc<dyn Executor>, ApiError> {
     let executor = state.executors.get(executor_name).cloned().ok_or_else(|| {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", format!("executor {executor_name} is not running in this service"))
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "executor_unavailable",
+            format!("executor {executor_name} is not running in this service"),
+        )
     })?;
     let ready = executor.readiness();
     if !ready.ready {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "executor_unavailable",
-            format!("the {executor_name} executor is not ready: {}; see GET /readyz", ready.detail),
+            format!(
+                "the {executor_name} executor is not ready: {}; see GET /readyz",
+                ready.detail
+            ),
         ));
     }
     if !executor.runtimes().contains_key(language) {
@@ -151,23 +171,59 @@ pub(super) async fn admit_and_spawn(
             // event stream, an agent run cancelled) is what the audit log records.
             let mut audit = AuditOnDrop {
                 store: st.store.clone(),
-                record: Some(RunRecord::without_result(Some(&origin.team), origin.sandbox_id.as_deref(), &job, executor.name(), "cancelled", 0)),
+                record: Some(RunRecord::without_result(
+                    Some(&origin.team),
+                    origin.sandbox_id.as_deref(),
+                    &job,
+                    executor.name(),
+                    "cancelled",
+                    0,
+                )),
                 started,
             };
             let result = executor.run(&job).await;
-            st.metrics.duration.get_or_create(&ExecutorLabel { executor: executor.name().into() }).observe(started.elapsed().as_secs_f64());
+            st.metrics
+                .duration
+                .get_or_create(&ExecutorLabel {
+                    executor: executor.name().into(),
+                })
+                .observe(started.elapsed().as_secs_f64());
             audit.record = None;
             let record = match &result {
                 Ok(r) => {
-                    let labels = RunLabels { status: r.status.as_str().into(), executor: r.executor.clone(), language: r.language.clone() };
+                    let labels = RunLabels {
+                        status: r.status.as_str().into(),
+                        executor: r.executor.clone(),
+                        language: r.language.clone(),
+                    };
                     st.metrics.runs.get_or_create(&labels).inc();
-                    tracing::info!(status = r.status.as_str(), wall_ms = r.usage.wall_time_ms, "run finished");
-                    RunRecord::from_result(Some(&origin.team), origin.sandbox_id.as_deref(), r, &job.code)
+                    tracing::info!(
+                        status = r.status.as_str(),
+                        wall_ms = r.usage.wall_time_ms,
+                        "run finished"
+                    );
+                    RunRecord::from_result(
+                        Some(&origin.team),
+                        origin.sandbox_id.as_deref(),
+                        r,
+                        &job.code,
+                    )
                 }
                 Err(e) => {
-                    let status = if matches!(e, ExecError::Unavailable(..)) { "executor_unavailable" } else { "internal_error" };
+                    let status = if matches!(e, ExecError::Unavailable(..)) {
+                        "executor_unavailable"
+                    } else {
+                        "internal_error"
+                    };
                     let wall = started.elapsed().as_millis() as u64;
-                    RunRecord::without_result(Some(&origin.team), origin.sandbox_id.as_deref(), &job, executor.name(), status, wall)
+                    RunRecord::without_result(
+                        Some(&origin.team),
+                        origin.sandbox_id.as_deref(),
+                        &job,
+                        executor.name(),
+                        status,
+                        wall,
+                    )
                 }
             };
             if let Err(e) = st.store.blocking(move |s| s.record_run(record)).await {
@@ -188,7 +244,9 @@ struct AuditOnDrop {
 
 impl Drop for AuditOnDrop {
     fn drop(&mut self) {
-        let Some(mut record) = self.record.take() else { return };
+        let Some(mut record) = self.record.take() else {
+            return;
+        };
         record.wall_ms = self.started.elapsed().as_millis() as u64;
         tracing::info!(run_id = %record.id, "run cancelled");
         let store = self.store.clone();
@@ -203,10 +261,16 @@ impl Drop for AuditOnDrop {
     }
 }
 
-pub(super) async fn join(task: tokio::task::JoinHandle<Result<RunResult, ExecError>>) -> Result<RunResult, ApiError> {
+pub(super) async fn join(
+    task: tokio::task::JoinHandle<Result<RunResult, ExecError>>,
+) -> Result<RunResult, ApiError> {
     let result = task.await.map_err(|e| {
         tracing::error!(error = %e, "run task failed");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the run failed inside the service; it has been logged")
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the run failed inside the service; it has been logged",
+        )
     })?;
     Ok(result?)
 }
@@ -225,12 +289,16 @@ impl Drop for AbortOnDrop {
 /// output it has not sent yet is at most the run's output cap per stream), and the result is
 /// serialized in chunks as the client reads it. Dropping the response (the client went away)
 /// aborts that task, and with it the run.
-fn events(mut rx: tokio::sync::mpsc::UnboundedReceiver<(StreamKind, Vec<u8>)>, task: tokio::task::JoinHandle<Result<RunResult, ExecError>>) -> Response {
+fn events(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(StreamKind, Vec<u8>)>,
+    task: tokio::task::JoinHandle<Result<RunResult, ExecError>>,
+) -> Response {
     let (mut w, chunks) = json_stream::pair();
     let producer = tokio::spawn(async move {
         let _abort_run = AbortOnDrop(task.abort_handle());
         let mut decoders = (Utf8Chunks::default(), Utf8Chunks::default());
-        let mut keepalive = tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+        let mut keepalive =
+            tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
         loop {
             let next = tokio::select! {
                 next = rx.recv() => next,
@@ -277,7 +345,14 @@ fn events(mut rx: tokio::sync::mpsc::UnboundedReceiver<(StreamKind, Vec<u8>)>, t
             .await;
     });
     let guard = AbortOnDrop(producer.abort_handle());
-    ([(header::CONTENT_TYPE, "text/event-stream"), (header::CACHE_CONTROL, "no-cache")], json_stream::body(chunks, guard)).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        json_stream::body(chunks, guard),
+    )
+        .into_response()
 }
 
 const KEEPALIVE: Duration = Duration::from_secs(15);

@@ -58,7 +58,14 @@ pub async fn runtimes(State(s): State<Arc<AppState>>) -> Json<RuntimeList> {
                 }
             }
             let version = versions.get("local").or(versions.values().next())?.clone();
-            Some(RuntimeInfo { language: r.language.clone(), aliases: r.aliases.clone(), version, versions, executors, image })
+            Some(RuntimeInfo {
+                language: r.language.clone(),
+                aliases: r.aliases.clone(),
+                version,
+                versions,
+                executors,
+                image,
+            })
         })
         .collect();
     Json(RuntimeList { runtimes })
@@ -75,7 +82,10 @@ pub struct PolicyList {
 #[utoipa::path(get, path = "/v1/policies", operation_id = "list_policies", summary = "List the resource policies", tag = "service",
     responses((status = 200, description = "Every policy, with its defaults and maxima, and the minimums of every limit", body = PolicyList)))]
 pub async fn policies(State(s): State<Arc<AppState>>) -> Json<PolicyList> {
-    Json(PolicyList { policies: s.policies.policies.values().cloned().collect(), minimums: MINIMUMS })
+    Json(PolicyList {
+        policies: s.policies.policies.values().cloned().collect(),
+        minimums: MINIMUMS,
+    })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -107,12 +117,32 @@ pub struct ReadyBody {
         (status = 503, description = "No executor is ready (`not_ready`); `executors` says why", body = ReadyBody),
     ))]
 pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    let executors: BTreeMap<String, Readiness> = s.executors.iter().map(|(name, e)| (name.to_string(), e.readiness())).collect();
+    let executors: BTreeMap<String, Readiness> = s
+        .executors
+        .iter()
+        .map(|(name, e)| (name.to_string(), e.readiness()))
+        .collect();
     if executors.values().any(|r| r.ready) {
-        return Json(ReadyBody { error: None, ready: true, executors }).into_response();
+        return Json(ReadyBody {
+            error: None,
+            ready: true,
+            executors,
+        })
+        .into_response();
     }
-    let error = ErrorDetail { code: "not_ready", message: "no executor is ready; see executors for why".into() };
-    (StatusCode::SERVICE_UNAVAILABLE, Json(ReadyBody { error: Some(error), ready: false, executors })).into_response()
+    let error = ErrorDetail {
+        code: "not_ready",
+        message: "no executor is ready; see executors for why".into(),
+    };
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(ReadyBody {
+            error: Some(error),
+            ready: false,
+            executors,
+        }),
+    )
+        .into_response()
 }
 
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", summary = "Prometheus metrics", tag = "service",
@@ -120,5 +150,12 @@ pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     s.metrics.in_flight.set(s.admission.running() as i64);
     s.metrics.queued.set(s.admission.queued() as i64);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], s.metrics.render()).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+        .into_response()
 }

@@ -28,7 +28,9 @@ impl ChunkWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx.blocking_send(chunk).map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away"))
+        self.tx.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
     }
 
     /// Run `f` with this writer on the blocking pool (serializing is CPU work and the writer
@@ -37,12 +39,18 @@ impl ChunkWriter {
     where
         F: FnOnce(&mut ChunkWriter) -> std::io::Result<()> + Send + 'static,
     {
-        tokio::task::spawn_blocking(move || f(&mut self).map(|()| self)).await.map_err(std::io::Error::other)?
+        tokio::task::spawn_blocking(move || f(&mut self).map(|()| self))
+            .await
+            .map_err(std::io::Error::other)?
     }
 
     /// Write `value` as JSON (on the blocking pool).
-    pub async fn json<T: Serialize + Send + 'static>(self, value: T) -> std::io::Result<ChunkWriter> {
-        self.with(move |w| serde_json::to_writer(w, &value).map_err(std::io::Error::from)).await
+    pub async fn json<T: Serialize + Send + 'static>(
+        self,
+        value: T,
+    ) -> std::io::Result<ChunkWriter> {
+        self.with(move |w| serde_json::to_writer(w, &value).map_err(std::io::Error::from))
+            .await
     }
 }
 
@@ -80,13 +88,23 @@ impl ChunkWriter {
 /// A writer and the receiving end its chunks go to.
 pub fn pair() -> (ChunkWriter, mpsc::Receiver<Bytes>) {
     let (tx, rx) = mpsc::channel::<Bytes>(QUEUED);
-    (ChunkWriter { tx, buf: Vec::with_capacity(CHUNK) }, rx)
+    (
+        ChunkWriter {
+            tx,
+            buf: Vec::with_capacity(CHUNK),
+        },
+        rx,
+    )
 }
 
 /// A body of what `rx` receives; it ends when the writer is dropped, and drops `guard` when
 /// the client goes away (or the body ends).
 pub fn body<G: Send + 'static>(rx: mpsc::Receiver<Bytes>, guard: G) -> Body {
-    let stream = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move { rx.recv().await.map(|b| (Ok::<_, std::convert::Infallible>(b), (rx, guard))) });
+    let stream = futures_util::stream::unfold((rx, guard), |(mut rx, guard)| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), (rx, guard)))
+    });
     Body::from_stream(stream)
 }
 
@@ -116,7 +134,9 @@ mod tests {
         let value = serde_json::json!({"stdout": "\u{1}".repeat(1 << 20)});
         let (w, body) = channel();
         let v = value.clone();
-        let writer = tokio::spawn(async move { drop(w.json(v).await.unwrap().with(|w| w.flush()).await.unwrap()) });
+        let writer = tokio::spawn(async move {
+            drop(w.json(v).await.unwrap().with(|w| w.flush()).await.unwrap())
+        });
         let mut stream = body.into_data_stream();
         let mut all = Vec::new();
         let mut largest = 0;
@@ -128,6 +148,9 @@ mod tests {
         writer.await.unwrap();
         assert_eq!(all.len(), 6 * (1 << 20) + r#"{"stdout":""}"#.len());
         assert_eq!(largest, CHUNK, "chunks are at most CHUNK bytes");
-        assert_eq!(serde_json::from_slice::<serde_json::Value>(&all).unwrap(), value);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&all).unwrap(),
+            value
+        );
     }
 }

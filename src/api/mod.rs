@@ -60,9 +60,17 @@ pub struct Route {
     handler: MethodRouter<Arc<AppState>>,
 }
 
-fn route<H: Handler<T, Arc<AppState>>, T: 'static>(method: Method, path: &'static str, handler: H) -> Route {
+fn route<H: Handler<T, Arc<AppState>>, T: 'static>(
+    method: Method,
+    path: &'static str,
+    handler: H,
+) -> Route {
     let filter = MethodFilter::try_from(method.clone()).expect("a method axum can route");
-    Route { method, path, handler: on(filter, handler) }
+    Route {
+        method,
+        path,
+        handler: on(filter, handler),
+    }
 }
 
 /// Every route the service answers. The router is built from this one list, and
@@ -78,13 +86,29 @@ pub fn routes() -> Vec<Route> {
         route(M::GET, "/v1/sandboxes", sandboxes::list),
         route(M::GET, "/v1/sandboxes/{id}", sandboxes::get),
         route(M::DELETE, "/v1/sandboxes/{id}", sandboxes::delete),
-        route(M::POST, "/v1/sandboxes/{id}/keepalive", sandboxes::keepalive),
+        route(
+            M::POST,
+            "/v1/sandboxes/{id}/keepalive",
+            sandboxes::keepalive,
+        ),
         route(M::POST, "/v1/sandboxes/{id}/execute", sandboxes::execute),
         route(M::GET, "/v1/sandboxes/{id}/files", sandboxes::list_files),
-        route(M::GET, "/v1/sandboxes/{id}/files/{*path}", sandboxes::get_file),
-        route(M::PUT, "/v1/sandboxes/{id}/files/{*path}", sandboxes::put_file),
+        route(
+            M::GET,
+            "/v1/sandboxes/{id}/files/{*path}",
+            sandboxes::get_file,
+        ),
+        route(
+            M::PUT,
+            "/v1/sandboxes/{id}/files/{*path}",
+            sandboxes::put_file,
+        ),
         route(M::GET, "/v1/sandboxes/{id}/archive", sandboxes::get_archive),
-        route(M::POST, "/v1/sandboxes/{id}/archive", sandboxes::post_archive),
+        route(
+            M::POST,
+            "/v1/sandboxes/{id}/archive",
+            sandboxes::post_archive,
+        ),
         route(M::POST, "/v1/agent/runs", agent::start),
         route(M::GET, "/v1/agent/runs", agent::list),
         route(M::GET, "/v1/agent/runs/{id}", agent::get),
@@ -103,19 +127,32 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
     // Routes on one path merge into one method router (two on the same method would panic).
     routes()
         .into_iter()
-        .fold(Router::new(), |r, Route { path, handler, .. }| r.route(path, handler))
+        .fold(Router::new(), |r, Route { path, handler, .. }| {
+            r.route(path, handler)
+        })
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(axum::Extension(document))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_team))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_team,
+        ))
         .with_state(state)
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see README for the API (POST /v1/execute, GET /v1/runtimes, ...)")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route; see README for the API (POST /v1/execute, GET /v1/runtimes, ...)",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method; see README for the API")
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see README for the API",
+    )
 }

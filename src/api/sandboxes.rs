@@ -24,9 +24,15 @@ use crate::store::{rfc3339, Team};
 impl From<ManagerError> for ApiError {
     fn from(e: ManagerError) -> ApiError {
         match e {
-            ManagerError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "sandbox_not_found", e.to_string()),
-            ManagerError::Invalid(m) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_sandbox", m),
-            ManagerError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", m),
+            ManagerError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "sandbox_not_found", e.to_string())
+            }
+            ManagerError::Invalid(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_sandbox", m)
+            }
+            ManagerError::Unavailable(m) => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", m)
+            }
             ManagerError::Quota(q) => q.into(),
             ManagerError::Store(s) => s.into(),
             ManagerError::Backend(b) => b.into(),
@@ -37,15 +43,31 @@ impl From<ManagerError> for ApiError {
 impl From<SandboxError> for ApiError {
     fn from(e: SandboxError) -> ApiError {
         match e {
-            SandboxError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "file_not_found", e.to_string()),
-            SandboxError::PathRefused(_) => ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string()),
-            SandboxError::PathConflict(_) => ApiError::new(StatusCode::CONFLICT, "path_conflict", e.to_string()),
-            SandboxError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string()),
-            SandboxError::InvalidArchive(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_archive", format!("{e}; send a tar (ustar, GNU or pax)")),
+            SandboxError::NotFound(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "file_not_found", e.to_string())
+            }
+            SandboxError::PathRefused(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string())
+            }
+            SandboxError::PathConflict(_) => {
+                ApiError::new(StatusCode::CONFLICT, "path_conflict", e.to_string())
+            }
+            SandboxError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
+            SandboxError::InvalidArchive(_) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_archive",
+                format!("{e}; send a tar (ustar, GNU or pax)"),
+            ),
             SandboxError::Exec(x) => x.into(),
             SandboxError::Io(..) => {
                 tracing::error!(error = %e, "sandbox file operation failed");
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the sandbox operation failed inside the service; it has been logged")
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "the sandbox operation failed inside the service; it has been logged",
+                )
             }
         }
     }
@@ -124,8 +146,16 @@ struct SandboxFile {
 /// The 404 of every `/v1/sandboxes/{id}...` route.
 const NOT_FOUND: &str = "`sandbox_not_found`: the team has no such sandbox (another team's is exactly as missing), or it expired or was deleted";
 
-pub(super) fn manager(state: &AppState) -> Result<&Arc<crate::sandbox::manager::Manager>, ApiError> {
-    state.sandboxes.as_ref().ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "sandboxes_unavailable", "sandboxes are not enabled in this service"))
+pub(super) fn manager(
+    state: &AppState,
+) -> Result<&Arc<crate::sandbox::manager::Manager>, ApiError> {
+    state.sandboxes.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "sandboxes_unavailable",
+            "sandboxes are not enabled in this service",
+        )
+    })
 }
 
 #[utoipa::path(post, path = "/v1/sandboxes", operation_id = "create_sandbox", summary = "Create a sandbox", tag = "sandboxes", request_body = CreateSandbox,
@@ -140,7 +170,11 @@ pub(super) fn manager(state: &AppState) -> Result<&Arc<crate::sandbox::manager::
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`, `sandbox_uids_exhausted`", body = ErrorBody),
     ))]
-pub async fn create(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, body: Result<Json<Object<CreateSandbox>>, JsonRejection>) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
+    body: Result<Json<Object<CreateSandbox>>, JsonRejection>,
+) -> Result<Response, ApiError> {
     let Json(Object(req)) = body?;
     let sb = manager(&state)?.create(&team, req).await?;
     Ok((StatusCode::CREATED, Json(view(&sb))).into_response())
@@ -157,18 +191,30 @@ repeat with other keys to require all of them (e.g. `?metadata.project=demo&meta
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`sandboxes_unavailable`", body = ErrorBody),
     ))]
-pub async fn list(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Query(q): Query<BTreeMap<String, String>>) -> Result<Json<SandboxList>, ApiError> {
+pub async fn list(
+    State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Result<Json<SandboxList>, ApiError> {
     let mut filter = BTreeMap::new();
     for (k, v) in q {
         match k.strip_prefix("metadata.") {
             Some(key) if !key.is_empty() => {
                 filter.insert(key.to_string(), v);
             }
-            _ => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", format!("unknown query parameter \"{k}\"; filter with metadata.KEY=VALUE"))),
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("unknown query parameter \"{k}\"; filter with metadata.KEY=VALUE"),
+                ))
+            }
         }
     }
     let list = manager(&state)?.list(&team, &filter).await?;
-    Ok(Json(SandboxList { sandboxes: list.iter().map(view).collect() }))
+    Ok(Json(SandboxList {
+        sandboxes: list.iter().map(view).collect(),
+    }))
 }
 
 #[utoipa::path(get, path = "/v1/sandboxes/{id}", operation_id = "get_sandbox", summary = "Get a sandbox", tag = "sandboxes", params(SandboxId),
@@ -178,7 +224,11 @@ pub async fn list(State(state): State<Arc<AppState>>, Extension(team): Extension
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`sandboxes_unavailable`", body = ErrorBody),
     ))]
-pub async fn get(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path(id): Path<String>) -> Result<Json<SandboxView>, ApiError> {
+pub async fn get(
+    State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
+    Path(id): Path<String>,
+) -> Result<Json<SandboxView>, ApiError> {
     Ok(Json(view(&manager(&state)?.get(&team, &id).await?)))
 }
 
@@ -189,7 +239,11 @@ pub async fn get(State(state): State<Arc<AppState>>, Extension(team): Extension<
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`sandboxes_unavailable`", body = ErrorBody),
     ))]
-pub async fn delete(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn delete(
+    State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     manager(&state)?.delete(&team, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -229,17 +283,34 @@ pub async fn keepalive(
     let ttl = if body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
-        let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-            let mime = v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-            mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
-        });
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                let mime = v
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase();
+                mime == "application/json"
+                    || (mime.starts_with("application/") && mime.ends_with("+json"))
+            });
         if !json {
-            return Err(ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "send the body as JSON with Content-Type: application/json"));
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ));
         }
         // `null` is no body too; an array is not an object.
-        Json::<Option<Object<Keepalive>>>::from_bytes(&body)?.0.and_then(|Object(k)| k.ttl_seconds)
+        Json::<Option<Object<Keepalive>>>::from_bytes(&body)?
+            .0
+            .and_then(|Object(k)| k.ttl_seconds)
     };
-    Ok(Json(view(&manager(&state)?.keepalive(&team, &id, ttl).await?)))
+    Ok(Json(view(
+        &manager(&state)?.keepalive(&team, &id, ttl).await?,
+    )))
 }
 
 /// `POST /v1/sandboxes/{id}/execute`: the `/v1/execute` body without `executor` and `policy`.
@@ -269,12 +340,25 @@ pub async fn execute(
     let Json(Object(req)) = body?;
     let (job, call) = call(&state, &team, &id, req).await?;
     let sandbox_id = call.sandbox.id.clone();
-    respond(&state, &team, Some(sandbox_id), job, Arc::new(call), &headers).await
+    respond(
+        &state,
+        &team,
+        Some(sandbox_id),
+        job,
+        Arc::new(call),
+        &headers,
+    )
+    .await
 }
 
 /// A call in the team's sandbox `id`, validated and holding the sandbox's lock: the job and
 /// the executor that runs it there. The sandbox's executor and policy apply.
-pub(super) async fn call(state: &AppState, team: &Team, id: &str, req: SandboxCallRequest) -> Result<(Job, SandboxCall), ApiError> {
+pub(super) async fn call(
+    state: &AppState,
+    team: &Team,
+    id: &str,
+    req: SandboxCallRequest,
+) -> Result<(Job, SandboxCall), ApiError> {
     let m = manager(state)?;
     let (sandbox, guard) = m.use_sandbox(team, id).await?;
     let mut req = req.in_sandbox(sandbox.executor.clone(), sandbox.policy.clone());
@@ -282,13 +366,20 @@ pub(super) async fn call(state: &AppState, team: &Team, id: &str, req: SandboxCa
     for (k, v) in &sandbox.env {
         req.env.entry(k.clone()).or_insert_with(|| v.clone());
     }
-    let (job, _) = req.into_job(uuid::Uuid::new_v4().to_string(), &state.policies, &state.runtimes)?;
+    let (job, _) = req.into_job(
+        uuid::Uuid::new_v4().to_string(),
+        &state.policies,
+        &state.runtimes,
+    )?;
     // A call's files become the workspace's: it may not bring a bigger disk than the sandbox has.
     if job.limits.disk_bytes > sandbox.limits.disk_bytes {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "limit_exceeded",
-            format!("limits.disk_bytes = {} exceeds this sandbox's disk of {} bytes", job.limits.disk_bytes, sandbox.limits.disk_bytes),
+            format!(
+                "limits.disk_bytes = {} exceeds this sandbox's disk of {} bytes",
+                job.limits.disk_bytes, sandbox.limits.disk_bytes
+            ),
         ));
     }
     let executor = ready_executor(state, &sandbox.executor, &job.runtime.language)?;
@@ -296,9 +387,23 @@ pub(super) async fn call(state: &AppState, team: &Team, id: &str, req: SandboxCa
     // What the call writes must land as files in the work dir a program may have changed: a
     // link, a file or a directory in the way is the caller's to fix, not a failure mid-call.
     let rt = &job.runtime;
-    let writes = job.files.iter().map(|f| f.path.clone()).chain([rt.source_file.clone()]).chain(rt.artifact.clone()).collect();
+    let writes = job
+        .files
+        .iter()
+        .map(|f| f.path.clone())
+        .chain([rt.source_file.clone()])
+        .chain(rt.artifact.clone())
+        .collect();
     backend.check_call_paths(&sandbox, writes).await?;
-    Ok((job, SandboxCall { executor, backend, sandbox, _guard: guard }))
+    Ok((
+        job,
+        SandboxCall {
+            executor,
+            backend,
+            sandbox,
+            _guard: guard,
+        },
+    ))
 }
 
 /// A call in a sandbox, seen as an executor by the run path (admission, metrics, audit,
@@ -328,14 +433,28 @@ impl Executor for SandboxCall {
     }
 }
 
-fn backend_of(m: &crate::sandbox::manager::Manager, sandbox: &Sandbox) -> Result<Arc<dyn SandboxBackend>, ApiError> {
-    m.backend(&sandbox.executor).ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", format!("the {} executor of this sandbox is not running", sandbox.executor)))
+fn backend_of(
+    m: &crate::sandbox::manager::Manager,
+    sandbox: &Sandbox,
+) -> Result<Arc<dyn SandboxBackend>, ApiError> {
+    m.backend(&sandbox.executor).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "executor_unavailable",
+            format!(
+                "the {} executor of this sandbox is not running",
+                sandbox.executor
+            ),
+        )
+    })
 }
 
 /// A file path from the URL (already percent-decoded by the router), by the one path rule of
 /// `exec::path` — so `%2e%2e/` arrives as `../` and is refused.
 fn rel_path(raw: &str) -> Result<String, ApiError> {
-    crate::exec::path::check(raw).map(str::to_string).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string()))
+    crate::exec::path::check(raw)
+        .map(str::to_string)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string()))
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -385,7 +504,11 @@ pub async fn put_file(
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
     ))]
-pub async fn get_file(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path((id, path)): Path<(String, String)>) -> Result<Response, ApiError> {
+pub async fn get_file(
+    State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
+    Path((id, path)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let rel = rel_path(&path)?;
     let m = manager(&state)?;
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
@@ -419,7 +542,8 @@ pub async fn list_files(
     Path(id): Path<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<FileList>, ApiError> {
-    let Query(q) = query.map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", r.body_text()))?;
+    let Query(q) = query
+        .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", r.body_text()))?;
     let dir = crate::exec::path::check_dir(q.path.as_deref().unwrap_or_default())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string()))?;
     let m = manager(&state)?;
@@ -438,7 +562,11 @@ pub async fn list_files(
         (status = 500, description = "`internal_error`", body = ErrorBody),
         (status = 503, description = "`sandboxes_unavailable`, `executor_unavailable`", body = ErrorBody),
     ))]
-pub async fn get_archive(State(state): State<Arc<AppState>>, Extension(team): Extension<Team>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn get_archive(
+    State(state): State<Arc<AppState>>,
+    Extension(team): Extension<Team>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let m = manager(&state)?;
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;

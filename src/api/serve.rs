@@ -50,7 +50,14 @@ impl Table {
     fn open(&self) -> (u64, Arc<Notify>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let evict = Arc::new(Notify::new());
-        self.conns.lock().unwrap().insert(id, Conn { busy: 0, idle_since: Instant::now(), evict: evict.clone() });
+        self.conns.lock().unwrap().insert(
+            id,
+            Conn {
+                busy: 0,
+                idle_since: Instant::now(),
+                evict: evict.clone(),
+            },
+        );
         (id, evict)
     }
 
@@ -68,13 +75,21 @@ impl Table {
     }
 
     fn is_idle(&self, id: u64) -> bool {
-        self.conns.lock().unwrap().get(&id).is_none_or(|c| c.busy == 0)
+        self.conns
+            .lock()
+            .unwrap()
+            .get(&id)
+            .is_none_or(|c| c.busy == 0)
     }
 
     /// Ask the connection idle the longest to close; false when every connection is busy.
     fn evict_oldest_idle(&self) -> bool {
         let conns = self.conns.lock().unwrap();
-        match conns.values().filter(|c| c.busy == 0).min_by_key(|c| c.idle_since) {
+        match conns
+            .values()
+            .filter(|c| c.busy == 0)
+            .min_by_key(|c| c.idle_since)
+        {
             Some(c) => {
                 // notify_one keeps the permit if the connection's task is not waiting yet.
                 c.evict.notify_one();
@@ -90,14 +105,25 @@ impl Table {
 /// limit to the hard one.
 pub fn default_max_connections() -> usize {
     use nix::sys::resource::{getrlimit, setrlimit, Resource};
-    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return 512 };
-    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() { hard } else { soft };
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 512;
+    };
+    let soft = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
     (soft.min(1 << 20) as usize / 2).max(16)
 }
 
 /// Serve `app` on `listener` until `shutdown` completes, then let every connection finish the
 /// request it is serving and close.
-pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let table = Arc::new(Table::default());
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -140,26 +166,44 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, shutdown:
     Ok(())
 }
 
-async fn serve_connection(stream: TcpStream, app: Router, limits: Limits, table: Arc<Table>, mut stop: watch::Receiver<bool>) {
+async fn serve_connection(
+    stream: TcpStream,
+    app: Router,
+    limits: Limits,
+    table: Arc<Table>,
+    mut stop: watch::Receiver<bool>,
+) {
     let _ = stream.set_nodelay(true);
     let (id, evict) = table.open();
     let svc = {
         let table = table.clone();
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
             table.busy(id, 1);
-            let busy = Busy { table: table.clone(), id };
+            let busy = Busy {
+                table: table.clone(),
+                id,
+            };
             let req: Request = req.map(|b| Body::new(IdleBody::new(b, limits.idle_timeout)));
             let mut app = app.clone();
             async move {
                 let res = app.call(req).await?;
                 // The connection stays busy until the response body is done (an event stream too).
-                Ok::<_, std::convert::Infallible>(res.map(|b| Body::new(Tracked { inner: b, _busy: busy })))
+                Ok::<_, std::convert::Infallible>(res.map(|b| {
+                    Body::new(Tracked {
+                        inner: b,
+                        _busy: busy,
+                    })
+                }))
             }
         })
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(StallIo::new(stream, limits.idle_timeout)), svc);
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let conn =
+        builder.serve_connection(TokioIo::new(StallIo::new(stream, limits.idle_timeout)), svc);
     tokio::pin!(conn);
     // Closing: a connection with no request in progress is dropped at once (hyper's graceful
     // shutdown would wait for a half-sent head to complete); one serving a request finishes it.
@@ -209,7 +253,10 @@ impl hyper::body::Body for Tracked {
     type Data = axum::body::Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         Pin::new(&mut self.inner).poll_frame(cx)
     }
 
@@ -230,7 +277,10 @@ struct Stall {
 
 impl Stall {
     fn new(timeout: Duration) -> Stall {
-        Stall { timeout, sleep: None }
+        Stall {
+            timeout,
+            sleep: None,
+        }
     }
 
     /// After the inner poll: progress disarms it; waiting arms it (once) and polls it.
@@ -240,13 +290,21 @@ impl Stall {
             return false;
         }
         let timeout = self.timeout;
-        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         sleep.as_mut().poll(cx).is_ready()
     }
 }
 
 fn stalled(what: &str, timeout: Duration) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} made no progress for {}s (server.idle_timeout_seconds)", timeout.as_secs()))
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "{what} made no progress for {}s (server.idle_timeout_seconds)",
+            timeout.as_secs()
+        ),
+    )
 }
 
 /// A request body that fails when the client sends nothing for `idle_timeout`.
@@ -257,7 +315,10 @@ struct IdleBody {
 
 impl IdleBody {
     fn new(inner: Incoming, timeout: Duration) -> IdleBody {
-        IdleBody { inner, stall: Stall::new(timeout) }
+        IdleBody {
+            inner,
+            stall: Stall::new(timeout),
+        }
     }
 }
 
@@ -265,11 +326,17 @@ impl hyper::body::Body for IdleBody {
     type Data = axum::body::Bytes;
     type Error = Box<dyn std::error::Error + Send + Sync>;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if this.stall.expired(cx, &polled) {
-            return Poll::Ready(Some(Err(Box::new(stalled("the request body", this.stall.timeout)))));
+            return Poll::Ready(Some(Err(Box::new(stalled(
+                "the request body",
+                this.stall.timeout,
+            )))));
         }
         polled.map(|f| f.map(|r| r.map_err(Into::into)))
     }
@@ -293,18 +360,29 @@ struct StallIo {
 
 impl StallIo {
     fn new(inner: TcpStream, timeout: Duration) -> StallIo {
-        StallIo { inner, stall: Stall::new(timeout) }
+        StallIo {
+            inner,
+            stall: Stall::new(timeout),
+        }
     }
 }
 
 impl AsyncRead for StallIo {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for StallIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_write(cx, data);
         if this.stall.expired(cx, &polled) {
@@ -313,7 +391,11 @@ impl AsyncWrite for StallIo {
         polled
     }
 
-    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[std::io::IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
         let this = &mut *self;
         let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if this.stall.expired(cx, &polled) {

@@ -80,7 +80,13 @@ del __execbox_harness
 "#;
 
 /// The run of one scored program: python, the nonce on stdin, a wall-clock limit.
-pub fn request(program: String, nonce: &str, executor: &str, policy: &str, timeout_ms: u64) -> crate::exec::request::ExecuteRequest {
+pub fn request(
+    program: String,
+    nonce: &str,
+    executor: &str,
+    policy: &str,
+    timeout_ms: u64,
+) -> crate::exec::request::ExecuteRequest {
     crate::exec::request::ExecuteRequest {
         language: "python".into(),
         code: program,
@@ -90,7 +96,10 @@ pub fn request(program: String, nonce: &str, executor: &str, policy: &str, timeo
         env: Default::default(),
         executor: Some(executor.into()),
         policy: Some(policy.into()),
-        limits: crate::policy::LimitOverrides { wall_time_ms: Some(timeout_ms), ..Default::default() },
+        limits: crate::policy::LimitOverrides {
+            wall_time_ms: Some(timeout_ms),
+            ..Default::default()
+        },
     }
 }
 
@@ -104,7 +113,8 @@ pub fn nonce() -> String {
 /// True when `name` can be used as a Python identifier in the epilogue line.
 fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic()) && chars.all(|c| c == '_' || c.is_alphanumeric())
+    matches!(chars.next(), Some(c) if c == '_' || c.is_alphabetic())
+        && chars.all(|c| c == '_' || c.is_alphanumeric())
 }
 
 /// The program for one sample: prologue, prompt + completion, the test, then the call of
@@ -117,14 +127,21 @@ pub fn program(prompt: &str, completion: &str, test: &str, entry_point: &str) ->
     // (-1, matching nothing, when the test defines no check). The prologue's line count is fixed.
     let body = format!("{prompt}{completion}\n");
     let first_test_line = PROLOGUE.matches('\n').count() + body.matches('\n').count() + 1;
-    let check_line = test.lines().position(|l| l.starts_with("def check(")).map_or(-1, |i| (first_test_line + i) as i64);
+    let check_line = test
+        .lines()
+        .position(|l| l.starts_with("def check("))
+        .map_or(-1, |i| (first_test_line + i) as i64);
     let check_at = first_test_line + test.matches('\n').count() + 1;
-    let mut p = PROLOGUE.replace("CHECK_LINE", &check_line.to_string()).replace("CHECK_AT", &check_at.to_string());
+    let mut p = PROLOGUE
+        .replace("CHECK_LINE", &check_line.to_string())
+        .replace("CHECK_AT", &check_at.to_string());
     p.push_str(&body);
     p.push_str(test);
     p.push('\n');
     // Three lines, each checked by the harness for where it is called from.
-    p.push_str(&format!("__execbox_check, __execbox_vetted = __execbox_gen.send((check, {entry_point}))\n"));
+    p.push_str(&format!(
+        "__execbox_check, __execbox_vetted = __execbox_gen.send((check, {entry_point}))\n"
+    ));
     p.push_str("__execbox_check(__execbox_vetted)\n");
     p.push_str("__execbox_gen.send(None)\n");
     Some(p)
@@ -135,19 +152,33 @@ pub fn verdict(r: &RunResult, nonce: &str) -> String {
     match r.status {
         Status::Timeout | Status::CpuLimit => return "timed out".into(),
         Status::MemoryLimit => return "failed: memory limit".into(),
-        Status::Killed => return format!("failed: killed by {}", r.signal.as_deref().unwrap_or("a signal")),
+        Status::Killed => {
+            return format!(
+                "failed: killed by {}",
+                r.signal.as_deref().unwrap_or("a signal")
+            )
+        }
         Status::CompileError => return "failed: compile error".into(),
         Status::Ok | Status::Error => {}
     }
     let code = r.exit_code.unwrap_or(-1);
     if code != 0 {
-        let last = r.stderr.lines().rev().map(str::trim).find(|l| !l.is_empty());
-        return format!("failed: {}", last.map_or_else(|| format!("exit code {code}"), String::from));
+        let last = r
+            .stderr
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty());
+        return format!(
+            "failed: {}",
+            last.map_or_else(|| format!("exit code {code}"), String::from)
+        );
     }
     if r.stdout_truncated {
         return "failed: output over the cap".into();
     }
-    let signalled = r.stdout.matches(nonce).count() == 1 && (r.stdout == format!("{nonce}\n") || r.stdout.ends_with(&format!("\n{nonce}\n")));
+    let signalled = r.stdout.matches(nonce).count() == 1
+        && (r.stdout == format!("{nonce}\n") || r.stdout.ends_with(&format!("\n{nonce}\n")));
     if signalled {
         "passed".into()
     } else if r.stdout.contains(nonce) {
@@ -169,8 +200,17 @@ mod tests {
         assert_eq!(n.len(), 32);
         assert!(!p.contains(&n));
         let line = p.lines().position(|l| l.starts_with("def check(")).unwrap() + 1;
-        assert!(p.contains(&format!("code.co_firstlineno != {line}:")), "{p}");
-        let send = p.lines().position(|l| l.starts_with("__execbox_check, __execbox_vetted = __execbox_gen.send((check, f))")).unwrap() + 1;
+        assert!(
+            p.contains(&format!("code.co_firstlineno != {line}:")),
+            "{p}"
+        );
+        let send = p
+            .lines()
+            .position(|l| {
+                l.starts_with("__execbox_check, __execbox_vetted = __execbox_gen.send((check, f))")
+            })
+            .unwrap()
+            + 1;
         assert!(p.contains(&format!("called_from({send})")), "{p}");
         assert_eq!(p.lines().count(), send + 2);
         assert!(program("", "", "", "f(); import os").is_none());

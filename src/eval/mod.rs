@@ -56,7 +56,11 @@ pub async fn run(cfg: Config, a: EvalArgs) -> anyhow::Result<i32> {
     let problems = data::read_problems(&a.problems)?;
     let samples = data::read_samples(&a.samples)?;
     if let Some(s) = samples.iter().find(|s| !problems.contains_key(&s.task_id)) {
-        bail!("sample for {} has no problem in {}", s.task_id, a.problems.display());
+        bail!(
+            "sample for {} has no problem in {}",
+            s.task_id,
+            a.problems.display()
+        );
     }
     let concurrency = a.concurrency.max(1);
     let policies = load_policies(&cfg)?;
@@ -67,11 +71,17 @@ pub async fn run(cfg: Config, a: EvalArgs) -> anyhow::Result<i32> {
     for (i, s) in samples.iter().enumerate() {
         let p = &problems[&s.task_id];
         let Some(code) = harness::program(&p.prompt, &s.completion, &p.test, &p.entry_point) else {
-            bail!("{}: entry_point {:?} is not a Python identifier", p.task_id, p.entry_point);
+            bail!(
+                "{}: entry_point {:?} is not a Python identifier",
+                p.task_id,
+                p.entry_point
+            );
         };
         let nonce = harness::nonce();
         let req = harness::request(code, &nonce, &a.executor, &a.policy, a.timeout_ms);
-        let (job, _) = req.into_job(format!("eval-{i}"), &policies, &runtimes).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (job, _) = req
+            .into_job(format!("eval-{i}"), &policies, &runtimes)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         jobs.push((job, nonce));
     }
 
@@ -79,9 +89,16 @@ pub async fn run(cfg: Config, a: EvalArgs) -> anyhow::Result<i32> {
     let lock = lock_instance(&cfg.data_dir, &instance)?;
     let uids = crate::app::sandbox_uids(&cfg)?;
     let runner = match a.executor.as_str() {
-        "docker" => Runner::Docker(build_docker(&cfg, &instance, Some("python"), uids).await.map_err(anyhow::Error::msg)?),
+        "docker" => Runner::Docker(
+            build_docker(&cfg, &instance, Some("python"), uids)
+                .await
+                .map_err(anyhow::Error::msg)?,
+        ),
         _ => {
-            let local = LocalExecutor::new(LocalConfig { warm: concurrency, ..local_config(&cfg, &instance, uids)? })?;
+            let local = LocalExecutor::new(LocalConfig {
+                warm: concurrency,
+                ..local_config(&cfg, &instance, uids)?
+            })?;
             if let Some((lang, Err(e))) = local.probe(Some("python")).await.into_iter().next() {
                 local.shutdown();
                 bail!("{lang} does not work in the sandbox here: {e}");
@@ -92,19 +109,25 @@ pub async fn run(cfg: Config, a: EvalArgs) -> anyhow::Result<i32> {
     };
 
     let bar = indicatif::ProgressBar::new(jobs.len() as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} samples [{elapsed_precise}<{eta_precise}]").expect("a valid template"));
-    let outcomes: Vec<(usize, Result<RunResult, ExecError>)> = futures_util::stream::iter(jobs.iter().enumerate())
-        .map(|(i, (job, _))| {
-            let (runner, bar) = (&runner, &bar);
-            async move {
-                let r = runner.run(job).await;
-                bar.inc(1);
-                (i, r)
-            }
-        })
-        .buffer_unordered(concurrency)
-        .collect()
-        .await;
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} samples [{elapsed_precise}<{eta_precise}]",
+        )
+        .expect("a valid template"),
+    );
+    let outcomes: Vec<(usize, Result<RunResult, ExecError>)> =
+        futures_util::stream::iter(jobs.iter().enumerate())
+            .map(|(i, (job, _))| {
+                let (runner, bar) = (&runner, &bar);
+                async move {
+                    let r = runner.run(job).await;
+                    bar.inc(1);
+                    (i, r)
+                }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
     bar.finish_and_clear();
     runner.shutdown().await;
     let _ = std::fs::remove_file(cfg.data_dir.join(format!("{instance}.lock")));
@@ -117,7 +140,10 @@ pub async fn run(cfg: Config, a: EvalArgs) -> anyhow::Result<i32> {
     }
 
     let out_path = PathBuf::from(format!("{}_results.jsonl", a.samples.display()));
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&out_path).with_context(|| format!("creating {}", out_path.display()))?);
+    let mut out = std::io::BufWriter::new(
+        std::fs::File::create(&out_path)
+            .with_context(|| format!("creating {}", out_path.display()))?,
+    );
     let mut per_problem: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for (s, v) in samples.iter().zip(&verdicts) {
         let passed = v == "passed";
@@ -130,9 +156,15 @@ pub async fn run(cfg: Config, a: EvalArgs) -> anyhow::Result<i32> {
         e.0 += 1;
         e.1 += passed as u64;
     }
-    out.flush().with_context(|| format!("writing {}", out_path.display()))?;
+    out.flush()
+        .with_context(|| format!("writing {}", out_path.display()))?;
     if per_problem.len() < problems.len() {
-        eprintln!("execbox: {} of {} problems have no samples; pass@k is over the {} that do", problems.len() - per_problem.len(), problems.len(), per_problem.len());
+        eprintln!(
+            "execbox: {} of {} problems have no samples; pass@k is over the {} that do",
+            problems.len() - per_problem.len(),
+            problems.len(),
+            per_problem.len()
+        );
     }
     eprintln!("execbox: wrote {}", out_path.display());
     let counts: Vec<(u64, u64)> = per_problem.into_values().collect();

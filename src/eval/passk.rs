@@ -7,7 +7,9 @@ pub fn estimate(n: u64, c: u64, k: u64) -> f64 {
         return 1.0;
     }
     let kf = k as f64;
-    1.0 - (n - c + 1..=n).map(|i| 1.0 - kf / i as f64).product::<f64>()
+    1.0 - (n - c + 1..=n)
+        .map(|i| 1.0 - kf / i as f64)
+        .product::<f64>()
 }
 
 /// pass@k averaged over problems, for each k that every problem has at least k samples for
@@ -18,13 +20,25 @@ pub fn pass_at_k(per_problem: &[(u64, u64)], ks: &[u64]) -> Vec<(u64, f64)> {
     }
     ks.iter()
         .filter(|&&k| per_problem.iter().all(|&(n, _)| n >= k))
-        .map(|&k| (k, per_problem.iter().map(|&(n, c)| estimate(n, c, k)).sum::<f64>() / per_problem.len() as f64))
+        .map(|&k| {
+            (
+                k,
+                per_problem
+                    .iter()
+                    .map(|&(n, c)| estimate(n, c, k))
+                    .sum::<f64>()
+                    / per_problem.len() as f64,
+            )
+        })
         .collect()
 }
 
 /// The JSON line: `{"pass@1": 0.5, "pass@10": 0.9}` in the order of `ks`.
 pub fn to_json(values: &[(u64, f64)]) -> String {
-    let parts: Vec<String> = values.iter().map(|(k, v)| format!("\"pass@{k}\": {}", serde_json::Value::from(*v))).collect();
+    let parts: Vec<String> = values
+        .iter()
+        .map(|(k, v)| format!("\"pass@{k}\": {}", serde_json::Value::from(*v)))
+        .collect();
     format!("{{{}}}", parts.join(", "))
 }
 

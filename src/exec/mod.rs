@@ -128,7 +128,13 @@ pub type OutputSink = tokio::sync::mpsc::UnboundedSender<(StreamKind, Vec<u8>)>;
 
 impl RunResult {
     /// The answer for `job` from its run step (and compile step, if any) on `executor`.
-    pub fn from_step(job: &Job, executor: &str, runtime_version: String, compile: Option<CompileResult>, r: StepResult) -> RunResult {
+    pub fn from_step(
+        job: &Job,
+        executor: &str,
+        runtime_version: String,
+        compile: Option<CompileResult>,
+        r: StepResult,
+    ) -> RunResult {
         RunResult {
             id: job.id.clone(),
             status: r.status,

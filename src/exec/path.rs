@@ -22,8 +22,15 @@ impl PathError {
     fn new(raw: &[u8], why: impl Into<String>) -> PathError {
         // A path of a kilobyte and more is cut in the message, not in the check.
         let text = String::from_utf8_lossy(raw);
-        let shown = if text.len() > 80 { format!("{:?}...", text.chars().take(60).collect::<String>()) } else { format!("{text:?}") };
-        PathError { shown, why: why.into() }
+        let shown = if text.len() > 80 {
+            format!("{:?}...", text.chars().take(60).collect::<String>())
+        } else {
+            format!("{text:?}")
+        };
+        PathError {
+            shown,
+            why: why.into(),
+        }
     }
 }
 
@@ -36,13 +43,18 @@ pub fn check(path: &str) -> Result<&str, PathError> {
         return Err(refuse("a path may not be empty".into()));
     }
     if path.len() > MAX_PATH_BYTES {
-        return Err(refuse(format!("is {} bytes long; at most {MAX_PATH_BYTES} are accepted", path.len())));
+        return Err(refuse(format!(
+            "is {} bytes long; at most {MAX_PATH_BYTES} are accepted",
+            path.len()
+        )));
     }
     if path.contains('\0') {
         return Err(refuse("contains a NUL byte".into()));
     }
     if path.starts_with('/') {
-        return Err(refuse("is absolute; give it relative to the work dir".into()));
+        return Err(refuse(
+            "is absolute; give it relative to the work dir".into(),
+        ));
     }
     let mut depth = 0;
     for part in path.split('/') {
@@ -51,11 +63,16 @@ pub fn check(path: &str) -> Result<&str, PathError> {
             return Err(refuse("has an empty, \".\" or \"..\" component".into()));
         }
         if part.len() > MAX_COMPONENT_BYTES {
-            return Err(refuse(format!("has a component of {} bytes; at most {MAX_COMPONENT_BYTES} are accepted", part.len())));
+            return Err(refuse(format!(
+                "has a component of {} bytes; at most {MAX_COMPONENT_BYTES} are accepted",
+                part.len()
+            )));
         }
     }
     if depth > MAX_DEPTH {
-        return Err(refuse(format!("is {depth} components deep; at most {MAX_DEPTH} are accepted")));
+        return Err(refuse(format!(
+            "is {depth} components deep; at most {MAX_DEPTH} are accepted"
+        )));
     }
     Ok(path)
 }
@@ -78,7 +95,9 @@ pub fn check_dir(path: &str) -> Result<String, PathError> {
 /// True when `a` and `b` cannot both be files of one tree: the same path, or one of them a
 /// directory on the way to the other (`main.py` and `main.py/x`).
 pub fn overlaps(a: &str, b: &str) -> bool {
-    let under = |long: &str, short: &str| long.len() > short.len() && long.starts_with(short) && long.as_bytes()[short.len()] == b'/';
+    let under = |long: &str, short: &str| {
+        long.len() > short.len() && long.starts_with(short) && long.as_bytes()[short.len()] == b'/'
+    };
     a == b || under(a, b) || under(b, a)
 }
 
@@ -96,18 +115,51 @@ mod tests {
         let long_part = "x".repeat(MAX_COMPONENT_BYTES + 1);
         let deep = vec!["d"; MAX_DEPTH + 1].join("/");
         let long = vec!["y".repeat(200); 6].join("/");
-        for bad in ["", "../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a/.", "a/..", "a/\0b", "a/", &long_part, &deep, &long] {
+        for bad in [
+            "",
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "./a",
+            "a/.",
+            "a/..",
+            "a/\0b",
+            "a/",
+            &long_part,
+            &deep,
+            &long,
+        ] {
             assert!(check(bad).is_err(), "{bad:?} accepted");
         }
-        assert!(check_bytes(b"a/\xff").unwrap_err().to_string().contains("UTF-8"));
-        assert!(check(&deep).unwrap_err().to_string().contains("33 components deep; at most 32"));
-        assert!(check(&long_part).unwrap_err().to_string().contains("component of 256 bytes; at most 255"));
+        assert!(check_bytes(b"a/\xff")
+            .unwrap_err()
+            .to_string()
+            .contains("UTF-8"));
+        assert!(check(&deep)
+            .unwrap_err()
+            .to_string()
+            .contains("33 components deep; at most 32"));
+        assert!(check(&long_part)
+            .unwrap_err()
+            .to_string()
+            .contains("component of 256 bytes; at most 255"));
     }
 
     #[test]
     fn plain_paths_pass_as_given() {
-        let at_limits = [vec!["z".repeat(MAX_COMPONENT_BYTES)].join("/"), vec!["d"; MAX_DEPTH].join("/")];
-        for good in ["pkg/mod.py", "%2e%2e/x", "a b/ç.txt", "..a/b..", &at_limits[0], &at_limits[1]] {
+        let at_limits = [
+            vec!["z".repeat(MAX_COMPONENT_BYTES)].join("/"),
+            vec!["d"; MAX_DEPTH].join("/"),
+        ];
+        for good in [
+            "pkg/mod.py",
+            "%2e%2e/x",
+            "a b/ç.txt",
+            "..a/b..",
+            &at_limits[0],
+            &at_limits[1],
+        ] {
             assert_eq!(check(good), Ok(good));
         }
         assert_eq!(check_dir("").unwrap(), "");

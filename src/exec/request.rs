@@ -71,7 +71,10 @@ pub mod object {
     }
 
     pub fn vec<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
-        Ok(Vec::<Object<T>>::deserialize(d)?.into_iter().map(|o| o.0).collect())
+        Ok(Vec::<Object<T>>::deserialize(d)?
+            .into_iter()
+            .map(|o| o.0)
+            .collect())
     }
 }
 
@@ -100,7 +103,9 @@ pub mod whole {
         }
 
         fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
-            u64::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self)).and_then(|v| self.visit_u64(v))
+            u64::try_from(v)
+                .map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
+                .and_then(|v| self.visit_u64(v))
         }
 
         fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
@@ -200,8 +205,26 @@ pub struct SandboxCallRequest {
 impl SandboxCallRequest {
     /// The run it is in a sandbox with `executor` and `policy`.
     pub fn in_sandbox(self, executor: String, policy: String) -> ExecuteRequest {
-        let SandboxCallRequest { language, code, files, stdin, args, env, limits } = self;
-        ExecuteRequest { language, code, files, stdin, args, env, executor: Some(executor), policy: Some(policy), limits }
+        let SandboxCallRequest {
+            language,
+            code,
+            files,
+            stdin,
+            args,
+            env,
+            limits,
+        } = self;
+        ExecuteRequest {
+            language,
+            code,
+            files,
+            stdin,
+            args,
+            env,
+            executor: Some(executor),
+            policy: Some(policy),
+            limits,
+        }
     }
 }
 
@@ -236,11 +259,24 @@ pub enum RequestError {
     #[error("unknown policy \"{0}\"; available: {1}")]
     UnknownPolicy(String, String),
     #[error("policy \"{policy}\" does not allow executor \"{executor}\"; it allows: {allowed}")]
-    ExecutorNotAllowed { policy: String, executor: String, allowed: String },
+    ExecutorNotAllowed {
+        policy: String,
+        executor: String,
+        allowed: String,
+    },
     #[error("limits.{field} = {requested} exceeds the maximum {maximum} of policy \"{policy}\"")]
-    LimitExceeded { field: &'static str, requested: u64, maximum: u64, policy: String },
+    LimitExceeded {
+        field: &'static str,
+        requested: u64,
+        maximum: u64,
+        policy: String,
+    },
     #[error("limits.{field} = {requested} is below the minimum {minimum} a run needs on every executor; ask for at least {minimum} (GET /v1/policies lists the minimums)")]
-    LimitBelowMinimum { field: &'static str, requested: u64, minimum: u64 },
+    LimitBelowMinimum {
+        field: &'static str,
+        requested: u64,
+        minimum: u64,
+    },
     #[error("files[{index}]: {reason}")]
     InvalidFile { index: usize, reason: String },
     #[error("{0}")]
@@ -268,45 +304,97 @@ impl RequestError {
 
 impl ExecuteRequest {
     /// Validate against the policies and runtimes; `id` names the run.
-    pub fn into_job(self, id: String, policies: &PolicySet, runtimes: &RuntimeTable) -> Result<(Job, String), RequestError> {
+    pub fn into_job(
+        self,
+        id: String,
+        policies: &PolicySet,
+        runtimes: &RuntimeTable,
+    ) -> Result<(Job, String), RequestError> {
         let runtime = runtimes.find(&self.language).cloned().ok_or_else(|| {
-            let mut names: Vec<String> = runtimes.runtimes.iter().flat_map(|r| std::iter::once(r.language.clone()).chain(r.aliases.clone())).collect();
+            let mut names: Vec<String> = runtimes
+                .runtimes
+                .iter()
+                .flat_map(|r| std::iter::once(r.language.clone()).chain(r.aliases.clone()))
+                .collect();
             names.sort();
             RequestError::UnknownLanguage(self.language.clone(), names.join(", "))
         })?;
         let executor = self.executor.unwrap_or_else(|| "local".into());
         if !KNOWN_EXECUTORS.contains(&executor.as_str()) {
-            return Err(RequestError::UnknownExecutor(executor, KNOWN_EXECUTORS.join(", ")));
+            return Err(RequestError::UnknownExecutor(
+                executor,
+                KNOWN_EXECUTORS.join(", "),
+            ));
         }
         let policy_name = self.policy.unwrap_or_else(|| "default".into());
         let policy = policies.get(&policy_name).ok_or_else(|| {
-            RequestError::UnknownPolicy(policy_name.clone(), policies.policies.keys().cloned().collect::<Vec<_>>().join(", "))
+            RequestError::UnknownPolicy(
+                policy_name.clone(),
+                policies
+                    .policies
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
         })?;
         if !policy.executors.contains(&executor) {
-            return Err(RequestError::ExecutorNotAllowed { policy: policy_name, executor, allowed: policy.executors.join(", ") });
+            return Err(RequestError::ExecutorNotAllowed {
+                policy: policy_name,
+                executor,
+                allowed: policy.executors.join(", "),
+            });
         }
         let limits = policy.resolve(&self.limits).map_err(|e| match e {
-            LimitError::Above { field, requested, maximum } => RequestError::LimitExceeded { field, requested, maximum, policy: policy_name.clone() },
-            LimitError::Below { field, requested, minimum } => RequestError::LimitBelowMinimum { field, requested, minimum },
+            LimitError::Above {
+                field,
+                requested,
+                maximum,
+            } => RequestError::LimitExceeded {
+                field,
+                requested,
+                maximum,
+                policy: policy_name.clone(),
+            },
+            LimitError::Below {
+                field,
+                requested,
+                minimum,
+            } => RequestError::LimitBelowMinimum {
+                field,
+                requested,
+                minimum,
+            },
         })?;
 
         if self.files.len() > MAX_FILES {
-            return Err(RequestError::InvalidField(format!("{} files sent; at most {MAX_FILES} are accepted", self.files.len())));
+            return Err(RequestError::InvalidField(format!(
+                "{} files sent; at most {MAX_FILES} are accepted",
+                self.files.len()
+            )));
         }
         let mut files = Vec::with_capacity(self.files.len());
         // Counted as the tmpfs counts, so what passes here fits when an executor writes it.
         let mut total = on_tmpfs(self.code.len());
         for (index, f) in self.files.into_iter().enumerate() {
             let bad = |reason: String| RequestError::InvalidFile { index, reason };
-            let path = super::path::check(&f.path).map_err(|e| bad(e.to_string()))?.to_string();
+            let path = super::path::check(&f.path)
+                .map_err(|e| bad(e.to_string()))?
+                .to_string();
             // `main.py/x` would need the main program's name as a directory, as `main.py` would
             // overwrite it.
             for reserved in std::iter::once(&runtime.source_file).chain(runtime.artifact.as_ref()) {
                 if super::path::overlaps(&path, reserved) {
-                    return Err(bad(format!("path \"{path}\" collides with {reserved}, the main program of {}", runtime.language)));
+                    return Err(bad(format!(
+                        "path \"{path}\" collides with {reserved}, the main program of {}",
+                        runtime.language
+                    )));
                 }
             }
-            if let Some(g) = files.iter().find(|g: &&JobFile| super::path::overlaps(&g.path, &path)) {
+            if let Some(g) = files
+                .iter()
+                .find(|g: &&JobFile| super::path::overlaps(&g.path, &path))
+            {
                 return Err(bad(format!("path \"{path}\" collides with \"{}\": one file cannot be the directory of another", g.path)));
             }
             let content = match f.encoding {
@@ -319,16 +407,23 @@ impl ExecuteRequest {
             files.push(JobFile { path, content });
         }
         if total > limits.disk_bytes {
-            return Err(RequestError::InputTooLarge { total, disk: limits.disk_bytes });
+            return Err(RequestError::InputTooLarge {
+                total,
+                disk: limits.disk_bytes,
+            });
         }
         for a in &self.args {
             if a.contains('\0') {
-                return Err(RequestError::InvalidField("args may not contain NUL bytes".into()));
+                return Err(RequestError::InvalidField(
+                    "args may not contain NUL bytes".into(),
+                ));
             }
         }
         for (k, v) in &self.env {
             if !valid_env_name(k) || v.contains('\0') {
-                return Err(RequestError::InvalidField(format!("env name \"{k}\" is not a valid variable name (or its value has a NUL byte)")));
+                return Err(RequestError::InvalidField(format!(
+                    "env name \"{k}\" is not a valid variable name (or its value has a NUL byte)"
+                )));
             }
         }
         let job = Job {
@@ -356,30 +451,67 @@ mod tests {
 
     fn job_of(body: serde_json::Value) -> Result<Job, RequestError> {
         let req: ExecuteRequest = serde_json::from_value(body).unwrap();
-        req.into_job("r".into(), &PolicySet::embedded().unwrap(), &RuntimeTable::embedded()).map(|(j, _)| j)
+        req.into_job(
+            "r".into(),
+            &PolicySet::embedded().unwrap(),
+            &RuntimeTable::embedded(),
+        )
+        .map(|(j, _)| j)
     }
 
     #[test]
     fn a_file_may_not_turn_another_or_the_program_into_a_directory() {
         for (files, collides_with) in [
-            (serde_json::json!([{"path": "main.py/x", "content": ""}]), "main.py"),
-            (serde_json::json!([{"path": "main.py", "content": ""}]), "main.py"),
-            (serde_json::json!([{"path": "a", "content": ""}, {"path": "a/b", "content": ""}]), "\"a\""),
-            (serde_json::json!([{"path": "a/b/c", "content": ""}, {"path": "a/b", "content": ""}]), "\"a/b/c\""),
+            (
+                serde_json::json!([{"path": "main.py/x", "content": ""}]),
+                "main.py",
+            ),
+            (
+                serde_json::json!([{"path": "main.py", "content": ""}]),
+                "main.py",
+            ),
+            (
+                serde_json::json!([{"path": "a", "content": ""}, {"path": "a/b", "content": ""}]),
+                "\"a\"",
+            ),
+            (
+                serde_json::json!([{"path": "a/b/c", "content": ""}, {"path": "a/b", "content": ""}]),
+                "\"a/b/c\"",
+            ),
         ] {
-            let err = job_of(serde_json::json!({"language": "python", "code": "", "files": files})).unwrap_err();
+            let err = job_of(serde_json::json!({"language": "python", "code": "", "files": files}))
+                .unwrap_err();
             assert_eq!(err.code(), "invalid_file");
-            assert!(err.to_string().contains(&format!("collides with {collides_with}")), "{err}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("collides with {collides_with}")),
+                "{err}"
+            );
         }
-        let ok = job_of(serde_json::json!({"language": "python", "code": "", "files": [{"path": "a/b", "content": ""}, {"path": "a/bc", "content": ""}]}));
+        let ok = job_of(
+            serde_json::json!({"language": "python", "code": "", "files": [{"path": "a/b", "content": ""}, {"path": "a/bc", "content": ""}]}),
+        );
         assert_eq!(ok.unwrap().files.len(), 2);
     }
 
     #[test]
     fn limits_below_their_minimum_are_refused_with_the_minimum_named() {
-        let err = job_of(serde_json::json!({"language": "python", "code": "", "limits": {"pids": 2}})).unwrap_err();
-        assert_eq!(err, RequestError::LimitBelowMinimum { field: "pids", requested: 2, minimum: crate::policy::MINIMUMS.pids });
+        let err =
+            job_of(serde_json::json!({"language": "python", "code": "", "limits": {"pids": 2}}))
+                .unwrap_err();
+        assert_eq!(
+            err,
+            RequestError::LimitBelowMinimum {
+                field: "pids",
+                requested: 2,
+                minimum: crate::policy::MINIMUMS.pids
+            }
+        );
         assert_eq!(err.code(), "limit_below_minimum");
-        assert!(err.to_string().starts_with("limits.pids = 2 is below the minimum 8"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("limits.pids = 2 is below the minimum 8"),
+            "{err}"
+        );
     }
 }

@@ -37,9 +37,15 @@ pub struct RuntimeTable {
 
 impl RuntimeTable {
     pub fn embedded() -> RuntimeTable {
-        let table: RuntimeTable = toml::from_str(EMBEDDED).expect("embedded runtimes.toml is valid");
+        let table: RuntimeTable =
+            toml::from_str(EMBEDDED).expect("embedded runtimes.toml is valid");
         for r in &table.runtimes {
-            assert_eq!(r.compile.is_some(), r.artifact.is_some(), "runtime {}: compile and artifact go together", r.language);
+            assert_eq!(
+                r.compile.is_some(),
+                r.artifact.is_some(),
+                "runtime {}: compile and artifact go together",
+                r.language
+            );
         }
         table
     }
@@ -47,12 +53,19 @@ impl RuntimeTable {
     /// Resolve a language name or alias, exactly as listed (the API description lists them as
     /// an enum; the CLI lowercases its flag itself).
     pub fn find(&self, name: &str) -> Option<&Runtime> {
-        self.runtimes.iter().find(|r| r.language == name || r.aliases.iter().any(|a| a == name))
+        self.runtimes
+            .iter()
+            .find(|r| r.language == name || r.aliases.iter().any(|a| a == name))
     }
 
     /// Every name `find` accepts: each language, then its aliases.
     pub fn names(&self) -> Vec<&str> {
-        self.runtimes.iter().flat_map(|r| std::iter::once(r.language.as_str()).chain(r.aliases.iter().map(String::as_str))).collect()
+        self.runtimes
+            .iter()
+            .flat_map(|r| {
+                std::iter::once(r.language.as_str()).chain(r.aliases.iter().map(String::as_str))
+            })
+            .collect()
     }
 }
 
@@ -64,11 +77,23 @@ mod tests {
     fn every_alias_of_the_contract_resolves() {
         let t = RuntimeTable::embedded();
         for (alias, lang) in [
-            ("py", "python"), ("python3", "python"), ("python", "python"), ("sh", "bash"), ("bash", "bash"),
-            ("js", "javascript"), ("javascript", "javascript"), ("node", "javascript"), ("c", "c"),
-            ("cpp", "cpp"), ("c++", "cpp"),
+            ("py", "python"),
+            ("python3", "python"),
+            ("python", "python"),
+            ("sh", "bash"),
+            ("bash", "bash"),
+            ("js", "javascript"),
+            ("javascript", "javascript"),
+            ("node", "javascript"),
+            ("c", "c"),
+            ("cpp", "cpp"),
+            ("c++", "cpp"),
         ] {
-            assert_eq!(t.find(alias).map(|r| r.language.as_str()), Some(lang), "{alias}");
+            assert_eq!(
+                t.find(alias).map(|r| r.language.as_str()),
+                Some(lang),
+                "{alias}"
+            );
         }
         for other in ["cobol", "Python", " python", "PY"] {
             assert!(t.find(other).is_none(), "{other:?}");

@@ -30,7 +30,12 @@ pub const RESERVED: [u32; 3] = [0, 65533, 65534];
 
 impl UidRange {
     pub fn check(&self) -> Result<(), String> {
-        let last = self.first.checked_add(self.count).ok_or_else(|| format!("sandbox_uids: first {} + count {} overflows", self.first, self.count))?;
+        let last = self.first.checked_add(self.count).ok_or_else(|| {
+            format!(
+                "sandbox_uids: first {} + count {} overflows",
+                self.first, self.count
+            )
+        })?;
         if self.count == 0 {
             return Err("sandbox_uids.count must be at least 1".into());
         }
@@ -76,7 +81,12 @@ pub struct UidLease {
 
 impl std::fmt::Debug for Uids {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Uids({}..{})", self.range.first, self.range.first + self.range.count)
+        write!(
+            f,
+            "Uids({}..{})",
+            self.range.first,
+            self.range.first + self.range.count
+        )
     }
 }
 
@@ -103,9 +113,15 @@ impl Uids {
     pub fn new(range: UidRange, lock_dir: Option<PathBuf>) -> Result<Arc<Uids>, String> {
         range.check()?;
         if let Some(dir) = &lock_dir {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the uid lock dir {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create the uid lock dir {}: {e}", dir.display()))?;
         }
-        Ok(Arc::new(Uids { range, lock_dir, state: Mutex::new(State::default()), freed: tokio::sync::Notify::new() }))
+        Ok(Arc::new(Uids {
+            range,
+            lock_dir,
+            state: Mutex::new(State::default()),
+            freed: tokio::sync::Notify::new(),
+        }))
     }
 
     pub fn range(&self) -> UidRange {
@@ -129,7 +145,11 @@ impl Uids {
             let Ok(lock) = self.lock(uid) else { continue };
             st.used.insert(uid);
             st.next = (offset + 1) % self.range.count;
-            return Some(UidLease { uid, uids: self.clone(), _lock: lock });
+            return Some(UidLease {
+                uid,
+                uids: self.clone(),
+                _lock: lock,
+            });
         }
         None
     }
@@ -146,7 +166,9 @@ impl Uids {
             let until = deadline.min(tokio::time::Instant::now() + Duration::from_millis(200));
             let _ = tokio::time::timeout_at(until, freed).await;
             if tokio::time::Instant::now() >= deadline {
-                return self.try_acquire().ok_or_else(|| ExecError::NoUid(self.exhausted()));
+                return self
+                    .try_acquire()
+                    .ok_or_else(|| ExecError::NoUid(self.exhausted()));
             }
         }
     }
@@ -159,11 +181,17 @@ impl Uids {
         }
         let mut st = self.state.lock().unwrap();
         if st.used.contains(&uid) {
-            return Err(format!("uid {uid} is already held by a run or another sandbox of this service"));
+            return Err(format!(
+                "uid {uid} is already held by a run or another sandbox of this service"
+            ));
         }
         let lock = self.lock(uid).map_err(|e| format!("uid {uid}: {e}"))?;
         st.used.insert(uid);
-        Ok(Some(UidLease { uid, uids: self.clone(), _lock: lock }))
+        Ok(Some(UidLease {
+            uid,
+            uids: self.clone(),
+            _lock: lock,
+        }))
     }
 
     fn exhausted(&self) -> String {
@@ -177,7 +205,9 @@ impl Uids {
     }
 
     fn lock(&self, uid: u32) -> Result<Option<nix::fcntl::Flock<std::fs::File>>, String> {
-        let Some(dir) = &self.lock_dir else { return Ok(None) };
+        let Some(dir) = &self.lock_dir else {
+            return Ok(None);
+        };
         use std::os::unix::fs::OpenOptionsExt;
         let path = dir.join(uid.to_string());
         let f = std::fs::OpenOptions::new()
@@ -190,7 +220,10 @@ impl Uids {
             .map_err(|e| format!("open {}: {e}", path.display()))?;
         match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
             Ok(locked) => Ok(Some(locked)),
-            Err((_, e)) => Err(format!("{} is locked by another process ({e})", path.display())),
+            Err((_, e)) => Err(format!(
+                "{} is locked by another process ({e})",
+                path.display()
+            )),
         }
     }
 }
@@ -205,11 +238,37 @@ mod tests {
 
     #[test]
     fn ranges_that_hold_reserved_uids_or_overflow_are_refused() {
-        assert!(UidRange { first: 60000, count: 1000 }.check().is_ok());
-        assert!(UidRange { first: 65000, count: 1000 }.check().unwrap_err().contains("65533"));
-        assert!(UidRange { first: 10, count: 10 }.check().is_err());
-        assert!(UidRange { first: 60000, count: 0 }.check().is_err());
-        assert!(UidRange { first: u32::MAX - 1, count: 10 }.check().is_err());
+        assert!(UidRange {
+            first: 60000,
+            count: 1000
+        }
+        .check()
+        .is_ok());
+        assert!(UidRange {
+            first: 65000,
+            count: 1000
+        }
+        .check()
+        .unwrap_err()
+        .contains("65533"));
+        assert!(UidRange {
+            first: 10,
+            count: 10
+        }
+        .check()
+        .is_err());
+        assert!(UidRange {
+            first: 60000,
+            count: 0
+        }
+        .check()
+        .is_err());
+        assert!(UidRange {
+            first: u32::MAX - 1,
+            count: 10
+        }
+        .check()
+        .is_err());
     }
 
     #[test]
@@ -223,8 +282,14 @@ mod tests {
         drop(b);
         let d = u.try_acquire().unwrap();
         assert_eq!(d.uid(), 70001);
-        assert!(u.reserve(70000).is_err(), "a held uid cannot be reserved again");
-        assert!(u.reserve(65534).unwrap().is_none(), "outside the range: nothing to hold");
+        assert!(
+            u.reserve(70000).is_err(),
+            "a held uid cannot be reserved again"
+        );
+        assert!(
+            u.reserve(65534).unwrap().is_none(),
+            "outside the range: nothing to hold"
+        );
         drop((a, c, d));
         assert_eq!(u.in_use(), 0);
         assert_eq!(u.reserve(70002).unwrap().unwrap().uid(), 70002);
@@ -235,19 +300,26 @@ mod tests {
         let u = uids(70000, 1, None);
         let a = u.try_acquire().unwrap();
         let u2 = u.clone();
-        let waiter = tokio::spawn(async move { u2.acquire(Duration::from_secs(10)).await.map(|l| l.uid()) });
+        let waiter =
+            tokio::spawn(async move { u2.acquire(Duration::from_secs(10)).await.map(|l| l.uid()) });
         tokio::time::sleep(Duration::from_millis(50)).await;
         drop(a);
         assert_eq!(waiter.await.unwrap().unwrap(), 70000);
         let _held = u.try_acquire().unwrap();
         let e = u.acquire(Duration::from_millis(100)).await.unwrap_err();
-        assert!(matches!(&e, ExecError::NoUid(m) if m.contains("70000..70001")), "{e}");
+        assert!(
+            matches!(&e, ExecError::NoUid(m) if m.contains("70000..70001")),
+            "{e}"
+        );
     }
 
     #[test]
     fn two_allocators_on_one_lock_dir_never_share_a_uid() {
         let dir = tempfile::tempdir().unwrap();
-        let (one, two) = (uids(70000, 2, Some(dir.path().into())), uids(70000, 2, Some(dir.path().into())));
+        let (one, two) = (
+            uids(70000, 2, Some(dir.path().into())),
+            uids(70000, 2, Some(dir.path().into())),
+        );
         let a = one.try_acquire().unwrap();
         let b = two.try_acquire().unwrap();
         assert_ne!(a.uid(), b.uid());

@@ -113,8 +113,16 @@ pub enum PolicyError {
 /// A requested limit out of range: above the policy's maximum or below [`MINIMUMS`], for a 422.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LimitError {
-    Above { field: &'static str, requested: u64, maximum: u64 },
-    Below { field: &'static str, requested: u64, minimum: u64 },
+    Above {
+        field: &'static str,
+        requested: u64,
+        maximum: u64,
+    },
+    Below {
+        field: &'static str,
+        requested: u64,
+        minimum: u64,
+    },
 }
 
 impl Limits {
@@ -128,32 +136,50 @@ impl Limits {
             ("disk_bytes", self.disk_bytes),
         ]
     }
-
 }
 
 impl Policy {
     fn parse(name: &str, file: &str, text: &str) -> Result<Policy, PolicyError> {
-        let invalid = |message: String| PolicyError::Invalid { file: file.to_string(), message };
-        let mut policy: Policy = toml::from_str(text).map_err(|e| invalid(e.to_string().trim().to_string()))?;
+        let invalid = |message: String| PolicyError::Invalid {
+            file: file.to_string(),
+            message,
+        };
+        let mut policy: Policy =
+            toml::from_str(text).map_err(|e| invalid(e.to_string().trim().to_string()))?;
         policy.name = name.to_string();
-        for (section, limits) in [("defaults", &policy.defaults), ("maxima", &policy.maxima), ("compile", &policy.compile)] {
+        for (section, limits) in [
+            ("defaults", &policy.defaults),
+            ("maxima", &policy.maxima),
+            ("compile", &policy.compile),
+        ] {
             for ((key, value), (_, floor)) in limits.fields().into_iter().zip(MINIMUMS.fields()) {
                 if value < floor {
                     return Err(invalid(format!("{section}.{key} = {value} is below the minimum {floor} a run needs on every executor")));
                 }
                 // The executors hand limits to the kernel and the engine as signed 64-bit numbers.
                 if value > i64::MAX as u64 / 2 {
-                    return Err(invalid(format!("{section}.{key} = {value} is larger than any executor can hold")));
+                    return Err(invalid(format!(
+                        "{section}.{key} = {value} is larger than any executor can hold"
+                    )));
                 }
             }
         }
-        for ((key, default), (_, max)) in policy.defaults.fields().into_iter().zip(policy.maxima.fields()) {
+        for ((key, default), (_, max)) in policy
+            .defaults
+            .fields()
+            .into_iter()
+            .zip(policy.maxima.fields())
+        {
             if default > max {
-                return Err(invalid(format!("defaults.{key} = {default} exceeds maxima.{key} = {max}")));
+                return Err(invalid(format!(
+                    "defaults.{key} = {default} exceeds maxima.{key} = {max}"
+                )));
             }
         }
         if policy.executors.is_empty() {
-            return Err(invalid("executors is empty; list at least one executor (e.g. [\"local\"])".into()));
+            return Err(invalid(
+                "executors is empty; list at least one executor (e.g. [\"local\"])".into(),
+            ));
         }
         for e in &policy.executors {
             if !crate::exec::request::KNOWN_EXECUTORS.contains(&e.as_str()) {
@@ -164,7 +190,10 @@ impl Policy {
             }
         }
         if policy.open_files < 16 {
-            return Err(invalid(format!("open_files = {} is below the smallest workable value 16", policy.open_files)));
+            return Err(invalid(format!(
+                "open_files = {} is below the smallest workable value 16",
+                policy.open_files
+            )));
         }
         Ok(policy)
     }
@@ -172,9 +201,20 @@ impl Policy {
     /// The policy's defaults with a request's overrides applied; each at least its minimum and
     /// at most the policy's maximum. Nothing is raised or lowered silently.
     pub fn resolve(&self, o: &LimitOverrides) -> Result<Limits, LimitError> {
-        let pick = |(field, v): (&'static str, Option<u64>), (_, default): (&str, u64), (_, maximum): (&str, u64), (_, minimum): (&str, u64)| match v {
-            Some(requested) if requested > maximum => Err(LimitError::Above { field, requested, maximum }),
-            Some(requested) if requested < minimum => Err(LimitError::Below { field, requested, minimum }),
+        let pick = |(field, v): (&'static str, Option<u64>),
+                    (_, default): (&str, u64),
+                    (_, maximum): (&str, u64),
+                    (_, minimum): (&str, u64)| match v {
+            Some(requested) if requested > maximum => Err(LimitError::Above {
+                field,
+                requested,
+                maximum,
+            }),
+            Some(requested) if requested < minimum => Err(LimitError::Below {
+                field,
+                requested,
+                minimum,
+            }),
             Some(v) => Ok(v),
             None => Ok(default),
         };
@@ -186,12 +226,26 @@ impl Policy {
             ("output_bytes", o.output_bytes),
             ("disk_bytes", o.disk_bytes),
         ];
-        let bounds = self.defaults.fields().into_iter().zip(self.maxima.fields()).zip(MINIMUMS.fields());
+        let bounds = self
+            .defaults
+            .fields()
+            .into_iter()
+            .zip(self.maxima.fields())
+            .zip(MINIMUMS.fields());
         let mut v = [0u64; 6];
-        for (slot, (asked, ((default, maximum), minimum))) in v.iter_mut().zip(asked.into_iter().zip(bounds)) {
+        for (slot, (asked, ((default, maximum), minimum))) in
+            v.iter_mut().zip(asked.into_iter().zip(bounds))
+        {
             *slot = pick(asked, default, maximum, minimum)?;
         }
-        Ok(Limits { wall_time_ms: v[0], cpu_time_ms: v[1], memory_bytes: v[2], pids: v[3], output_bytes: v[4], disk_bytes: v[5] })
+        Ok(Limits {
+            wall_time_ms: v[0],
+            cpu_time_ms: v[1],
+            memory_bytes: v[2],
+            pids: v[3],
+            output_bytes: v[4],
+            disk_bytes: v[5],
+        })
     }
 }
 
@@ -213,14 +267,19 @@ impl PolicySet {
 
     /// Every `*.toml` in `dir`, named by file stem.
     pub fn load_dir(dir: &Path) -> Result<PolicySet, PolicyError> {
-        let read_err = |source| PolicyError::Read { dir: dir.display().to_string(), source };
+        let read_err = |source| PolicyError::Read {
+            dir: dir.display().to_string(),
+            source,
+        };
         let mut policies = BTreeMap::new();
         for entry in std::fs::read_dir(dir).map_err(read_err)? {
             let path = entry.map_err(read_err)?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("toml") {
                 continue;
             }
-            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else { continue };
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
             let text = std::fs::read_to_string(&path).map_err(read_err)?;
             let p = Policy::parse(name, &path.display().to_string(), &text)?;
             policies.insert(name.to_string(), p);
@@ -243,7 +302,10 @@ mod tests {
     #[test]
     fn embedded_policies_are_valid() {
         let set = PolicySet::embedded().unwrap();
-        assert_eq!(set.policies.keys().collect::<Vec<_>>(), vec!["benchmark", "default", "gvisor", "strict"]);
+        assert_eq!(
+            set.policies.keys().collect::<Vec<_>>(),
+            vec!["benchmark", "default", "gvisor", "strict"]
+        );
     }
 
     /// The gvisor policy is the default's limits, on docker under runsc.
@@ -251,41 +313,112 @@ mod tests {
     fn the_gvisor_policy_is_the_default_under_runsc() {
         let set = PolicySet::embedded().unwrap();
         let (d, g) = (set.get("default").unwrap(), set.get("gvisor").unwrap());
-        assert_eq!((g.defaults, g.maxima, g.compile, g.open_files), (d.defaults, d.maxima, d.compile, d.open_files));
-        assert_eq!((g.executors.clone(), g.docker_runtime.as_deref()), (vec!["docker".to_string()], Some("runsc")));
+        assert_eq!(
+            (g.defaults, g.maxima, g.compile, g.open_files),
+            (d.defaults, d.maxima, d.compile, d.open_files)
+        );
+        assert_eq!(
+            (g.executors.clone(), g.docker_runtime.as_deref()),
+            (vec!["docker".to_string()], Some("runsc"))
+        );
     }
 
     #[test]
     fn unknown_key_names_file_and_key() {
         let text = include_str!("../../policies/default.toml").replace("open_files", "open_filez");
-        let err = Policy::parse("x", "policies/x.toml", &text).unwrap_err().to_string();
-        assert!(err.contains("policies/x.toml") && err.contains("open_filez"), "{err}");
+        let err = Policy::parse("x", "policies/x.toml", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("policies/x.toml") && err.contains("open_filez"),
+            "{err}"
+        );
     }
 
     #[test]
     fn default_above_maximum_is_refused() {
-        let text = include_str!("../../policies/strict.toml").replacen("pids = ", "pids = 999999 #", 1);
-        let err = Policy::parse("strict", "policies/strict.toml", &text).unwrap_err().to_string();
-        assert!(err.contains("defaults.pids = 999999 exceeds maxima.pids"), "{err}");
+        let text =
+            include_str!("../../policies/strict.toml").replacen("pids = ", "pids = 999999 #", 1);
+        let err = Policy::parse("strict", "policies/strict.toml", &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("defaults.pids = 999999 exceeds maxima.pids"),
+            "{err}"
+        );
     }
 
     #[test]
     fn resolve_rejects_over_maximum_and_under_minimum_and_fills_defaults() {
         let set = PolicySet::embedded().unwrap();
         let p = set.get("default").unwrap();
-        let over = LimitOverrides { memory_bytes: Some(p.maxima.memory_bytes + 1), ..Default::default() };
+        let over = LimitOverrides {
+            memory_bytes: Some(p.maxima.memory_bytes + 1),
+            ..Default::default()
+        };
         assert_eq!(
             p.resolve(&over).unwrap_err(),
-            LimitError::Above { field: "memory_bytes", requested: p.maxima.memory_bytes + 1, maximum: p.maxima.memory_bytes }
+            LimitError::Above {
+                field: "memory_bytes",
+                requested: p.maxima.memory_bytes + 1,
+                maximum: p.maxima.memory_bytes
+            }
         );
         for (o, field, requested, minimum) in [
-            (LimitOverrides { pids: Some(2), ..Default::default() }, "pids", 2, MINIMUMS.pids),
-            (LimitOverrides { memory_bytes: Some(1), ..Default::default() }, "memory_bytes", 1, MINIMUMS.memory_bytes),
-            (LimitOverrides { disk_bytes: Some(0), ..Default::default() }, "disk_bytes", 0, MINIMUMS.disk_bytes),
-            (LimitOverrides { wall_time_ms: Some(0), ..Default::default() }, "wall_time_ms", 0, 1),
-            (LimitOverrides { cpu_time_ms: Some(0), ..Default::default() }, "cpu_time_ms", 0, 1),
+            (
+                LimitOverrides {
+                    pids: Some(2),
+                    ..Default::default()
+                },
+                "pids",
+                2,
+                MINIMUMS.pids,
+            ),
+            (
+                LimitOverrides {
+                    memory_bytes: Some(1),
+                    ..Default::default()
+                },
+                "memory_bytes",
+                1,
+                MINIMUMS.memory_bytes,
+            ),
+            (
+                LimitOverrides {
+                    disk_bytes: Some(0),
+                    ..Default::default()
+                },
+                "disk_bytes",
+                0,
+                MINIMUMS.disk_bytes,
+            ),
+            (
+                LimitOverrides {
+                    wall_time_ms: Some(0),
+                    ..Default::default()
+                },
+                "wall_time_ms",
+                0,
+                1,
+            ),
+            (
+                LimitOverrides {
+                    cpu_time_ms: Some(0),
+                    ..Default::default()
+                },
+                "cpu_time_ms",
+                0,
+                1,
+            ),
         ] {
-            assert_eq!(p.resolve(&o).unwrap_err(), LimitError::Below { field, requested, minimum });
+            assert_eq!(
+                p.resolve(&o).unwrap_err(),
+                LimitError::Below {
+                    field,
+                    requested,
+                    minimum
+                }
+            );
         }
         let at_minimum = LimitOverrides {
             wall_time_ms: Some(MINIMUMS.wall_time_ms),
@@ -295,8 +428,17 @@ mod tests {
             output_bytes: Some(MINIMUMS.output_bytes),
             disk_bytes: Some(MINIMUMS.disk_bytes),
         };
-        assert_eq!(p.resolve(&at_minimum).unwrap(), MINIMUMS, "the minimums themselves are accepted as asked");
-        let l = p.resolve(&LimitOverrides { pids: Some(9), ..Default::default() }).unwrap();
+        assert_eq!(
+            p.resolve(&at_minimum).unwrap(),
+            MINIMUMS,
+            "the minimums themselves are accepted as asked"
+        );
+        let l = p
+            .resolve(&LimitOverrides {
+                pids: Some(9),
+                ..Default::default()
+            })
+            .unwrap();
         assert_eq!(l.pids, 9);
         assert_eq!(l.wall_time_ms, p.defaults.wall_time_ms);
     }
@@ -305,11 +447,21 @@ mod tests {
     fn a_policy_below_a_minimum_or_beyond_any_executor_does_not_load() {
         let text = include_str!("../../policies/strict.toml");
         let low = text.replacen("pids = ", "pids = 7 #", 1);
-        let err = Policy::parse("strict", "policies/strict.toml", &low).unwrap_err().to_string();
-        assert!(err.contains("defaults.pids = 7 is below the minimum 8"), "{err}");
+        let err = Policy::parse("strict", "policies/strict.toml", &low)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("defaults.pids = 7 is below the minimum 8"),
+            "{err}"
+        );
         let huge = text.replace("memory_bytes = ", "memory_bytes = 9223372036854775807 #");
-        let err = Policy::parse("strict", "policies/strict.toml", &huge).unwrap_err().to_string();
-        assert!(err.contains("memory_bytes = 9223372036854775807 is larger than any executor can hold"), "{err}");
+        let err = Policy::parse("strict", "policies/strict.toml", &huge)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("memory_bytes = 9223372036854775807 is larger than any executor can hold"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -317,7 +469,11 @@ mod tests {
         use utoipa::PartialSchema;
         let schema = serde_json::to_value(LimitOverrides::schema()).unwrap();
         for (field, minimum) in MINIMUMS.fields() {
-            assert_eq!(schema["properties"][field]["minimum"], serde_json::json!(minimum), "{field}: {schema}");
+            assert_eq!(
+                schema["properties"][field]["minimum"],
+                serde_json::json!(minimum),
+                "{field}: {schema}"
+            );
         }
     }
 }

@@ -58,7 +58,9 @@ pub fn check_rel(path: &str) -> Result<String, FsError> {
 
 /// A path that names something (not the root), by the one path rule.
 fn named(raw: &[u8]) -> Result<PathBuf, FsError> {
-    path::check_bytes(raw).map(PathBuf::from).map_err(|e| FsError::Refused(e.to_string()))
+    path::check_bytes(raw)
+        .map(PathBuf::from)
+        .map_err(|e| FsError::Refused(e.to_string()))
 }
 
 fn fail(doing: &str, path: &Path, e: Errno) -> FsError {
@@ -83,20 +85,34 @@ fn file_type(st: &FileStat) -> SFlag {
 
 /// openat2 with the whole contract in the kernel: beneath `dir`, no symlink at any step.
 fn openat2_beneath(dir: BorrowedFd, rel: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Errno> {
-    let rel = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
     let c = CString::new(rel.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
     // SAFETY: open_how is three integers; all-zero is valid and is what the kernel defaults to.
     // (libc marks it #[non_exhaustive], so it cannot be built with a literal.)
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (flags | OFlag::O_CLOEXEC).bits() as u64;
-    how.mode = if flags.contains(OFlag::O_CREAT) { mode as u64 } else { 0 };
+    how.mode = if flags.contains(OFlag::O_CREAT) {
+        mode as u64
+    } else {
+        0
+    };
     how.resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
     // EAGAIN: a concurrent rename raced the BENEATH check; the kernel asks us to retry.
     for _ in 0..8 {
         // SAFETY: `c` is a NUL-terminated string and `how` a valid open_how, both alive for the
         // call; the size passed is the struct's.
         let r = unsafe {
-            libc::syscall(libc::SYS_openat2, dir.as_raw_fd(), c.as_ptr(), &how, std::mem::size_of_val(&how))
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                &how,
+                std::mem::size_of_val(&how),
+            )
         };
         if r >= 0 {
             // SAFETY: the kernel just returned this descriptor and nothing else owns it.
@@ -111,7 +127,12 @@ fn openat2_beneath(dir: BorrowedFd, rel: &Path, flags: OFlag, mode: u32) -> Resu
 }
 
 fn openat_one(dir: BorrowedFd, name: &OsStr, flags: OFlag, mode: u32) -> Result<OwnedFd, Errno> {
-    let fd = nix::fcntl::openat(Some(dir.as_raw_fd()), name, flags | OFlag::O_CLOEXEC, Mode::from_bits_truncate(mode))?;
+    let fd = nix::fcntl::openat(
+        Some(dir.as_raw_fd()),
+        name,
+        flags | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(mode),
+    )?;
     // SAFETY: openat just returned this descriptor and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -121,10 +142,17 @@ fn openat_one(dir: BorrowedFd, name: &OsStr, flags: OFlag, mode: u32) -> Result<
 /// here are already checked (no `..`), so staying beneath `dir` follows.
 fn walk_beneath(dir: BorrowedFd, rel: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Errno> {
     let comps: Vec<&OsStr> = rel.iter().collect();
-    let (last, parents) = comps.split_last().map_or((OsStr::new("."), &[][..]), |(l, p)| (*l, p));
+    let (last, parents) = comps
+        .split_last()
+        .map_or((OsStr::new("."), &[][..]), |(l, p)| (*l, p));
     let mut cur: Option<OwnedFd> = None;
     for c in parents {
-        let fd = openat_one(cur.as_ref().map_or(dir, |f| f.as_fd()), c, OFlag::O_PATH | OFlag::O_NOFOLLOW, 0)?;
+        let fd = openat_one(
+            cur.as_ref().map_or(dir, |f| f.as_fd()),
+            c,
+            OFlag::O_PATH | OFlag::O_NOFOLLOW,
+            0,
+        )?;
         // O_PATH|O_NOFOLLOW opens a link itself; fstat on what we hold tells, race-free.
         match file_type(&fstat(fd.as_raw_fd())?) {
             SFlag::S_IFDIR => cur = Some(fd),
@@ -135,8 +163,12 @@ fn walk_beneath(dir: BorrowedFd, rel: &Path, flags: OFlag, mode: u32) -> Result<
     let at = cur.as_ref().map_or(dir, |f| f.as_fd());
     let fd = match openat_one(at, last, flags | OFlag::O_NOFOLLOW, mode) {
         // O_DIRECTORY|O_NOFOLLOW on a link answers ENOTDIR; say ELOOP, as openat2 does.
-        Err(Errno::ENOTDIR) if fstatat(Some(at.as_raw_fd()), last, AtFlags::AT_SYMLINK_NOFOLLOW)
-            .is_ok_and(|st| file_type(&st) == SFlag::S_IFLNK) => return Err(Errno::ELOOP),
+        Err(Errno::ENOTDIR)
+            if fstatat(Some(at.as_raw_fd()), last, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| file_type(&st) == SFlag::S_IFLNK) =>
+        {
+            return Err(Errno::ELOOP)
+        }
         r => r?,
     };
     if flags.contains(OFlag::O_PATH) && file_type(&fstat(fd.as_raw_fd())?) == SFlag::S_IFLNK {
@@ -175,10 +207,20 @@ impl WorkDir {
             .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
             .open(path)
             .map_err(io_fail("opening", path))?;
-        Ok(WorkDir { root: f.into(), path: path.to_path_buf(), walk_only: false })
+        Ok(WorkDir {
+            root: f.into(),
+            path: path.to_path_buf(),
+            walk_only: false,
+        })
     }
 
-    fn open_at(&self, at: BorrowedFd, rel: &Path, flags: OFlag, mode: u32) -> Result<OwnedFd, Errno> {
+    fn open_at(
+        &self,
+        at: BorrowedFd,
+        rel: &Path,
+        flags: OFlag,
+        mode: u32,
+    ) -> Result<OwnedFd, Errno> {
         if !self.walk_only && !NO_OPENAT2.load(Ordering::Relaxed) {
             match openat2_beneath(at, rel, flags, mode) {
                 Err(Errno::ENOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
@@ -200,18 +242,28 @@ impl WorkDir {
 
     fn read_path(&self, p: &Path, max: u64) -> Result<Vec<u8>, FsError> {
         // O_NONBLOCK: a FIFO planted under this name must not hang us in open().
-        let fd = self.open_rel(p, OFlag::O_RDONLY | OFlag::O_NONBLOCK).map_err(|e| fail("opening", p, e))?;
+        let fd = self
+            .open_rel(p, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
+            .map_err(|e| fail("opening", p, e))?;
         let f = File::from(fd);
         let meta = f.metadata().map_err(io_fail("reading", p))?;
         if !meta.is_file() {
-            return Err(FsError::Conflict(format!("{} is not a regular file", p.display())));
+            return Err(FsError::Conflict(format!(
+                "{} is not a regular file",
+                p.display()
+            )));
         }
-        let too_large = || FsError::TooLarge { what: p.display().to_string(), max };
+        let too_large = || FsError::TooLarge {
+            what: p.display().to_string(),
+            max,
+        };
         if meta.len() > max {
             return Err(too_large());
         }
         let mut buf = Vec::with_capacity(meta.len() as usize);
-        f.take(max.saturating_add(1)).read_to_end(&mut buf).map_err(io_fail("reading", p))?;
+        f.take(max.saturating_add(1))
+            .read_to_end(&mut buf)
+            .map_err(io_fail("reading", p))?;
         if buf.len() as u64 > max {
             return Err(too_large()); // it grew while we read
         }
@@ -227,13 +279,21 @@ impl WorkDir {
     fn write_path(&self, p: &Path, content: &[u8], mode: u32) -> Result<(), FsError> {
         let (dir, name) = self.parent_of(p)?;
         match fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW) {
-            Ok(st) if file_type(&st) == SFlag::S_IFLNK => return Err(fail("writing", p, Errno::ELOOP)),
-            Ok(st) if file_type(&st) == SFlag::S_IFDIR => return Err(fail("writing", p, Errno::EISDIR)),
+            Ok(st) if file_type(&st) == SFlag::S_IFLNK => {
+                return Err(fail("writing", p, Errno::ELOOP))
+            }
+            Ok(st) if file_type(&st) == SFlag::S_IFDIR => {
+                return Err(fail("writing", p, Errno::EISDIR))
+            }
             Ok(_) | Err(Errno::ENOENT) => {}
             Err(e) => return Err(fail("inspecting", p, e)),
         }
         let (tmp, fd) = loop {
-            let tmp = format!(".execbox-{}-{}.tmp", std::process::id(), TEMP_SEQ.fetch_add(1, Ordering::Relaxed));
+            let tmp = format!(
+                ".execbox-{}-{}.tmp",
+                std::process::id(),
+                TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
+            );
             let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL;
             match self.open_at(dir.as_fd(), Path::new(&tmp), flags, mode) {
                 Err(Errno::EEXIST) => continue, // a leftover of an earlier process with our pid
@@ -243,28 +303,47 @@ impl WorkDir {
         let done = File::from(fd)
             .write_all(content)
             .map_err(io_fail("writing", p))
-            .and_then(|()| renameat(Some(dir.as_raw_fd()), tmp.as_str(), Some(dir.as_raw_fd()), name).map_err(|e| fail("renaming", p, e)));
+            .and_then(|()| {
+                renameat(
+                    Some(dir.as_raw_fd()),
+                    tmp.as_str(),
+                    Some(dir.as_raw_fd()),
+                    name,
+                )
+                .map_err(|e| fail("renaming", p, e))
+            });
         if done.is_err() {
-            let _ = unlinkat(Some(dir.as_raw_fd()), tmp.as_str(), UnlinkatFlags::NoRemoveDir);
+            let _ = unlinkat(
+                Some(dir.as_raw_fd()),
+                tmp.as_str(),
+                UnlinkatFlags::NoRemoveDir,
+            );
         }
         done
     }
 
     /// mkdir -p `p`'s parent beneath the root, each step refusing a link; its fd and `p`'s name.
     fn parent_of<'p>(&self, p: &'p Path) -> Result<(OwnedFd, &'p OsStr), FsError> {
-        let name = p.file_name().ok_or_else(|| FsError::Refused(format!("{}: no file name", p.display())))?;
+        let name = p
+            .file_name()
+            .ok_or_else(|| FsError::Refused(format!("{}: no file name", p.display())))?;
         Ok((self.mkdir_p(p.parent().unwrap_or(Path::new("")))?, name))
     }
 
     fn mkdir_p(&self, rel: &Path) -> Result<OwnedFd, FsError> {
-        let mut cur = self.root.try_clone().map_err(io_fail("opening", &self.path))?;
+        let mut cur = self
+            .root
+            .try_clone()
+            .map_err(io_fail("opening", &self.path))?;
         for c in rel.iter() {
             match mkdirat(Some(cur.as_raw_fd()), c, Mode::from_bits_truncate(0o755)) {
                 Ok(()) | Err(Errno::EEXIST) => {} // EEXIST may be a link: the open below refuses it
                 Err(e) => return Err(fail("creating", rel, e)),
             }
             let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
-            cur = self.open_at(cur.as_fd(), Path::new(c), flags, 0).map_err(|e| fail("opening", rel, e))?;
+            cur = self
+                .open_at(cur.as_fd(), Path::new(c), flags, 0)
+                .map_err(|e| fail("opening", rel, e))?;
         }
         Ok(cur)
     }
@@ -276,7 +355,10 @@ impl WorkDir {
     pub fn check_writable(&self, rel: &str) -> Result<(), FsError> {
         let p = named(rel.as_bytes())?;
         let comps: Vec<&OsStr> = p.iter().collect();
-        let mut cur = self.root.try_clone().map_err(io_fail("opening", &self.path))?;
+        let mut cur = self
+            .root
+            .try_clone()
+            .map_err(io_fail("opening", &self.path))?;
         let mut seen = PathBuf::new();
         for (i, c) in comps.iter().enumerate() {
             seen.push(c);
@@ -304,11 +386,23 @@ impl WorkDir {
     /// Everything below `rel_dir` ("" = the root), sorted by path; links are reported, not descended.
     pub fn list(&self, rel_dir: &str) -> Result<Vec<FileEntry>, FsError> {
         let nodes = self.walk(Path::new(&check_rel(rel_dir)?))?;
-        Ok(nodes.into_iter().map(|n| FileEntry { path: n.path.to_string_lossy().into_owned(), size: n.size, kind: n.kind }).collect())
+        Ok(nodes
+            .into_iter()
+            .map(|n| FileEntry {
+                path: n.path.to_string_lossy().into_owned(),
+                size: n.size,
+                kind: n.kind,
+            })
+            .collect())
     }
 
     pub fn usage(&self) -> Result<u64, FsError> {
-        Ok(self.walk(Path::new(""))?.iter().filter(|n| n.kind == FileKind::File).map(|n| n.size).sum())
+        Ok(self
+            .walk(Path::new(""))?
+            .iter()
+            .filter(|n| n.kind == FileKind::File)
+            .map(|n| n.size)
+            .sum())
     }
 
     /// Iterative (a deep tree must not exhaust the stack) and each directory opened beneath the
@@ -317,7 +411,9 @@ impl WorkDir {
         let mut out = Vec::new();
         let mut pending = vec![top.to_path_buf()];
         while let Some(dir_path) = pending.pop() {
-            let fd = self.open_rel(&dir_path, OFlag::O_RDONLY | OFlag::O_DIRECTORY).map_err(|e| fail("listing", &dir_path, e))?;
+            let fd = self
+                .open_rel(&dir_path, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
+                .map_err(|e| fail("listing", &dir_path, e))?;
             let mut dir = Dir::from(fd).map_err(|e| fail("listing", &dir_path, e))?;
             let raw = dir.as_raw_fd();
             for entry in dir.iter() {
@@ -334,13 +430,27 @@ impl WorkDir {
                 let (kind, size, target) = match file_type(&st) {
                     SFlag::S_IFDIR => (FileKind::Dir, 0, None),
                     SFlag::S_IFREG => (FileKind::File, st.st_size as u64, None),
-                    SFlag::S_IFLNK => (FileKind::Symlink, 0, Some(readlinkat(Some(raw), name).map_err(|e| fail("reading link", &path, e))?)),
+                    SFlag::S_IFLNK => (
+                        FileKind::Symlink,
+                        0,
+                        Some(
+                            readlinkat(Some(raw), name)
+                                .map_err(|e| fail("reading link", &path, e))?,
+                        ),
+                    ),
                     _ => continue, // fifos, sockets, devices: nothing to serve or archive
                 };
                 if kind == FileKind::Dir {
                     pending.push(path.clone());
                 }
-                out.push(Node { path, kind, size, mode: st.st_mode & 0o777, mtime: st.st_mtime, target });
+                out.push(Node {
+                    path,
+                    kind,
+                    size,
+                    mode: st.st_mode & 0o777,
+                    mtime: st.st_mtime,
+                    target,
+                });
             }
         }
         // Component order puts each directory right before its contents, as a tar wants.
@@ -388,7 +498,10 @@ impl WorkDir {
             // Caught here so the archive is refused whole; RESOLVE_NO_SYMLINKS would refuse it
             // at write time anyway, after the entries before it were written.
             if links.iter().any(|l| path.starts_with(l) && path != *l) {
-                return Err(FsError::Refused(format!("{}: goes through a symlink entry", path.display())));
+                return Err(FsError::Refused(format!(
+                    "{}: goes through a symlink entry",
+                    path.display()
+                )));
             }
             match item {
                 Item::File(_) => total = total.saturating_add(entry.size()),
@@ -396,18 +509,26 @@ impl WorkDir {
                 _ => {}
             }
             if total > max_total {
-                return Err(FsError::TooLarge { what: "the archive's files".into(), max: max_total });
+                return Err(FsError::TooLarge {
+                    what: "the archive's files".into(),
+                    max: max_total,
+                });
             }
         }
         let mut archive = tar::Archive::new(tar);
-        for entry in archive.entries().map_err(io_fail("reading archive", &self.path))? {
+        for entry in archive
+            .entries()
+            .map_err(io_fail("reading archive", &self.path))?
+        {
             let mut entry = entry.map_err(io_fail("reading archive", &self.path))?;
             match classify(&entry)? {
                 (_, Item::Skip) => {}
                 (path, Item::Dir) => drop(self.mkdir_p(&path)?),
                 (path, Item::File(mode)) => {
                     let mut data = Vec::with_capacity(entry.size() as usize);
-                    entry.read_to_end(&mut data).map_err(io_fail("reading archive", &path))?;
+                    entry
+                        .read_to_end(&mut data)
+                        .map_err(io_fail("reading archive", &path))?;
                     self.write_path(&path, &data, mode)?;
                 }
                 (path, Item::Link(target)) => {
@@ -416,7 +537,10 @@ impl WorkDir {
                     // Like tar: a later entry replaces what is there, but never a directory.
                     link()
                         .or_else(|e| match e {
-                            Errno::EEXIST => unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir).and_then(|()| link()),
+                            Errno::EEXIST => {
+                                unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)
+                                    .and_then(|()| link())
+                            }
                             e => Err(e),
                         })
                         .map_err(|e| fail("linking", &path, e))?;
@@ -432,7 +556,9 @@ impl WorkDir {
         let WorkDir { root, path, .. } = self;
         drop(root);
         match std::fs::remove_dir_all(&path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(FsError::Io(format!("removing {}", path.display()), e)),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(FsError::Io(format!("removing {}", path.display()), e))
+            }
             _ => Ok(()),
         }
     }
@@ -446,17 +572,29 @@ fn classify(e: &tar::Entry<&[u8]>) -> Result<(PathBuf, Item), FsError> {
     let rel = raw.strip_prefix(b"./").unwrap_or(&raw);
     let rel = rel.strip_suffix(b"/").unwrap_or(rel);
     let kind = h.entry_type();
-    if kind == tar::EntryType::XGlobalHeader || (kind.is_dir() && matches!(rel, b"" | b"." | b"/")) {
+    if kind == tar::EntryType::XGlobalHeader || (kind.is_dir() && matches!(rel, b"" | b"." | b"/"))
+    {
         return Ok((PathBuf::new(), Item::Skip));
     }
     let path = named(rel)?;
     let item = match kind {
         tar::EntryType::Directory => Item::Dir,
         tar::EntryType::Regular | tar::EntryType::Continuous => {
-            Item::File(if h.mode().unwrap_or(0) & 0o111 != 0 { 0o755 } else { 0o644 })
+            Item::File(if h.mode().unwrap_or(0) & 0o111 != 0 {
+                0o755
+            } else {
+                0o644
+            })
         }
-        tar::EntryType::Symlink => Item::Link(OsStr::from_bytes(&e.link_name_bytes().unwrap_or_default()).to_owned()),
-        other => return Err(FsError::Refused(format!("{}: {other:?} entries are not accepted", path.display()))),
+        tar::EntryType::Symlink => {
+            Item::Link(OsStr::from_bytes(&e.link_name_bytes().unwrap_or_default()).to_owned())
+        }
+        other => {
+            return Err(FsError::Refused(format!(
+                "{}: {other:?} entries are not accepted",
+                path.display()
+            )))
+        }
     };
     Ok((path, item))
 }
@@ -473,7 +611,10 @@ mod tests {
         let outside = t.path().join("outside");
         std::fs::create_dir(&outside).unwrap();
         std::fs::write(outside.join("secret"), b"host secret").unwrap();
-        let w = WorkDir { walk_only, ..WorkDir::create(&t.path().join("work")).unwrap() };
+        let w = WorkDir {
+            walk_only,
+            ..WorkDir::create(&t.path().join("work")).unwrap()
+        };
         (t, w, outside)
     }
 
@@ -485,13 +626,22 @@ mod tests {
 
     /// Refused as a bad path, or as one that what is in the work dir stands in the way of.
     fn refused<T: std::fmt::Debug>(r: Result<T, FsError>) {
-        assert!(matches!(r, Err(FsError::Refused(_) | FsError::Conflict(_))), "expected a refusal, got {r:?}");
+        assert!(
+            matches!(r, Err(FsError::Refused(_) | FsError::Conflict(_))),
+            "expected a refusal, got {r:?}"
+        );
     }
 
     fn outside_untouched(outside: &Path) {
-        let names: Vec<_> = std::fs::read_dir(outside).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["secret"]);
-        assert_eq!(std::fs::read(outside.join("secret")).unwrap(), b"host secret");
+        assert_eq!(
+            std::fs::read(outside.join("secret")).unwrap(),
+            b"host secret"
+        );
     }
 
     /// Raw header bytes: `set_path` would refuse the hostile names these tests need. The third
@@ -516,7 +666,9 @@ mod tests {
 
     #[test]
     fn check_rel_refuses_escapes() {
-        for bad in ["../x", "a/../b", "/abs", "/", "a//b", "a//", "./a", "a/.", "a\0b"] {
+        for bad in [
+            "../x", "a/../b", "/abs", "/", "a//b", "a//", "./a", "a/.", "a\0b",
+        ] {
             refused(check_rel(bad));
         }
         assert_eq!(check_rel("a/b/").unwrap(), "a/b");
@@ -542,7 +694,13 @@ mod tests {
             refused(w.write("evil2", b"pwned"));
             refused(w.write("rel", b"pwned"));
             outside_untouched(&outside);
-            assert!(w.path.join("evil2").symlink_metadata().unwrap().file_type().is_symlink());
+            assert!(w
+                .path
+                .join("evil2")
+                .symlink_metadata()
+                .unwrap()
+                .file_type()
+                .is_symlink());
         });
     }
 
@@ -562,9 +720,15 @@ mod tests {
             }
             refused(w.list("d"));
             refused(w.list("real/back"));
-            assert!(WorkDir::open(&w.path.join("d")).is_err(), "a work dir that is a link");
+            assert!(
+                WorkDir::open(&w.path.join("d")).is_err(),
+                "a work dir that is a link"
+            );
             // An archive entry through a link the program planted: refused by the kernel walk.
-            refused(w.import_tar(&tar_of(&[("d/pwn", F, "pwned"), ("d/sub/", D, "")]), 1 << 20));
+            refused(w.import_tar(
+                &tar_of(&[("d/pwn", F, "pwned"), ("d/sub/", D, "")]),
+                1 << 20,
+            ));
             outside_untouched(&outside);
             assert!(!t.path().join("x").exists());
         });
@@ -575,11 +739,29 @@ mod tests {
         let (_t, w, outside) = setup(false);
         symlink(&outside, w.path.join("d")).unwrap();
         w.write("f", b"x").unwrap();
-        let (rd, dir, path) = (OFlag::O_RDONLY, OFlag::O_RDONLY | OFlag::O_DIRECTORY, OFlag::O_PATH);
-        let cases = [("d", dir, Err(Errno::ELOOP)), ("d/secret", rd, Err(Errno::ELOOP)), ("d", path, Err(Errno::ELOOP)), ("f/x", rd, Err(Errno::ENOTDIR)), ("f", rd, Ok(()))];
+        let (rd, dir, path) = (
+            OFlag::O_RDONLY,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY,
+            OFlag::O_PATH,
+        );
+        let cases = [
+            ("d", dir, Err(Errno::ELOOP)),
+            ("d/secret", rd, Err(Errno::ELOOP)),
+            ("d", path, Err(Errno::ELOOP)),
+            ("f/x", rd, Err(Errno::ENOTDIR)),
+            ("f", rd, Ok(())),
+        ];
         for (rel, flags, want) in cases {
-            assert_eq!(openat2_beneath(w.root.as_fd(), Path::new(rel), flags, 0).map(drop), want, "openat2 {rel}");
-            assert_eq!(walk_beneath(w.root.as_fd(), Path::new(rel), flags, 0).map(drop), want, "walk {rel}");
+            assert_eq!(
+                openat2_beneath(w.root.as_fd(), Path::new(rel), flags, 0).map(drop),
+                want,
+                "openat2 {rel}"
+            );
+            assert_eq!(
+                walk_beneath(w.root.as_fd(), Path::new(rel), flags, 0).map(drop),
+                want,
+                "walk {rel}"
+            );
         }
     }
 
@@ -600,10 +782,19 @@ mod tests {
                 refused(w.import_tar(&tar_of(c), 1 << 20));
             }
             let big = tar_of(&[("a", F, "12345"), ("b", F, "123456")]);
-            assert!(matches!(w.import_tar(&big, 10), Err(FsError::TooLarge { max: 10, .. })));
-            assert_eq!(w.list("").unwrap(), vec![], "nothing may be written before a refusal");
+            assert!(matches!(
+                w.import_tar(&big, 10),
+                Err(FsError::TooLarge { max: 10, .. })
+            ));
+            assert_eq!(
+                w.list("").unwrap(),
+                vec![],
+                "nothing may be written before a refusal"
+            );
             outside_untouched(&outside);
-            assert!(!t.path().join("escape").exists() && !Path::new("/tmp/execbox-abs-escape").exists());
+            assert!(
+                !t.path().join("escape").exists() && !Path::new("/tmp/execbox-abs-escape").exists()
+            );
         });
     }
 
@@ -614,9 +805,17 @@ mod tests {
         symlink(outside.join("secret"), w.path.join("f")).unwrap();
         w.write("plain", b"x").unwrap();
         w.write("sub/inner", b"x").unwrap();
-        for (p, why) in [("d/x", "d is a symlink"), ("d/a/b", "d is a symlink"), ("plain/x", "plain is a file"), ("sub", "sub is a directory")] {
+        for (p, why) in [
+            ("d/x", "d is a symlink"),
+            ("d/a/b", "d is a symlink"),
+            ("plain/x", "plain is a file"),
+            ("sub", "sub is a directory"),
+        ] {
             let err = w.check_writable(p).unwrap_err();
-            assert!(matches!(&err, FsError::Conflict(m) if m.starts_with(why)), "{p}: {err:?}");
+            assert!(
+                matches!(&err, FsError::Conflict(m) if m.starts_with(why)),
+                "{p}: {err:?}"
+            );
         }
         for p in ["f", "plain", "sub/inner", "sub/new/deeper", "new/x"] {
             w.check_writable(p).unwrap_or_else(|e| panic!("{p}: {e:?}"));
@@ -645,7 +844,10 @@ mod tests {
         let mut b = tar::Builder::new(Vec::new());
         b.append(&h, &b""[..]).unwrap();
         refused(w.import_tar(&b.into_inner().unwrap(), 1 << 20));
-        assert!(matches!(w.import_tar(&[b'x'; 1024], 1 << 20), Err(FsError::NotArchive(_))));
+        assert!(matches!(
+            w.import_tar(&[b'x'; 1024], 1 << 20),
+            Err(FsError::NotArchive(_))
+        ));
         assert_eq!(w.list("").unwrap(), vec![]);
     }
 
@@ -655,7 +857,11 @@ mod tests {
             let (_t, w, _) = setup(walk);
             w.write("a.txt", b"abc").unwrap();
             w.write("d/e/run.sh", b"echo hi").unwrap();
-            std::fs::set_permissions(w.path.join("d/e/run.sh"), std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::set_permissions(
+                w.path.join("d/e/run.sh"),
+                std::fs::Permissions::from_mode(0o755),
+            )
+            .unwrap();
             std::fs::create_dir(w.path.join("empty")).unwrap();
             symlink("d/e/run.sh", w.path.join("ln")).unwrap();
             symlink("/etc/passwd", w.path.join("abs")).unwrap();
@@ -666,9 +872,18 @@ mod tests {
             assert_eq!(w2.list("").unwrap(), w.list("").unwrap());
             assert_eq!(w2.list("").unwrap().len(), 7);
             assert_eq!(w2.read("d/e/run.sh", 100).unwrap(), b"echo hi");
-            assert_eq!(std::fs::read_link(w2.path.join("abs")).unwrap(), Path::new("/etc/passwd"));
-            assert_eq!(std::fs::read_link(w2.path.join("ln")).unwrap(), Path::new("d/e/run.sh"));
-            let mode = std::fs::metadata(w2.path.join("d/e/run.sh")).unwrap().permissions().mode();
+            assert_eq!(
+                std::fs::read_link(w2.path.join("abs")).unwrap(),
+                Path::new("/etc/passwd")
+            );
+            assert_eq!(
+                std::fs::read_link(w2.path.join("ln")).unwrap(),
+                Path::new("d/e/run.sh")
+            );
+            let mode = std::fs::metadata(w2.path.join("d/e/run.sh"))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o111, 0o111);
         });
     }
@@ -679,12 +894,28 @@ mod tests {
         w.write("b/c.txt", b"12345").unwrap();
         w.write("a.txt", b"abc").unwrap();
         symlink(&outside, w.path.join("b/out")).unwrap();
-        let e = |path: &str, size, kind| FileEntry { path: path.into(), size, kind };
-        let (b_c, b_out) = (e("b/c.txt", 5, FileKind::File), e("b/out", 0, FileKind::Symlink));
-        let all = vec![e("a.txt", 3, FileKind::File), e("b", 0, FileKind::Dir), b_c.clone(), b_out.clone()];
+        let e = |path: &str, size, kind| FileEntry {
+            path: path.into(),
+            size,
+            kind,
+        };
+        let (b_c, b_out) = (
+            e("b/c.txt", 5, FileKind::File),
+            e("b/out", 0, FileKind::Symlink),
+        );
+        let all = vec![
+            e("a.txt", 3, FileKind::File),
+            e("b", 0, FileKind::Dir),
+            b_c.clone(),
+            b_out.clone(),
+        ];
         assert_eq!(w.list("").unwrap(), all);
         assert_eq!(w.list("b/").unwrap(), vec![b_c, b_out]);
-        assert_eq!(w.usage().unwrap(), 8, "the 11-byte secret behind the link is not counted");
+        assert_eq!(
+            w.usage().unwrap(),
+            8,
+            "the 11-byte secret behind the link is not counted"
+        );
         assert!(matches!(w.list("nope"), Err(FsError::NotFound(_))));
     }
 
@@ -694,7 +925,10 @@ mod tests {
         w.write("x/y.txt", b"one").unwrap();
         w.write("x/y.txt", b"second").unwrap();
         assert_eq!(w.read("x/y.txt", 6).unwrap(), b"second");
-        assert!(matches!(w.read("x/y.txt", 5), Err(FsError::TooLarge { max: 5, .. })));
+        assert!(matches!(
+            w.read("x/y.txt", 5),
+            Err(FsError::TooLarge { max: 5, .. })
+        ));
         assert!(matches!(w.read("nope", 5), Err(FsError::NotFound(_))));
         refused(w.read("x", 100));
         refused(w.write("x", b""));

@@ -33,7 +33,12 @@ impl LocalSandboxes {
         let path = self.dir(id).join(crate::exec::local::workspace::WORK);
         tokio::task::spawn_blocking(move || WorkDir::open(&path).and_then(f))
             .await
-            .map_err(|e| SandboxError::Io("a file operation".into(), std::io::Error::other(e.to_string())))?
+            .map_err(|e| {
+                SandboxError::Io(
+                    "a file operation".into(),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?
             .map_err(SandboxError::from)
     }
 }
@@ -57,36 +62,67 @@ impl SandboxBackend for LocalSandboxes {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || WorkDir::create(&path).map(|_| ()))
                 .await
-                .map_err(|e| SandboxError::Io("creating a work dir".into(), std::io::Error::other(e.to_string())))?
+                .map_err(|e| {
+                    SandboxError::Io(
+                        "creating a work dir".into(),
+                        std::io::Error::other(e.to_string()),
+                    )
+                })?
                 .map_err(SandboxError::from)
         })
     }
 
-    fn exec<'a>(&'a self, sb: &'a Sandbox, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>> {
+    fn exec<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        job: &'a Job,
+    ) -> BoxFuture<'a, Result<RunResult, ExecError>> {
         Box::pin(async move { self.executor.run_in_workspace(job, &self.dir(&sb.id)).await })
     }
 
-    fn check_call_paths<'a>(&'a self, sb: &'a Sandbox, paths: Vec<String>) -> BoxFuture<'a, Result<(), SandboxError>> {
-        Box::pin(self.with_workdir(&sb.id, move |w| paths.iter().try_for_each(|p| w.check_writable(p))))
+    fn check_call_paths<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        paths: Vec<String>,
+    ) -> BoxFuture<'a, Result<(), SandboxError>> {
+        Box::pin(self.with_workdir(&sb.id, move |w| {
+            paths.iter().try_for_each(|p| w.check_writable(p))
+        }))
     }
 
-    fn read_file<'a>(&'a self, sb: &'a Sandbox, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>> {
+    fn read_file<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>> {
         let (rel, max) = (path.to_string(), sb.limits.disk_bytes);
         Box::pin(self.with_workdir(&sb.id, move |w| w.read(&rel, max)))
     }
 
-    fn write_file<'a>(&'a self, sb: &'a Sandbox, path: &'a str, content: Vec<u8>) -> BoxFuture<'a, Result<(), SandboxError>> {
+    fn write_file<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        path: &'a str,
+        content: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), SandboxError>> {
         let (rel, max) = (path.to_string(), sb.limits.disk_bytes);
         Box::pin(self.with_workdir(&sb.id, move |w| {
             let used = w.usage()?;
             if used + content.len() as u64 > max {
-                return Err(FsError::TooLarge { what: format!("writing {} bytes to {rel}", content.len()), max });
+                return Err(FsError::TooLarge {
+                    what: format!("writing {} bytes to {rel}", content.len()),
+                    max,
+                });
             }
             w.write(&rel, &content)
         }))
     }
 
-    fn list<'a>(&'a self, sb: &'a Sandbox, dir: &'a str) -> BoxFuture<'a, Result<Vec<FileEntry>, SandboxError>> {
+    fn list<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        dir: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FileEntry>, SandboxError>> {
         let rel = dir.to_string();
         Box::pin(self.with_workdir(&sb.id, move |w| w.list(&rel)))
     }
@@ -95,7 +131,11 @@ impl SandboxBackend for LocalSandboxes {
         Box::pin(self.with_workdir(&sb.id, |w| w.export_tar()))
     }
 
-    fn import_tar<'a>(&'a self, sb: &'a Sandbox, tar: Vec<u8>) -> BoxFuture<'a, Result<(), SandboxError>> {
+    fn import_tar<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        tar: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), SandboxError>> {
         let max = sb.limits.disk_bytes;
         Box::pin(self.with_workdir(&sb.id, move |w| {
             let used = w.usage()?;
@@ -107,11 +147,18 @@ impl SandboxBackend for LocalSandboxes {
         let dir = self.dir(&sb.id);
         Box::pin(async move {
             tokio::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(SandboxError::Io(format!("removing {}", dir.display()), e)),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(SandboxError::Io(format!("removing {}", dir.display()), e))
+                }
                 _ => Ok(()),
             })
             .await
-            .map_err(|e| SandboxError::Io("removing a sandbox".into(), std::io::Error::other(e.to_string())))?
+            .map_err(|e| {
+                SandboxError::Io(
+                    "removing a sandbox".into(),
+                    std::io::Error::other(e.to_string()),
+                )
+            })?
         })
     }
 
@@ -119,13 +166,30 @@ impl SandboxBackend for LocalSandboxes {
         Box::pin(async move {
             let _ = std::fs::create_dir_all(&self.root);
             let on_disk: Vec<String> = std::fs::read_dir(&self.root)
-                .map(|d| d.flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
                 .unwrap_or_default();
-            for name in on_disk.iter().filter(|n| !known.iter().any(|k| &k.id == *n)) {
+            for name in on_disk
+                .iter()
+                .filter(|n| !known.iter().any(|k| &k.id == *n))
+            {
                 tracing::info!(dir = %name, "removing a sandbox dir with no record");
                 let _ = std::fs::remove_dir_all(self.root.join(name));
             }
-            known.iter().filter(|k| !self.dir(&k.id).join(crate::exec::local::workspace::WORK).is_dir()).map(|k| k.id.clone()).collect()
+            known
+                .iter()
+                .filter(|k| {
+                    !self
+                        .dir(&k.id)
+                        .join(crate::exec::local::workspace::WORK)
+                        .is_dir()
+                })
+                .map(|k| k.id.clone())
+                .collect()
         })
     }
 

@@ -62,8 +62,22 @@ pub struct Manager {
 }
 
 impl Manager {
-    pub fn new(store: Store, policies: PolicySet, backends: HashMap<&'static str, Arc<dyn SandboxBackend>>, quotas: Arc<store::Quotas>, max_ttl_seconds: u64) -> Manager {
-        Manager { store, policies, backends, quotas, max_ttl_seconds, locks: Mutex::new(HashMap::new()), creating: tokio::sync::Mutex::new(()) }
+    pub fn new(
+        store: Store,
+        policies: PolicySet,
+        backends: HashMap<&'static str, Arc<dyn SandboxBackend>>,
+        quotas: Arc<store::Quotas>,
+        max_ttl_seconds: u64,
+    ) -> Manager {
+        Manager {
+            store,
+            policies,
+            backends,
+            quotas,
+            max_ttl_seconds,
+            locks: Mutex::new(HashMap::new()),
+            creating: tokio::sync::Mutex::new(()),
+        }
     }
 
     pub fn backend(&self, executor: &str) -> Option<Arc<dyn SandboxBackend>> {
@@ -71,7 +85,16 @@ impl Manager {
     }
 
     fn to_sandbox(&self, row: SandboxRow) -> Sandbox {
-        let limits = self.policies.get(&row.policy).map(|p| p.defaults).unwrap_or_else(|| self.policies.get("default").expect("a default policy").defaults);
+        let limits = self
+            .policies
+            .get(&row.policy)
+            .map(|p| p.defaults)
+            .unwrap_or_else(|| {
+                self.policies
+                    .get("default")
+                    .expect("a default policy")
+                    .defaults
+            });
         Sandbox {
             id: row.id,
             team_id: row.team_id,
@@ -93,18 +116,35 @@ impl Manager {
         let executor = req.executor.unwrap_or_else(|| "local".into());
         let Some(backend) = self.backends.get(executor.as_str()).cloned() else {
             let known: Vec<&str> = self.backends.keys().copied().collect();
-            return Err(ManagerError::Invalid(format!("unknown executor \"{executor}\" for sandboxes; available: {}", known.join(", "))));
+            return Err(ManagerError::Invalid(format!(
+                "unknown executor \"{executor}\" for sandboxes; available: {}",
+                known.join(", ")
+            )));
         };
         let policy_name = req.policy.unwrap_or_else(|| "default".into());
-        let policy = self.policies.get(&policy_name).ok_or_else(|| ManagerError::Invalid(format!("unknown policy \"{policy_name}\"")))?;
+        let policy = self
+            .policies
+            .get(&policy_name)
+            .ok_or_else(|| ManagerError::Invalid(format!("unknown policy \"{policy_name}\"")))?;
         if !policy.executors.contains(&executor) {
-            return Err(ManagerError::Invalid(format!("policy \"{policy_name}\" does not allow executor \"{executor}\"")));
+            return Err(ManagerError::Invalid(format!(
+                "policy \"{policy_name}\" does not allow executor \"{executor}\""
+            )));
         }
         if req.ttl_seconds == 0 || req.ttl_seconds > self.max_ttl_seconds {
-            return Err(ManagerError::Invalid(format!("ttl_seconds must be 1..={} (sandboxes.max_ttl_seconds)", self.max_ttl_seconds)));
+            return Err(ManagerError::Invalid(format!(
+                "ttl_seconds must be 1..={} (sandboxes.max_ttl_seconds)",
+                self.max_ttl_seconds
+            )));
         }
-        if req.idle_timeout_seconds.is_some_and(|s| s == 0 || s > self.max_ttl_seconds) {
-            return Err(ManagerError::Invalid(format!("idle_timeout_seconds must be 1..={} (sandboxes.max_ttl_seconds) when given", self.max_ttl_seconds)));
+        if req
+            .idle_timeout_seconds
+            .is_some_and(|s| s == 0 || s > self.max_ttl_seconds)
+        {
+            return Err(ManagerError::Invalid(format!(
+                "idle_timeout_seconds must be 1..={} (sandboxes.max_ttl_seconds) when given",
+                self.max_ttl_seconds
+            )));
         }
         // Every call runs with this env, so it must pass a call's own rules.
         for (k, v) in &req.env {
@@ -116,7 +156,10 @@ impl Manager {
         }
         let team_id = team.id;
         let _one_at_a_time = self.creating.lock().await;
-        let current = self.store.blocking(move |s| s.count_sandboxes(team_id)).await?;
+        let current = self
+            .store
+            .blocking(move |s| s.count_sandboxes(team_id))
+            .await?;
         if !self.quotas.sandboxes_allowed(team, current) {
             return Err(self.quotas.sandboxes_exceeded(team).into());
         }
@@ -146,39 +189,76 @@ impl Manager {
 
     pub async fn get(&self, team: &Team, id: &str) -> Result<Sandbox, ManagerError> {
         let (team_id, key) = (team.id, id.to_string());
-        let row = self.store.blocking(move |s| s.sandbox(team_id, &key)).await?;
-        row.map(|r| self.to_sandbox(r)).ok_or_else(|| ManagerError::NotFound(id.to_string()))
+        let row = self
+            .store
+            .blocking(move |s| s.sandbox(team_id, &key))
+            .await?;
+        row.map(|r| self.to_sandbox(r))
+            .ok_or_else(|| ManagerError::NotFound(id.to_string()))
     }
 
     /// A team's sandboxes whose metadata has every `filter` pair.
-    pub async fn list(&self, team: &Team, filter: &BTreeMap<String, String>) -> Result<Vec<Sandbox>, ManagerError> {
+    pub async fn list(
+        &self,
+        team: &Team,
+        filter: &BTreeMap<String, String>,
+    ) -> Result<Vec<Sandbox>, ManagerError> {
         let team_id = team.id;
-        let rows = self.store.blocking(move |s| s.sandboxes(Some(team_id))).await?;
-        Ok(rows.into_iter().filter(|r| filter.iter().all(|(k, v)| r.metadata.get(k) == Some(v))).map(|r| self.to_sandbox(r)).collect())
+        let rows = self
+            .store
+            .blocking(move |s| s.sandboxes(Some(team_id)))
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| filter.iter().all(|(k, v)| r.metadata.get(k) == Some(v)))
+            .map(|r| self.to_sandbox(r))
+            .collect())
     }
 
     /// Exclusive use of a sandbox for one call or file operation; records the use.
-    pub async fn use_sandbox(&self, team: &Team, id: &str) -> Result<(Sandbox, tokio::sync::OwnedMutexGuard<()>), ManagerError> {
+    pub async fn use_sandbox(
+        &self,
+        team: &Team,
+        id: &str,
+    ) -> Result<(Sandbox, tokio::sync::OwnedMutexGuard<()>), ManagerError> {
         let sandbox = self.get(team, id).await?;
-        let lock = self.locks.lock().unwrap().entry(sandbox.id.clone()).or_default().clone();
+        let lock = self
+            .locks
+            .lock()
+            .unwrap()
+            .entry(sandbox.id.clone())
+            .or_default()
+            .clone();
         let guard = lock.lock_owned().await;
         // It may have been deleted while we waited.
         let sandbox = self.get(team, id).await?;
         let key = sandbox.id.clone();
-        self.store.blocking(move |s| s.touch_sandbox(&key, store::now())).await?;
+        self.store
+            .blocking(move |s| s.touch_sandbox(&key, store::now()))
+            .await?;
         Ok((sandbox, guard))
     }
 
-    pub async fn keepalive(&self, team: &Team, id: &str, ttl_seconds: Option<u64>) -> Result<Sandbox, ManagerError> {
+    pub async fn keepalive(
+        &self,
+        team: &Team,
+        id: &str,
+        ttl_seconds: Option<u64>,
+    ) -> Result<Sandbox, ManagerError> {
         let sandbox = self.get(team, id).await?;
         let now = store::now();
         // Without one, the sandbox's own TTL starts again from now.
         let ttl = ttl_seconds.or(sandbox.ttl_seconds).unwrap_or(3600);
         if ttl == 0 || ttl > self.max_ttl_seconds {
-            return Err(ManagerError::Invalid(format!("ttl_seconds must be 1..={} (sandboxes.max_ttl_seconds)", self.max_ttl_seconds)));
+            return Err(ManagerError::Invalid(format!(
+                "ttl_seconds must be 1..={} (sandboxes.max_ttl_seconds)",
+                self.max_ttl_seconds
+            )));
         }
         let key = sandbox.id.clone();
-        self.store.blocking(move |s| s.extend_sandbox(&key, now + ttl as i64, now)).await?;
+        self.store
+            .blocking(move |s| s.extend_sandbox(&key, now + ttl as i64, now))
+            .await?;
         self.get(team, id).await
     }
 
@@ -209,19 +289,31 @@ impl Manager {
         let now = store::now();
         let mut reaped = 0;
         for row in rows {
-            let idle = row.idle_timeout_seconds.is_some_and(|t| now - row.last_used_at >= t);
+            let idle = row
+                .idle_timeout_seconds
+                .is_some_and(|t| now - row.last_used_at >= t);
             if now < row.expires_at && !idle {
                 continue;
             }
-            let lock = self.locks.lock().unwrap().entry(row.id.clone()).or_default().clone();
-            let Ok(_guard) = lock.try_lock_owned() else { continue };
+            let lock = self
+                .locks
+                .lock()
+                .unwrap()
+                .entry(row.id.clone())
+                .or_default()
+                .clone();
+            let Ok(_guard) = lock.try_lock_owned() else {
+                continue;
+            };
             let sandbox = self.to_sandbox(row);
             match self.remove(&sandbox).await {
                 Ok(()) => {
                     reaped += 1;
                     tracing::info!(sandbox = %sandbox.id, "reaped an expired sandbox");
                 }
-                Err(e) => tracing::warn!(sandbox = %sandbox.id, error = %e, "could not reap a sandbox"),
+                Err(e) => {
+                    tracing::warn!(sandbox = %sandbox.id, error = %e, "could not reap a sandbox")
+                }
             }
         }
         reaped
@@ -233,10 +325,16 @@ impl Manager {
         let rows = self.store.blocking(|s| s.sandboxes(None)).await?;
         let all: Vec<Sandbox> = rows.into_iter().map(|r| self.to_sandbox(r)).collect();
         for (name, backend) in &self.backends {
-            let known: Vec<Sandbox> = all.iter().filter(|s| s.executor == *name).cloned().collect();
+            let known: Vec<Sandbox> = all
+                .iter()
+                .filter(|s| s.executor == *name)
+                .cloned()
+                .collect();
             for lost in backend.reconcile(&known).await {
                 tracing::warn!(sandbox = %lost, executor = name, "sandbox's resources are gone; removing its record");
-                self.store.blocking(move |s| s.delete_sandbox(&lost)).await?;
+                self.store
+                    .blocking(move |s| s.delete_sandbox(&lost))
+                    .await?;
             }
         }
         Ok(())

@@ -84,17 +84,42 @@ pub trait SandboxBackend: Send + Sync {
     fn create<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>>;
     /// Run one call in the sandbox's work dir, under the job's own limits and deadline. No
     /// process of the call outlives it.
-    fn exec<'a>(&'a self, sb: &'a Sandbox, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>>;
+    fn exec<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        job: &'a Job,
+    ) -> BoxFuture<'a, Result<RunResult, ExecError>>;
     /// Before a call: refuse (`PathRefused`) a path the call would write that the work dir
     /// cannot take as a file: one with a link or a file on the way, or a directory of that name.
     /// A file or link of that name is replaced, never written through.
-    fn check_call_paths<'a>(&'a self, sb: &'a Sandbox, paths: Vec<String>) -> BoxFuture<'a, Result<(), SandboxError>>;
-    fn read_file<'a>(&'a self, sb: &'a Sandbox, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>>;
-    fn write_file<'a>(&'a self, sb: &'a Sandbox, path: &'a str, content: Vec<u8>) -> BoxFuture<'a, Result<(), SandboxError>>;
+    fn check_call_paths<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        paths: Vec<String>,
+    ) -> BoxFuture<'a, Result<(), SandboxError>>;
+    fn read_file<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        path: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>>;
+    fn write_file<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        path: &'a str,
+        content: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), SandboxError>>;
     /// Everything below `dir` (recursively), without following links.
-    fn list<'a>(&'a self, sb: &'a Sandbox, dir: &'a str) -> BoxFuture<'a, Result<Vec<FileEntry>, SandboxError>>;
+    fn list<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        dir: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<FileEntry>, SandboxError>>;
     fn export_tar<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>>;
-    fn import_tar<'a>(&'a self, sb: &'a Sandbox, tar: Vec<u8>) -> BoxFuture<'a, Result<(), SandboxError>>;
+    fn import_tar<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+        tar: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), SandboxError>>;
     /// Free everything the sandbox holds; a missing one is fine.
     fn destroy<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>>;
     /// At start: keep the resources of `known` sandboxes that still exist, remove any other

@@ -40,13 +40,15 @@ fn hash(key: &str) -> Vec<u8> {
 
 /// Compare without an early exit, so the time taken says nothing about where two hashes differ.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
+    a.len() == b.len()
+        && std::hint::black_box(a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y))) == 0
 }
 
 /// The prefix of a well-formed key, or None for anything that cannot be one of ours.
 fn prefix_of(key: &str) -> Option<&str> {
     let body = key.strip_prefix(KEY_PREFIX)?;
-    let well_formed = body.len() == RANDOM_BYTES * 2 && body.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let well_formed = body.len() == RANDOM_BYTES * 2
+        && body.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     well_formed.then(|| &body[..PREFIX_LEN])
 }
 
@@ -64,7 +66,13 @@ fn new_key() -> Result<String, StoreError> {
 const SELECT_INFO: &str = "SELECT k.id, t.name, k.prefix, k.created_at, k.revoked_at FROM api_keys k JOIN teams t ON t.id = k.team_id";
 
 fn info_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<KeyInfo> {
-    Ok(KeyInfo { id: r.get(0)?, team: r.get(1)?, prefix: r.get(2)?, created_at: r.get(3)?, revoked_at: r.get(4)? })
+    Ok(KeyInfo {
+        id: r.get(0)?,
+        team: r.get(1)?,
+        prefix: r.get(2)?,
+        created_at: r.get(3)?,
+        revoked_at: r.get(4)?,
+    })
 }
 
 impl Store {
@@ -76,18 +84,35 @@ impl Store {
         // existing key) just draws a new key.
         for _ in 0..8 {
             let key = new_key()?;
-            let prefix = prefix_of(&key).expect("a new key is well formed").to_string();
+            let prefix = prefix_of(&key)
+                .expect("a new key is well formed")
+                .to_string();
             let created_at = now();
             match conn.execute(
                 "INSERT INTO api_keys (team_id, prefix, hash, created_at) VALUES (?1, ?2, ?3, ?4)",
                 params![team.id, prefix, hash(&key), created_at],
             ) {
                 Ok(_) => {
-                    let info = KeyInfo { id: conn.last_insert_rowid(), team: team.name, prefix, created_at, revoked_at: None };
+                    let info = KeyInfo {
+                        id: conn.last_insert_rowid(),
+                        team: team.name,
+                        prefix,
+                        created_at,
+                        revoked_at: None,
+                    };
                     return Ok((info, key));
                 }
-                Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => continue,
-                Err(source) => return Err(StoreError::Query { what: "storing a new key", source }),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+                {
+                    continue
+                }
+                Err(source) => {
+                    return Err(StoreError::Query {
+                        what: "storing a new key",
+                        source,
+                    })
+                }
             }
         }
         unreachable!("eight random 32-bit prefixes in a row clashed with existing keys")
@@ -95,9 +120,14 @@ impl Store {
 
     /// Every key, revoked ones included, oldest first.
     pub fn list_keys(&self) -> Result<Vec<KeyInfo>, StoreError> {
-        let err = |source| StoreError::Query { what: "listing keys", source };
+        let err = |source| StoreError::Query {
+            what: "listing keys",
+            source,
+        };
         let conn = self.conn();
-        let mut stmt = conn.prepare(&format!("{SELECT_INFO} ORDER BY k.id")).map_err(err)?;
+        let mut stmt = conn
+            .prepare(&format!("{SELECT_INFO} ORDER BY k.id"))
+            .map_err(err)?;
         let rows = stmt.query_map([], info_row).map_err(err)?;
         rows.collect::<Result<_, _>>().map_err(err)
     }
@@ -105,19 +135,38 @@ impl Store {
     /// Revoke the key named by its prefix (`exb_1a2b3c4d` or `1a2b3c4d`) or its id. Revoking a
     /// revoked key keeps its first revocation time.
     pub fn revoke_key(&self, prefix_or_id: &str) -> Result<KeyInfo, StoreError> {
-        let err = |source| StoreError::Query { what: "revoking a key", source };
+        let err = |source| StoreError::Query {
+            what: "revoking a key",
+            source,
+        };
         let conn = self.conn();
-        let wanted = prefix_or_id.strip_prefix(KEY_PREFIX).unwrap_or(prefix_or_id);
-        let by_prefix = conn.query_row(&format!("{SELECT_INFO} WHERE k.prefix = ?1"), [wanted], info_row).optional().map_err(err)?;
+        let wanted = prefix_or_id
+            .strip_prefix(KEY_PREFIX)
+            .unwrap_or(prefix_or_id);
+        let by_prefix = conn
+            .query_row(
+                &format!("{SELECT_INFO} WHERE k.prefix = ?1"),
+                [wanted],
+                info_row,
+            )
+            .optional()
+            .map_err(err)?;
         let found = match (by_prefix, wanted.parse::<i64>()) {
             (Some(k), _) => Some(k),
-            (None, Ok(id)) => conn.query_row(&format!("{SELECT_INFO} WHERE k.id = ?1"), [id], info_row).optional().map_err(err)?,
+            (None, Ok(id)) => conn
+                .query_row(&format!("{SELECT_INFO} WHERE k.id = ?1"), [id], info_row)
+                .optional()
+                .map_err(err)?,
             (None, Err(_)) => None,
         };
         let mut key = found.ok_or_else(|| StoreError::NoSuchKey(prefix_or_id.to_string()))?;
         if key.revoked_at.is_none() {
             let at = now();
-            conn.execute("UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL", params![at, key.id]).map_err(err)?;
+            conn.execute(
+                "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+                params![at, key.id],
+            )
+            .map_err(err)?;
             key.revoked_at = Some(at);
         }
         Ok(key)
@@ -125,7 +174,9 @@ impl Store {
 
     /// The team of a valid, unrevoked key; None for anything else (malformed, unknown, revoked).
     pub fn authenticate(&self, key: &str) -> Result<Option<Team>, StoreError> {
-        let Some(prefix) = prefix_of(key) else { return Ok(None) };
+        let Some(prefix) = prefix_of(key) else {
+            return Ok(None);
+        };
         let found: Option<(Vec<u8>, Option<i64>, i64, String)> = self
             .conn()
             .query_row(
@@ -136,7 +187,9 @@ impl Store {
             .optional()
             .map_err(|source| StoreError::Query { what: "looking up a key", source })?;
         Ok(match found {
-            Some((stored, None, id, name)) if constant_time_eq(&stored, &hash(key)) => Some(Team { id, name }),
+            Some((stored, None, id, name)) if constant_time_eq(&stored, &hash(key)) => {
+                Some(Team { id, name })
+            }
             _ => None,
         })
     }
@@ -160,7 +213,10 @@ mod tests {
         assert_eq!(info.display_prefix(), key[..12]);
         let team = store.authenticate(&key).unwrap().expect("valid key");
         assert_eq!(team.name, "alpha");
-        assert_eq!(store.revoke_key(&info.display_prefix()).unwrap().id, info.id);
+        assert_eq!(
+            store.revoke_key(&info.display_prefix()).unwrap().id,
+            info.id
+        );
         assert_eq!(store.authenticate(&key).unwrap(), None);
     }
 
@@ -170,7 +226,14 @@ mod tests {
         let (_, key) = store.create_key("alpha").unwrap();
         let last = if key.ends_with('0') { "1" } else { "0" };
         let wrong_tail = format!("{}{last}", &key[..key.len() - 1]);
-        for bad in [wrong_tail.as_str(), &key[..key.len() - 1], &key.to_uppercase(), "", "exb_", &format!("{key}0")] {
+        for bad in [
+            wrong_tail.as_str(),
+            &key[..key.len() - 1],
+            &key.to_uppercase(),
+            "",
+            "exb_",
+            &format!("{key}0"),
+        ] {
             assert_eq!(store.authenticate(bad).unwrap(), None, "{bad:?}");
         }
     }
@@ -179,12 +242,17 @@ mod tests {
     fn the_store_holds_the_hash_not_the_key() {
         let (_d, store) = store();
         let (_, key) = store.create_key("alpha").unwrap();
-        let stored: Vec<u8> = store.conn().query_row("SELECT hash FROM api_keys", [], |r| r.get(0)).unwrap();
+        let stored: Vec<u8> = store
+            .conn()
+            .query_row("SELECT hash FROM api_keys", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(stored, hash(&key));
         let db = std::fs::read(store.path()).unwrap_or_default();
         let wal = std::fs::read(store.path().with_extension("db-wal")).unwrap_or_default();
         let needle = &key.as_bytes()[12..];
-        assert!(![db, wal].iter().any(|f| f.windows(needle.len()).any(|w| w == needle)));
+        assert!(![db, wal]
+            .iter()
+            .any(|f| f.windows(needle.len()).any(|w| w == needle)));
     }
 
     #[test]
@@ -195,9 +263,15 @@ mod tests {
         assert_eq!(store.list_keys().unwrap(), vec![a.clone(), b.clone()]);
         let revoked = store.revoke_key(&b.id.to_string()).unwrap();
         assert!(revoked.revoked_at.is_some());
-        assert_eq!(store.revoke_key(&b.prefix).unwrap().revoked_at, revoked.revoked_at);
+        assert_eq!(
+            store.revoke_key(&b.prefix).unwrap().revoked_at,
+            revoked.revoked_at
+        );
         assert_eq!(store.list_keys().unwrap()[1].revoked_at, revoked.revoked_at);
-        assert!(matches!(store.revoke_key("exb_nothere"), Err(StoreError::NoSuchKey(_))));
+        assert!(matches!(
+            store.revoke_key("exb_nothere"),
+            Err(StoreError::NoSuchKey(_))
+        ));
         assert_eq!(store.list_keys().unwrap()[0].revoked_at, None);
     }
 

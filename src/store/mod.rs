@@ -44,19 +44,38 @@ pub struct Team {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("creating the store's directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("opening the store {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error("migrating the store {path} from schema version {from}: {source}")]
-    Migrate { path: PathBuf, from: i64, source: rusqlite::Error },
+    Migrate {
+        path: PathBuf,
+        from: i64,
+        source: rusqlite::Error,
+    },
     #[error("the store {path} has schema version {found}, newer than this execbox knows ({known}); upgrade execbox")]
-    TooNew { path: PathBuf, found: i64, known: i64 },
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
     #[error("team name {0:?} must be 1-64 letters, digits, '-', '_' or '.'")]
     InvalidTeam(String),
-    #[error("no API key matches {0:?} (give its prefix, as shown by `execbox keys list`, or its id)")]
+    #[error(
+        "no API key matches {0:?} (give its prefix, as shown by `execbox keys list`, or its id)"
+    )]
     NoSuchKey(String),
     #[error("{what}: {source}")]
-    Query { what: &'static str, source: rusqlite::Error },
+    Query {
+        what: &'static str,
+        source: rusqlite::Error,
+    },
     #[error("reading random bytes for a new key: {0}")]
     Random(getrandom::Error),
     #[error("there is no store at {0}: is --data-dir (or EXECBOX_DATA_DIR) the service's data dir? A service creates it at its first start, and `execbox keys create` does too")]
@@ -75,19 +94,33 @@ impl Store {
     /// Open (creating if needed) the store at `path` and bring its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir { path: dir.to_path_buf(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
         }
-        let open_err = |source| StoreError::Open { path: path.to_path_buf(), source };
+        let open_err = |source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
         let mut conn = Connection::open(path).map_err(open_err)?;
         // Another process (the CLI, or a second reader) may hold the write lock briefly.
-        conn.busy_timeout(Duration::from_secs(5)).map_err(open_err)?;
-        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(5))
+            .map_err(open_err)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(path = %path.display(), %mode, "the store could not switch to WAL mode");
         }
-        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;").map_err(open_err)?;
+        conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;")
+            .map_err(open_err)?;
         schema::migrate(&mut conn, path)?;
-        Ok(Store { conn: Arc::new(Mutex::new(conn)), path: path.to_path_buf(), keep_code: false })
+        Ok(Store {
+            conn: Arc::new(Mutex::new(conn)),
+            path: path.to_path_buf(),
+            keep_code: false,
+        })
     }
 
     /// The store of a data dir: `<data-dir>/execbox.db`.
@@ -122,27 +155,49 @@ impl Store {
         T: Send + 'static,
     {
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store)).await.expect("a store call panicked")
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .expect("a store call panicked")
     }
 
     /// The team named `name`, created if it does not exist yet.
     pub fn ensure_team(&self, name: &str) -> Result<Team, StoreError> {
         validate_team_name(name)?;
         let conn = self.conn();
-        conn.execute("INSERT INTO teams (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING", rusqlite::params![name, now()])
-            .map_err(|source| StoreError::Query { what: "creating a team", source })?;
+        conn.execute(
+            "INSERT INTO teams (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            rusqlite::params![name, now()],
+        )
+        .map_err(|source| StoreError::Query {
+            what: "creating a team",
+            source,
+        })?;
         let id = conn
             .query_row("SELECT id FROM teams WHERE name = ?1", [name], |r| r.get(0))
-            .map_err(|source| StoreError::Query { what: "reading a team", source })?;
-        Ok(Team { id, name: name.to_string() })
+            .map_err(|source| StoreError::Query {
+                what: "reading a team",
+                source,
+            })?;
+        Ok(Team {
+            id,
+            name: name.to_string(),
+        })
     }
 
     /// The team named `name`, if it exists.
     pub fn team(&self, name: &str) -> Result<Option<Team>, StoreError> {
         self.conn()
-            .query_row("SELECT id, name FROM teams WHERE name = ?1", [name], |r| Ok(Team { id: r.get(0)?, name: r.get(1)? }))
+            .query_row("SELECT id, name FROM teams WHERE name = ?1", [name], |r| {
+                Ok(Team {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                })
+            })
             .optional()
-            .map_err(|source| StoreError::Query { what: "reading a team", source })
+            .map_err(|source| StoreError::Query {
+                what: "reading a team",
+                source,
+            })
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -153,7 +208,11 @@ impl Store {
 }
 
 fn validate_team_name(name: &str) -> Result<(), StoreError> {
-    let ok = !name.is_empty() && name.len() <= 64 && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
     if ok {
         Ok(())
     } else {
@@ -163,7 +222,10 @@ fn validate_team_name(name: &str) -> Result<(), StoreError> {
 
 /// Seconds since the Unix epoch: every time column holds this.
 pub fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// `2026-01-31T12:00:00Z` for a time column (UTC, no dependency on a date crate).
@@ -179,7 +241,12 @@ pub fn rfc3339(secs: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -202,17 +269,29 @@ mod tests {
         assert_ne!(store.ensure_team("beta").unwrap().id, a.id);
         assert_eq!(store.team("alpha").unwrap(), Some(a));
         assert_eq!(store.team("gamma").unwrap(), None);
-        assert!(matches!(store.ensure_team("a b"), Err(StoreError::InvalidTeam(_))));
-        assert!(matches!(store.ensure_team(""), Err(StoreError::InvalidTeam(_))));
+        assert!(matches!(
+            store.ensure_team("a b"),
+            Err(StoreError::InvalidTeam(_))
+        ));
+        assert!(matches!(
+            store.ensure_team(""),
+            Err(StoreError::InvalidTeam(_))
+        ));
     }
 
     #[test]
     fn the_file_is_in_wal_mode_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
-        let team = Store::open_in(dir.path()).unwrap().ensure_team("t").unwrap();
+        let team = Store::open_in(dir.path())
+            .unwrap()
+            .ensure_team("t")
+            .unwrap();
         let store = Store::open_in(dir.path()).unwrap();
         assert_eq!(store.team("t").unwrap(), Some(team));
-        let mode: String = store.conn().query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        let mode: String = store
+            .conn()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(mode, "wal");
     }
 }

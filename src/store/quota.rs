@@ -47,7 +47,11 @@ impl Drop for RunPermit {
 
 impl Quotas {
     pub fn new(max_concurrent_runs_per_team: usize, max_sandboxes_per_team: usize) -> Arc<Quotas> {
-        Arc::new(Quotas { max_runs: max_concurrent_runs_per_team, max_sandboxes: max_sandboxes_per_team, runs: Mutex::new(HashMap::new()) })
+        Arc::new(Quotas {
+            max_runs: max_concurrent_runs_per_team,
+            max_sandboxes: max_sandboxes_per_team,
+            runs: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Take one of `team`'s concurrent-run slots, or say which quota it is at.
@@ -65,12 +69,20 @@ impl Quotas {
             });
         }
         *n += 1;
-        Ok(RunPermit { quotas: self.clone(), team_id: team.id })
+        Ok(RunPermit {
+            quotas: self.clone(),
+            team_id: team.id,
+        })
     }
 
     /// Runs of `team` in flight now.
     pub fn runs_in_flight(&self, team: &Team) -> usize {
-        self.runs.lock().unwrap_or_else(|p| p.into_inner()).get(&team.id).copied().unwrap_or(0)
+        self.runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&team.id)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Whether `team`, which has `current` sandboxes, may create one more.
@@ -96,7 +108,10 @@ mod tests {
     use super::*;
 
     fn team(id: i64) -> Team {
-        Team { id, name: format!("t{id}") }
+        Team {
+            id,
+            name: format!("t{id}"),
+        }
     }
 
     #[test]
@@ -107,7 +122,10 @@ mod tests {
         let _p2 = q.try_acquire_run(&a).unwrap();
         let err = q.try_acquire_run(&a).err().expect("third run refused");
         assert_eq!(err.to_string(), "team t1 is at its quota of 2 concurrent runs (quotas.max_concurrent_runs_per_team = 2); retry when one of its runs has finished");
-        assert!(q.try_acquire_run(&b).is_ok(), "another team is not affected");
+        assert!(
+            q.try_acquire_run(&b).is_ok(),
+            "another team is not affected"
+        );
         drop(p1);
         assert_eq!(q.runs_in_flight(&a), 1);
         assert!(q.try_acquire_run(&a).is_ok());
@@ -116,7 +134,9 @@ mod tests {
     #[test]
     fn zero_means_unlimited() {
         let q = Quotas::new(0, 0);
-        let permits: Vec<_> = (0..100).map(|_| q.try_acquire_run(&team(1)).unwrap()).collect();
+        let permits: Vec<_> = (0..100)
+            .map(|_| q.try_acquire_run(&team(1)).unwrap())
+            .collect();
         assert_eq!(q.runs_in_flight(&team(1)), permits.len());
         assert!(q.sandboxes_allowed(&team(1), 10_000));
     }
@@ -126,6 +146,9 @@ mod tests {
         let q = Quotas::new(0, 20);
         assert!(q.sandboxes_allowed(&team(1), 19));
         assert!(!q.sandboxes_allowed(&team(1), 20));
-        assert!(q.sandboxes_exceeded(&team(1)).to_string().contains("quotas.max_sandboxes_per_team = 20"));
+        assert!(q
+            .sandboxes_exceeded(&team(1))
+            .to_string()
+            .contains("quotas.max_sandboxes_per_team = 20"));
     }
 }

@@ -26,7 +26,12 @@ pub struct RunRecord {
 
 impl RunRecord {
     /// The record of a finished run, as the API answered it.
-    pub fn from_result(team: Option<&Team>, sandbox_id: Option<&str>, result: &RunResult, code: &str) -> RunRecord {
+    pub fn from_result(
+        team: Option<&Team>,
+        sandbox_id: Option<&str>,
+        result: &RunResult,
+        code: &str,
+    ) -> RunRecord {
         RunRecord {
             id: result.id.clone(),
             team_id: team.map(|t| t.id),
@@ -46,7 +51,14 @@ impl RunRecord {
 impl RunRecord {
     /// The record of a run that gave no result: the service failed (`internal_error`,
     /// `executor_unavailable`) or the client cancelled it (`cancelled`). Usage is unknown.
-    pub fn without_result(team: Option<&Team>, sandbox_id: Option<&str>, job: &Job, executor: &str, status: &str, wall_ms: u64) -> RunRecord {
+    pub fn without_result(
+        team: Option<&Team>,
+        sandbox_id: Option<&str>,
+        job: &Job,
+        executor: &str,
+        status: &str,
+        wall_ms: u64,
+    ) -> RunRecord {
         RunRecord {
             id: job.id.clone(),
             team_id: team.map(|t| t.id),
@@ -116,7 +128,10 @@ impl Store {
     /// The team's latest runs, newest first.
     #[cfg(test)]
     pub fn recent_runs(&self, team: &Team, limit: usize) -> Result<Vec<RunRow>, StoreError> {
-        let err = |source| StoreError::Query { what: "reading recent runs", source };
+        let err = |source| StoreError::Query {
+            what: "reading recent runs",
+            source,
+        };
         let conn = self.conn();
         let mut stmt = conn
             .prepare(
@@ -170,14 +185,28 @@ mod tests {
     fn runs_are_listed_per_team_newest_first_without_code_by_default() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_in(dir.path()).unwrap();
-        let (a, b) = (store.ensure_team("a").unwrap(), store.ensure_team("b").unwrap());
+        let (a, b) = (
+            store.ensure_team("a").unwrap(),
+            store.ensure_team("b").unwrap(),
+        );
         for id in ["r1", "r2", "r3"] {
             store.record_run(record(id, &a)).unwrap();
         }
         store.record_run(record("other", &b)).unwrap();
         let runs = store.recent_runs(&a, 2).unwrap();
-        assert_eq!(runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["r3", "r2"]);
-        assert_eq!((runs[0].wall_ms, runs[0].cpu_ms, runs[0].status.as_str(), runs[0].code.as_deref()), (12, Some(8), "ok", None));
+        assert_eq!(
+            runs.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+            ["r3", "r2"]
+        );
+        assert_eq!(
+            (
+                runs[0].wall_ms,
+                runs[0].cpu_ms,
+                runs[0].status.as_str(),
+                runs[0].code.as_deref()
+            ),
+            (12, Some(8), "ok", None)
+        );
     }
 
     #[test]
@@ -186,6 +215,9 @@ mod tests {
         let store = Store::open_in(dir.path()).unwrap().keep_code(true);
         let t = store.ensure_team("a").unwrap();
         store.record_run(record("r1", &t)).unwrap();
-        assert_eq!(store.recent_runs(&t, 10).unwrap()[0].code.as_deref(), Some("print(1)"));
+        assert_eq!(
+            store.recent_runs(&t, 10).unwrap()[0].code.as_deref(),
+            Some("print(1)")
+        );
     }
 }

@@ -29,7 +29,9 @@ const COLUMNS: &str = "id, team_id, executor, policy, state, metadata_json, env_
 fn from_row(r: &Row<'_>) -> rusqlite::Result<SandboxRow> {
     let json = |i: usize| -> rusqlite::Result<BTreeMap<String, String>> {
         let text: String = r.get(i)?;
-        serde_json::from_str(&text).map_err(|e| rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e)))
+        serde_json::from_str(&text).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+        })
     };
     Ok(SandboxRow {
         id: r.get(0)?,
@@ -49,7 +51,10 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<SandboxRow> {
 
 impl Store {
     pub fn insert_sandbox(&self, s: &SandboxRow) -> Result<(), StoreError> {
-        let q = |source| StoreError::Query { what: "creating a sandbox", source };
+        let q = |source| StoreError::Query {
+            what: "creating a sandbox",
+            source,
+        };
         self.conn()
             .execute(
                 &format!("INSERT INTO sandboxes ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"),
@@ -75,14 +80,24 @@ impl Store {
     /// The sandbox `id` if it belongs to `team_id` (another team's is exactly as missing).
     pub fn sandbox(&self, team_id: i64, id: &str) -> Result<Option<SandboxRow>, StoreError> {
         self.conn()
-            .query_row(&format!("SELECT {COLUMNS} FROM sandboxes WHERE id = ?1 AND team_id = ?2"), params![id, team_id], from_row)
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM sandboxes WHERE id = ?1 AND team_id = ?2"),
+                params![id, team_id],
+                from_row,
+            )
             .optional()
-            .map_err(|source| StoreError::Query { what: "reading a sandbox", source })
+            .map_err(|source| StoreError::Query {
+                what: "reading a sandbox",
+                source,
+            })
     }
 
     /// A team's sandboxes (every team's with None), oldest first.
     pub fn sandboxes(&self, team_id: Option<i64>) -> Result<Vec<SandboxRow>, StoreError> {
-        let q = |source| StoreError::Query { what: "listing sandboxes", source };
+        let q = |source| StoreError::Query {
+            what: "listing sandboxes",
+            source,
+        };
         let conn = self.conn();
         let mut stmt = conn
             .prepare(&format!("SELECT {COLUMNS} FROM sandboxes WHERE ?1 IS NULL OR team_id = ?1 ORDER BY created_at, id"))
@@ -93,31 +108,53 @@ impl Store {
 
     pub fn count_sandboxes(&self, team_id: i64) -> Result<usize, StoreError> {
         self.conn()
-            .query_row("SELECT COUNT(*) FROM sandboxes WHERE team_id = ?1", [team_id], |r| r.get::<_, i64>(0))
+            .query_row(
+                "SELECT COUNT(*) FROM sandboxes WHERE team_id = ?1",
+                [team_id],
+                |r| r.get::<_, i64>(0),
+            )
             .map(|n| n as usize)
-            .map_err(|source| StoreError::Query { what: "counting sandboxes", source })
+            .map_err(|source| StoreError::Query {
+                what: "counting sandboxes",
+                source,
+            })
     }
 
     /// Record use (an exec or a file operation): pushes back the idle timeout.
     pub fn touch_sandbox(&self, id: &str, now: i64) -> Result<(), StoreError> {
         self.conn()
-            .execute("UPDATE sandboxes SET last_used_at = ?2 WHERE id = ?1", params![id, now])
+            .execute(
+                "UPDATE sandboxes SET last_used_at = ?2 WHERE id = ?1",
+                params![id, now],
+            )
             .map(|_| ())
-            .map_err(|source| StoreError::Query { what: "touching a sandbox", source })
+            .map_err(|source| StoreError::Query {
+                what: "touching a sandbox",
+                source,
+            })
     }
 
     pub fn extend_sandbox(&self, id: &str, expires_at: i64, now: i64) -> Result<(), StoreError> {
         self.conn()
-            .execute("UPDATE sandboxes SET expires_at = ?2, last_used_at = ?3 WHERE id = ?1", params![id, expires_at, now])
+            .execute(
+                "UPDATE sandboxes SET expires_at = ?2, last_used_at = ?3 WHERE id = ?1",
+                params![id, expires_at, now],
+            )
             .map(|_| ())
-            .map_err(|source| StoreError::Query { what: "extending a sandbox", source })
+            .map_err(|source| StoreError::Query {
+                what: "extending a sandbox",
+                source,
+            })
     }
 
     pub fn delete_sandbox(&self, id: &str) -> Result<bool, StoreError> {
         self.conn()
             .execute("DELETE FROM sandboxes WHERE id = ?1", [id])
             .map(|n| n > 0)
-            .map_err(|source| StoreError::Query { what: "deleting a sandbox", source })
+            .map_err(|source| StoreError::Query {
+                what: "deleting a sandbox",
+                source,
+            })
     }
 }
 
@@ -129,7 +166,10 @@ mod tests {
     fn rows_round_trip_and_are_scoped_to_their_team() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("t.db")).unwrap();
-        let (a, b) = (store.ensure_team("a").unwrap(), store.ensure_team("b").unwrap());
+        let (a, b) = (
+            store.ensure_team("a").unwrap(),
+            store.ensure_team("b").unwrap(),
+        );
         let row = SandboxRow {
             id: "sb1".into(),
             team_id: a.id,

@@ -76,21 +76,36 @@ const MIGRATIONS: &[&str] = &[
 pub const VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-    let version = |conn: &Connection| conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
-    let found = version(conn).map_err(|source| StoreError::Open { path: path.to_path_buf(), source })?;
+    let version =
+        |conn: &Connection| conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+    let found = version(conn).map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
     if found > VERSION {
-        return Err(StoreError::TooNew { path: path.to_path_buf(), found, known: VERSION });
+        return Err(StoreError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            known: VERSION,
+        });
     }
     for (from, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
-        let err = |source| StoreError::Migrate { path: path.to_path_buf(), from: from as i64, source };
+        let err = |source| StoreError::Migrate {
+            path: path.to_path_buf(),
+            from: from as i64,
+            source,
+        };
         // IMMEDIATE takes the write lock first, so two processes opening a new file at once
         // cannot both run the same step; the loser re-reads the version after waiting.
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(err)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
         if version(&tx).map_err(err)? > from as i64 {
             continue;
         }
         tx.execute_batch(sql).map_err(err)?;
-        tx.pragma_update(None, "user_version", from as i64 + 1).map_err(err)?;
+        tx.pragma_update(None, "user_version", from as i64 + 1)
+            .map_err(err)?;
         tx.commit().map_err(err)?;
     }
     Ok(())
@@ -107,10 +122,16 @@ mod tests {
         let mut conn = Connection::open(&path).unwrap();
         migrate(&mut conn, &path).unwrap();
         migrate(&mut conn, &path).unwrap();
-        let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
         assert_eq!(v, VERSION);
-        conn.pragma_update(None, "user_version", VERSION + 1).unwrap();
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .unwrap();
         let err = migrate(&mut conn, &path).unwrap_err();
-        assert!(err.to_string().contains("newer than this execbox knows"), "{err}");
+        assert!(
+            err.to_string().contains("newer than this execbox knows"),
+            "{err}"
+        );
     }
 }

@@ -9,9 +9,19 @@ use crate::helpers::*;
 async fn sixty_four_clients_get_a_result_or_a_429() {
     needs_root!();
     require_root();
-    let mut app = TestApp::start(&format!("adm-{}", std::process::id()), &[("EXECBOX_MAX_CONCURRENT_RUNS", "2"), ("EXECBOX_MAX_QUEUED_RUNS", "8")]);
+    let mut app = TestApp::start(
+        &format!("adm-{}", std::process::id()),
+        &[
+            ("EXECBOX_MAX_CONCURRENT_RUNS", "2"),
+            ("EXECBOX_MAX_QUEUED_RUNS", "8"),
+        ],
+    );
     let t = token();
-    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).pool_max_idle_per_host(0).build().unwrap();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let mut clients = Vec::new();
     for _ in 0..64 {
         let (client, url, t) = (client.clone(), app.url("/v1/execute"), t.clone());
@@ -40,19 +50,42 @@ async fn sixty_four_clients_get_a_result_or_a_429() {
     let mut rejected = 0;
     for c in clients {
         for s in c.await.unwrap() {
-            if s == 200 { ok += 1 } else { rejected += 1 }
+            if s == 200 {
+                ok += 1
+            } else {
+                rejected += 1
+            }
         }
     }
     assert_eq!(ok + rejected, 320);
     assert!(ok >= 10, "only {ok} runs admitted");
-    assert!(rejected > 0, "64 clients against 2 slots + 8 queued must see some 429s");
-    let metrics = client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains(&format!("execbox_runs_rejected_total {rejected}")), "{metrics}");
+    assert!(
+        rejected > 0,
+        "64 clients against 2 slots + 8 queued must see some 429s"
+    );
+    let metrics = client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("execbox_runs_rejected_total {rejected}")),
+        "{metrics}"
+    );
     assert!(host_processes_with(&t).is_empty());
     // While it runs, the service keeps only its warm sandboxes (local.warm_sandboxes = 2).
-    let staged: Vec<_> = std::fs::read_dir(app.data_dir.join("runs").join(&app.instance)).unwrap().collect();
+    let staged: Vec<_> = std::fs::read_dir(app.data_dir.join("runs").join(&app.instance))
+        .unwrap()
+        .collect();
     assert!(staged.len() <= 2, "staging dirs left behind: {staged:?}");
-    assert!(leftover_cgroups(&app.instance).len() <= 2 * 3, "{:?}", leftover_cgroups(&app.instance));
+    assert!(
+        leftover_cgroups(&app.instance).len() <= 2 * 3,
+        "{:?}",
+        leftover_cgroups(&app.instance)
+    );
     let instance = app.instance.clone();
     let data_dir = app.data_dir.clone();
     let exit = tokio::task::spawn_blocking(move || {
@@ -63,6 +96,10 @@ async fn sixty_four_clients_get_a_result_or_a_429() {
     .unwrap()
     .0;
     assert!(exit.success());
-    assert!(leftover_cgroups(&instance).is_empty(), "{:?}", leftover_cgroups(&instance));
+    assert!(
+        leftover_cgroups(&instance).is_empty(),
+        "{:?}",
+        leftover_cgroups(&instance)
+    );
     assert!(!data_dir.join("runs").join(&instance).exists());
 }

@@ -11,12 +11,25 @@ use serde_json::Value;
 
 use crate::helpers::{client, require_root, TestApp};
 
-const API_KEY_AUTH: &[(&str, &str)] = &[("EXECBOX_AUTH", "api-key"), ("EXECBOX_DOCKER__ENABLED", "false")];
+const API_KEY_AUTH: &[(&str, &str)] = &[
+    ("EXECBOX_AUTH", "api-key"),
+    ("EXECBOX_DOCKER__ENABLED", "false"),
+];
 
 /// `execbox keys ARGS --data-dir DIR`: (exit code, stdout, stderr).
 fn keys(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_execbox")).arg("keys").args(args).arg("--data-dir").arg(dir).output().unwrap();
-    (out.status.code(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_execbox"))
+        .arg("keys")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 /// A new key for `team`: the last line `keys create` prints.
@@ -29,21 +42,35 @@ fn create_key(dir: &Path, team: &str) -> String {
 }
 
 /// GET `path` with an optional `Authorization` header: (status, WWW-Authenticate, body).
-async fn get(app: &TestApp, path: &str, authorization: Option<&str>) -> (u16, Option<String>, Value) {
+async fn get(
+    app: &TestApp,
+    path: &str,
+    authorization: Option<&str>,
+) -> (u16, Option<String>, Value) {
     let mut req = client().get(app.url(path));
     if let Some(a) = authorization {
         req = req.header("Authorization", a);
     }
     let r = req.send().await.unwrap();
-    let challenge = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
-    (r.status().as_u16(), challenge, r.json().await.unwrap_or(Value::Null))
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    (
+        r.status().as_u16(),
+        challenge,
+        r.json().await.unwrap_or(Value::Null),
+    )
 }
 
 fn assert_unauthorized((status, challenge, body): (u16, Option<String>, Value), message: &str) {
     assert_eq!(status, 401, "{body}");
     assert_eq!(challenge.as_deref(), Some("Bearer"));
     assert_eq!(body["error"]["code"], "unauthorized", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains(message), "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(message),
+        "{body}"
+    );
 }
 
 #[tokio::test]
@@ -56,11 +83,28 @@ async fn v1_routes_need_a_valid_key_and_the_probes_stay_open() {
 
     assert_unauthorized(get(&app, "/v1/runtimes", None).await, "needs an API key");
     let unknown = format!("exb_{}", "0".repeat(64));
-    assert_unauthorized(get(&app, "/v1/runtimes", Some(&format!("Bearer {unknown}"))).await, "not valid or has been revoked");
-    assert_unauthorized(get(&app, "/v1/runtimes", Some("Bearer nope")).await, "not valid");
-    assert_unauthorized(get(&app, "/v1/runtimes", Some(&format!("Basic {key}"))).await, "needs an API key");
-    assert_unauthorized(get(&app, "/v1/no-such-route", None).await, "needs an API key");
-    let r = client().post(app.url("/v1/execute")).json(&serde_json::json!({"language": "python", "code": "print(1)"})).send().await.unwrap();
+    assert_unauthorized(
+        get(&app, "/v1/runtimes", Some(&format!("Bearer {unknown}"))).await,
+        "not valid or has been revoked",
+    );
+    assert_unauthorized(
+        get(&app, "/v1/runtimes", Some("Bearer nope")).await,
+        "not valid",
+    );
+    assert_unauthorized(
+        get(&app, "/v1/runtimes", Some(&format!("Basic {key}"))).await,
+        "needs an API key",
+    );
+    assert_unauthorized(
+        get(&app, "/v1/no-such-route", None).await,
+        "needs an API key",
+    );
+    let r = client()
+        .post(app.url("/v1/execute"))
+        .json(&serde_json::json!({"language": "python", "code": "print(1)"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401, "execute without a key");
 
     let (status, _, body) = get(&app, "/v1/runtimes", Some(&format!("Bearer {key}"))).await;
@@ -74,12 +118,25 @@ async fn v1_routes_need_a_valid_key_and_the_probes_stay_open() {
 
     // Keys made or revoked by the CLI while the service runs count at once.
     let second = create_key(dir.path(), "beta");
-    assert_eq!(get(&app, "/v1/policies", Some(&format!("bearer {second}"))).await.0, 200);
+    assert_eq!(
+        get(&app, "/v1/policies", Some(&format!("bearer {second}")))
+            .await
+            .0,
+        200
+    );
     let (code, out, err) = keys(dir.path(), &["revoke", &key[..12]]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out, format!("revoked key {} of team alpha\n", &key[..12]));
-    assert_unauthorized(get(&app, "/v1/runtimes", Some(&format!("Bearer {key}"))).await, "has been revoked");
-    assert_eq!(get(&app, "/v1/runtimes", Some(&format!("Bearer {second}"))).await.0, 200);
+    assert_unauthorized(
+        get(&app, "/v1/runtimes", Some(&format!("Bearer {key}"))).await,
+        "has been revoked",
+    );
+    assert_eq!(
+        get(&app, "/v1/runtimes", Some(&format!("Bearer {second}")))
+            .await
+            .0,
+        200
+    );
 }
 
 #[test]
@@ -97,13 +154,22 @@ fn keys_list_names_team_and_prefix_but_never_the_key() {
 
     let (code, list, err) = keys(dir.path(), &["list"]);
     assert_eq!(code, Some(0), "{err}");
-    let rows: Vec<Vec<&str>> = list.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = list
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(rows[0], ["TEAM", "PREFIX", "CREATED", "REVOKED"]);
-    assert_eq!((rows[1][0], rows[1][1], rows[1][3]), ("alpha", &key[..12], "-"));
+    assert_eq!(
+        (rows[1][0], rows[1][1], rows[1][3]),
+        ("alpha", &key[..12], "-")
+    );
     assert_eq!((rows[2][0], rows[2][1]), ("beta", &second[..12]));
     assert!(rows[2][3].ends_with('Z'), "revoked time: {list}");
     assert_eq!(rows.len(), 3);
-    assert!(!list.contains(&key[12..20]) && !list.contains(&second[12..20]), "a key leaked into the list:\n{list}");
+    assert!(
+        !list.contains(&key[12..20]) && !list.contains(&second[12..20]),
+        "a key leaked into the list:\n{list}"
+    );
 
     let (code, _, err) = keys(dir.path(), &["revoke", "exb_00000000"]);
     assert_eq!(code, Some(2));
@@ -155,9 +221,19 @@ fn without_auth_a_non_loopback_listener_refuses_to_start() {
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(out.stdout.is_empty(), "it printed {:?}", String::from_utf8_lossy(&out.stdout));
-    assert!(err.contains("refusing to listen on 0.0.0.0:0 without authentication"), "{err}");
-    assert!(err.contains("--auth api-key") && err.contains("127.0.0.1"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "it printed {:?}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without authentication"),
+        "{err}"
+    );
+    assert!(
+        err.contains("--auth api-key") && err.contains("127.0.0.1"),
+        "{err}"
+    );
 }
 
 /// Another team's agent run is as missing as one that never existed: read, follow, approve,
@@ -167,18 +243,47 @@ async fn agent_runs_belong_to_their_team() {
     needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let (alpha, beta) = (create_key(dir.path(), "alpha"), create_key(dir.path(), "beta"));
+    let (alpha, beta) = (
+        create_key(dir.path(), "alpha"),
+        create_key(dir.path(), "beta"),
+    );
     // The scripted model listens on loopback, which a shared service refuses unless told.
-    let env = [API_KEY_AUTH, &[("EXECBOX_AGENT__ALLOW_PRIVATE_BASE_URLS", "true")]].concat();
-    let app = TestApp::start_in(&format!("auth-agent-{}", std::process::id()), dir.path(), &env);
-    let model = crate::scripted_model::ScriptedModel::start_with(|_| crate::scripted_model::Reply::Hang(Duration::from_secs(30)));
+    let env = [
+        API_KEY_AUTH,
+        &[("EXECBOX_AGENT__ALLOW_PRIVATE_BASE_URLS", "true")],
+    ]
+    .concat();
+    let app = TestApp::start_in(
+        &format!("auth-agent-{}", std::process::id()),
+        dir.path(),
+        &env,
+    );
+    let model = crate::scripted_model::ScriptedModel::start_with(|_| {
+        crate::scripted_model::Reply::Hang(Duration::from_secs(30))
+    });
     let body = serde_json::json!({"task": "t", "model": {"provider": "openai", "model": "m", "base_url": model.base_url_openai}});
-    let r = client().post(app.url("/v1/agent/runs")).json(&body).send().await.unwrap();
+    let r = client()
+        .post(app.url("/v1/agent/runs"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    let r = client().post(app.url("/v1/agent/runs")).bearer_auth(&alpha).json(&body).send().await.unwrap();
+    let r = client()
+        .post(app.url("/v1/agent/runs"))
+        .bearer_auth(&alpha)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 202);
-    let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
-    let as_beta = |method: reqwest::Method, path: String| client().request(method, app.url(&path)).bearer_auth(&beta);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let as_beta = |method: reqwest::Method, path: String| {
+        client().request(method, app.url(&path)).bearer_auth(&beta)
+    };
     for (method, path) in [
         (reqwest::Method::GET, format!("/v1/agent/runs/{id}")),
         (reqwest::Method::GET, format!("/v1/agent/runs/{id}/events")),
@@ -187,14 +292,35 @@ async fn agent_runs_belong_to_their_team() {
         let r = as_beta(method.clone(), path.clone()).send().await.unwrap();
         let status = r.status().as_u16();
         let v: Value = r.json().await.unwrap();
-        assert_eq!((status, v["error"]["code"].as_str()), (404, Some("agent_run_not_found")), "{method} {path}: {v}");
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (404, Some("agent_run_not_found")),
+            "{method} {path}: {v}"
+        );
     }
-    let r = as_beta(reqwest::Method::POST, format!("/v1/agent/runs/{id}/approval")).json(&serde_json::json!({"approved": true})).send().await.unwrap();
+    let r = as_beta(
+        reqwest::Method::POST,
+        format!("/v1/agent/runs/{id}/approval"),
+    )
+    .json(&serde_json::json!({"approved": true}))
+    .send()
+    .await
+    .unwrap();
     assert_eq!(r.status(), 404);
     // Still alpha's, still running: beta's cancel did nothing.
-    let (status, _, v) = get(&app, &format!("/v1/agent/runs/{id}"), Some(&format!("Bearer {alpha}"))).await;
+    let (status, _, v) = get(
+        &app,
+        &format!("/v1/agent/runs/{id}"),
+        Some(&format!("Bearer {alpha}")),
+    )
+    .await;
     assert_eq!((status, v["state"].as_str()), (200, Some("running")), "{v}");
-    let r = client().delete(app.url(&format!("/v1/agent/runs/{id}"))).bearer_auth(&alpha).send().await.unwrap();
+    let r = client()
+        .delete(app.url(&format!("/v1/agent/runs/{id}")))
+        .bearer_auth(&alpha)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["state"], "cancelled");
 }
 
@@ -206,20 +332,53 @@ async fn an_operator_listed_base_url_is_called_even_on_loopback() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alpha");
-    let listed = crate::scripted_model::ScriptedModel::start(vec![crate::scripted_model::Reply::text("TERMINATE")]);
-    let unlisted = crate::scripted_model::ScriptedModel::start(vec![crate::scripted_model::Reply::text("TERMINATE")]);
+    let listed =
+        crate::scripted_model::ScriptedModel::start(vec![crate::scripted_model::Reply::text(
+            "TERMINATE",
+        )]);
+    let unlisted =
+        crate::scripted_model::ScriptedModel::start(vec![crate::scripted_model::Reply::text(
+            "TERMINATE",
+        )]);
     let config = dir.path().join("c.toml");
-    std::fs::write(&config, format!("[agent]\nallowed_base_urls = [\"{}\"]\n", listed.base_url_openai)).unwrap();
-    let env = [API_KEY_AUTH, &[("EXECBOX_CONFIG", config.to_str().unwrap())]].concat();
-    let app = TestApp::start_in(&format!("auth-listed-{}", std::process::id()), dir.path(), &env);
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\nallowed_base_urls = [\"{}\"]\n",
+            listed.base_url_openai
+        ),
+    )
+    .unwrap();
+    let env = [
+        API_KEY_AUTH,
+        &[("EXECBOX_CONFIG", config.to_str().unwrap())],
+    ]
+    .concat();
+    let app = TestApp::start_in(
+        &format!("auth-listed-{}", std::process::id()),
+        dir.path(),
+        &env,
+    );
     let post = |base: String| {
         let body = serde_json::json!({"task": "t", "model": {"provider": "openai", "model": "m", "base_url": base}});
-        client().post(app.url("/v1/agent/runs")).bearer_auth(&key).json(&body).send()
+        client()
+            .post(app.url("/v1/agent/runs"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
     };
-    let r = post(format!("http://127.0.0.1:{}/v1", unlisted.port)).await.unwrap();
+    let r = post(format!("http://127.0.0.1:{}/v1", unlisted.port))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 422);
     let v: Value = r.json().await.unwrap();
-    assert!(v["error"]["message"].as_str().unwrap().contains("agent.allowed_base_urls"), "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("agent.allowed_base_urls"),
+        "{v}"
+    );
     // Listed explicitly: the operator's choice wins, even on loopback.
     let r = post(listed.base_url_openai.clone()).await.unwrap();
     assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
@@ -236,8 +395,15 @@ async fn a_shared_service_without_a_list_refuses_private_base_urls() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let key = create_key(dir.path(), "alpha");
-    let target = crate::scripted_model::ScriptedModel::start(vec![crate::scripted_model::Reply::text("TERMINATE")]);
-    let app = TestApp::start_in(&format!("auth-private-{}", std::process::id()), dir.path(), API_KEY_AUTH);
+    let target =
+        crate::scripted_model::ScriptedModel::start(vec![crate::scripted_model::Reply::text(
+            "TERMINATE",
+        )]);
+    let app = TestApp::start_in(
+        &format!("auth-private-{}", std::process::id()),
+        dir.path(),
+        API_KEY_AUTH,
+    );
     for base in [
         format!("http://127.0.0.1:{}/v1", target.port),
         format!("http://localhost:{}/v1", target.port),
@@ -248,12 +414,30 @@ async fn a_shared_service_without_a_list_refuses_private_base_urls() {
         "http://0.0.0.0:1/v1".to_string(),
     ] {
         let body = serde_json::json!({"task": "t", "model": {"provider": "openai", "model": "m", "base_url": base}});
-        let r = client().post(app.url("/v1/agent/runs")).bearer_auth(&key).json(&body).send().await.unwrap();
+        let r = client()
+            .post(app.url("/v1/agent/runs"))
+            .bearer_auth(&key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         let v: Value = r.json().await.unwrap();
-        assert_eq!((status, v["error"]["code"].as_str()), (422, Some("invalid_model")), "{base}: {v}");
-        assert!(v["error"]["message"].as_str().unwrap().contains("private or reserved address"), "{base}: {v}");
+        assert_eq!(
+            (status, v["error"]["code"].as_str()),
+            (422, Some("invalid_model")),
+            "{base}: {v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("private or reserved address"),
+            "{base}: {v}"
+        );
     }
-    assert!(target.requests().is_empty(), "a private base URL was called");
+    assert!(
+        target.requests().is_empty(),
+        "a private base URL was called"
+    );
 }
-

@@ -12,7 +12,10 @@ use crate::helpers::*;
 /// After a run returned, none of its processes may remain on the host.
 fn assert_no_leftovers(token: &str) {
     let left = host_processes_with(token);
-    assert!(left.is_empty(), "processes of the run survived it: {left:?}");
+    assert!(
+        left.is_empty(),
+        "processes of the run survived it: {left:?}"
+    );
 }
 
 async fn cpu_spin_hits_the_cpu_limit(ex: &str) {
@@ -25,7 +28,10 @@ async fn cpu_spin_hits_the_cpu_limit(ex: &str) {
     let cpu = r["usage"]["cpu_time_ms"].as_u64().unwrap();
     // The limit fires from the kernel's per-process accounting; the cgroup's figure read after
     // it can trail by a few scheduler ticks on a loaded host.
-    assert!((900..3000).contains(&cpu), "cpu accounting within a few ticks of the limit: {cpu}");
+    assert!(
+        (900..3000).contains(&cpu),
+        "cpu accounting within a few ticks of the limit: {cpu}"
+    );
     assert_no_leftovers(&t);
 }
 
@@ -37,7 +43,10 @@ async fn sigterm_immune_sleep_is_killed_at_the_deadline(ex: &str) {
     let r = app.run(json!({"executor": executor_of(ex), "policy": policy_of(ex), "language": "python", "code": code, "args": [t], "limits": {"wall_time_ms": 1500}})).await;
     let took = started.elapsed();
     assert_eq!(r["status"], "timeout", "{r}");
-    assert_eq!(r["stdout"], "started\n", "output before the deadline is kept");
+    assert_eq!(
+        r["stdout"], "started\n",
+        "output before the deadline is kept"
+    );
     assert_eq!(r["exit_code"], json!(null));
     assert!(took < Duration::from_secs(10), "took {took:?}");
     assert!(r["usage"]["wall_time_ms"].as_u64().unwrap() >= 1500);
@@ -62,7 +71,11 @@ time.sleep(0.3)
 print("parent done")
 "#;
     let r = app.run(json!({"executor": executor_of(ex), "policy": policy_of(ex), "language": "python", "code": code, "args": [t]})).await;
-    assert_eq!((r["status"].as_str(), r["stdout"].as_str()), (Some("ok"), Some("parent done\n")), "{r}");
+    assert_eq!(
+        (r["status"].as_str(), r["stdout"].as_str()),
+        (Some("ok"), Some("parent done\n")),
+        "{r}"
+    );
     assert_no_leftovers(&t);
 }
 
@@ -94,7 +107,13 @@ async fn shell_fork_bomb_ends_and_leaves_nothing(ex: &str) {
     let t = token();
     let code = format!(": {t}\nbomb() {{ bomb | bomb & }}; bomb; sleep 2; echo survived");
     let r = app.run(json!({"executor": executor_of(ex), "policy": policy_of(ex), "language": "bash", "code": code, "limits": {"pids": 32, "wall_time_ms": 4000}})).await;
-    assert!(matches!(r["status"].as_str(), Some("ok" | "error" | "timeout" | "cpu_limit")), "{r}");
+    assert!(
+        matches!(
+            r["status"].as_str(),
+            Some("ok" | "error" | "timeout" | "cpu_limit")
+        ),
+        "{r}"
+    );
     assert_no_leftovers(&t);
 }
 
@@ -139,10 +158,17 @@ async fn exit_137_without_an_oom_is_not_memory_limit(ex: &str) {
         // The Docker engine reports death by signal N as exit code 128+N, so only the local
         // executor can tell `exit 137` from a SIGKILL (README: the docker executor's limits).
         let r = app.run(json!({"executor": executor_of(ex), "policy": policy_of(ex), "language": "bash", "code": "exit 137"})).await;
-        assert_eq!((r["status"].as_str(), r["exit_code"].as_i64()), (Some("error"), Some(137)));
+        assert_eq!(
+            (r["status"].as_str(), r["exit_code"].as_i64()),
+            (Some("error"), Some(137))
+        );
     }
     let r = app.run(json!({"executor": executor_of(ex), "policy": policy_of(ex), "language": "bash", "code": "kill -9 $$"})).await;
-    assert_eq!((r["status"].as_str(), r["signal"].as_str()), (Some("killed"), Some("SIGKILL")), "{r}");
+    assert_eq!(
+        (r["status"].as_str(), r["signal"].as_str()),
+        (Some("killed"), Some("SIGKILL")),
+        "{r}"
+    );
 }
 
 async fn output_flood_is_capped_flagged_and_the_program_keeps_running(ex: &str) {
@@ -190,7 +216,10 @@ print(total)
     // Local: /work and /tmp share one tmpfs of disk_bytes. Docker: each is its own tmpfs of
     // disk_bytes (the engine mounts them separately).
     let bound = if ex == "local" { 8 << 20 } else { 16 << 20 };
-    assert!(total <= bound && total > bound - (1 << 20), "wrote {total} bytes under disk_bytes = 8 MiB");
+    assert!(
+        total <= bound && total > bound - (1 << 20),
+        "wrote {total} bytes under disk_bytes = 8 MiB"
+    );
 }
 
 async fn host_processes_are_not_visible(ex: &str) {
@@ -206,13 +235,20 @@ for p in pids:
     let out = s(&r, "stdout");
     let mut lines = out.lines();
     if ex == "local" {
-        assert_eq!(lines.next(), Some("[1, 2]"), "only PID 1 and the program: {out}");
+        assert_eq!(
+            lines.next(),
+            Some("[1, 2]"),
+            "only PID 1 and the program: {out}"
+        );
     } else {
         // The container's init, its waiting process, and the program.
         assert_eq!(out.lines().count(), 4, "{out}");
         assert!(out.contains("sleep infinity"), "{out}");
     }
-    assert!(!out.contains("serve") && !out.contains("dockerd") && !out.contains("containerd"), "{out}");
+    assert!(
+        !out.contains("serve") && !out.contains("dockerd") && !out.contains("containerd"),
+        "{out}"
+    );
 }
 
 async fn no_network_but_a_private_loopback(ex: &str) {
@@ -234,7 +270,10 @@ c = socket.create_connection(srv.getsockname()); print("own loopback works")
         port = app.port
     );
     let r = app.run(json!({"executor": executor_of(ex), "policy": policy_of(ex), "language": "python", "code": code})).await;
-    assert_eq!(r["stdout"], "['lo']\n1\nrefused 111\nown loopback works\n", "{r}");
+    assert_eq!(
+        r["stdout"], "['lo']\n1\nrefused 111\nown loopback works\n",
+        "{r}"
+    );
 }
 
 async fn host_files_cannot_be_read_or_written(ex: &str) {
@@ -262,11 +301,18 @@ for p in ["/usr/bin/evil", "/evil", "/etc/passwd", "/proc/sys/kernel/hostname"]:
     let (listing, rest) = out.split_once('\n').unwrap();
     if ex == "local" {
         // The sandbox's root is built from nothing: only what the runtimes need.
-        assert_eq!(listing, "['bin', 'dev', 'etc', 'lib', 'lib64', 'proc', 'sbin', 'tmp', 'usr', 'work']");
+        assert_eq!(
+            listing,
+            "['bin', 'dev', 'etc', 'lib', 'lib64', 'proc', 'sbin', 'tmp', 'usr', 'work']"
+        );
     } else {
         // The image's own tree (its /etc/shadow and /root are the image's, unreadable to the
         // sandbox user), never the host's.
-        assert!(listing.contains("'work'") && !listing.contains(&format!("'{}'", data_dir.trim_start_matches('/'))), "{listing}");
+        assert!(
+            listing.contains("'work'")
+                && !listing.contains(&format!("'{}'", data_dir.trim_start_matches('/'))),
+            "{listing}"
+        );
     }
     assert_eq!(
         rest,
@@ -289,12 +335,24 @@ print([l for l in open("/proc/self/status") if l.startswith(("CapEff", "NoNewPri
     let out = s(&r, "stdout");
     let uid: u32 = out.split_whitespace().next().unwrap().parse().unwrap();
     assert!((60_000..61_000).contains(&uid), "{r}");
-    let groups = if ex == "local" { "[]".to_string() } else { format!("[{uid}]") };
+    let groups = if ex == "local" {
+        "[]".to_string()
+    } else {
+        format!("[{uid}]")
+    };
     // gVisor's /proc shows no NoNewPrivs line, and its Seccomp line is 0: runsc applies no OCI
     // seccomp profile to exec'd programs (README: gVisor); the host kernel sees only the Sentry,
     // under runsc's own filter.
-    let status = if ex == GVISOR { "'CapEff:\\t0000000000000000\\n', 'Seccomp:\\t0\\n'" } else { "'CapEff:\\t0000000000000000\\n', 'NoNewPrivs:\\t1\\n', 'Seccomp:\\t2\\n'" };
-    assert_eq!(out, format!("{uid} {uid} {uid} {groups}\n[{status}]\n"), "{r}");
+    let status = if ex == GVISOR {
+        "'CapEff:\\t0000000000000000\\n', 'Seccomp:\\t0\\n'"
+    } else {
+        "'CapEff:\\t0000000000000000\\n', 'NoNewPrivs:\\t1\\n', 'Seccomp:\\t2\\n'"
+    };
+    assert_eq!(
+        out,
+        format!("{uid} {uid} {uid} {groups}\n[{status}]\n"),
+        "{r}"
+    );
 }
 
 async fn mount_and_namespace_creation_are_refused(ex: &str) {
@@ -399,14 +457,59 @@ async fn a_setuid_binary_gives_nothing(ex: &str) {
     let r = app.run(json!({"executor": executor_of(ex), "policy": policy_of(ex), "language": "bash", "code": "ls -l /usr/bin/su | cut -c1-10; su -c id root </dev/null; echo rc=$?; id -u"})).await;
     let out = s(&r, "stdout");
     let (rest, uid) = out.trim_end().rsplit_once('\n').unwrap();
-    assert!((60_000..61_000).contains(&uid.parse::<u32>().unwrap()), "{r}");
-    assert!(rest.ends_with("rc=1") || rest.ends_with("rc=125") || rest.ends_with("rc=126"), "{r}");
+    assert!(
+        (60_000..61_000).contains(&uid.parse::<u32>().unwrap()),
+        "{r}"
+    );
+    assert!(
+        rest.ends_with("rc=1") || rest.ends_with("rc=125") || rest.ends_with("rc=126"),
+        "{r}"
+    );
 }
 
-on_both_executors!(cpu_spin_hits_the_cpu_limit, sigterm_immune_sleep_is_killed_at_the_deadline, daemonized_and_setsid_children_die_with_the_run, fork_bomb_is_held_by_the_pids_limit, shell_fork_bomb_ends_and_leaves_nothing, thread_storm_is_held_by_the_pids_limit, memory_bomb_is_memory_limit_from_the_oom_record, exit_137_without_an_oom_is_not_memory_limit, output_flood_is_capped_flagged_and_the_program_keeps_running, disk_fill_stops_at_disk_bytes, host_processes_are_not_visible, no_network_but_a_private_loopback, host_files_cannot_be_read_or_written, runs_as_an_unprivileged_user_without_new_privileges, mount_and_namespace_creation_are_refused, killing_pid_1_the_parent_or_everyone_is_harmless, every_run_gets_a_fresh_filesystem, concurrent_runs_do_not_see_each_other, a_setuid_binary_gives_nothing);
+on_both_executors!(
+    cpu_spin_hits_the_cpu_limit,
+    sigterm_immune_sleep_is_killed_at_the_deadline,
+    daemonized_and_setsid_children_die_with_the_run,
+    fork_bomb_is_held_by_the_pids_limit,
+    shell_fork_bomb_ends_and_leaves_nothing,
+    thread_storm_is_held_by_the_pids_limit,
+    memory_bomb_is_memory_limit_from_the_oom_record,
+    exit_137_without_an_oom_is_not_memory_limit,
+    output_flood_is_capped_flagged_and_the_program_keeps_running,
+    disk_fill_stops_at_disk_bytes,
+    host_processes_are_not_visible,
+    no_network_but_a_private_loopback,
+    host_files_cannot_be_read_or_written,
+    runs_as_an_unprivileged_user_without_new_privileges,
+    mount_and_namespace_creation_are_refused,
+    killing_pid_1_the_parent_or_everyone_is_harmless,
+    every_run_gets_a_fresh_filesystem,
+    concurrent_runs_do_not_see_each_other,
+    a_setuid_binary_gives_nothing
+);
 // Not under gVisor: cpu_spin_hits_the_cpu_limit. runsc (2022) does not enforce RLIMIT_CPU, so a
 // spinning program runs to its wall-clock deadline (`timeout`); an open gap (README: gVisor).
-on_gvisor!(sigterm_immune_sleep_is_killed_at_the_deadline, daemonized_and_setsid_children_die_with_the_run, fork_bomb_is_held_by_the_pids_limit, shell_fork_bomb_ends_and_leaves_nothing, thread_storm_is_held_by_the_pids_limit, memory_bomb_is_memory_limit_from_the_oom_record, exit_137_without_an_oom_is_not_memory_limit, output_flood_is_capped_flagged_and_the_program_keeps_running, disk_fill_stops_at_disk_bytes, host_processes_are_not_visible, no_network_but_a_private_loopback, host_files_cannot_be_read_or_written, runs_as_an_unprivileged_user_without_new_privileges, mount_and_namespace_creation_are_refused, killing_pid_1_the_parent_or_everyone_is_harmless, every_run_gets_a_fresh_filesystem, concurrent_runs_do_not_see_each_other, a_setuid_binary_gives_nothing);
+on_gvisor!(
+    sigterm_immune_sleep_is_killed_at_the_deadline,
+    daemonized_and_setsid_children_die_with_the_run,
+    fork_bomb_is_held_by_the_pids_limit,
+    shell_fork_bomb_ends_and_leaves_nothing,
+    thread_storm_is_held_by_the_pids_limit,
+    memory_bomb_is_memory_limit_from_the_oom_record,
+    exit_137_without_an_oom_is_not_memory_limit,
+    output_flood_is_capped_flagged_and_the_program_keeps_running,
+    disk_fill_stops_at_disk_bytes,
+    host_processes_are_not_visible,
+    no_network_but_a_private_loopback,
+    host_files_cannot_be_read_or_written,
+    runs_as_an_unprivileged_user_without_new_privileges,
+    mount_and_namespace_creation_are_refused,
+    killing_pid_1_the_parent_or_everyone_is_harmless,
+    every_run_gets_a_fresh_filesystem,
+    concurrent_runs_do_not_see_each_other,
+    a_setuid_binary_gives_nothing
+);
 
 /// x32 system calls (a second syscall table on x86_64) would slip past number-based filters:
 /// both executors kill the program instead. Under gVisor the call never reaches the host's
@@ -416,8 +519,20 @@ async fn x32_system_calls_kill_the_program(ex: &str) {
     let Some(app) = app_for(ex).await else { return };
     let code = "import ctypes\nprint('before', flush=True)\nr = ctypes.CDLL(None, use_errno=True).syscall(0x40000000 | 272, 0x10000000)\nprint('after', r, ctypes.get_errno())";
     let r = app.run(json!({"executor": executor_of(ex), "policy": policy_of(ex), "language": "python", "code": code})).await;
-    let expected = if ex == GVISOR { (Some("ok"), None, Some("before\nafter -1 38\n")) } else { (Some("killed"), Some("SIGSYS"), Some("before\n")) };
-    assert_eq!((r["status"].as_str(), r["signal"].as_str(), r["stdout"].as_str()), expected, "{r}");
+    let expected = if ex == GVISOR {
+        (Some("ok"), None, Some("before\nafter -1 38\n"))
+    } else {
+        (Some("killed"), Some("SIGSYS"), Some("before\n"))
+    };
+    assert_eq!(
+        (
+            r["status"].as_str(),
+            r["signal"].as_str(),
+            r["stdout"].as_str()
+        ),
+        expected,
+        "{r}"
+    );
 }
 
 #[cfg(target_arch = "x86_64")]

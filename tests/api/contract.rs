@@ -11,7 +11,22 @@ async fn python_result_has_the_exact_contract_shape(ex: &str) {
     keys.sort();
     assert_eq!(
         keys,
-        ["compile", "executor", "exit_code", "id", "language", "policy", "runtime_version", "signal", "status", "stderr", "stderr_truncated", "stdout", "stdout_truncated", "usage"]
+        [
+            "compile",
+            "executor",
+            "exit_code",
+            "id",
+            "language",
+            "policy",
+            "runtime_version",
+            "signal",
+            "status",
+            "stderr",
+            "stderr_truncated",
+            "stdout",
+            "stdout_truncated",
+            "usage"
+        ]
     );
     assert_eq!(r["status"], "ok");
     assert_eq!(r["exit_code"], 0);
@@ -24,7 +39,12 @@ async fn python_result_has_the_exact_contract_shape(ex: &str) {
     assert_eq!(r["policy"], "default");
     assert_eq!(r["language"], "python");
     assert!(s(&r, "runtime_version").starts_with("Python 3."), "{r}");
-    let mut usage: Vec<&str> = r["usage"].as_object().unwrap().keys().map(String::as_str).collect();
+    let mut usage: Vec<&str> = r["usage"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     usage.sort();
     assert_eq!(usage, ["cpu_time_ms", "peak_memory_bytes", "wall_time_ms"]);
 }
@@ -45,7 +65,11 @@ async fn every_language_and_alias_runs_with_stdin_and_args(ex: &str) {
     ];
     for (lang, code) in programs {
         let r = app.run(json!({"executor": ex, "language": lang, "code": code, "stdin": "hello\n", "args": ["-world"]})).await;
-        assert_eq!((r["status"].as_str(), r["stdout"].as_str()), (Some("ok"), Some("hello-world\n")), "{lang}: {r}");
+        assert_eq!(
+            (r["status"].as_str(), r["stdout"].as_str()),
+            (Some("ok"), Some("hello-world\n")),
+            "{lang}: {r}"
+        );
         let compiled = matches!(lang, "c" | "cpp" | "c++");
         assert_eq!(r["compile"].is_object(), compiled, "{lang}: {r}");
         if compiled {
@@ -57,14 +81,31 @@ async fn every_language_and_alias_runs_with_stdin_and_args(ex: &str) {
 
 async fn non_zero_exit_is_error_with_the_code(ex: &str) {
     let Some(app) = app_for(ex).await else { return };
-    let r = app.run(json!({"executor": ex, "language": "bash", "code": "echo bye; exit 3"})).await;
-    assert_eq!((r["status"].as_str(), r["exit_code"].as_i64(), r["stdout"].as_str()), (Some("error"), Some(3), Some("bye\n")));
+    let r = app
+        .run(json!({"executor": ex, "language": "bash", "code": "echo bye; exit 3"}))
+        .await;
+    assert_eq!(
+        (
+            r["status"].as_str(),
+            r["exit_code"].as_i64(),
+            r["stdout"].as_str()
+        ),
+        (Some("error"), Some(3), Some("bye\n"))
+    );
 }
 
 async fn a_signal_is_killed_with_its_name(ex: &str) {
     let Some(app) = app_for(ex).await else { return };
     let r = app.run(json!({"executor": ex, "language": "c", "code": "int main(){ volatile int *p = 0; return *p; }"})).await;
-    assert_eq!((r["status"].as_str(), r["signal"].as_str(), r["exit_code"].as_i64()), (Some("killed"), Some("SIGSEGV"), None), "{r}");
+    assert_eq!(
+        (
+            r["status"].as_str(),
+            r["signal"].as_str(),
+            r["exit_code"].as_i64()
+        ),
+        (Some("killed"), Some("SIGSEGV"), None),
+        "{r}"
+    );
 }
 
 async fn compile_error_runs_nothing_and_reports_the_compiler(ex: &str) {
@@ -74,7 +115,10 @@ async fn compile_error_runs_nothing_and_reports_the_compiler(ex: &str) {
     assert_eq!(r["exit_code"], json!(null));
     assert_eq!(r["compile"]["status"], "error");
     assert_eq!(r["compile"]["exit_code"], 1);
-    assert!(s(&r["compile"], "stderr").contains("undefined_thing"), "{r}");
+    assert!(
+        s(&r["compile"], "stderr").contains("undefined_thing"),
+        "{r}"
+    );
     assert_eq!(r["stdout"], "");
 }
 
@@ -110,7 +154,9 @@ async fn only_the_requests_env_reaches_the_program(ex: &str) {
 async fn usage_is_reported_from_the_cgroup(ex: &str) {
     let Some(app) = app_for(ex).await else { return };
     let code = "import time\nx = bytearray(80 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass";
-    let r = app.run(json!({"executor": ex, "language": "python", "code": code})).await;
+    let r = app
+        .run(json!({"executor": ex, "language": "python", "code": code}))
+        .await;
     assert_eq!(r["status"], "ok");
     let u = &r["usage"];
     assert!(u["cpu_time_ms"].as_u64().unwrap() >= 400, "{u}");
@@ -125,12 +171,19 @@ async fn runtimes_lists_what_was_probed() {
     let (status, v) = app.get("/v1/runtimes").await;
     assert_eq!(status, 200);
     let list = v["runtimes"].as_array().unwrap();
-    let mut langs: Vec<&str> = list.iter().map(|r| r["language"].as_str().unwrap()).collect();
+    let mut langs: Vec<&str> = list
+        .iter()
+        .map(|r| r["language"].as_str().unwrap())
+        .collect();
     langs.sort();
     assert_eq!(langs, ["bash", "c", "cpp", "javascript", "python"]);
     let docker_ready = app.get("/readyz").await.1["executors"]["docker"]["ready"] == true;
     for r in list {
-        let expected = if docker_ready { json!(["docker", "local"]) } else { json!(["local"]) };
+        let expected = if docker_ready {
+            json!(["docker", "local"])
+        } else {
+            json!(["local"])
+        };
         assert_eq!(r["executors"], expected, "{r}");
         assert!(!s(r, "version").is_empty());
         assert_eq!(r["versions"]["local"], r["version"]);
@@ -151,14 +204,22 @@ async fn policies_show_defaults_and_maxima() {
     let app = spawn_app();
     let (status, v) = app.get("/v1/policies").await;
     assert_eq!(status, 200);
-    let names: Vec<&str> = v["policies"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = v["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["benchmark", "default", "gvisor", "strict"]);
     let strict = &v["policies"][3];
     assert_eq!(strict["defaults"]["memory_bytes"], 134_217_728);
     assert_eq!(strict["maxima"]["pids"], 32);
     assert_eq!(strict["network"], "none");
     let gvisor = &v["policies"][2];
-    assert_eq!((&gvisor["executors"], &gvisor["docker_runtime"]), (&json!(["docker"]), &json!("runsc")));
+    assert_eq!(
+        (&gvisor["executors"], &gvisor["docker_runtime"]),
+        (&json!(["docker"]), &json!("runsc"))
+    );
 }
 
 #[tokio::test]
@@ -171,10 +232,23 @@ async fn health_readiness_and_metrics() {
     let local = &ready["executors"]["local"];
     assert_eq!(local["ready"], true);
     assert_eq!(local["degraded"], false);
-    assert!(matches!(local["features"]["cgroup"]["version"].as_str(), Some("v1" | "v2")), "{local}");
+    assert!(
+        matches!(
+            local["features"]["cgroup"]["version"].as_str(),
+            Some("v1" | "v2")
+        ),
+        "{local}"
+    );
     assert_eq!(local["features"]["seccomp"], true);
     app.run(json!({"language": "bash", "code": "true"})).await;
-    let text = client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let text = client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     for needle in [
         "execbox_runs_total{status=\"ok\",executor=\"local\",language=\"bash\"}",
         "execbox_run_duration_seconds_bucket",
@@ -186,4 +260,13 @@ async fn health_readiness_and_metrics() {
     }
 }
 
-on_both_executors!(python_result_has_the_exact_contract_shape, every_language_and_alias_runs_with_stdin_and_args, non_zero_exit_is_error_with_the_code, a_signal_is_killed_with_its_name, compile_error_runs_nothing_and_reports_the_compiler, files_sit_beside_the_main_program, only_the_requests_env_reaches_the_program, usage_is_reported_from_the_cgroup);
+on_both_executors!(
+    python_result_has_the_exact_contract_shape,
+    every_language_and_alias_runs_with_stdin_and_args,
+    non_zero_exit_is_error_with_the_code,
+    a_signal_is_killed_with_its_name,
+    compile_error_runs_nothing_and_reports_the_compiler,
+    files_sit_beside_the_main_program,
+    only_the_requests_env_reaches_the_program,
+    usage_is_reported_from_the_cgroup
+);

@@ -46,13 +46,25 @@ impl TestApp {
         }
         let mut child = cmd.spawn().expect("starting execbox serve");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("execbox listening on ").unwrap_or_else(|| {
-            let _ = child.kill();
-            panic!("execbox serve did not start: {line:?}")
-        });
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("execbox listening on ")
+            .unwrap_or_else(|| {
+                let _ = child.kill();
+                panic!("execbox serve did not start: {line:?}")
+            });
         let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        TestApp { base: addr.to_string(), port, instance: instance.to_string(), data_dir: data_dir.to_path_buf(), child, _dir: None }
+        TestApp {
+            base: addr.to_string(),
+            port,
+            instance: instance.to_string(),
+            data_dir: data_dir.to_path_buf(),
+            child,
+            _dir: None,
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -61,7 +73,11 @@ impl TestApp {
 
     /// SIGTERM, then wait for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM).unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
         self.child.wait().unwrap()
     }
 
@@ -83,7 +99,12 @@ impl TestApp {
     }
 
     pub async fn execute(&self, body: Value) -> (u16, Value) {
-        let r = client().post(self.url("/v1/execute")).json(&body).send().await.expect("request failed");
+        let r = client()
+            .post(self.url("/v1/execute"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request failed");
         let status = r.status().as_u16();
         (status, r.json().await.expect("JSON body"))
     }
@@ -106,7 +127,10 @@ impl Drop for TestApp {
     /// A graceful stop, so the service removes its cgroups and containers; SIGKILL after 10 s.
     /// Sandbox containers outlive a graceful stop by design; a test's are removed here.
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.pid()),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         for _ in 0..200 {
             if let Ok(Some(_)) = self.child.try_wait() {
                 break;
@@ -131,7 +155,10 @@ pub fn remove_containers_of(instance: &str) {
 /// A client per call: every #[tokio::test] has its own runtime, and a pooled connection must not
 /// outlive the runtime that opened it.
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(120)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
 }
 
 /// The shared service of this test binary. Started from a thread that lives as long as the
@@ -155,12 +182,19 @@ pub fn agent_app() -> &'static TestApp {
     shared(&APP, "agent", AGENT_ENV)
 }
 
-fn shared(cell: &'static OnceLock<&'static TestApp>, name: &'static str, env: &'static [(&'static str, &'static str)]) -> &'static TestApp {
+fn shared(
+    cell: &'static OnceLock<&'static TestApp>,
+    name: &'static str,
+    env: &'static [(&'static str, &'static str)],
+) -> &'static TestApp {
     require_root();
     cell.get_or_init(|| {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let app: &'static TestApp = Box::leak(Box::new(TestApp::start(&format!("{name}-{}", std::process::id()), env)));
+            let app: &'static TestApp = Box::leak(Box::new(TestApp::start(
+                &format!("{name}-{}", std::process::id()),
+                env,
+            )));
             tx.send(app).unwrap();
             loop {
                 std::thread::park();
@@ -183,7 +217,13 @@ fn kill_with_test_process(server: i32, instance: &str) {
     );
     // Deliberately not waited for: it must outlive this process.
     #[allow(clippy::zombie_processes)]
-    let _watchdog = Command::new("/bin/sh").args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let _watchdog = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
 }
 
 /// The docker executor's images, built (offline when there is no registry) if missing, once per
@@ -243,14 +283,19 @@ pub(crate) use needs_root;
 /// What the service and the sandboxes need: a test that reaches here without root forgot
 /// `needs_root!()` at its top, and fails saying so rather than exiting the whole binary.
 pub fn require_root() {
-    assert!(nix::unistd::geteuid().is_root(), "this test needs root: start it with `needs_root!();`");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root: start it with `needs_root!();`"
+    );
 }
 
 /// Pids on the host whose command line contains `token`.
 pub fn host_processes_with(token: &str) -> Vec<i32> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == std::process::id() as i32 {
             continue;
         }
@@ -268,9 +313,17 @@ pub fn host_processes_with(token: &str) -> Vec<i32> {
 pub fn leftover_cgroups(instance: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for ctl in ["memory", "pids", "cpuacct", "cpu,cpuacct"] {
-        let dir = PathBuf::from("/sys/fs/cgroup").join(ctl).join("execbox").join(instance);
+        let dir = PathBuf::from("/sys/fs/cgroup")
+            .join(ctl)
+            .join("execbox")
+            .join(instance);
         if let Ok(entries) = std::fs::read_dir(&dir) {
-            out.extend(entries.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+            out.extend(
+                entries
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path()),
+            );
         }
     }
     out
@@ -281,7 +334,9 @@ pub fn token() -> String {
 }
 
 pub fn s(v: &Value, k: &str) -> String {
-    v[k].as_str().unwrap_or_else(|| panic!("{k} is not a string in {v}")).to_string()
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("{k} is not a string in {v}"))
+        .to_string()
 }
 
 /// A test target beside the two executors: the docker executor under the `gvisor` policy
@@ -315,8 +370,14 @@ pub async fn app_for(target: &str) -> Option<&'static TestApp> {
     let (_, ready) = app.get("/readyz").await;
     let runsc = &ready["executors"]["docker"]["features"]["oci_runtimes"]["runsc"];
     let (ok, why) = match target {
-        GVISOR if ready["executors"][executor]["ready"] == true => (runsc["ready"] == true, format!("runsc: {}", runsc["detail"])),
-        _ => (ready["executors"][executor]["ready"] == true, ready["executors"][executor]["detail"].to_string()),
+        GVISOR if ready["executors"][executor]["ready"] == true => (
+            runsc["ready"] == true,
+            format!("runsc: {}", runsc["detail"]),
+        ),
+        _ => (
+            ready["executors"][executor]["ready"] == true,
+            ready["executors"][executor]["detail"].to_string(),
+        ),
     };
     if ok {
         return Some(app);
@@ -380,7 +441,11 @@ pub async fn read_events(resp: reqwest::Response, stop: impl Fn(&Ev) -> bool) ->
             if event.is_empty() {
                 continue; // a keepalive comment
             }
-            let ev = Ev { event, data: serde_json::from_str(&data).expect("event data is JSON"), at: std::time::Instant::now() };
+            let ev = Ev {
+                event,
+                data: serde_json::from_str(&data).expect("event data is JSON"),
+                at: std::time::Instant::now(),
+            };
             let done = stop(&ev);
             out.push(ev);
             if done {

@@ -41,7 +41,9 @@ print("vsock high bits", raw(41, 1 << 32 | 40, 1, 0), "netlink high bits", raw(4
 print("pair unix", pair(socket.AF_UNIX), "pair vsock", pair(40), "pair tipc", raw(53, 30, 5, 0), "pair high bits", raw(53, 1 << 32 | 40, 1, 0))
 print("interfaces", socket.if_nameindex())
 "#;
-    let r = app.run(json!({"executor": ex, "language": "python", "code": code})).await;
+    let r = app
+        .run(json!({"executor": ex, "language": "python", "code": code}))
+        .await;
     assert_eq!(
         s(&r, "stdout"),
         "unix ok inet ok inet6 ok\n\
@@ -67,8 +69,14 @@ def p(x):
     return hex(r) if r != -1 else errno.errorcode[ctypes.get_errno()]
 print("query", p(0xffffffff), "linux", p(0), "no-aslr", p(0x0040000), "read-implies-exec", p(0x0400000), "linux32", p(8), "query", p(0xffffffff))
 "#;
-    let r = app.run(json!({"executor": ex, "language": "python", "code": code})).await;
-    assert_eq!(s(&r, "stdout"), "query 0x0 linux 0x0 no-aslr EPERM read-implies-exec EPERM linux32 EPERM query 0x0\n", "{r}");
+    let r = app
+        .run(json!({"executor": ex, "language": "python", "code": code}))
+        .await;
+    assert_eq!(
+        s(&r, "stdout"),
+        "query 0x0 linux 0x0 no-aslr EPERM read-implies-exec EPERM linux32 EPERM query 0x0\n",
+        "{r}"
+    );
 }
 
 /// A run limited to 64 MiB fills the kernel buffers of loopback TCP connections it never
@@ -101,12 +109,24 @@ print(len(held), queued)
     let r = app.run(json!({"executor": ex, "language": "python", "code": code, "limits": {"memory_bytes": limit}})).await;
     assert_eq!(r["status"], "ok", "{r}");
     let out = s(&r, "stdout");
-    let (conns, queued) = out.trim().split_once(' ').map(|(a, b)| (a.parse::<u32>().unwrap(), b.parse::<u64>().unwrap())).unwrap();
+    let (conns, queued) = out
+        .trim()
+        .split_once(' ')
+        .map(|(a, b)| (a.parse::<u32>().unwrap(), b.parse::<u64>().unwrap()))
+        .unwrap();
     assert_eq!(conns, 40, "{r}");
     // Bytes accepted by send() sit in kernel buffers (the sender's and the receiver's queues)
     // until read; the memory they pin is more than the payload.
-    assert!(queued < limit, "the run queued {} MiB of socket buffers under a {} MiB limit", queued >> 20, limit >> 20);
-    assert!(queued > 1 << 20, "the program should have queued something: {r}");
+    assert!(
+        queued < limit,
+        "the run queued {} MiB of socket buffers under a {} MiB limit",
+        queued >> 20,
+        limit >> 20
+    );
+    assert!(
+        queued > 1 << 20,
+        "the program should have queued something: {r}"
+    );
 }
 
 on_both_executors!(
@@ -151,7 +171,10 @@ print(os.getuid(), ino, mq, sig)
 "#;
 
 fn uid_of(line: &str) -> u32 {
-    line.split_whitespace().next().and_then(|u| u.parse().ok()).unwrap_or_else(|| panic!("no uid in {line:?}"))
+    line.split_whitespace()
+        .next()
+        .and_then(|u| u.parse().ok())
+        .unwrap_or_else(|| panic!("no uid in {line:?}"))
 }
 
 /// One run takes every inotify instance (`fs.inotify.max_user_instances`), its uid's whole
@@ -162,13 +185,19 @@ fn uid_of(line: &str) -> u32 {
 async fn one_run_cannot_starve_another_of_per_uid_kernel_limits() {
     needs_root!();
     require_root();
-    let app = TestApp::start(&format!("kiso-uids-{}", std::process::id()), &[("EXECBOX_MAX_CONCURRENT_RUNS", "4")]);
+    let app = TestApp::start(
+        &format!("kiso-uids-{}", std::process::id()),
+        &[("EXECBOX_MAX_CONCURRENT_RUNS", "4")],
+    );
     let (_, ready) = app.get("/readyz").await;
     let mut executors = vec!["local"];
     if ready["executors"]["docker"]["ready"] == true {
         executors.push("docker");
     } else if std::env::var_os("CI").is_some() {
-        panic!("the docker executor is not ready in CI: {}", ready["executors"]["docker"]);
+        panic!(
+            "the docker executor is not ready in CI: {}",
+            ready["executors"]["docker"]
+        );
     } else {
         eprintln!("\n!!! the docker half of one_run_cannot_starve_another... is skipped: docker is not ready here !!!\n");
     }
@@ -181,18 +210,45 @@ async fn one_run_cannot_starve_another_of_per_uid_kernel_limits() {
             .await
             .unwrap();
         assert_eq!(resp.status(), 200);
-        let events = read_events(resp, |e| e.event != "stdout" || e.data["data"].as_str().is_some_and(|d| d.ends_with('\n'))).await;
-        let held = events.iter().filter(|e| e.event == "stdout").map(|e| e.data["data"].as_str().unwrap()).collect::<String>();
-        let f: Vec<u64> = held.split_whitespace().map(|x| x.parse().unwrap()).collect();
-        assert_eq!(f.len(), 7, "the holder on {holder_ex} did not report: {held:?} {:?}", events.last().map(|e| &e.data));
+        let events = read_events(resp, |e| {
+            e.event != "stdout" || e.data["data"].as_str().is_some_and(|d| d.ends_with('\n'))
+        })
+        .await;
+        let held = events
+            .iter()
+            .filter(|e| e.event == "stdout")
+            .map(|e| e.data["data"].as_str().unwrap())
+            .collect::<String>();
+        let f: Vec<u64> = held
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(
+            f.len(),
+            7,
+            "the holder on {holder_ex} did not report: {held:?} {:?}",
+            events.last().map(|e| &e.data)
+        );
         // inotify and mq_open refuse with EMFILE, sigqueue with EAGAIN: the uid's limits are used up.
-        assert!(f[1] > 0 && f[2] == 24 && f[3] > 0 && f[4] == 24 && f[5] > 0 && f[6] == 11, "{holder_ex}: {held}");
+        assert!(
+            f[1] > 0 && f[2] == 24 && f[3] > 0 && f[4] == 24 && f[5] > 0 && f[6] == 11,
+            "{holder_ex}: {held}"
+        );
         let holder_uid = f[0] as u32;
         let mut uids = vec![holder_uid];
-        let runs: Vec<Value> = futures::future::join_all(executors.iter().map(|ex| app.run(json!({"executor": ex, "language": "python", "code": CHECKER})))).await;
+        let runs: Vec<Value> = futures::future::join_all(
+            executors
+                .iter()
+                .map(|ex| app.run(json!({"executor": ex, "language": "python", "code": CHECKER}))),
+        )
+        .await;
         for (ex, r) in executors.iter().zip(&runs) {
             let out = s(r, "stdout");
-            assert_eq!(out.split_once(' ').map(|x| x.1), Some("ok ok ok\n"), "a {ex} run beside a {holder_ex} holder was starved: {r}");
+            assert_eq!(
+                out.split_once(' ').map(|x| x.1),
+                Some("ok ok ok\n"),
+                "a {ex} run beside a {holder_ex} holder was starved: {r}"
+            );
             uids.push(uid_of(&out));
         }
         // The holder's stream is dropped: the run is cancelled and its uid released.
@@ -202,7 +258,11 @@ async fn one_run_cannot_starve_another_of_per_uid_kernel_limits() {
         let mut distinct = uids.clone();
         distinct.sort();
         distinct.dedup();
-        assert_eq!(distinct.len(), uids.len(), "concurrent runs share a uid: {uids:?}");
+        assert_eq!(
+            distinct.len(),
+            uids.len(),
+            "concurrent runs share a uid: {uids:?}"
+        );
     }
 }
 
@@ -219,44 +279,83 @@ async fn a_docker_sandbox_keeps_its_own_uid_across_a_restart() {
     let (_, ready) = app.get("/readyz").await;
     if ready["executors"]["docker"]["ready"] != true {
         if std::env::var_os("CI").is_some() {
-            panic!("the docker executor is not ready in CI: {}", ready["executors"]["docker"]);
+            panic!(
+                "the docker executor is not ready in CI: {}",
+                ready["executors"]["docker"]
+            );
         }
         eprintln!("\n!!! SKIPPING a docker sandbox uid test: docker is not ready here !!!\n");
         return;
     }
-    let r = client().post(app.url("/v1/sandboxes")).json(&json!({"executor": "docker", "ttl_seconds": 600})).send().await.unwrap();
+    let r = client()
+        .post(app.url("/v1/sandboxes"))
+        .json(&json!({"executor": "docker", "ttl_seconds": 600}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
     let id = s(&r.json::<Value>().await.unwrap(), "id");
-    let put = client().put(app.url(&format!("/v1/sandboxes/{id}/files/from-api.txt"))).body("x").send().await.unwrap();
+    let put = client()
+        .put(app.url(&format!("/v1/sandboxes/{id}/files/from-api.txt")))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert!(put.status().is_success(), "{}", put.status());
     let call = |app: &TestApp, code: &str| {
-        let (url, body) = (app.url(&format!("/v1/sandboxes/{id}/execute")), json!({"language": "bash", "code": code}));
+        let (url, body) = (
+            app.url(&format!("/v1/sandboxes/{id}/execute")),
+            json!({"language": "bash", "code": code}),
+        );
         async move {
             let r = client().post(url).json(&body).send().await.unwrap();
             assert_eq!(r.status(), 200);
             r.json::<Value>().await.unwrap()
         }
     };
-    let code = "echo $(id -u) $(stat -c %u from-api.txt) $(stat -c %u .); touch mine; stat -c %u mine";
+    let code =
+        "echo $(id -u) $(stat -c %u from-api.txt) $(stat -c %u .); touch mine; stat -c %u mine";
     let r = call(&app, code).await;
     let out = s(&r, "stdout");
     let uid = uid_of(&out);
     assert!(UIDS.contains(&uid), "{r}");
-    assert_eq!(out, format!("{uid} {uid} {uid}\n{uid}\n"), "the program, /work and its files are the sandbox's uid: {r}");
+    assert_eq!(
+        out,
+        format!("{uid} {uid} {uid}\n{uid}\n"),
+        "the program, /work and its files are the sandbox's uid: {r}"
+    );
     for ex in ["local", "docker"] {
-        let one = app.run(json!({"executor": ex, "language": "bash", "code": "id -u"})).await;
-        assert_ne!(uid_of(&s(&one, "stdout")), uid, "a {ex} run got the sandbox's uid");
+        let one = app
+            .run(json!({"executor": ex, "language": "bash", "code": "id -u"}))
+            .await;
+        assert_ne!(
+            uid_of(&s(&one, "stdout")),
+            uid,
+            "a {ex} run got the sandbox's uid"
+        );
     }
-    let status = tokio::task::spawn_blocking(move || app.stop_for_restart()).await.unwrap();
+    let status = tokio::task::spawn_blocking(move || app.stop_for_restart())
+        .await
+        .unwrap();
     assert!(status.success());
     let app = TestApp::start_in(&instance, data.path(), &[]);
     // The pool of the new service fills at once; none of its containers may have the uid.
     for _ in 0..4 {
-        let one = app.run(json!({"executor": "docker", "language": "bash", "code": "id -u"})).await;
-        assert_ne!(uid_of(&s(&one, "stdout")), uid, "after a restart a run got the sandbox's uid");
+        let one = app
+            .run(json!({"executor": "docker", "language": "bash", "code": "id -u"}))
+            .await;
+        assert_ne!(
+            uid_of(&s(&one, "stdout")),
+            uid,
+            "after a restart a run got the sandbox's uid"
+        );
     }
     let r = call(&app, "id -u; stat -c %u mine").await;
     assert_eq!(s(&r, "stdout"), format!("{uid}\n{uid}\n"), "{r}");
-    let del = client().delete(app.url(&format!("/v1/sandboxes/{id}"))).send().await.unwrap();
+    let del = client()
+        .delete(app.url(&format!("/v1/sandboxes/{id}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(del.status(), 204);
 }

@@ -15,7 +15,15 @@ async fn graceful_stop_finishes_in_flight_runs_and_cleans_up() {
     let url = app.url("/v1/execute");
     let run = tokio::spawn(async move {
         let body = json!({"language": "python", "code": "import time; time.sleep(1.5); print('finished')"});
-        client().post(url).json(&body).send().await.unwrap().json::<serde_json::Value>().await.unwrap()
+        client()
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()
     });
     tokio::time::sleep(Duration::from_millis(700)).await;
     let status = tokio::task::spawn_blocking(move || {
@@ -23,11 +31,18 @@ async fn graceful_stop_finishes_in_flight_runs_and_cleans_up() {
         (s, app)
     });
     let r = run.await.unwrap();
-    assert_eq!((r["status"].as_str(), r["stdout"].as_str()), (Some("ok"), Some("finished\n")), "{r}");
+    assert_eq!(
+        (r["status"].as_str(), r["stdout"].as_str()),
+        (Some("ok"), Some("finished\n")),
+        "{r}"
+    );
     let (exit, app) = status.await.unwrap();
     assert!(exit.success(), "{exit:?}");
     for ctl in ["memory", "pids", "cpuacct"] {
-        let dir = std::path::Path::new("/sys/fs/cgroup").join(ctl).join("execbox").join(&app.instance);
+        let dir = std::path::Path::new("/sys/fs/cgroup")
+            .join(ctl)
+            .join("execbox")
+            .join(&app.instance);
         assert!(!dir.exists(), "{} left behind", dir.display());
     }
     assert!(!app.data_dir.join("runs").join(&app.instance).exists());
@@ -46,22 +61,42 @@ async fn kill_9_of_the_service_kills_its_runs_and_the_next_start_sweeps() {
     let pending = tokio::spawn(async move { client().post(url).json(&body).send().await });
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while host_processes_with(&t).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the run never started");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     app.kill9();
-    assert!(pending.await.unwrap().is_err(), "the connection died with the service");
+    assert!(
+        pending.await.unwrap().is_err(),
+        "the connection died with the service"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !host_processes_with(&t).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "the run outlived the service: {:?}", host_processes_with(&t));
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run outlived the service: {:?}",
+            host_processes_with(&t)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let left = leftover_cgroups(&instance);
-    assert!(!left.is_empty(), "a kill -9 leaves its run cgroup for the next start to sweep");
+    assert!(
+        !left.is_empty(),
+        "a kill -9 leaves its run cgroup for the next start to sweep"
+    );
     let app = TestApp::start_in(&instance, data.path(), &[]);
     let now = leftover_cgroups(&instance);
-    assert!(left.iter().all(|c| !now.contains(c)), "the next start removed what the killed one left: {left:?} vs {now:?}");
-    assert_eq!(app.run(json!({"language": "bash", "code": "echo again"})).await["stdout"], "again\n");
+    assert!(
+        left.iter().all(|c| !now.contains(c)),
+        "the next start removed what the killed one left: {left:?} vs {now:?}"
+    );
+    assert_eq!(
+        app.run(json!({"language": "bash", "code": "echo again"}))
+            .await["stdout"],
+        "again\n"
+    );
 }
 
 #[test]
@@ -69,7 +104,8 @@ fn a_bad_policy_file_stops_the_service_naming_file_and_key() {
     needs_root!();
     require_root();
     let dir = tempfile::tempdir().unwrap();
-    let text = include_str!("../../policies/default.toml").replace("pids = 64", "pids = 64\nbogus_key = 1");
+    let text = include_str!("../../policies/default.toml")
+        .replace("pids = 64", "pids = 64\nbogus_key = 1");
     std::fs::write(dir.path().join("default.toml"), text).unwrap();
     let data = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_execbox"))
@@ -81,7 +117,10 @@ fn a_bad_policy_file_stops_the_service_naming_file_and_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("default.toml") && err.contains("bogus_key"), "{err}");
+    assert!(
+        err.contains("default.toml") && err.contains("bogus_key"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -96,7 +135,11 @@ fn a_second_service_on_the_same_data_dir_and_instance_is_refused() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is locked"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is locked"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A service that is not root gets a user namespace; without cgroups it refuses to start unless
@@ -112,7 +155,11 @@ fn a_non_root_service_refuses_without_cgroups_unless_degraded_is_allowed() {
     let bin = dir.path().join("execbox");
     std::fs::copy(env!("CARGO_BIN_EXE_execbox"), &bin).unwrap();
     let prog = dir.path().join("p.py");
-    std::fs::write(&prog, "import os\nprint(os.getuid(), os.path.exists('/etc/shadow'))").unwrap();
+    std::fs::write(
+        &prog,
+        "import os\nprint(os.getuid(), os.path.exists('/etc/shadow'))",
+    )
+    .unwrap();
     let run = |degraded: &str| {
         std::process::Command::new(&bin)
             .args(["run", "--data-dir"])
@@ -127,20 +174,42 @@ fn a_non_root_service_refuses_without_cgroups_unless_degraded_is_allowed() {
     };
     let refused = run("false");
     assert_eq!(refused.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("allow_degraded"), "{}", String::from_utf8_lossy(&refused.stderr));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("allow_degraded"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     let ok = run("true");
-    assert_eq!(String::from_utf8_lossy(&ok.stdout), "0 False\n", "{}", String::from_utf8_lossy(&ok.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout),
+        "0 False\n",
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert_eq!(ok.status.code(), Some(0));
 }
 
 /// Container ids labelled with `instance`, running or not.
 fn containers_of(instance: &str) -> Vec<String> {
     let out = std::process::Command::new("docker")
-        .args(["ps", "-aq", "--no-trunc", "--filter", &format!("label=execbox.instance={instance}")])
+        .args([
+            "ps",
+            "-aq",
+            "--no-trunc",
+            "--filter",
+            &format!("label=execbox.instance={instance}"),
+        ])
         .output()
         .expect("docker CLI");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect()
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
 }
 
 async fn docker_ready(app: &TestApp) -> bool {
@@ -149,7 +218,9 @@ async fn docker_ready(app: &TestApp) -> bool {
         panic!("the docker executor is not ready in CI");
     }
     if !ready {
-        eprintln!("\n!!! SKIPPING a docker hygiene test: the docker executor is not ready here !!!\n");
+        eprintln!(
+            "\n!!! SKIPPING a docker hygiene test: the docker executor is not ready here !!!\n"
+        );
     }
     ready
 }
@@ -164,21 +235,34 @@ async fn docker_containers_are_labelled_swept_after_kill_9_and_removed_on_gracef
     if !docker_ready(&app).await {
         return;
     }
-    let r = app.run(json!({"executor": "docker", "language": "python", "code": "print('hi')"})).await;
+    let r = app
+        .run(json!({"executor": "docker", "language": "python", "code": "print('hi')"}))
+        .await;
     assert_eq!(r["stdout"], "hi\n");
     // The warm pool keeps started containers of this instance around.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while containers_of(&instance).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no pooled container appeared");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pooled container appeared"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     app.kill9();
     let left = containers_of(&instance);
-    assert!(!left.is_empty(), "a kill -9 leaves its pool behind for the next start");
+    assert!(
+        !left.is_empty(),
+        "a kill -9 leaves its pool behind for the next start"
+    );
     let mut app = TestApp::start_in(&instance, data.path(), &[]);
     let now = containers_of(&instance);
-    assert!(left.iter().all(|id| !now.contains(id)), "the next start removed what the killed one left: {left:?} vs {now:?}");
-    let r = app.run(json!({"executor": "docker", "language": "bash", "code": "echo again"})).await;
+    assert!(
+        left.iter().all(|id| !now.contains(id)),
+        "the next start removed what the killed one left: {left:?} vs {now:?}"
+    );
+    let r = app
+        .run(json!({"executor": "docker", "language": "bash", "code": "echo again"}))
+        .await;
     assert_eq!(r["stdout"], "again\n");
     let exit = tokio::task::spawn_blocking(move || {
         let s = app.terminate();
@@ -188,23 +272,47 @@ async fn docker_containers_are_labelled_swept_after_kill_9_and_removed_on_gracef
     .unwrap()
     .0;
     assert!(exit.success(), "{exit:?}");
-    assert_eq!(containers_of(&instance), Vec::<String>::new(), "a graceful stop leaves no container behind");
+    assert_eq!(
+        containers_of(&instance),
+        Vec::<String>::new(),
+        "a graceful stop leaves no container behind"
+    );
 }
 
 #[tokio::test]
 async fn an_unreachable_engine_makes_docker_unready_and_503_while_local_works() {
     needs_root!();
     require_root();
-    let app = TestApp::start(&format!("nodk-{}", std::process::id()), &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    let app = TestApp::start(
+        &format!("nodk-{}", std::process::id()),
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
     let (status, ready) = app.get("/readyz").await;
     assert_eq!(status, 200, "the local executor still serves: {ready}");
     assert_eq!(ready["executors"]["local"]["ready"], true);
     assert_eq!(ready["executors"]["docker"]["ready"], false);
-    assert!(ready["executors"]["docker"]["detail"].as_str().unwrap().contains("Docker engine"), "{ready}");
-    let (status, v) = app.execute(json!({"executor": "docker", "language": "python", "code": "print(1)"})).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (503, Some("executor_unavailable")), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("docker"), "{v}");
-    let r = app.run(json!({"executor": "local", "language": "python", "code": "print(1)"})).await;
+    assert!(
+        ready["executors"]["docker"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Docker engine"),
+        "{ready}"
+    );
+    let (status, v) = app
+        .execute(json!({"executor": "docker", "language": "python", "code": "print(1)"}))
+        .await;
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (503, Some("executor_unavailable")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("docker"),
+        "{v}"
+    );
+    let r = app
+        .run(json!({"executor": "local", "language": "python", "code": "print(1)"}))
+        .await;
     assert_eq!(r["stdout"], "1\n");
 }
 
@@ -218,7 +326,13 @@ async fn a_warm_sandbox_that_waited_a_while_still_runs() {
     // Longer than tokio's blocking-pool threads live when idle (10 s).
     tokio::time::sleep(Duration::from_secs(12)).await;
     for _ in 0..3 {
-        let r = app.run(json!({"language": "python", "code": "print('ok')"})).await;
-        assert_eq!((r["status"].as_str(), r["stdout"].as_str()), (Some("ok"), Some("ok\n")), "{r}");
+        let r = app
+            .run(json!({"language": "python", "code": "print('ok')"}))
+            .await;
+        assert_eq!(
+            (r["status"].as_str(), r["stdout"].as_str()),
+            (Some("ok"), Some("ok\n")),
+            "{r}"
+        );
     }
 }

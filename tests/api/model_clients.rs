@@ -538,8 +538,20 @@ async fn model_clients_base_url_with_the_path_or_a_query_is_tolerated() {
 async fn a_public_only_client_does_not_connect_to_loopback() {
     let server = ScriptedModel::start(vec![Reply::text("never sent")]);
     let base = format!("http://localhost:{}/v1", server.port);
-    let client = client_with(Provider::Openai, &base, false, ClientSettings { public_only: true, max_retries: 0, ..settings() });
-    let err = client.complete("s", &[user("hi")], &mut |_| {}).await.unwrap_err();
+    let client = client_with(
+        Provider::Openai,
+        &base,
+        false,
+        ClientSettings {
+            public_only: true,
+            max_retries: 0,
+            ..settings()
+        },
+    );
+    let err = client
+        .complete("s", &[user("hi")], &mut |_| {})
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no public address"), "{err}");
     assert!(server.requests().is_empty());
 }

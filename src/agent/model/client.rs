@@ -41,13 +41,13 @@ impl ModelClient {
             .user_agent(concat!("execbox/", env!("CARGO_PKG_VERSION")));
         if settings.public_only {
             // A proxy would resolve names itself, past the guard.
-            builder = builder.dns_resolver(std::sync::Arc::new(super::guard::PublicOnly)).no_proxy();
+            builder = builder
+                .dns_resolver(std::sync::Arc::new(super::guard::PublicOnly))
+                .no_proxy();
         }
-        let http = builder
-            .build()
-            .map_err(|e| ModelError::Setup {
-                reason: error_chain(&e),
-            })?;
+        let http = builder.build().map_err(|e| ModelError::Setup {
+            reason: error_chain(&e),
+        })?;
         Ok(ModelClient {
             model,
             settings,

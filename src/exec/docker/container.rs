@@ -64,8 +64,17 @@ pub fn create_body(shape: &Shape, instance: &str, uid: u32) -> ContainerCreateBo
     let l = &shape.limits;
     let mem = l.memory_bytes as i64;
     let cpu_secs = l.cpu_time_ms.div_ceil(1000).max(1) as i64;
-    let ulimit = |name: &str, soft: i64, hard: i64| ResourcesUlimits { name: Some(name.into()), soft: Some(soft), hard: Some(hard) };
-    let tmpfs = |mode: &str| format!("rw,exec,nosuid,nodev,size={},uid={uid},gid={uid},mode={mode}", l.disk_bytes);
+    let ulimit = |name: &str, soft: i64, hard: i64| ResourcesUlimits {
+        name: Some(name.into()),
+        soft: Some(soft),
+        hard: Some(hard),
+    };
+    let tmpfs = |mode: &str| {
+        format!(
+            "rw,exec,nosuid,nodev,size={},uid={uid},gid={uid},mode={mode}",
+            l.disk_bytes
+        )
+    };
     let host = HostConfig {
         network_mode: Some("none".into()),
         memory: Some(mem),
@@ -73,9 +82,15 @@ pub fn create_body(shape: &Shape, instance: &str, uid: u32) -> ContainerCreateBo
         nano_cpus: Some(shape.nano_cpus),
         pids_limit: Some(l.pids as i64 + 2), // + the container's init and its waiting process
         readonly_rootfs: Some(true),
-        tmpfs: Some(HashMap::from([("/work".to_string(), tmpfs("0755")), ("/tmp".to_string(), tmpfs("1777"))])),
+        tmpfs: Some(HashMap::from([
+            ("/work".to_string(), tmpfs("0755")),
+            ("/tmp".to_string(), tmpfs("1777")),
+        ])),
         cap_drop: Some(vec!["ALL".into()]),
-        security_opt: Some(vec!["no-new-privileges".into(), format!("seccomp={}", super::seccomp_profile::profile())]),
+        security_opt: Some(vec![
+            "no-new-privileges".into(),
+            format!("seccomp={}", super::seccomp_profile::profile()),
+        ]),
         init: Some(true),
         ulimits: Some(vec![
             ulimit("nofile", shape.open_files as i64, shape.open_files as i64),
@@ -112,9 +127,21 @@ pub fn create_body(shape: &Shape, instance: &str, uid: u32) -> ContainerCreateBo
 }
 
 /// Every container (running or not) labelled with this instance.
-async fn list_labelled(docker: &Docker, instance: &str) -> Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
-    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_INSTANCE}={instance}")])]);
-    docker.list_containers(Some(ListContainersOptions { all: true, filters: Some(filters), ..Default::default() })).await
+async fn list_labelled(
+    docker: &Docker,
+    instance: &str,
+) -> Result<Vec<bollard::models::ContainerSummary>, bollard::errors::Error> {
+    let filters = HashMap::from([(
+        "label".to_string(),
+        vec![format!("{LABEL_INSTANCE}={instance}")],
+    )]);
+    docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: Some(filters),
+            ..Default::default()
+        }))
+        .await
 }
 
 /// A sandbox's long-lived container, as the engine lists it.
@@ -127,7 +154,10 @@ pub struct SandboxContainer {
 }
 
 /// This instance's sandbox containers (running or not).
-pub async fn list_sandboxes(docker: &Docker, instance: &str) -> Result<Vec<SandboxContainer>, bollard::errors::Error> {
+pub async fn list_sandboxes(
+    docker: &Docker,
+    instance: &str,
+) -> Result<Vec<SandboxContainer>, bollard::errors::Error> {
     Ok(list_labelled(docker, instance)
         .await?
         .into_iter()
@@ -135,17 +165,40 @@ pub async fn list_sandboxes(docker: &Docker, instance: &str) -> Result<Vec<Sandb
             let labels = c.labels.unwrap_or_default();
             let sandbox = labels.get(LABEL_SANDBOX)?.clone();
             let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
-            Some(SandboxContainer { id: c.id?, sandbox, running, labels })
+            Some(SandboxContainer {
+                id: c.id?,
+                sandbox,
+                running,
+                labels,
+            })
         })
         .collect())
 }
 
 /// Create and start a container from `body`, its socket memory capped before any program
 /// arrives; nothing is left behind when either fails.
-pub async fn create_started(docker: &Docker, body: ContainerCreateBody) -> Result<String, bollard::errors::Error> {
-    let memory = body.host_config.as_ref().and_then(|h| h.memory).unwrap_or(0);
-    let created = docker.create_container(None::<bollard::query_parameters::CreateContainerOptions>, body).await?;
-    if let Err(e) = docker.start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>).await {
+pub async fn create_started(
+    docker: &Docker,
+    body: ContainerCreateBody,
+) -> Result<String, bollard::errors::Error> {
+    let memory = body
+        .host_config
+        .as_ref()
+        .and_then(|h| h.memory)
+        .unwrap_or(0);
+    let created = docker
+        .create_container(
+            None::<bollard::query_parameters::CreateContainerOptions>,
+            body,
+        )
+        .await?;
+    if let Err(e) = docker
+        .start_container(
+            &created.id,
+            None::<bollard::query_parameters::StartContainerOptions>,
+        )
+        .await
+    {
         remove(docker, &created.id).await;
         return Err(e);
     }
@@ -174,7 +227,8 @@ pub enum SocketMemory {
 pub fn socket_memory_mode() -> SocketMemory {
     if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         SocketMemory::ChargedToMemoryMax
-    } else if std::path::Path::new("/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes").exists() {
+    } else if std::path::Path::new("/sys/fs/cgroup/memory/memory.kmem.tcp.limit_in_bytes").exists()
+    {
         SocketMemory::KmemTcpLimit
     } else {
         SocketMemory::Unknown
@@ -187,10 +241,21 @@ pub fn socket_memory_mode() -> SocketMemory {
 /// memory limit, right after start and before any exec (sockets are charged from their creation
 /// on). On v2 nothing is needed: socket memory counts against `memory.max`.
 fn cap_socket_memory(id: &str, bytes: u64) -> std::io::Result<SocketMemory> {
-    for dir in [format!("/sys/fs/cgroup/memory/docker/{id}"), format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope")] {
+    for dir in [
+        format!("/sys/fs/cgroup/memory/docker/{id}"),
+        format!("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope"),
+    ] {
         let file = std::path::Path::new(&dir).join("memory.kmem.tcp.limit_in_bytes");
         if file.exists() {
-            std::fs::write(&file, bytes.to_string()).map_err(|e| std::io::Error::new(e.kind(), format!("capping socket memory of container {id} ({}): {e}", file.display())))?;
+            std::fs::write(&file, bytes.to_string()).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "capping socket memory of container {id} ({}): {e}",
+                        file.display()
+                    ),
+                )
+            })?;
             return Ok(SocketMemory::KmemTcpLimit);
         }
         if std::path::Path::new(&dir).exists() {
@@ -203,10 +268,16 @@ fn cap_socket_memory(id: &str, bytes: u64) -> std::io::Result<SocketMemory> {
 /// Force-remove a container (kills it first); a missing one is fine. What its runtime left on
 /// this host (runsc's gofer and sandbox after some failed starts) is killed too.
 pub async fn remove(docker: &Docker, id: &str) {
-    let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+    let opts = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
     match docker.remove_container(id, Some(opts)).await {
         Ok(()) => {}
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        }) => {}
         Err(e) => tracing::warn!(container = id, error = %e, "could not remove container"),
     }
     super::gvisor::kill_leftovers(id);
@@ -218,7 +289,11 @@ pub async fn sweep(docker: &Docker, instance: &str) -> Result<usize, bollard::er
     let ids: Vec<String> = list_labelled(docker, instance)
         .await?
         .into_iter()
-        .filter(|c| !c.labels.as_ref().is_some_and(|l| l.contains_key(LABEL_SANDBOX)))
+        .filter(|c| {
+            !c.labels
+                .as_ref()
+                .is_some_and(|l| l.contains_key(LABEL_SANDBOX))
+        })
         .filter_map(|c| c.id)
         .collect();
     let n = ids.len();
@@ -233,13 +308,30 @@ mod tests {
     /// The hardening is data: every option the issue names, and a policy's OCI runtime.
     #[test]
     fn a_sandbox_container_is_created_hardened_with_the_policys_runtime() {
-        let limits = Limits { wall_time_ms: 1000, cpu_time_ms: 2500, memory_bytes: 64 << 20, pids: 16, output_bytes: 1 << 20, disk_bytes: 8 << 20 };
-        let shape = Shape { image: "img".into(), limits, open_files: 128, runtime: Some("crun".into()), nano_cpus: 1_000_000_000 };
+        let limits = Limits {
+            wall_time_ms: 1000,
+            cpu_time_ms: 2500,
+            memory_bytes: 64 << 20,
+            pids: 16,
+            output_bytes: 1 << 20,
+            disk_bytes: 8 << 20,
+        };
+        let shape = Shape {
+            image: "img".into(),
+            limits,
+            open_files: 128,
+            runtime: Some("crun".into()),
+            nano_cpus: 1_000_000_000,
+        };
         let body = create_body(&shape, "inst", 60123);
         let h = body.host_config.clone().unwrap();
         assert_eq!(h.runtime.as_deref(), Some("crun"));
         assert_eq!(h.network_mode.as_deref(), Some("none"));
-        assert_eq!((h.memory, h.memory_swap), (Some(64 << 20), Some(64 << 20)), "memory + swap = memory: no swap");
+        assert_eq!(
+            (h.memory, h.memory_swap),
+            (Some(64 << 20), Some(64 << 20)),
+            "memory + swap = memory: no swap"
+        );
         assert_eq!(h.nano_cpus, Some(1_000_000_000));
         assert_eq!(h.pids_limit, Some(16 + 2));
         assert_eq!(h.readonly_rootfs, Some(true));
@@ -249,17 +341,47 @@ mod tests {
         assert!(opts.contains(&"no-new-privileges".to_string()));
         assert!(opts.iter().any(|o| o.starts_with("seccomp={")), "{opts:?}");
         let tmpfs = h.tmpfs.unwrap();
-        assert!(tmpfs["/work"].contains(&format!("size={}", 8 << 20)) && tmpfs["/tmp"].contains(&format!("size={}", 8 << 20)));
-        assert!(tmpfs["/work"].contains(",uid=60123,gid=60123,"), "/work belongs to the container's own uid: {}", tmpfs["/work"]);
-        let ulimits: Vec<(String, i64)> = h.ulimits.unwrap().into_iter().map(|u| (u.name.unwrap(), u.hard.unwrap())).collect();
-        assert_eq!(ulimits, [("nofile".into(), 128), ("fsize".into(), 8 << 20), ("core".into(), 0), ("cpu".into(), 4)]);
+        assert!(
+            tmpfs["/work"].contains(&format!("size={}", 8 << 20))
+                && tmpfs["/tmp"].contains(&format!("size={}", 8 << 20))
+        );
+        assert!(
+            tmpfs["/work"].contains(",uid=60123,gid=60123,"),
+            "/work belongs to the container's own uid: {}",
+            tmpfs["/work"]
+        );
+        let ulimits: Vec<(String, i64)> = h
+            .ulimits
+            .unwrap()
+            .into_iter()
+            .map(|u| (u.name.unwrap(), u.hard.unwrap()))
+            .collect();
+        assert_eq!(
+            ulimits,
+            [
+                ("nofile".into(), 128),
+                ("fsize".into(), 8 << 20),
+                ("core".into(), 0),
+                ("cpu".into(), 4)
+            ]
+        );
         assert_eq!(body.network_disabled, Some(true));
-        assert!(body.user.as_deref().is_some_and(|u| !u.starts_with("0")), "a non-root user");
+        assert!(
+            body.user.as_deref().is_some_and(|u| !u.starts_with("0")),
+            "a non-root user"
+        );
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_INSTANCE], "inst");
         assert_eq!(labels[LABEL_UID], "60123");
         assert!(labels.keys().all(|k| k.starts_with("execbox.")));
-        let default_runtime = create_body(&Shape { runtime: None, ..shape }, "inst", 60123);
+        let default_runtime = create_body(
+            &Shape {
+                runtime: None,
+                ..shape
+            },
+            "inst",
+            60123,
+        );
         assert_eq!(default_runtime.host_config.unwrap().runtime, None);
     }
 }

@@ -59,7 +59,11 @@ pub struct ExecSpec<'a> {
 }
 
 /// Run `spec` in `container`; on the deadline the caller kills the container.
-pub async fn run(docker: &Docker, container: &str, spec: ExecSpec<'_>) -> Result<ExecOutcome, bollard::errors::Error> {
+pub async fn run(
+    docker: &Docker,
+    container: &str,
+    spec: ExecSpec<'_>,
+) -> Result<ExecOutcome, bollard::errors::Error> {
     let created = docker
         .create_exec(
             container,
@@ -76,8 +80,19 @@ pub async fn run(docker: &Docker, container: &str, spec: ExecSpec<'_>) -> Result
         )
         .await?;
     let started = Instant::now();
-    let StartExecResults::Attached { mut output, mut input } =
-        docker.start_exec(&created.id, Some(StartExecOptions { detach: false, tty: false, output_capacity: Some(64 << 10) })).await?
+    let StartExecResults::Attached {
+        mut output,
+        mut input,
+    } = docker
+        .start_exec(
+            &created.id,
+            Some(StartExecOptions {
+                detach: false,
+                tty: false,
+                output_capacity: Some(64 << 10),
+            }),
+        )
+        .await?
     else {
         unreachable!("an exec started without detach is attached")
     };
@@ -94,7 +109,10 @@ pub async fn run(docker: &Docker, container: &str, spec: ExecSpec<'_>) -> Result
     let deadline = tokio::time::sleep(spec.deadline);
     tokio::pin!(deadline);
     // Polled only to notice a program that ended while a daemonized child keeps the stream open.
-    let mut poll = tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_millis(200), Duration::from_millis(100));
+    let mut poll = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_millis(200),
+        Duration::from_millis(100),
+    );
     let mut exited_at: Option<Instant> = None;
     let mut stream_done = false;
     let exit_code = loop {
@@ -115,7 +133,9 @@ pub async fn run(docker: &Docker, container: &str, spec: ExecSpec<'_>) -> Result
             Ok(i) => i,
             // The exec went with its container, which died under the program (under gVisor
             // the host's OOM killer takes the whole sandbox): the program was killed with it.
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => break Some(128 + libc::SIGKILL as i64),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => break Some(128 + libc::SIGKILL as i64),
             Err(e) => return Err(e),
         };
         if inspect.running == Some(false) {
@@ -131,5 +151,10 @@ pub async fn run(docker: &Docker, container: &str, spec: ExecSpec<'_>) -> Result
         }
     };
     writer.abort();
-    Ok(ExecOutcome { exit_code, stdout, stderr, wall: started.elapsed() })
+    Ok(ExecOutcome {
+        exit_code,
+        stdout,
+        stderr,
+        wall: started.elapsed(),
+    })
 }

@@ -40,15 +40,26 @@ pub fn is_gvisor(runtime: Option<&str>) -> bool {
 /// no-new-privileges, the unprivileged users, memory, CPU quota, ulimits) holds as under runc;
 /// the seccomp profile stays in the body but does not reach programs (see above).
 pub fn adjust(body: &mut ContainerCreateBody, limits: &Limits) {
-    let Some(host) = body.host_config.as_mut() else { return };
+    let Some(host) = body.host_config.as_mut() else {
+        return;
+    };
     let pids = limits.pids as i64;
     host.pids_limit = Some(HOST_TASKS_BASE + HOST_TASKS_PER_TASK * pids);
-    host.ulimits.get_or_insert_with(Vec::new).push(ResourcesUlimits { name: Some("nproc".into()), soft: Some(pids), hard: Some(pids) });
+    host.ulimits
+        .get_or_insert_with(Vec::new)
+        .push(ResourcesUlimits {
+            name: Some("nproc".into()),
+            soft: Some(pids),
+            hard: Some(pids),
+        });
 }
 
 /// A runsc container that would not start: the engine's reason, and what to do when the run
 /// asked for less memory than gVisor's own kernel needs (it is held by the same limit).
-pub fn start_failed(shape: &super::container::Shape, e: impl std::fmt::Display) -> crate::exec::ExecError {
+pub fn start_failed(
+    shape: &super::container::Shape,
+    e: impl std::fmt::Display,
+) -> crate::exec::ExecError {
     let mut why = format!("runsc could not start a sandbox for this run: {e}");
     if shape.limits.memory_bytes < 64 << 20 {
         why.push_str("; under gVisor memory_bytes also holds gVisor's own kernel (about 24 MiB), so ask for more memory");
@@ -58,11 +69,15 @@ pub fn start_failed(shape: &super::container::Shape, e: impl std::fmt::Display) 
 
 /// What the host sees of a runsc container: processes whose command line names its id.
 fn runtime_processes(id: &str) -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.starts_with(b"runsc") && c.windows(id.len()).any(|w| w == id.as_bytes()))
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                c.starts_with(b"runsc") && c.windows(id.len()).any(|w| w == id.as_bytes())
+            })
         })
         .collect()
 }
@@ -80,7 +95,11 @@ pub fn kill_leftovers(id: &str) -> usize {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     if !pids.is_empty() {
-        tracing::warn!(container = id, processes = pids.len(), "killed runtime processes a container left behind");
+        tracing::warn!(
+            container = id,
+            processes = pids.len(),
+            "killed runtime processes a container left behind"
+        );
     }
     pids.len()
 }
@@ -108,9 +127,17 @@ impl RuntimeChecks {
     /// Track the runtime of every policy that allows docker and names one.
     pub fn add_policies(&self, policies: &PolicySet) {
         let mut st = self.state.write().unwrap();
-        for p in policies.policies.values().filter(|p| p.executors.iter().any(|e| e == "docker")) {
+        for p in policies
+            .policies
+            .values()
+            .filter(|p| p.executors.iter().any(|e| e == "docker"))
+        {
             if let Some(rt) = &p.docker_runtime {
-                let c = st.entry(rt.clone()).or_insert(Check { policies: Vec::new(), problem: Some(UNCHECKED.into()), at: None });
+                let c = st.entry(rt.clone()).or_insert(Check {
+                    policies: Vec::new(),
+                    problem: Some(UNCHECKED.into()),
+                    at: None,
+                });
                 if !c.policies.contains(&p.name) {
                     c.policies.push(p.name.clone());
                 }
@@ -126,17 +153,25 @@ impl RuntimeChecks {
     /// another check (a runtime never checked is due).
     pub fn problem(&self, runtime: &str) -> Option<(String, bool)> {
         let st = self.state.read().unwrap();
-        let Some(c) = st.get(runtime) else { return Some((UNCHECKED.into(), true)) };
+        let Some(c) = st.get(runtime) else {
+            return Some((UNCHECKED.into(), true));
+        };
         let problem = c.problem.clone()?;
         Some((problem, c.at.is_none_or(|t| t.elapsed() >= RECHECK_AFTER)))
     }
 
     pub fn record(&self, runtime: &str, problem: Option<String>) {
         let mut st = self.state.write().unwrap();
-        let c = st.entry(runtime.to_string()).or_insert(Check { policies: Vec::new(), problem: None, at: None });
+        let c = st.entry(runtime.to_string()).or_insert(Check {
+            policies: Vec::new(),
+            problem: None,
+            at: None,
+        });
         if c.problem != problem {
             match &problem {
-                Some(p) => tracing::warn!(runtime, policies = ?c.policies, problem = %p, "OCI runtime cannot take runs"),
+                Some(p) => {
+                    tracing::warn!(runtime, policies = ?c.policies, problem = %p, "OCI runtime cannot take runs")
+                }
                 None => tracing::info!(runtime, policies = ?c.policies, "OCI runtime ready"),
             }
         }
@@ -165,7 +200,12 @@ mod tests {
     #[test]
     fn runsc_and_its_variants_are_gvisor() {
         assert!(is_gvisor(Some("runsc")) && is_gvisor(Some("runsc-kvm")));
-        assert!(!is_gvisor(Some("runc")) && !is_gvisor(Some("crun")) && !is_gvisor(None) && !is_gvisor(Some("runscx")));
+        assert!(
+            !is_gvisor(Some("runc"))
+                && !is_gvisor(Some("crun"))
+                && !is_gvisor(None)
+                && !is_gvisor(Some("runscx"))
+        );
     }
 
     /// Under runsc: every other protection as under runc; pids as RLIMIT_NPROC with the host's
@@ -173,19 +213,64 @@ mod tests {
     #[test]
     fn a_gvisor_container_counts_tasks_in_the_sentry() {
         use super::super::container::{create_body, Shape};
-        let limits = Limits { wall_time_ms: 1000, cpu_time_ms: 2500, memory_bytes: 64 << 20, pids: 16, output_bytes: 1 << 20, disk_bytes: 8 << 20 };
-        let shape = Shape { image: "img".into(), limits, open_files: 128, runtime: Some("runsc".into()), nano_cpus: 1_000_000_000 };
-        let (runc, runsc) = (create_body(&Shape { runtime: None, ..shape.clone() }, "i").host_config.unwrap(), create_body(&shape, "i").host_config.unwrap());
+        let limits = Limits {
+            wall_time_ms: 1000,
+            cpu_time_ms: 2500,
+            memory_bytes: 64 << 20,
+            pids: 16,
+            output_bytes: 1 << 20,
+            disk_bytes: 8 << 20,
+        };
+        let shape = Shape {
+            image: "img".into(),
+            limits,
+            open_files: 128,
+            runtime: Some("runsc".into()),
+            nano_cpus: 1_000_000_000,
+        };
+        let (runc, runsc) = (
+            create_body(
+                &Shape {
+                    runtime: None,
+                    ..shape.clone()
+                },
+                "i",
+            )
+            .host_config
+            .unwrap(),
+            create_body(&shape, "i").host_config.unwrap(),
+        );
         assert_eq!(runsc.runtime.as_deref(), Some("runsc"));
         assert_eq!(runsc.pids_limit, Some(64 + 12 * 16));
-        let nproc = runsc.ulimits.as_ref().unwrap().iter().find(|u| u.name.as_deref() == Some("nproc")).unwrap();
+        let nproc = runsc
+            .ulimits
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|u| u.name.as_deref() == Some("nproc"))
+            .unwrap();
         assert_eq!((nproc.soft, nproc.hard), (Some(16), Some(16)));
         // Everything else is the same body.
         let same = |h: &bollard::models::HostConfig| {
-            (h.network_mode.clone(), h.memory, h.memory_swap, h.nano_cpus, h.readonly_rootfs, h.tmpfs.clone(), h.cap_drop.clone(), h.init, h.ipc_mode.clone(), h.security_opt.clone())
+            (
+                h.network_mode.clone(),
+                h.memory,
+                h.memory_swap,
+                h.nano_cpus,
+                h.readonly_rootfs,
+                h.tmpfs.clone(),
+                h.cap_drop.clone(),
+                h.init,
+                h.ipc_mode.clone(),
+                h.security_opt.clone(),
+            )
         };
         assert_eq!(same(&runsc), same(&runc));
-        assert!(runc.ulimits.unwrap().iter().all(|u| u.name.as_deref() != Some("nproc")));
+        assert!(runc
+            .ulimits
+            .unwrap()
+            .iter()
+            .all(|u| u.name.as_deref() != Some("nproc")));
     }
 
     #[test]
@@ -201,6 +286,9 @@ mod tests {
         assert!(checks.problem("runsc").is_none());
         checks.record("runsc", Some("broken".into()));
         assert_eq!(checks.problem("runsc"), Some(("broken".into(), false)));
-        assert_eq!(checks.report()["runsc"]["policies"], serde_json::json!(["gvisor"]));
+        assert_eq!(
+            checks.report()["runsc"]["policies"],
+            serde_json::json!(["gvisor"])
+        );
     }
 }

@@ -6,8 +6,8 @@
 pub mod container;
 pub(crate) mod exec;
 pub mod gvisor;
-pub mod pool;
 mod oom;
+pub mod pool;
 mod seccomp_profile;
 
 use std::collections::HashMap;
@@ -24,7 +24,10 @@ use pool::Pool;
 
 use super::runtime::{Runtime, RuntimeTable};
 use super::uids::{UidLease, Uids};
-use super::{BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status, StepResult, Usage};
+use super::{
+    BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status,
+    StepResult, Usage,
+};
 use crate::policy::{Limits, PolicySet};
 
 /// Exit code of the wrapper when the files could not be unpacked (the program never ran).
@@ -40,7 +43,9 @@ struct ImageTable {
 
 /// The image behind each language (from `images/images.toml`).
 pub fn images() -> HashMap<String, String> {
-    toml::from_str::<ImageTable>(IMAGES).expect("embedded images.toml is valid").images
+    toml::from_str::<ImageTable>(IMAGES)
+        .expect("embedded images.toml is valid")
+        .images
 }
 
 #[derive(Debug, Clone)]
@@ -91,12 +96,19 @@ impl DockerExecutor {
         if std::env::var("DOCKER_TLS_VERIFY").is_ok_and(|v| !v.is_empty()) {
             return Err("DOCKER_TLS_VERIFY is set, but this build cannot speak TLS to the Docker engine; forward the remote socket over SSH to a local unix socket and set DOCKER_HOST=unix://... instead".into());
         }
-        let docker = Docker::connect_with_defaults().map_err(|e| format!("cannot connect to the Docker engine: {e}"))?;
+        let docker = Docker::connect_with_defaults()
+            .map_err(|e| format!("cannot connect to the Docker engine: {e}"))?;
         let docker = match docker.clone().negotiate_version().await {
             Ok(d) => d,
             Err(_) => docker,
         };
-        let pool = Pool::new(docker.clone(), cfg.instance.clone(), cfg.pool_per_shape, cfg.pool_max_total, cfg.uids.clone());
+        let pool = Pool::new(
+            docker.clone(),
+            cfg.instance.clone(),
+            cfg.pool_per_shape,
+            cfg.pool_max_total,
+            cfg.uids.clone(),
+        );
         let ooms = oom::OomWatch::start(docker.clone(), &cfg.instance);
         let exec = DockerExecutor {
             docker,
@@ -117,13 +129,18 @@ impl DockerExecutor {
                 exec.reachable.store(true, Ordering::SeqCst);
                 match container::sweep(&exec.docker, &exec.cfg.instance).await {
                     Ok(0) => {}
-                    Ok(n) => tracing::info!(removed = n, "removed containers left by an earlier instance"),
+                    Ok(n) => tracing::info!(
+                        removed = n,
+                        "removed containers left by an earlier instance"
+                    ),
                     Err(e) => tracing::warn!(error = %e, "could not sweep leftover containers"),
                 }
                 exec.reserve_sandbox_uids().await;
             }
             Ok(Err(e)) => exec.set_problem(format!("the Docker engine is unreachable: {e}")),
-            Err(_) => exec.set_problem("the Docker engine is unreachable: no answer to a ping within 5 s".into()),
+            Err(_) => exec.set_problem(
+                "the Docker engine is unreachable: no answer to a ping within 5 s".into(),
+            ),
         }
         exec.watch_engine();
         Ok(exec)
@@ -132,15 +149,24 @@ impl DockerExecutor {
     /// Keep `reachable` current, so runs answer 503 while the engine is away and work again
     /// when it is back.
     fn watch_engine(&self) {
-        let (docker, reachable, problem) = (self.docker.clone(), self.reachable.clone(), self.problem.clone());
+        let (docker, reachable, problem) = (
+            self.docker.clone(),
+            self.reachable.clone(),
+            self.problem.clone(),
+        );
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_secs(10)).await;
-                let ok = matches!(tokio::time::timeout(Duration::from_secs(5), docker.ping()).await, Ok(Ok(_)));
+                let ok = matches!(
+                    tokio::time::timeout(Duration::from_secs(5), docker.ping()).await,
+                    Ok(Ok(_))
+                );
                 if ok != reachable.swap(ok, Ordering::SeqCst) {
                     tracing::warn!(reachable = ok, "the Docker engine's reachability changed");
                 }
-                *problem.write().unwrap() = (!ok).then(|| "the Docker engine is unreachable: it stopped answering pings".to_string());
+                *problem.write().unwrap() = (!ok).then(|| {
+                    "the Docker engine is unreachable: it stopped answering pings".to_string()
+                });
             }
         });
     }
@@ -150,14 +176,24 @@ impl DockerExecutor {
     async fn reserve_sandbox_uids(&self) {
         let found = match container::list_sandboxes(&self.docker, &self.cfg.instance).await {
             Ok(f) => f,
-            Err(e) => return tracing::warn!(error = %e, "could not list sandbox containers to reserve their uids"),
+            Err(e) => {
+                return tracing::warn!(error = %e, "could not list sandbox containers to reserve their uids")
+            }
         };
         for c in found {
-            let Some(uid) = c.labels.get(container::LABEL_UID).and_then(|u| u.parse::<u32>().ok()) else { continue };
+            let Some(uid) = c
+                .labels
+                .get(container::LABEL_UID)
+                .and_then(|u| u.parse::<u32>().ok())
+            else {
+                continue;
+            };
             match self.cfg.uids.reserve(uid) {
                 Ok(Some(lease)) => self.hold_sandbox_uid(&c.id, lease),
                 Ok(None) => {}
-                Err(e) => tracing::warn!(container = %c.id, error = %e, "a sandbox container's uid could not be reserved"),
+                Err(e) => {
+                    tracing::warn!(container = %c.id, error = %e, "a sandbox container's uid could not be reserved")
+                }
             }
         }
     }
@@ -169,7 +205,10 @@ impl DockerExecutor {
 
     /// Keep `lease` for as long as the sandbox container `id` lives.
     pub(crate) fn hold_sandbox_uid(&self, id: &str, lease: UidLease) {
-        self.sandbox_uids.lock().unwrap().insert(id.to_string(), lease);
+        self.sandbox_uids
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), lease);
     }
 
     /// The sandbox container `id` is gone: its uid is free again.
@@ -201,7 +240,12 @@ impl DockerExecutor {
         if self.reachable.load(Ordering::SeqCst) {
             return None;
         }
-        let why = self.problem.read().unwrap().clone().unwrap_or_else(|| "the Docker engine is unreachable".into());
+        let why = self
+            .problem
+            .read()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| "the Docker engine is unreachable".into());
         Some(ExecError::Unavailable("docker".into(), why))
     }
 
@@ -213,8 +257,20 @@ impl DockerExecutor {
         self.versions.read().unwrap().clone()
     }
 
-    pub(crate) fn shape(&self, image: &str, limits: Limits, open_files: u64, runtime: Option<String>) -> Shape {
-        Shape { image: image.to_string(), limits, open_files, runtime, nano_cpus: (self.cfg.cpus * 1e9) as i64 }
+    pub(crate) fn shape(
+        &self,
+        image: &str,
+        limits: Limits,
+        open_files: u64,
+        runtime: Option<String>,
+    ) -> Shape {
+        Shape {
+            image: image.to_string(),
+            limits,
+            open_files,
+            runtime,
+            nano_cpus: (self.cfg.cpus * 1e9) as i64,
+        }
     }
 
     /// Run each language's version command in its image; keep those that work.
@@ -223,26 +279,62 @@ impl DockerExecutor {
         if self.unavailable().is_some() {
             return results;
         }
-        let limits = Limits { wall_time_ms: 30_000, cpu_time_ms: 30_000, memory_bytes: 512 << 20, pids: 32, output_bytes: 4096, disk_bytes: 1 << 20 };
-        for rt in self.table.runtimes.iter().filter(|r| only.is_none_or(|o| o == r.language)) {
-            let Some(image) = self.image_of(&rt.language) else { continue };
+        let limits = Limits {
+            wall_time_ms: 30_000,
+            cpu_time_ms: 30_000,
+            memory_bytes: 512 << 20,
+            pids: 32,
+            output_bytes: 4096,
+            disk_bytes: 1 << 20,
+        };
+        for rt in self
+            .table
+            .runtimes
+            .iter()
+            .filter(|r| only.is_none_or(|o| o == r.language))
+        {
+            let Some(image) = self.image_of(&rt.language) else {
+                continue;
+            };
             let outcome = match self.docker.inspect_image(image).await {
-                Err(e) => Err(format!("image {image} is not available ({e}); build it with images/build.sh")),
+                Err(e) => Err(format!(
+                    "image {image} is not available ({e}); build it with images/build.sh"
+                )),
                 Ok(_) => {
                     let shape = self.shape(image, limits, 64, None);
-                    let input = StepInput { argv: rt.version.clone(), env: vec![], files: &[], stdin: b"", cpu_secs: None, stream: None };
+                    let input = StepInput {
+                        argv: rt.version.clone(),
+                        env: vec![],
+                        files: &[],
+                        stdin: b"",
+                        cpu_secs: None,
+                        stream: None,
+                    };
                     match self.step(&shape, input, None).await {
                         Ok((r, _)) if r.status == Status::Ok => {
                             let text = format!("{}\n{}", r.stdout, r.stderr);
-                            Ok(text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown").to_string())
+                            Ok(text
+                                .lines()
+                                .map(str::trim)
+                                .find(|l| !l.is_empty())
+                                .unwrap_or("unknown")
+                                .to_string())
                         }
-                        Ok((r, _)) => Err(format!("{} ended with {}: {}", rt.version.join(" "), r.status.as_str(), r.stderr.trim())),
+                        Ok((r, _)) => Err(format!(
+                            "{} ended with {}: {}",
+                            rt.version.join(" "),
+                            r.status.as_str(),
+                            r.stderr.trim()
+                        )),
                         Err(e) => Err(e.to_string()),
                     }
                 }
             };
             if let Ok(v) = &outcome {
-                self.versions.write().unwrap().insert(rt.language.clone(), v.clone());
+                self.versions
+                    .write()
+                    .unwrap()
+                    .insert(rt.language.clone(), v.clone());
             }
             results.push((rt.language.clone(), outcome));
         }
@@ -268,7 +360,11 @@ impl DockerExecutor {
         }
         let registered = match self.docker.info().await {
             Ok(info) => info.runtimes.unwrap_or_default().contains_key(rt),
-            Err(e) => return Some(format!("cannot ask the Docker engine for its runtimes: {e}")),
+            Err(e) => {
+                return Some(format!(
+                    "cannot ask the Docker engine for its runtimes: {e}"
+                ))
+            }
         };
         if !registered {
             return Some(format!(
@@ -279,15 +375,43 @@ impl DockerExecutor {
         let mut langs: Vec<&String> = available.keys().collect();
         langs.sort_by_key(|l| (l.as_str() != "python", l.as_str()));
         let Some(image) = langs.first().and_then(|l| self.image_of(l)) else {
-            return Some("no runtime image passed its start-up probe; build them with images/build.sh".into());
+            return Some(
+                "no runtime image passed its start-up probe; build them with images/build.sh"
+                    .into(),
+            );
         };
-        let limits = Limits { wall_time_ms: 30_000, cpu_time_ms: 30_000, memory_bytes: 512 << 20, pids: 32, output_bytes: 4096, disk_bytes: 1 << 20 };
+        let limits = Limits {
+            wall_time_ms: 30_000,
+            cpu_time_ms: 30_000,
+            memory_bytes: 512 << 20,
+            pids: 32,
+            output_bytes: 4096,
+            disk_bytes: 1 << 20,
+        };
         let shape = self.shape(image, limits, 64, Some(rt.to_string()));
-        let input = StepInput { argv: vec!["cat".into(), "/proc/self/status".into(), "/proc/version".into()], env: vec![], files: &[], stdin: b"", cpu_secs: None, stream: None };
+        let input = StepInput {
+            argv: vec![
+                "cat".into(),
+                "/proc/self/status".into(),
+                "/proc/version".into(),
+            ],
+            env: vec![],
+            files: &[],
+            stdin: b"",
+            cpu_secs: None,
+            stream: None,
+        };
         match self.step(&shape, input, None).await {
             Ok((r, _)) if r.status == Status::Ok => {
-                let seccomp = r.stdout.lines().find_map(|l| l.strip_prefix("Seccomp:")).map(str::trim).unwrap_or("absent");
-                let host_kernel = std::fs::read_to_string("/proc/version").ok().filter(|v| !v.trim().is_empty());
+                let seccomp = r
+                    .stdout
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Seccomp:"))
+                    .map(str::trim)
+                    .unwrap_or("absent");
+                let host_kernel = std::fs::read_to_string("/proc/version")
+                    .ok()
+                    .filter(|v| !v.trim().is_empty());
                 if gvisor::is_gvisor(Some(rt)) {
                     // gVisor's own kernel, not the host's, must answer.
                     host_kernel.filter(|v| r.stdout.contains(v.trim())).map(|_| format!("the OCI runtime \"{rt}\" runs programs on the host's kernel, not gVisor's"))
@@ -295,16 +419,33 @@ impl DockerExecutor {
                     (seccomp != "2").then(|| format!("containers of the OCI runtime \"{rt}\" run without their seccomp filter (Seccomp: {seccomp} inside)"))
                 }
             }
-            Ok((r, _)) => Some(format!("a container of the OCI runtime \"{rt}\" could not run a program: {} {}", r.status.as_str(), r.stderr.trim())),
-            Err(e) => Some(format!("a container of the OCI runtime \"{rt}\" could not run a program: {e}")),
+            Ok((r, _)) => Some(format!(
+                "a container of the OCI runtime \"{rt}\" could not run a program: {} {}",
+                r.status.as_str(),
+                r.stderr.trim()
+            )),
+            Err(e) => Some(format!(
+                "a container of the OCI runtime \"{rt}\" could not run a program: {e}"
+            )),
         }
     }
 
     /// Refuse a run whose OCI runtime failed its check (checked again at most every 10 s, so a
     /// runtime registered later is taken up without a restart).
-    pub(crate) async fn ensure_runtime(&self, rt: Option<&str>, policy: &str) -> Result<(), ExecError> {
+    pub(crate) async fn ensure_runtime(
+        &self,
+        rt: Option<&str>,
+        policy: &str,
+    ) -> Result<(), ExecError> {
         let Some(rt) = rt else { return Ok(()) };
-        let refuse = |p: String| ExecError::Unavailable("docker".into(), format!("policy {policy} runs on the OCI runtime \"{rt}\", which cannot take runs: {p}"));
+        let refuse = |p: String| {
+            ExecError::Unavailable(
+                "docker".into(),
+                format!(
+                    "policy {policy} runs on the OCI runtime \"{rt}\", which cannot take runs: {p}"
+                ),
+            )
+        };
         match self.oci.problem(rt) {
             None => Ok(()),
             Some((p, false)) => Err(refuse(p)),
@@ -325,12 +466,27 @@ impl DockerExecutor {
     /// Keep the default shape of each policy that allows docker warm, for the python image
     /// (the most common first run); other shapes are kept warm once they are asked for.
     pub fn prewarm(&self, policies: &PolicySet) {
-        for p in policies.policies.values().filter(|p| p.executors.iter().any(|e| e == "docker")) {
-            if p.docker_runtime.as_deref().is_some_and(|rt| self.oci.problem(rt).is_some()) {
+        for p in policies
+            .policies
+            .values()
+            .filter(|p| p.executors.iter().any(|e| e == "docker"))
+        {
+            if p.docker_runtime
+                .as_deref()
+                .is_some_and(|rt| self.oci.problem(rt).is_some())
+            {
                 continue;
             }
-            if let Some(image) = self.image_of("python").filter(|_| self.available().contains_key("python")) {
-                self.pool.prewarm(self.shape(image, p.defaults, p.open_files, p.docker_runtime.clone()));
+            if let Some(image) = self
+                .image_of("python")
+                .filter(|_| self.available().contains_key("python"))
+            {
+                self.pool.prewarm(self.shape(
+                    image,
+                    p.defaults,
+                    p.open_files,
+                    p.docker_runtime.clone(),
+                ));
             }
         }
     }
@@ -346,7 +502,12 @@ impl DockerExecutor {
     }
 
     pub(crate) fn base_env(&self) -> Vec<String> {
-        vec![format!("PATH={}", self.table.sandbox.path), "HOME=/work".into(), "LANG=C.UTF-8".into(), "TMPDIR=/tmp".into()]
+        vec![
+            format!("PATH={}", self.table.sandbox.path),
+            "HOME=/work".into(),
+            "LANG=C.UTF-8".into(),
+            "TMPDIR=/tmp".into(),
+        ]
     }
 
     /// What a job needs wherever it runs: its runtime's probed version and image, its files
@@ -357,61 +518,143 @@ impl DockerExecutor {
         }
         let rt: &Runtime = &job.runtime;
         let version = self.available().get(&rt.language).cloned().ok_or_else(|| {
-            ExecError::Unavailable("docker".into(), format!("the image for {} did not pass its start-up probe", rt.language))
+            ExecError::Unavailable(
+                "docker".into(),
+                format!(
+                    "the image for {} did not pass its start-up probe",
+                    rt.language
+                ),
+            )
         })?;
-        let image = self.image_of(&rt.language).expect("probed languages have an image").to_string();
+        let image = self
+            .image_of(&rt.language)
+            .expect("probed languages have an image")
+            .to_string();
         let mut files = job.files.clone();
-        files.push(JobFile { path: rt.source_file.clone(), content: job.code.as_bytes().to_vec() });
+        files.push(JobFile {
+            path: rt.source_file.clone(),
+            content: job.code.as_bytes().to_vec(),
+        });
         let mut env = self.base_env();
         for (k, v) in &job.env {
             env.retain(|e| !e.starts_with(&format!("{k}=")));
             env.push(format!("{k}={v}"));
         }
-        Ok(Prepared { version, image, files, env })
+        Ok(Prepared {
+            version,
+            image,
+            files,
+            env,
+        })
     }
 
     async fn run_job(&self, job: &Job) -> Result<RunResult, ExecError> {
-        self.ensure_runtime(job.docker_runtime.as_deref(), &job.policy).await?;
-        let Prepared { version, image, mut files, env } = self.prepare(job)?;
+        self.ensure_runtime(job.docker_runtime.as_deref(), &job.policy)
+            .await?;
+        let Prepared {
+            version,
+            image,
+            mut files,
+            env,
+        } = self.prepare(job)?;
         let rt: &Runtime = &job.runtime;
         let mut compile = None;
         if let (Some(cmd), Some(name)) = (&rt.compile, &rt.artifact) {
-            let shape = self.shape(&image, job.compile_limits, job.open_files.max(256), job.docker_runtime.clone());
-            let input = StepInput { argv: cmd.clone(), env: self.base_env(), files: &files, stdin: b"", cpu_secs: None, stream: None };
+            let shape = self.shape(
+                &image,
+                job.compile_limits,
+                job.open_files.max(256),
+                job.docker_runtime.clone(),
+            );
+            let input = StepInput {
+                argv: cmd.clone(),
+                env: self.base_env(),
+                files: &files,
+                stdin: b"",
+                cpu_secs: None,
+                stream: None,
+            };
             let (r, artifact) = self.step(&shape, input, Some(name)).await?;
             compile = Some(CompileResult::from(&r));
             match artifact {
-                Some(bytes) if r.status == Status::Ok => files = vec![JobFile { path: name.clone(), content: bytes }],
+                Some(bytes) if r.status == Status::Ok => {
+                    files = vec![JobFile {
+                        path: name.clone(),
+                        content: bytes,
+                    }]
+                }
                 _ => return Ok(self.result(job, version, compile, StepResult::compile_failed())),
             }
         }
         let mut argv = rt.run.clone();
         argv.extend(job.args.iter().cloned());
-        let shape = self.shape(&image, job.limits, job.open_files, job.docker_runtime.clone());
-        let input = StepInput { argv, env, files: &files, stdin: &job.stdin, cpu_secs: None, stream: job.stream.clone() };
+        let shape = self.shape(
+            &image,
+            job.limits,
+            job.open_files,
+            job.docker_runtime.clone(),
+        );
+        let input = StepInput {
+            argv,
+            env,
+            files: &files,
+            stdin: &job.stdin,
+            cpu_secs: None,
+            stream: job.stream.clone(),
+        };
         let (r, _) = self.step(&shape, input, None).await?;
         Ok(self.result(job, version, compile, r))
     }
 
-    pub(crate) fn result(&self, job: &Job, version: String, compile: Option<CompileResult>, r: StepResult) -> RunResult {
+    pub(crate) fn result(
+        &self,
+        job: &Job,
+        version: String,
+        compile: Option<CompileResult>,
+        r: StepResult,
+    ) -> RunResult {
         RunResult::from_step(job, "docker", version, compile, r)
     }
 
     /// One process in a fresh container of `shape`: run it, collect the artifact, remove the
     /// container. Returns the collected artifact's bytes when `collect` names a file of /work.
-    async fn step(&self, shape: &Shape, input: StepInput<'_>, collect: Option<&str>) -> Result<(StepResult, Option<Vec<u8>>), ExecError> {
-        let warm = self.pool.take(shape).await.map_err(|e| match (gvisor::is_gvisor(shape.runtime.as_deref()), e) {
-            (true, ExecError::Unavailable(_, why)) => gvisor::start_failed(shape, why),
-            (_, e) => e,
+    async fn step(
+        &self,
+        shape: &Shape,
+        input: StepInput<'_>,
+        collect: Option<&str>,
+    ) -> Result<(StepResult, Option<Vec<u8>>), ExecError> {
+        let warm = self.pool.take(shape).await.map_err(|e| {
+            match (gvisor::is_gvisor(shape.runtime.as_deref()), e) {
+                (true, ExecError::Unavailable(_, why)) => gvisor::start_failed(shape, why),
+                (_, e) => e,
+            }
         })?;
         let (id, uid) = (warm.id.clone(), warm.uid.uid());
-        let _remove = RemoveOnDrop { docker: self.docker.clone(), id: id.clone(), ooms: self.ooms.clone(), uid: Some(warm.uid) };
+        let _remove = RemoveOnDrop {
+            docker: self.docker.clone(),
+            id: id.clone(),
+            ooms: self.ooms.clone(),
+            uid: Some(warm.uid),
+        };
         let limits = &shape.limits;
-        let result = self.run_in(&id, uid, limits, input, Usage::default()).await?;
+        let result = self
+            .run_in(&id, uid, limits, input, Usage::default())
+            .await?;
         let artifact = match collect {
             Some(name) if result.status == Status::Ok => {
-                let spec = ExecSpec { uid, argv: vec!["cat".into(), "--".into(), name.to_string()], env: vec![], stdin: b"", output_cap: limits.disk_bytes, deadline: Duration::from_secs(30), stream: None };
-                let got = exec::run(&self.docker, &id, spec).await.map_err(engine("collecting the compiled program"))?;
+                let spec = ExecSpec {
+                    uid,
+                    argv: vec!["cat".into(), "--".into(), name.to_string()],
+                    env: vec![],
+                    stdin: b"",
+                    output_cap: limits.disk_bytes,
+                    deadline: Duration::from_secs(30),
+                    stream: None,
+                };
+                let got = exec::run(&self.docker, &id, spec)
+                    .await
+                    .map_err(engine("collecting the compiled program"))?;
                 (got.exit_code == Some(0) && !got.stdout.truncated).then_some(got.stdout.bytes)
             }
             _ => None,
@@ -420,7 +663,9 @@ impl DockerExecutor {
         // now; removing it can happen in the background. (When the host's cgroupfs shows only
         // the container's init and its waiting process, there is nothing to kill.)
         if host_cgroup_procs(&id).is_none_or(|n| n > 2) {
-            let kill = bollard::query_parameters::KillContainerOptions { signal: "SIGKILL".into() };
+            let kill = bollard::query_parameters::KillContainerOptions {
+                signal: "SIGKILL".into(),
+            };
             let _ = self.docker.kill_container(&id, Some(kill)).await;
         }
         Ok((result, artifact))
@@ -430,14 +675,32 @@ impl DockerExecutor {
     /// it under `limits` (wall deadline, output cap), then judge it: usage since `baseline` (the
     /// engine's CPU figure is container-cumulative), an OOM kill, the status. The process and
     /// anything it started may still run when this returns; stopping them is the caller's job.
-    pub(crate) async fn run_in(&self, id: &str, uid: u32, limits: &Limits, input: StepInput<'_>, baseline: Usage) -> Result<StepResult, ExecError> {
-        let StepInput { argv, env, files, stdin, cpu_secs, stream } = input;
+    pub(crate) async fn run_in(
+        &self,
+        id: &str,
+        uid: u32,
+        limits: &Limits,
+        input: StepInput<'_>,
+        baseline: Usage,
+    ) -> Result<StepResult, ExecError> {
+        let StepInput {
+            argv,
+            env,
+            files,
+            stdin,
+            cpu_secs,
+            stream,
+        } = input;
         // An OOM kill recorded earlier in a long-lived container is not this process's.
         self.ooms.forget(id);
         // One exec: the files arrive as a tar at the head of stdin, unpacked by `head -c N |
         // tar` (head reads exactly N bytes), then the program replaces the shell and reads the
         // rest of stdin as its own.
-        let tar = if files.is_empty() { Vec::new() } else { tar_of(files).map_err(|e| ExecError::Io("building the files archive".into(), e))? };
+        let tar = if files.is_empty() {
+            Vec::new()
+        } else {
+            tar_of(files).map_err(|e| ExecError::Io("building the files archive".into(), e))?
+        };
         let mut input = tar.clone();
         input.extend_from_slice(stdin);
         let unpack = if tar.is_empty() {
@@ -446,7 +709,9 @@ impl DockerExecutor {
             format!("head -c {} | tar -x -C /work -f - || {{ echo 'execbox: could not unpack the files' >&2; exit {UNPACK_FAILED}; }}; ", tar.len())
         };
         // Lowering RLIMIT_CPU below the container's own (soft first, then hard) needs no privilege.
-        let rlimit = cpu_secs.map(|n| format!("ulimit -S -t {n}; ulimit -H -t {}; ", n + 1)).unwrap_or_default();
+        let rlimit = cpu_secs
+            .map(|n| format!("ulimit -S -t {n}; ulimit -H -t {}; ", n + 1))
+            .unwrap_or_default();
         let script = format!(
             "{rlimit}{unpack}p=$(PATH='{}' command -v -- \"$1\") || {{ echo \"execbox: cannot run $1: not found\" >&2; exit 127; }}; shift; {}exec \"$p\" \"$@\"",
             self.table.sandbox.path,
@@ -454,24 +719,53 @@ impl DockerExecutor {
         );
         let mut wrapped = vec!["/bin/sh".to_string(), "-c".into(), script, "sh".into()];
         wrapped.extend(argv);
-        let spec = ExecSpec { uid, argv: wrapped, env, stdin: &input, output_cap: limits.output_bytes, deadline: Duration::from_millis(limits.wall_time_ms), stream };
-        let out = exec::run(&self.docker, id, spec).await.map_err(engine("running the program"))?;
-        if out.exit_code == Some(UNPACK_FAILED) && out.stderr.lossy().contains("execbox: could not unpack the files") {
-            return Err(ExecError::Setup(format!("unpacking files in the container failed: {}", out.stderr.lossy().trim())));
+        let spec = ExecSpec {
+            uid,
+            argv: wrapped,
+            env,
+            stdin: &input,
+            output_cap: limits.output_bytes,
+            deadline: Duration::from_millis(limits.wall_time_ms),
+            stream,
+        };
+        let out = exec::run(&self.docker, id, spec)
+            .await
+            .map_err(engine("running the program"))?;
+        if out.exit_code == Some(UNPACK_FAILED)
+            && out
+                .stderr
+                .lossy()
+                .contains("execbox: could not unpack the files")
+        {
+            return Err(ExecError::Setup(format!(
+                "unpacking files in the container failed: {}",
+                out.stderr.lossy().trim()
+            )));
         }
         // Usage before anything is killed: a stopped container has no stats.
         let stats = self.usage(id).await;
-        let stats = Usage { cpu_time_ms: stats.cpu_time_ms.saturating_sub(baseline.cpu_time_ms), ..stats };
+        let stats = Usage {
+            cpu_time_ms: stats.cpu_time_ms.saturating_sub(baseline.cpu_time_ms),
+            ..stats
+        };
         // Only a SIGKILL can be the OOM killer's work; then wait briefly for the engine's event.
-        let oom = out.exit_code == Some(128 + libc::SIGKILL as i64) && self.ooms.check(id, Duration::from_millis(300)).await;
+        let oom = out.exit_code == Some(128 + libc::SIGKILL as i64)
+            && self.ooms.check(id, Duration::from_millis(300)).await;
         let cpu_over = stats.cpu_time_ms >= limits.cpu_time_ms;
         // The engine reports an exec's death by signal N as exit code 128+N.
-        let signal = out.exit_code.filter(|c| (129..=192).contains(c)).map(|c| (c - 128) as i32);
+        let signal = out
+            .exit_code
+            .filter(|c| (129..=192).contains(c))
+            .map(|c| (c - 128) as i32);
         let (status, exit_code, signal) = match out.exit_code {
             None => (Status::Timeout, None, Some(libc::SIGKILL)),
             Some(0) => (Status::Ok, Some(0), None),
             Some(_) if oom => (Status::MemoryLimit, None, Some(libc::SIGKILL)),
-            Some(_) if signal == Some(libc::SIGXCPU) || (signal == Some(libc::SIGKILL) && cpu_over) => (Status::CpuLimit, None, signal),
+            Some(_)
+                if signal == Some(libc::SIGXCPU) || (signal == Some(libc::SIGKILL) && cpu_over) =>
+            {
+                (Status::CpuLimit, None, signal)
+            }
             Some(_) if signal.is_some() => (Status::Killed, None, signal),
             Some(c) => (Status::Error, Some(c as i32), None),
         };
@@ -483,7 +777,10 @@ impl DockerExecutor {
             stderr: out.stderr.lossy(),
             stdout_truncated: out.stdout.truncated,
             stderr_truncated: out.stderr.truncated,
-            usage: Usage { wall_time_ms: out.wall.as_millis() as u64, ..stats },
+            usage: Usage {
+                wall_time_ms: out.wall.as_millis() as u64,
+                ..stats
+            },
         })
     }
 
@@ -495,7 +792,15 @@ impl DockerExecutor {
         if let Some(u) = host_cgroup_usage(id) {
             return u;
         }
-        let spec = ExecSpec { uid: container::WAITER_UID, argv: vec!["/bin/sh".into(), "-c".into(), CGROUP_USAGE.into()], env: vec![], stdin: b"", output_cap: 4096, deadline: Duration::from_secs(10), stream: None };
+        let spec = ExecSpec {
+            uid: container::WAITER_UID,
+            argv: vec!["/bin/sh".into(), "-c".into(), CGROUP_USAGE.into()],
+            env: vec![],
+            stdin: b"",
+            output_cap: 4096,
+            deadline: Duration::from_secs(10),
+            stream: None,
+        };
         match exec::run(&self.docker, id, spec).await {
             Ok(out) if out.exit_code == Some(0) => parse_cgroup_usage(&out.stdout.lossy()),
             _ => Usage::default(),
@@ -517,15 +822,36 @@ fi"#;
 /// With the engine on this host (the common case), the container's cgroup is readable directly
 /// under the engine's usual layouts (cgroupfs or systemd driver, v1 or v2): no exec needed.
 fn host_cgroup_usage(id: &str) -> Option<Usage> {
-    let read = |p: String| std::fs::read_to_string(p).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    let read = |p: String| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+    };
     let root = "/sys/fs/cgroup";
-    for dir in [format!("docker/{id}"), format!("system.slice/docker-{id}.scope")] {
-        if let (Some(cpu), Some(peak)) = (read(format!("{root}/cpuacct/{dir}/cpuacct.usage")), read(format!("{root}/memory/{dir}/memory.max_usage_in_bytes"))) {
-            return Some(Usage { wall_time_ms: 0, cpu_time_ms: cpu / 1_000_000, peak_memory_bytes: peak });
+    for dir in [
+        format!("docker/{id}"),
+        format!("system.slice/docker-{id}.scope"),
+    ] {
+        if let (Some(cpu), Some(peak)) = (
+            read(format!("{root}/cpuacct/{dir}/cpuacct.usage")),
+            read(format!("{root}/memory/{dir}/memory.max_usage_in_bytes")),
+        ) {
+            return Some(Usage {
+                wall_time_ms: 0,
+                cpu_time_ms: cpu / 1_000_000,
+                peak_memory_bytes: peak,
+            });
         }
         let stat = std::fs::read_to_string(format!("{root}/{dir}/cpu.stat")).ok();
-        if let (Some(stat), Some(peak)) = (stat, read(format!("{root}/{dir}/memory.peak")).or_else(|| read(format!("{root}/{dir}/memory.current")))) {
-            let text = stat.lines().find_map(|l| l.strip_prefix("usage_usec ")).map(|v| format!("cpu_us {v}\npeak {peak}"))?;
+        if let (Some(stat), Some(peak)) = (
+            stat,
+            read(format!("{root}/{dir}/memory.peak"))
+                .or_else(|| read(format!("{root}/{dir}/memory.current"))),
+        ) {
+            let text = stat
+                .lines()
+                .find_map(|l| l.strip_prefix("usage_usec "))
+                .map(|v| format!("cpu_us {v}\npeak {peak}"))?;
             return Some(parse_cgroup_usage(&text));
         }
     }
@@ -534,7 +860,12 @@ fn host_cgroup_usage(id: &str) -> Option<Usage> {
 
 /// How many processes the container's cgroup holds, when the engine is on this host.
 fn host_cgroup_procs(id: &str) -> Option<usize> {
-    for dir in [format!("pids/docker/{id}"), format!("pids/system.slice/docker-{id}.scope"), format!("docker/{id}"), format!("system.slice/docker-{id}.scope")] {
+    for dir in [
+        format!("pids/docker/{id}"),
+        format!("pids/system.slice/docker-{id}.scope"),
+        format!("docker/{id}"),
+        format!("system.slice/docker-{id}.scope"),
+    ] {
         if let Ok(text) = std::fs::read_to_string(format!("/sys/fs/cgroup/{dir}/cgroup.procs")) {
             return Some(text.lines().filter(|l| !l.trim().is_empty()).count());
         }
@@ -545,8 +876,12 @@ fn host_cgroup_procs(id: &str) -> Option<usize> {
 fn parse_cgroup_usage(text: &str) -> Usage {
     let mut u = Usage::default();
     for line in text.lines() {
-        let Some((key, value)) = line.split_once(' ') else { continue };
-        let Ok(n) = value.trim().parse::<u64>() else { continue };
+        let Some((key, value)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(n) = value.trim().parse::<u64>() else {
+            continue;
+        };
         match key {
             "cpu_ns" => u.cpu_time_ms = n / 1_000_000,
             "cpu_us" => u.cpu_time_ms = n / 1_000,
@@ -588,7 +923,12 @@ struct RemoveOnDrop {
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let (docker, id, ooms, uid) = (self.docker.clone(), self.id.clone(), self.ooms.clone(), self.uid.take());
+        let (docker, id, ooms, uid) = (
+            self.docker.clone(),
+            self.id.clone(),
+            self.ooms.clone(),
+            self.uid.take(),
+        );
         tokio::spawn(async move {
             container::remove(&docker, &id).await;
             ooms.forget(&id);
@@ -663,7 +1003,10 @@ impl Executor for DockerExecutor {
             degraded: false,
             detail: match (problem, ready) {
                 (Some(p), _) => p,
-                (None, false) => "no runtime image passed its start-up probe; build them with images/build.sh".into(),
+                (None, false) => {
+                    "no runtime image passed its start-up probe; build them with images/build.sh"
+                        .into()
+                }
                 (None, true) => "engine reachable".into(),
             },
             features: serde_json::json!({
@@ -700,7 +1043,12 @@ impl Executor for Unreachable {
     }
 
     fn readiness(&self) -> Readiness {
-        Readiness { ready: false, degraded: false, detail: self.reason.clone(), features: serde_json::json!({}) }
+        Readiness {
+            ready: false,
+            degraded: false,
+            detail: self.reason.clone(),
+            features: serde_json::json!({}),
+        }
     }
 
     fn runtimes(&self) -> HashMap<String, String> {
@@ -731,6 +1079,9 @@ mod tests {
         assert_eq!((v1.cpu_time_ms, v1.peak_memory_bytes), (27, 4_345_856));
         let v2 = super::parse_cgroup_usage("cpu_us 41000\npeak 9000\n");
         assert_eq!((v2.cpu_time_ms, v2.peak_memory_bytes), (41, 9000));
-        assert_eq!(super::parse_cgroup_usage("cpu_ns \npeak x\n").cpu_time_ms, 0);
+        assert_eq!(
+            super::parse_cgroup_usage("cpu_ns \npeak x\n").cpu_time_ms,
+            0
+        );
     }
 }

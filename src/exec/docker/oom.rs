@@ -24,11 +24,17 @@ impl OomWatch {
         let filters = std::collections::HashMap::from([
             ("type".to_string(), vec!["container".to_string()]),
             ("event".to_string(), vec!["oom".to_string()]),
-            ("label".to_string(), vec![format!("{}={instance}", super::container::LABEL_INSTANCE)]),
+            (
+                "label".to_string(),
+                vec![format!("{}={instance}", super::container::LABEL_INSTANCE)],
+            ),
         ]);
         tokio::spawn(async move {
             loop {
-                let mut events = docker.events(Some(EventsOptions { filters: Some(filters.clone()), ..Default::default() }));
+                let mut events = docker.events(Some(EventsOptions {
+                    filters: Some(filters.clone()),
+                    ..Default::default()
+                }));
                 while let Some(Ok(ev)) = events.next().await {
                     if let Some(id) = ev.actor.and_then(|a| a.id) {
                         w.seen.lock().unwrap().insert(id);

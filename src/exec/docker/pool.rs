@@ -47,13 +47,27 @@ struct State {
 
 impl State {
     fn idle_total(&self) -> usize {
-        self.ready.values().map(VecDeque::len).sum::<usize>() + self.creating.values().sum::<usize>()
+        self.ready.values().map(VecDeque::len).sum::<usize>()
+            + self.creating.values().sum::<usize>()
     }
 }
 
 impl Pool {
-    pub fn new(docker: Docker, instance: String, per_shape: usize, max_total: usize, uids: Arc<Uids>) -> Arc<Pool> {
-        Arc::new(Pool { docker, instance, per_shape, max_total, uids, state: Mutex::new(State::default()) })
+    pub fn new(
+        docker: Docker,
+        instance: String,
+        per_shape: usize,
+        max_total: usize,
+        uids: Arc<Uids>,
+    ) -> Arc<Pool> {
+        Arc::new(Pool {
+            docker,
+            instance,
+            per_shape,
+            max_total,
+            uids,
+            state: Mutex::new(State::default()),
+        })
     }
 
     /// A started container of `shape`: from the pool when one is ready, else made now (with a
@@ -72,7 +86,9 @@ impl Pool {
             Some(w) => Ok(w),
             None => {
                 let uid = self.uids.acquire(UID_WAIT).await?;
-                self.create_started(shape, uid).await.map_err(|e| ExecError::Unavailable("docker".into(), format!("starting a container: {e}")))
+                self.create_started(shape, uid).await.map_err(|e| {
+                    ExecError::Unavailable("docker".into(), format!("starting a container: {e}"))
+                })
             }
         }
     }
@@ -85,7 +101,13 @@ impl Pool {
 
     /// How many started containers wait, per shape key (for /readyz).
     pub fn idle(&self) -> usize {
-        self.state.lock().unwrap().ready.values().map(VecDeque::len).sum()
+        self.state
+            .lock()
+            .unwrap()
+            .ready
+            .values()
+            .map(VecDeque::len)
+            .sum()
     }
 
     fn refill(self: &Arc<Self>, shape: &Shape) {
@@ -95,15 +117,26 @@ impl Pool {
             loop {
                 {
                     let mut st = pool.state.lock().unwrap();
-                    let have = st.ready.get(&shape).map_or(0, VecDeque::len) + st.creating.get(&shape).copied().unwrap_or(0);
-                    if st.closed || have >= pool.per_shape || st.idle_total() >= pool.max_total || !st.wanted.contains(&shape) {
+                    let have = st.ready.get(&shape).map_or(0, VecDeque::len)
+                        + st.creating.get(&shape).copied().unwrap_or(0);
+                    if st.closed
+                        || have >= pool.per_shape
+                        || st.idle_total() >= pool.max_total
+                        || !st.wanted.contains(&shape)
+                    {
                         return;
                     }
                     *st.creating.entry(shape.clone()).or_default() += 1;
                 }
                 // An idle container holds a uid: the pool grows only while one is free.
                 let Some(uid) = pool.uids.try_acquire() else {
-                    *pool.state.lock().unwrap().creating.entry(shape.clone()).or_default() -= 1;
+                    *pool
+                        .state
+                        .lock()
+                        .unwrap()
+                        .creating
+                        .entry(shape.clone())
+                        .or_default() -= 1;
                     return;
                 };
                 let made = pool.create_started(&shape, uid).await;
@@ -128,7 +161,13 @@ impl Pool {
                     Ok(w) => {
                         container::remove(&pool.docker, &w.id).await;
                         drop(w.uid);
-                        *pool.state.lock().unwrap().creating.entry(shape.clone()).or_default() -= 1;
+                        *pool
+                            .state
+                            .lock()
+                            .unwrap()
+                            .creating
+                            .entry(shape.clone())
+                            .or_default() -= 1;
                         return;
                     }
                     Err(e) => {
@@ -147,7 +186,10 @@ impl Pool {
             let keep = self.max_total.div_ceil(self.per_shape.max(1)).max(1);
             let drop_n = st.wanted.len().saturating_sub(keep);
             let dropped: Vec<Shape> = st.wanted.drain(..drop_n).collect();
-            dropped.iter().flat_map(|s| st.ready.remove(s).unwrap_or_default()).collect()
+            dropped
+                .iter()
+                .flat_map(|s| st.ready.remove(s).unwrap_or_default())
+                .collect()
         };
         for w in victims {
             container::remove(&self.docker, &w.id).await;
@@ -155,8 +197,16 @@ impl Pool {
     }
 
     /// A started container whose programs run as `uid` (given back if it cannot be made).
-    pub async fn create_started(&self, shape: &Shape, uid: UidLease) -> Result<Warm, bollard::errors::Error> {
-        let id = container::create_started(&self.docker, container::create_body(shape, &self.instance, uid.uid())).await?;
+    pub async fn create_started(
+        &self,
+        shape: &Shape,
+        uid: UidLease,
+    ) -> Result<Warm, bollard::errors::Error> {
+        let id = container::create_started(
+            &self.docker,
+            container::create_body(shape, &self.instance, uid.uid()),
+        )
+        .await?;
         Ok(Warm { id, uid })
     }
 
@@ -167,11 +217,14 @@ impl Pool {
             st.closed = true;
             st.ready.drain().flat_map(|(_, v)| v).collect()
         };
-        futures_util::future::join_all(idle.iter().map(|w| container::remove(&self.docker, &w.id))).await;
+        futures_util::future::join_all(idle.iter().map(|w| container::remove(&self.docker, &w.id)))
+            .await;
         // A container still being created would appear after the caller's final sweep listed
         // the engine's containers: wait for those (the refill removes them once closed).
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-        while self.state.lock().unwrap().creating.values().any(|n| *n > 0) && tokio::time::Instant::now() < deadline {
+        while self.state.lock().unwrap().creating.values().any(|n| *n > 0)
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }

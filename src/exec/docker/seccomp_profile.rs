@@ -62,13 +62,19 @@ const LOW32: u64 = 0xffff_ffff;
 /// One comparison as the engine's profile writes it.
 fn arg(index: u32, c: Cond) -> Value {
     match (c.op, c.len) {
-        (Op::Eq, Len::Dword) => json!({"index": index, "value": LOW32, "valueTwo": c.val & LOW32, "op": "SCMP_CMP_MASKED_EQ"}),
+        (Op::Eq, Len::Dword) => {
+            json!({"index": index, "value": LOW32, "valueTwo": c.val & LOW32, "op": "SCMP_CMP_MASKED_EQ"})
+        }
         (Op::Eq, Len::Qword) => json!({"index": index, "value": c.val, "op": "SCMP_CMP_EQ"}),
         // A 64-bit "differs" also matches a value whose low half is equal but whose upper half
         // is not: in a deny rule that refuses more, never less.
         (Op::Ne, _) => json!({"index": index, "value": c.val, "op": "SCMP_CMP_NE"}),
-        (Op::MaskedEq(mask), Len::Dword) => json!({"index": index, "value": mask & LOW32, "valueTwo": c.val & LOW32, "op": "SCMP_CMP_MASKED_EQ"}),
-        (Op::MaskedEq(mask), Len::Qword) => json!({"index": index, "value": mask, "valueTwo": c.val, "op": "SCMP_CMP_MASKED_EQ"}),
+        (Op::MaskedEq(mask), Len::Dword) => {
+            json!({"index": index, "value": mask & LOW32, "valueTwo": c.val & LOW32, "op": "SCMP_CMP_MASKED_EQ"})
+        }
+        (Op::MaskedEq(mask), Len::Qword) => {
+            json!({"index": index, "value": mask, "valueTwo": c.val, "op": "SCMP_CMP_MASKED_EQ"})
+        }
     }
 }
 
@@ -109,7 +115,10 @@ fn expand(rule: &Rule) -> Vec<Vec<Value>> {
             "{}: several comparisons of one argument must all be dword \"ne\", on one argument only",
             rule.syscall
         );
-        set_arg = Some((index, conds.iter().map(|c| c.val as u32).collect::<Vec<u32>>()));
+        set_arg = Some((
+            index,
+            conds.iter().map(|c| c.val as u32).collect::<Vec<u32>>(),
+        ));
     }
     match set_arg {
         None => vec![single],
@@ -126,7 +135,8 @@ fn expand(rule: &Rule) -> Vec<Vec<Value>> {
 
 /// The profile as the JSON text the engine takes in `security_opt: ["seccomp=..."]`.
 pub fn profile() -> String {
-    let filters: std::collections::BTreeMap<String, Filter> = serde_json::from_str(RULES).expect("seccomp.json is valid");
+    let filters: std::collections::BTreeMap<String, Filter> =
+        serde_json::from_str(RULES).expect("seccomp.json is valid");
     let mut syscalls = Vec::new();
     for f in filters.values() {
         let Action::Errno(errno) = f.match_action;
@@ -142,7 +152,8 @@ pub fn profile() -> String {
         "riscv64" => "SCMP_ARCH_RISCV64",
         other => panic!("no seccomp architecture for {other}"),
     };
-    json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch], "syscalls": syscalls}).to_string()
+    json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch], "syscalls": syscalls})
+        .to_string()
 }
 
 #[cfg(test)]
@@ -150,29 +161,57 @@ mod tests {
     #[test]
     fn every_rule_becomes_a_profile_entry() {
         let p: serde_json::Value = serde_json::from_str(&super::profile()).unwrap();
-        let names: Vec<&str> = p["syscalls"].as_array().unwrap().iter().map(|s| s["names"][0].as_str().unwrap()).collect();
-        for needed in ["mount", "unshare", "clone", "clone3", "keyctl", "bpf", "ptrace", "io_uring_setup", "ioctl"] {
+        let names: Vec<&str> = p["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["names"][0].as_str().unwrap())
+            .collect();
+        for needed in [
+            "mount",
+            "unshare",
+            "clone",
+            "clone3",
+            "keyctl",
+            "bpf",
+            "ptrace",
+            "io_uring_setup",
+            "ioctl",
+        ] {
             assert!(names.contains(&needed), "{needed} missing");
         }
-        let clone3 = p["syscalls"].as_array().unwrap().iter().find(|s| s["names"][0] == "clone3").unwrap();
+        let clone3 = p["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["names"][0] == "clone3")
+            .unwrap();
         assert_eq!(clone3["errnoRet"], 38);
     }
 
     /// Whether the profile refuses `name` with these arguments, reading its rules as libseccomp
     /// does: a rule matches when all its comparisons do (64-bit), the rules of a call are OR'd.
     fn refused(p: &serde_json::Value, name: &str, args: [u64; 3]) -> bool {
-        p["syscalls"].as_array().unwrap().iter().filter(|s| s["names"][0] == name).any(|s| {
-            s["args"].as_array().unwrap().iter().all(|a| {
-                let (v, v2) = (a["value"].as_u64().unwrap(), a["valueTwo"].as_u64().unwrap_or(0));
-                let x = args[a["index"].as_u64().unwrap() as usize];
-                match a["op"].as_str().unwrap() {
-                    "SCMP_CMP_EQ" => x == v,
-                    "SCMP_CMP_NE" => x != v,
-                    "SCMP_CMP_MASKED_EQ" => x & v == v2,
-                    op => panic!("{op}"),
-                }
+        p["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["names"][0] == name)
+            .any(|s| {
+                s["args"].as_array().unwrap().iter().all(|a| {
+                    let (v, v2) = (
+                        a["value"].as_u64().unwrap(),
+                        a["valueTwo"].as_u64().unwrap_or(0),
+                    );
+                    let x = args[a["index"].as_u64().unwrap() as usize];
+                    match a["op"].as_str().unwrap() {
+                        "SCMP_CMP_EQ" => x == v,
+                        "SCMP_CMP_NE" => x != v,
+                        "SCMP_CMP_MASKED_EQ" => x & v == v2,
+                        op => panic!("{op}"),
+                    }
+                })
             })
-        })
     }
 
     /// The engine's profile refuses exactly what the local filter refuses, with the kernel's
@@ -181,10 +220,31 @@ mod tests {
     fn socket_families_and_personality_translate_exactly() {
         let p: serde_json::Value = serde_json::from_str(&super::profile()).unwrap();
         let allowed_family = |f: u64| matches!(f & 0xffff_ffff, 1 | 2 | 10 | 16);
-        for family in [0u64, 1, 2, 3, 9, 10, 11, 15, 16, 17, 31, 32, 40, 44, 0x8000_0000, 0xffff_ffff, 1 << 32 | 40, 1 << 32 | 2, 0xffff_ffff_0000_0010] {
+        for family in [
+            0u64,
+            1,
+            2,
+            3,
+            9,
+            10,
+            11,
+            15,
+            16,
+            17,
+            31,
+            32,
+            40,
+            44,
+            0x8000_0000,
+            0xffff_ffff,
+            1 << 32 | 40,
+            1 << 32 | 2,
+            0xffff_ffff_0000_0010,
+        ] {
             for protocol in [0u64, 9, 15, 1 << 32] {
                 let kernel_protocol = protocol & 0xffff_ffff;
-                let expect = !allowed_family(family) || (family & 0xffff_ffff == 16 && kernel_protocol != 0);
+                let expect =
+                    !allowed_family(family) || (family & 0xffff_ffff == 16 && kernel_protocol != 0);
                 for call in ["socket", "socketpair"] {
                     let got = refused(&p, call, [family, 1, protocol]);
                     // A protocol whose upper half is set is refused by the 64-bit "differs";
@@ -197,9 +257,20 @@ mod tests {
                 }
             }
         }
-        for persona in [0u64, 0xffff_ffff, 0x0040_0000, 0x0004_0000, 8, 1 << 32 | 0x0004_0000] {
+        for persona in [
+            0u64,
+            0xffff_ffff,
+            0x0040_0000,
+            0x0004_0000,
+            8,
+            1 << 32 | 0x0004_0000,
+        ] {
             let expect = !matches!(persona & 0xffff_ffff, 0 | 0xffff_ffff);
-            assert_eq!(refused(&p, "personality", [persona, 0, 0]), expect, "personality({persona:#x})");
+            assert_eq!(
+                refused(&p, "personality", [persona, 0, 0]),
+                expect,
+                "personality({persona:#x})"
+            );
         }
     }
 

@@ -35,7 +35,13 @@ pub fn main(staging: &Path) -> ! {
     let code = match run(staging) {
         Ok(code) => code,
         Err(e) => {
-            write_report_path(staging, &SandboxReport { setup_error: Some(e), ..Default::default() });
+            write_report_path(
+                staging,
+                &SandboxReport {
+                    setup_error: Some(e),
+                    ..Default::default()
+                },
+            );
             125
         }
     };
@@ -48,7 +54,8 @@ fn run(staging: &Path) -> Result<i32, String> {
         serde_json::from_slice(&text).map_err(|e| format!("parse boot spec: {e}"))?
     };
     // Die with the service: a killed service must not leave a sandbox running past its deadline.
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(|e| format!("pdeathsig: {e}"))?;
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("pdeathsig: {e}"))?;
     // Join the run's cgroup first: everything from here on is limited and accounted, and the
     // cost of joining is paid before a run waits on this sandbox.
     for p in &boot.cgroup_procs {
@@ -58,7 +65,9 @@ fn run(staging: &Path) -> Result<i32, String> {
     let _ = fs::write("/proc/self/oom_score_adj", "-1000");
 
     // Everything PID 1 needs from the host is opened now, close-on-exec.
-    let staging_fd: OwnedFd = File::open(staging).map_err(|e| format!("open staging dir: {e}"))?.into();
+    let staging_fd: OwnedFd = File::open(staging)
+        .map_err(|e| format!("open staging dir: {e}"))?
+        .into();
     let filters = seccomp::compile()?;
     let workspace: Option<OwnedFd> = match &boot.workspace {
         Some(dir) => Some(
@@ -86,7 +95,8 @@ fn run(staging: &Path) -> Result<i32, String> {
         map_ids(host_uid, host_gid)?;
     }
     // PID 1 watches the read end: it hangs up when the helper is gone (the PDEATHSIG race).
-    let (alive_r, alive_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let (alive_r, alive_w) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
 
     // SAFETY: the helper is single-threaded (it runs before any runtime or thread is started),
     // so the child may allocate and use the whole std library after fork.
@@ -117,10 +127,20 @@ fn run(staging: &Path) -> Result<i32, String> {
 
 /// PID 1 of the sandbox: build the root, wait for the run, start the program, reap until it
 /// ends, report.
-fn pid1(staging: &Path, boot: &BootSpec, staging_fd: OwnedFd, workspace: Option<OwnedFd>, filters: &[seccompiler::BpfProgram], helper_alive: OwnedFd) -> i32 {
+fn pid1(
+    staging: &Path,
+    boot: &BootSpec,
+    staging_fd: OwnedFd,
+    workspace: Option<OwnedFd>,
+    filters: &[seccompiler::BpfProgram],
+    helper_alive: OwnedFd,
+) -> i32 {
     let report = |r: SandboxReport| write_report(&staging_fd, &r);
     let fail = |e: String| {
-        report(SandboxReport { setup_error: Some(e), ..Default::default() });
+        report(SandboxReport {
+            setup_error: Some(e),
+            ..Default::default()
+        });
         125
     };
     if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
@@ -129,7 +149,10 @@ fn pid1(staging: &Path, boot: &BootSpec, staging_fd: OwnedFd, workspace: Option<
     {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         let mut fds = [PollFd::new(helper_alive.as_fd(), PollFlags::POLLIN)];
-        if poll(&mut fds, PollTimeout::ZERO).map(|n| n > 0).unwrap_or(true) {
+        if poll(&mut fds, PollTimeout::ZERO)
+            .map(|n| n > 0)
+            .unwrap_or(true)
+        {
             return fail("the helper died during setup".into());
         }
         drop(helper_alive);
@@ -170,7 +193,11 @@ fn pid1(staging: &Path, boot: &BootSpec, staging_fd: OwnedFd, workspace: Option<
                 Ok(f) => OwnedFd::from(f),
                 Err(e) => return fail(format!("open /work: {e}")),
             };
-            let owner = if boot.user_namespace { (0, 0) } else { (run.uid, run.gid) };
+            let owner = if boot.user_namespace {
+                (0, 0)
+            } else {
+                (run.uid, run.gid)
+            };
             if let Err(e) = super::workspace::copy_in(ws, &work, owner) {
                 return fail(format!("copying the workspace in: {e}"));
             }
@@ -181,7 +208,12 @@ fn pid1(staging: &Path, boot: &BootSpec, staging_fd: OwnedFd, workspace: Option<
     if let Err(e) = super::mounts::write_files(&run, boot) {
         return fail(e);
     }
-    let stdin_fd: OwnedFd = match openat(Some(staging_fd.as_raw_fd()), STDIN, OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty()) {
+    let stdin_fd: OwnedFd = match openat(
+        Some(staging_fd.as_raw_fd()),
+        STDIN,
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+        Mode::empty(),
+    ) {
         // SAFETY: openat returned a fresh descriptor we now own.
         Ok(fd) => unsafe { OwnedFd::from_raw_fd(fd) },
         Err(e) => return fail(format!("open the program's stdin: {e}")),
@@ -191,7 +223,12 @@ fn pid1(staging: &Path, boot: &BootSpec, staging_fd: OwnedFd, workspace: Option<
         Ok(_) => return fail("empty argv".into()),
         Err(e) => return fail(e),
     };
-    let envp = match to_cstrings(&run.env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()) {
+    let envp = match to_cstrings(
+        &run.env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>(),
+    ) {
         Ok(e) => e,
         Err(e) => return fail(e),
     };
@@ -212,7 +249,9 @@ fn pid1(staging: &Path, boot: &BootSpec, staging_fd: OwnedFd, workspace: Option<
         }
         match waitpid(Pid::from_raw(-1), None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == program => break (Some(code), None),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == program => break (None, Some(sig as i32)),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == program => {
+                break (None, Some(sig as i32))
+            }
             Ok(_) | Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return fail(format!("wait for program: {e}")),
         }
@@ -220,7 +259,10 @@ fn pid1(staging: &Path, boot: &BootSpec, staging_fd: OwnedFd, workspace: Option<
     if let (Some(ws), Some(work)) = (&workspace, &work_fd) {
         // Nothing of the call may touch /work while it is copied back, nor outlive the call.
         kill_all_but_me();
-        while !matches!(waitpid(Pid::from_raw(-1), None), Err(nix::errno::Errno::ECHILD)) {}
+        while !matches!(
+            waitpid(Pid::from_raw(-1), None),
+            Err(nix::errno::Errno::ECHILD)
+        ) {}
         if let Err(e) = super::workspace::copy_out(ws, work) {
             return fail(format!("copying the workspace back: {e}"));
         }
@@ -229,7 +271,9 @@ fn pid1(staging: &Path, boot: &BootSpec, staging_fd: OwnedFd, workspace: Option<
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).ok();
     let cpu_time_ms = usage
         .map(|u| {
-            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as u64 * 1000 + tv.tv_usec() as u64 / 1000;
+            let t = |tv: nix::sys::time::TimeVal| {
+                tv.tv_sec() as u64 * 1000 + tv.tv_usec() as u64 / 1000
+            };
             t(u.user_time()) + t(u.system_time())
         })
         .unwrap_or(0);
@@ -252,7 +296,14 @@ fn pid1(staging: &Path, boot: &BootSpec, staging_fd: OwnedFd, workspace: Option<
 
 /// The program's side of the last fork: join the cgroup, drop to the sandbox identity, lock
 /// down, exec. Never returns.
-fn exec_program(boot: &BootSpec, run: &RunSpec, stdin_fd: OwnedFd, filters: &[seccompiler::BpfProgram], argv: &[CString], envp: &[CString]) -> ! {
+fn exec_program(
+    boot: &BootSpec,
+    run: &RunSpec,
+    stdin_fd: OwnedFd,
+    filters: &[seccompiler::BpfProgram],
+    argv: &[CString],
+    envp: &[CString],
+) -> ! {
     let die = |what: &str, e: &dyn std::fmt::Display| -> ! {
         let _ = writeln!(std::io::stderr(), "execbox: {what}: {e}");
         // SAFETY: _exit is always safe; it skips destructors that belong to PID 1.
@@ -322,9 +373,15 @@ extern "C" fn forward_stop(_: libc::c_int) {
 /// SIGUSR1 runs `handler` (without SA_RESTART, so a blocked waitpid returns EINTR).
 fn install(handler: extern "C" fn(libc::c_int)) -> Result<(), String> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(SigHandler::Handler(handler), SaFlags::empty(), SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(handler),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     // SAFETY: both handlers only touch atomics and call kill(2), which are async-signal-safe.
-    unsafe { sigaction(Signal::SIGUSR1, &action) }.map(|_| ()).map_err(|e| format!("sigaction: {e}"))
+    unsafe { sigaction(Signal::SIGUSR1, &action) }
+        .map(|_| ())
+        .map_err(|e| format!("sigaction: {e}"))
 }
 
 /// From PID 1: SIGKILL every other process of the sandbox (kill(-1) spares the caller).
@@ -354,7 +411,11 @@ fn resolve(name: &CString, boot: &BootSpec) -> CString {
 /// Copy `/work/<name>` to `<staging>/out/<name>`: no symlinks followed, regular files only,
 /// at most `max` bytes (the program may have replaced the artifact with anything).
 fn collect(staging_fd: &OwnedFd, name: &str, max: u64) -> bool {
-    let Ok(src) = fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(PathBuf::from("/work").join(name)) else {
+    let Ok(src) = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(PathBuf::from("/work").join(name))
+    else {
         return false;
     };
     match src.metadata() {
@@ -362,7 +423,11 @@ fn collect(staging_fd: &OwnedFd, name: &str, max: u64) -> bool {
         _ => return false,
     }
     // Made only when a step collects something, through the real staging dir's descriptor.
-    let _ = nix::sys::stat::mkdirat(Some(staging_fd.as_raw_fd()), OUT, Mode::from_bits_truncate(0o700));
+    let _ = nix::sys::stat::mkdirat(
+        Some(staging_fd.as_raw_fd()),
+        OUT,
+        Mode::from_bits_truncate(0o700),
+    );
     let out = format!("{OUT}/{name}");
     let Ok(fd) = openat(
         Some(staging_fd.as_raw_fd()),
@@ -392,11 +457,17 @@ fn write_report(staging_fd: &OwnedFd, report: &SandboxReport) {
 }
 
 fn write_report_path(staging: &Path, report: &SandboxReport) {
-    let _ = fs::write(staging.join(REPORT), serde_json::to_vec(report).unwrap_or_default());
+    let _ = fs::write(
+        staging.join(REPORT),
+        serde_json::to_vec(report).unwrap_or_default(),
+    );
 }
 
 fn to_cstrings(items: &[String]) -> Result<Vec<CString>, String> {
-    items.iter().map(|s| CString::new(s.as_bytes()).map_err(|_| format!("NUL byte in {s:?}"))).collect()
+    items
+        .iter()
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| format!("NUL byte in {s:?}")))
+        .collect()
 }
 
 /// Map the service's uid/gid to 0 inside a new user namespace (non-root service).
@@ -435,6 +506,11 @@ fn loopback_up() -> Result<(), String> {
 fn close_fds_from(first: RawFd) {
     // SAFETY: close_range only closes descriptors; none above 2 is used after this point.
     unsafe {
-        libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint);
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0 as libc::c_uint,
+        );
     }
 }

@@ -26,7 +26,10 @@ use warm::{Preparer, WarmPool};
 
 use super::runtime::{Runtime, RuntimeTable};
 use super::uids::{UidLease, Uids};
-use super::{BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status, StepResult, Usage};
+use super::{
+    BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status,
+    StepResult, Usage,
+};
 use crate::policy::Limits;
 
 /// How the local executor is set up (from the service config).
@@ -111,7 +114,11 @@ impl StagingGuard {
     /// Clean up on the blocking pool (cgroup removal may sleep between retries), and only
     /// then let the run's answer go out.
     async fn finish(mut self) {
-        let mut this = StagingGuard { dir: self.dir.take(), cgroup: self.cgroup.take(), uid: self.uid.take() };
+        let mut this = StagingGuard {
+            dir: self.dir.take(),
+            cgroup: self.cgroup.take(),
+            uid: self.uid.take(),
+        };
         let _ = tokio::task::spawn_blocking(move || this.cleanup()).await;
     }
 }
@@ -138,7 +145,9 @@ impl LocalExecutor {
     pub fn new(cfg: LocalConfig) -> Result<LocalExecutor, ExecError> {
         let unavailable = |m: String| ExecError::Unavailable("local".into(), m);
         if !cfg!(target_os = "linux") {
-            return Err(unavailable("the local executor needs Linux namespaces".into()));
+            return Err(unavailable(
+                "the local executor needs Linux namespaces".into(),
+            ));
         }
         let user_namespace = !nix::unistd::geteuid().is_root();
         seccomp::compile().map_err(unavailable)?;
@@ -155,14 +164,20 @@ impl LocalExecutor {
         if let Some(cg) = &cgroups {
             match cg.sweep() {
                 Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "removed run cgroups left by an earlier instance"),
+                Ok(n) => tracing::info!(
+                    removed = n,
+                    "removed run cgroups left by an earlier instance"
+                ),
                 Err(e) => return Err(unavailable(format!("cannot sweep leftover cgroups: {e}"))),
             }
         }
         if cfg.staging_root.exists() {
-            std::fs::remove_dir_all(&cfg.staging_root).map_err(|e| ExecError::Io(format!("removing {}", cfg.staging_root.display()), e))?;
+            std::fs::remove_dir_all(&cfg.staging_root).map_err(|e| {
+                ExecError::Io(format!("removing {}", cfg.staging_root.display()), e)
+            })?;
         }
-        std::fs::create_dir_all(&cfg.staging_root).map_err(|e| ExecError::Io(format!("creating {}", cfg.staging_root.display()), e))?;
+        std::fs::create_dir_all(&cfg.staging_root)
+            .map_err(|e| ExecError::Io(format!("creating {}", cfg.staging_root.display()), e))?;
         set_mode(&cfg.staging_root, 0o711)?;
         let table = RuntimeTable::embedded();
         let preparer = Preparer {
@@ -180,15 +195,35 @@ impl LocalExecutor {
             },
         };
         let pool = WarmPool::new(preparer, cfg.warm);
-        Ok(LocalExecutor { cfg, table, cgroups, pool, user_namespace, degraded, versions: RwLock::new(HashMap::new()) })
+        Ok(LocalExecutor {
+            cfg,
+            table,
+            cgroups,
+            pool,
+            user_namespace,
+            degraded,
+            versions: RwLock::new(HashMap::new()),
+        })
     }
 
     /// Run the version command of every runtime (or only `only`) in a real sandbox; keep
     /// those that work. One after another, to keep start-up load low on small hosts.
     pub async fn probe(&self, only: Option<&str>) -> Vec<(String, Result<String, String>)> {
-        let limits = Limits { wall_time_ms: 20_000, cpu_time_ms: 20_000, memory_bytes: 512 << 20, pids: 32, output_bytes: 4096, disk_bytes: 1 << 20 };
+        let limits = Limits {
+            wall_time_ms: 20_000,
+            cpu_time_ms: 20_000,
+            memory_bytes: 512 << 20,
+            pids: 32,
+            output_bytes: 4096,
+            disk_bytes: 1 << 20,
+        };
         let mut results = Vec::new();
-        for rt in self.table.runtimes.iter().filter(|r| only.is_none_or(|o| o == r.language)) {
+        for rt in self
+            .table
+            .runtimes
+            .iter()
+            .filter(|r| only.is_none_or(|o| o == r.language))
+        {
             let uid = match self.cfg.uids.acquire(UID_WAIT).await {
                 Ok(l) => Arc::new(l),
                 Err(e) => {
@@ -215,15 +250,28 @@ impl LocalExecutor {
                     o.guard.finish().await;
                     if r.status == Status::Ok {
                         let text = format!("{}\n{}", r.stdout, r.stderr);
-                        Ok(text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown").to_string())
+                        Ok(text
+                            .lines()
+                            .map(str::trim)
+                            .find(|l| !l.is_empty())
+                            .unwrap_or("unknown")
+                            .to_string())
                     } else {
-                        Err(format!("{} ended with {}: {}", rt.version.join(" "), r.status.as_str(), r.stderr.trim()))
+                        Err(format!(
+                            "{} ended with {}: {}",
+                            rt.version.join(" "),
+                            r.status.as_str(),
+                            r.stderr.trim()
+                        ))
                     }
                 }
                 Err(e) => Err(e.to_string()),
             };
             if let Ok(v) = &outcome {
-                self.versions.write().unwrap().insert(rt.language.clone(), v.clone());
+                self.versions
+                    .write()
+                    .unwrap()
+                    .insert(rt.language.clone(), v.clone());
             }
             results.push((rt.language.clone(), outcome));
         }
@@ -263,17 +311,27 @@ impl LocalExecutor {
     /// Run `job` in a sandbox's persistent work dir (`<workspace>/work`): it is copied into the
     /// call's fresh /work and back when the call ends, also at its deadline (only then is the
     /// program killed, so the files it wrote before are kept).
-    pub async fn run_in_workspace(&self, job: &Job, workspace: &Path) -> Result<RunResult, ExecError> {
+    pub async fn run_in_workspace(
+        &self,
+        job: &Job,
+        workspace: &Path,
+    ) -> Result<RunResult, ExecError> {
         self.run_job(job, Some(workspace)).await
     }
 
     async fn run_job(&self, job: &Job, workspace: Option<&Path>) -> Result<RunResult, ExecError> {
         let rt: &Runtime = &job.runtime;
         let version = self.available().get(&rt.language).cloned().ok_or_else(|| {
-            ExecError::Unavailable("local".into(), format!("runtime {} did not pass its start-up probe", rt.language))
+            ExecError::Unavailable(
+                "local".into(),
+                format!("runtime {} did not pass its start-up probe", rt.language),
+            )
         })?;
         let mut files = job.files.clone();
-        files.push(JobFile { path: rt.source_file.clone(), content: job.code.as_bytes().to_vec() });
+        files.push(JobFile {
+            path: rt.source_file.clone(),
+            content: job.code.as_bytes().to_vec(),
+        });
         let mut env = self.base_env();
         for (k, v) in &job.env {
             env.retain(|(ek, _)| ek != k);
@@ -336,7 +394,13 @@ impl LocalExecutor {
         Ok(self.result(job, version, compile, run.result))
     }
 
-    fn result(&self, job: &Job, version: String, compile: Option<CompileResult>, r: StepResult) -> RunResult {
+    fn result(
+        &self,
+        job: &Job,
+        version: String,
+        compile: Option<CompileResult>,
+        r: StepResult,
+    ) -> RunResult {
         RunResult::from_step(job, "local", version, compile, r)
     }
 
@@ -353,7 +417,11 @@ impl LocalExecutor {
         };
         let dir = sb.dir.clone();
         let (uid, gid) = (step.uid.uid(), step.uid.uid());
-        let guard = StagingGuard { dir: Some(sb.dir), cgroup: sb.cgroup, uid: Some(step.uid) };
+        let guard = StagingGuard {
+            dir: Some(sb.dir),
+            cgroup: sb.cgroup,
+            uid: Some(step.uid),
+        };
         let (mut child, mut stdin_pipe) = (sb.child, sb.stdin);
         let io = |what: &str| {
             let what = format!("{what} in {}", dir.display());
@@ -361,17 +429,30 @@ impl LocalExecutor {
         };
         let mut cpu_base = 0;
         if let Some(cg) = &guard.cgroup {
-            cg.set_limits(&step.limits).map_err(|e| ExecError::Setup(e.to_string()))?;
+            cg.set_limits(&step.limits)
+                .map_err(|e| ExecError::Setup(e.to_string()))?;
             cg.reset_peak();
             cpu_base = cg.cpu_time_ns();
         }
         std::fs::write(dir.join(spec::STDIN), step.stdin).map_err(io("writing stdin"))?;
         use base64::Engine;
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
-        let mut files: Vec<StagedFile> = step.files.iter().map(|f| StagedFile { path: f.path.clone(), content_b64: b64(&f.content), executable: false }).collect();
+        let mut files: Vec<StagedFile> = step
+            .files
+            .iter()
+            .map(|f| StagedFile {
+                path: f.path.clone(),
+                content_b64: b64(&f.content),
+                executable: false,
+            })
+            .collect();
         if let Some((name, src)) = &step.artifact {
             let bytes = std::fs::read(src).map_err(io("reading the compiled program"))?;
-            files.push(StagedFile { path: name.to_string(), content_b64: b64(&bytes), executable: true });
+            files.push(StagedFile {
+                path: name.to_string(),
+                content_b64: b64(&bytes),
+                executable: true,
+            });
         }
         let run = RunSpec {
             uid,
@@ -388,8 +469,16 @@ impl LocalExecutor {
 
         let started = Instant::now();
         let sink = |kind| step.stream.clone().map(|tx| (tx, kind));
-        let stdout = tokio::spawn(output::drain(sb.stdout, step.limits.output_bytes, sink(super::StreamKind::Stdout)));
-        let stderr = tokio::spawn(output::drain(sb.stderr, step.limits.output_bytes, sink(super::StreamKind::Stderr)));
+        let stdout = tokio::spawn(output::drain(
+            sb.stdout,
+            step.limits.output_bytes,
+            sink(super::StreamKind::Stdout),
+        ));
+        let stderr = tokio::spawn(output::drain(
+            sb.stderr,
+            step.limits.output_bytes,
+            sink(super::StreamKind::Stderr),
+        ));
         // The run spec goes in, and EOF tells PID 1 to start. A sandbox that died while it
         // waited shows up as a write error here and as a missing report below.
         let _ = stdin_pipe.write_all(&run_json).await;
@@ -414,7 +503,10 @@ impl LocalExecutor {
             // A workspace call keeps what it wrote: PID 1 kills the program and copies /work
             // back when asked (SIGUSR1), within a grace period; past it, the hard kill below.
             if let Some(pid) = child.id() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGUSR1);
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGUSR1,
+                );
             }
             let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
         }
@@ -425,27 +517,53 @@ impl LocalExecutor {
             if let Some(cg) = &guard.cgroup {
                 cg.kill_all();
             }
-            child.wait().await.map_err(|e| ExecError::Io("reaping the sandbox helper".into(), e))?;
+            child
+                .wait()
+                .await
+                .map_err(|e| ExecError::Io("reaping the sandbox helper".into(), e))?;
         }
         let wall = started.elapsed();
         let grace = Duration::from_secs(5);
-        let stdout = tokio::time::timeout(grace, stdout).await.ok().and_then(Result::ok).unwrap_or_default();
-        let stderr = tokio::time::timeout(grace, stderr).await.ok().and_then(Result::ok).unwrap_or_default();
-        let cg_usage = guard.cgroup.as_ref().map(|cg| cg.usage()).map(|u| cgroup::CgroupUsage { cpu_time_ns: u.cpu_time_ns.saturating_sub(cpu_base), ..u });
-        let report: Option<SandboxReport> =
-            std::fs::read(dir.join(spec::REPORT)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let stdout = tokio::time::timeout(grace, stdout)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let stderr = tokio::time::timeout(grace, stderr)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let cg_usage = guard
+            .cgroup
+            .as_ref()
+            .map(|cg| cg.usage())
+            .map(|u| cgroup::CgroupUsage {
+                cpu_time_ns: u.cpu_time_ns.saturating_sub(cpu_base),
+                ..u
+            });
+        let report: Option<SandboxReport> = std::fs::read(dir.join(spec::REPORT))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
 
         if let Some(ws) = step.workspace {
             remove_if_present(&ws.join(workspace::NEXT));
         }
-        if let Some(SandboxReport { setup_error: Some(e), .. }) = &report {
+        if let Some(SandboxReport {
+            setup_error: Some(e),
+            ..
+        }) = &report
+        {
             return Err(ExecError::Setup(e.clone()));
         }
         let (exit_code, signal, status) = match (&ended, &report) {
             (Ended::Deadline, _) => (None, Some(libc::SIGKILL), Status::Timeout),
             (Ended::CpuLimit, _) => (None, Some(libc::SIGKILL), Status::CpuLimit),
             (Ended::Exited, None) => {
-                return Err(ExecError::Setup(format!("the sandbox helper ended without a report: {}", stderr.lossy().trim())))
+                return Err(ExecError::Setup(format!(
+                    "the sandbox helper ended without a report: {}",
+                    stderr.lossy().trim()
+                )))
             }
             (Ended::Exited, Some(r)) => {
                 let oom = cg_usage.is_some_and(|u| u.oom_kills > 0);
@@ -462,9 +580,19 @@ impl LocalExecutor {
             }
         };
         let usage = Usage {
-            wall_time_ms: report.as_ref().filter(|_| matches!(ended, Ended::Exited)).map(|r| r.wall_time_ms).unwrap_or(wall.as_millis() as u64),
-            cpu_time_ms: cg_usage.map(|u| u.cpu_time_ns / 1_000_000).or(report.as_ref().map(|r| r.cpu_time_ms)).unwrap_or(0),
-            peak_memory_bytes: cg_usage.map(|u| u.peak_memory_bytes).or(report.as_ref().map(|r| r.max_rss_bytes)).unwrap_or(0),
+            wall_time_ms: report
+                .as_ref()
+                .filter(|_| matches!(ended, Ended::Exited))
+                .map(|r| r.wall_time_ms)
+                .unwrap_or(wall.as_millis() as u64),
+            cpu_time_ms: cg_usage
+                .map(|u| u.cpu_time_ns / 1_000_000)
+                .or(report.as_ref().map(|r| r.cpu_time_ms))
+                .unwrap_or(0),
+            peak_memory_bytes: cg_usage
+                .map(|u| u.peak_memory_bytes)
+                .or(report.as_ref().map(|r| r.max_rss_bytes))
+                .unwrap_or(0),
         };
         let collected = match (&step.collect, &report) {
             (Some(name), Some(r)) if r.collected => Some(dir.join(spec::OUT).join(name)),
@@ -480,7 +608,11 @@ impl LocalExecutor {
             stderr_truncated: stderr.truncated,
             usage,
         };
-        Ok(StepOutcome { result, collected, guard })
+        Ok(StepOutcome {
+            result,
+            collected,
+            guard,
+        })
     }
 }
 
@@ -541,5 +673,6 @@ fn remove_if_present(path: &Path) {
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), ExecError> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| ExecError::Io(format!("chmod {}", path.display()), e))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(|e| ExecError::Io(format!("chmod {}", path.display()), e))
 }

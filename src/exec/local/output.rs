@@ -18,9 +18,16 @@ impl Captured {
 }
 
 /// Drain `reader` keeping the first `cap` bytes; the kept bytes also go to `sink` as they come.
-pub async fn drain<R: AsyncRead + Unpin>(mut reader: R, cap: u64, sink: Option<(OutputSink, StreamKind)>) -> Captured {
+pub async fn drain<R: AsyncRead + Unpin>(
+    mut reader: R,
+    cap: u64,
+    sink: Option<(OutputSink, StreamKind)>,
+) -> Captured {
     let cap = cap as usize;
-    let mut out = Captured { bytes: Vec::with_capacity(cap.min(64 << 10)), truncated: false };
+    let mut out = Captured {
+        bytes: Vec::with_capacity(cap.min(64 << 10)),
+        truncated: false,
+    };
     let mut buf = vec![0u8; 64 << 10];
     loop {
         match reader.read(&mut buf).await {

@@ -35,7 +35,14 @@ pub struct Preparer {
 }
 
 /// Limits a sandbox waits under until its run sets its own.
-const WAITING: Limits = Limits { wall_time_ms: 1, cpu_time_ms: 1, memory_bytes: 256 << 20, pids: 16, output_bytes: 0, disk_bytes: 64 << 20 };
+const WAITING: Limits = Limits {
+    wall_time_ms: 1,
+    cpu_time_ms: 1,
+    memory_bytes: 256 << 20,
+    pids: 16,
+    output_bytes: 0,
+    disk_bytes: 64 << 20,
+};
 
 impl Preparer {
     /// A sandbox for one-shot runs (None) or for a call in a workspace.
@@ -48,13 +55,23 @@ impl Preparer {
         };
         std::fs::create_dir(&dir).map_err(io("creating the staging dir"))?;
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io("chmod"))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io("chmod"))?;
         let cgroup = match &self.cgroups {
-            Some(cg) => Some(cg.create(&id, &WAITING).map_err(|e| ExecError::Setup(e.to_string()))?),
+            Some(cg) => Some(
+                cg.create(&id, &WAITING)
+                    .map_err(|e| ExecError::Setup(e.to_string()))?,
+            ),
             None => None,
         };
         let boot = BootSpec {
-            cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default().iter().map(|p| p.display().to_string()).collect(),
+            cgroup_procs: cgroup
+                .as_ref()
+                .map(|c| c.procs_files())
+                .unwrap_or_default()
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect(),
             workspace: workspace.map(|w| w.display().to_string()),
             ..self.boot.clone()
         };
@@ -64,9 +81,15 @@ impl Preparer {
             }
             let _ = std::fs::remove_dir_all(&dir);
         };
-        if let Err(e) = std::fs::write(dir.join(spec::BOOT), serde_json::to_vec(&boot).expect("boot spec serializes")) {
+        if let Err(e) = std::fs::write(
+            dir.join(spec::BOOT),
+            serde_json::to_vec(&boot).expect("boot spec serializes"),
+        ) {
             cleanup(cgroup);
-            return Err(ExecError::Io(format!("writing the boot spec in {}", dir.display()), e));
+            return Err(ExecError::Io(
+                format!("writing the boot spec in {}", dir.display()),
+                e,
+            ));
         }
         let spawned = tokio::process::Command::new(&self.helper)
             .arg("__sandbox")
@@ -81,11 +104,25 @@ impl Preparer {
             Ok(c) => c,
             Err(e) => {
                 cleanup(cgroup);
-                return Err(ExecError::Io(format!("starting sandbox helper {}", self.helper.display()), e));
+                return Err(ExecError::Io(
+                    format!("starting sandbox helper {}", self.helper.display()),
+                    e,
+                ));
             }
         };
-        let (stdin, stdout, stderr) = (child.stdin.take().expect("piped"), child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
-        Ok(Sandbox { dir, child, stdin, stdout, stderr, cgroup })
+        let (stdin, stdout, stderr) = (
+            child.stdin.take().expect("piped"),
+            child.stdout.take().expect("piped"),
+            child.stderr.take().expect("piped"),
+        );
+        Ok(Sandbox {
+            dir,
+            child,
+            stdin,
+            stdout,
+            stderr,
+            cgroup,
+        })
     }
 }
 
@@ -99,7 +136,13 @@ pub struct WarmPool {
 
 impl WarmPool {
     pub fn new(preparer: Preparer, target: usize) -> Arc<WarmPool> {
-        Arc::new(WarmPool { preparer: Arc::new(preparer), target, ready: Mutex::new(Vec::new()), creating: Mutex::new(0), closed: Default::default() })
+        Arc::new(WarmPool {
+            preparer: Arc::new(preparer),
+            target,
+            ready: Mutex::new(Vec::new()),
+            creating: Mutex::new(0),
+            closed: Default::default(),
+        })
     }
 
     /// A sandbox for a call in a workspace: never warm, since the workspace is opened at boot.
@@ -128,7 +171,8 @@ impl WarmPool {
                 {
                     let mut creating = pool.creating.lock().unwrap();
                     let have = pool.ready.lock().unwrap().len() + *creating;
-                    if have >= pool.target || pool.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                    if have >= pool.target || pool.closed.load(std::sync::atomic::Ordering::SeqCst)
+                    {
                         return;
                     }
                     *creating += 1;
@@ -139,7 +183,9 @@ impl WarmPool {
                 let made = pool.preparer.prepare(None);
                 *pool.creating.lock().unwrap() -= 1;
                 match made {
-                    Ok(sb) if !pool.closed.load(std::sync::atomic::Ordering::SeqCst) => pool.ready.lock().unwrap().push(sb),
+                    Ok(sb) if !pool.closed.load(std::sync::atomic::Ordering::SeqCst) => {
+                        pool.ready.lock().unwrap().push(sb)
+                    }
                     Ok(sb) => discard(sb),
                     Err(e) => {
                         tracing::warn!(error = %e, "could not prepare a warm sandbox");

@@ -90,7 +90,11 @@ pub trait CgroupBackend: Send + Sync {
 /// `/sys/fs/cgroup` itself a cgroup2 mount with the controllers → v2; otherwise the v1 controller
 /// hierarchies (memory, pids, cpuacct) → v1.
 pub fn detect(instance: &str) -> Result<Box<dyn CgroupBackend>, CgroupError> {
-    detect_at(std::path::Path::new("/proc/self/mountinfo"), std::path::Path::new("/proc/self/cgroup"), instance)
+    detect_at(
+        std::path::Path::new("/proc/self/mountinfo"),
+        std::path::Path::new("/proc/self/cgroup"),
+        instance,
+    )
 }
 
 pub fn detect_at(
@@ -99,7 +103,11 @@ pub fn detect_at(
     instance: &str,
 ) -> Result<Box<dyn CgroupBackend>, CgroupError> {
     let read = |p: &std::path::Path| {
-        std::fs::read_to_string(p).map_err(|source| CgroupError::Io { path: p.to_path_buf(), op: "read", source })
+        std::fs::read_to_string(p).map_err(|source| CgroupError::Io {
+            path: p.to_path_buf(),
+            op: "read",
+            source,
+        })
     };
     let mounts = read(mountinfo)?;
     let own = read(self_cgroup)?;
@@ -109,7 +117,9 @@ pub fn detect_at(
     };
     match v1::V1::from_mountinfo(&mounts, instance) {
         Ok(b) => Ok(Box::new(b)),
-        Err(v1_err) => Err(CgroupError::NotUsable(format!("cgroup v2: {v2_err}; cgroup v1: {v1_err}"))),
+        Err(v1_err) => Err(CgroupError::NotUsable(format!(
+            "cgroup v2: {v2_err}; cgroup v1: {v1_err}"
+        ))),
     }
 }
 
@@ -125,7 +135,11 @@ pub(crate) fn cgroup_mounts(mountinfo: &str) -> Vec<(PathBuf, String, String)> {
             let _source = r.next()?;
             let super_opts = r.next().unwrap_or("").to_string();
             if fstype == "cgroup" || fstype == "cgroup2" {
-                Some((PathBuf::from(unescape_octal(mount_point)), fstype, super_opts))
+                Some((
+                    PathBuf::from(unescape_octal(mount_point)),
+                    fstype,
+                    super_opts,
+                ))
             } else {
                 None
             }
@@ -134,5 +148,8 @@ pub(crate) fn cgroup_mounts(mountinfo: &str) -> Vec<(PathBuf, String, String)> {
 }
 
 fn unescape_octal(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }

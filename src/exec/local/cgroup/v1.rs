@@ -8,7 +8,10 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::{cgroup_mounts, CgroupBackend, CgroupError, CgroupFeatures, CgroupUsage, CgroupVersion, RunCgroup};
+use super::{
+    cgroup_mounts, CgroupBackend, CgroupError, CgroupFeatures, CgroupUsage, CgroupVersion,
+    RunCgroup,
+};
 use crate::policy::Limits;
 
 /// The three hierarchies a run needs, each already pointing at `<mount>/execbox/<instance>`.
@@ -32,9 +35,13 @@ impl V1 {
         let find = |controller: &str| {
             mounts
                 .iter()
-                .find(|(_, fstype, opts)| fstype == "cgroup" && opts.split(',').any(|o| o == controller))
+                .find(|(_, fstype, opts)| {
+                    fstype == "cgroup" && opts.split(',').any(|o| o == controller)
+                })
                 .map(|(mount, _, _)| mount.clone())
-                .ok_or_else(|| format!("no cgroup v1 hierarchy with the {controller} controller is mounted"))
+                .ok_or_else(|| {
+                    format!("no cgroup v1 hierarchy with the {controller} controller is mounted")
+                })
         };
         let (memory, pids, cpuacct) = (find("memory")?, find("pids")?, find("cpuacct")?);
         let swap_limit = memory.join("memory.memsw.limit_in_bytes").exists();
@@ -43,9 +50,16 @@ impl V1 {
             tracing::warn!("cgroup v1 without memory.kmem.tcp: a run's socket buffers are not bounded by its memory limit");
         }
         let instance_dir = |mount: &Path| mount.join("execbox").join(instance);
-        let backend = V1 { memory: instance_dir(&memory), pids: instance_dir(&pids), cpuacct: instance_dir(&cpuacct), swap_limit, tcp_limit };
+        let backend = V1 {
+            memory: instance_dir(&memory),
+            pids: instance_dir(&pids),
+            cpuacct: instance_dir(&cpuacct),
+            swap_limit,
+            tcp_limit,
+        };
         for dir in backend.dirs() {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         Ok(backend)
     }
@@ -55,7 +69,13 @@ impl V1 {
     }
 
     fn run(&self, run_id: &str) -> V1Run {
-        V1Run { memory: self.memory.join(run_id), pids: self.pids.join(run_id), cpuacct: self.cpuacct.join(run_id), swap_limit: self.swap_limit, tcp_limit: self.tcp_limit }
+        V1Run {
+            memory: self.memory.join(run_id),
+            pids: self.pids.join(run_id),
+            cpuacct: self.cpuacct.join(run_id),
+            swap_limit: self.swap_limit,
+            tcp_limit: self.tcp_limit,
+        }
     }
 
     fn apply_limits(&self, run: &V1Run, limits: &Limits) -> Result<(), CgroupError> {
@@ -82,7 +102,14 @@ impl V1 {
 
 impl CgroupBackend for V1 {
     fn features(&self) -> CgroupFeatures {
-        CgroupFeatures { version: CgroupVersion::V1, memory: true, swap_limit: self.swap_limit, pids: true, cpu_accounting: true, socket_memory_limit: self.tcp_limit }
+        CgroupFeatures {
+            version: CgroupVersion::V1,
+            memory: true,
+            swap_limit: self.swap_limit,
+            pids: true,
+            cpu_accounting: true,
+            socket_memory_limit: self.tcp_limit,
+        }
     }
 
     fn create(&self, run_id: &str, limits: &Limits) -> Result<Box<dyn RunCgroup>, CgroupError> {
@@ -152,10 +179,12 @@ impl RunCgroup for V1Run {
     }
 
     fn usage(&self) -> CgroupUsage {
-        let oom_control = std::fs::read_to_string(self.memory.join("memory.oom_control")).unwrap_or_default();
+        let oom_control =
+            std::fs::read_to_string(self.memory.join("memory.oom_control")).unwrap_or_default();
         CgroupUsage {
             cpu_time_ns: self.cpu_time_ns(),
-            peak_memory_bytes: read_u64(&self.memory.join("memory.max_usage_in_bytes")).unwrap_or(0),
+            peak_memory_bytes: read_u64(&self.memory.join("memory.max_usage_in_bytes"))
+                .unwrap_or(0),
             // The `oom_kill` counter exists since Linux 4.13; older kernels report 0 here. There is
             // deliberately no guess from memory.failcnt: hitting the limit (reclaim) is not a kill.
             oom_kills: keyed_value(&oom_control, "oom_kill").unwrap_or(0),
@@ -202,15 +231,27 @@ impl RunCgroup for V1Run {
 
 // ---- helpers shared with v2 ----
 
-pub(super) fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
-    move |source| CgroupError::Io { path: path.to_path_buf(), op, source }
+pub(super) fn io_err<'a>(
+    path: &'a Path,
+    op: &'static str,
+) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        path: path.to_path_buf(),
+        op,
+        source,
+    }
 }
 
 /// Instance names and run ids become path components: refuse anything that could escape.
 pub(super) fn check_name(name: &str, what: &'static str) -> Result<(), CgroupError> {
     if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
-        let source = std::io::Error::new(ErrorKind::InvalidInput, format!("invalid {what} {name:?}"));
-        return Err(CgroupError::Io { path: PathBuf::from(name), op: "check name", source });
+        let source =
+            std::io::Error::new(ErrorKind::InvalidInput, format!("invalid {what} {name:?}"));
+        return Err(CgroupError::Io {
+            path: PathBuf::from(name),
+            op: "check name",
+            source,
+        });
     }
     Ok(())
 }
@@ -229,7 +270,11 @@ pub(super) fn read_u64(path: &Path) -> Option<u64> {
 pub(super) fn keyed_value(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
         let (k, v) = line.split_once(' ')?;
-        if k == key { v.trim().parse().ok() } else { None }
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
     })
 }
 
@@ -260,7 +305,11 @@ pub(super) fn kill_until_empty(procs_files: &[PathBuf]) {
         let pids: BTreeSet<i32> = procs_files
             .iter()
             .filter_map(|f| std::fs::read_to_string(f).ok())
-            .flat_map(|text| text.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
+            .flat_map(|text| {
+                text.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<i32>>()
+            })
             .filter(|&pid| pid > 0)
             .collect();
         if pids.is_empty() {
@@ -298,7 +347,14 @@ mod tests {
     use std::fs;
 
     fn limits(memory_bytes: u64, pids: u64) -> Limits {
-        Limits { wall_time_ms: 1000, cpu_time_ms: 1000, memory_bytes, pids, output_bytes: 1 << 20, disk_bytes: 1 << 20 }
+        Limits {
+            wall_time_ms: 1000,
+            cpu_time_ms: 1000,
+            memory_bytes,
+            pids,
+            output_bytes: 1 << 20,
+            disk_bytes: 1 << 20,
+        }
     }
 
     /// A fake cgroupfs under `root`: memory, pids and a co-mounted cpu,cpuacct hierarchy, plus the
@@ -309,8 +365,16 @@ mod tests {
         }
         if memsw {
             // A host that accounts swap here also accounts kernel (and TCP) memory.
-            fs::write(root.join("memory/memory.memsw.limit_in_bytes"), "9223372036854771712\n").unwrap();
-            fs::write(root.join("memory/memory.kmem.tcp.limit_in_bytes"), "9223372036854771712\n").unwrap();
+            fs::write(
+                root.join("memory/memory.memsw.limit_in_bytes"),
+                "9223372036854771712\n",
+            )
+            .unwrap();
+            fs::write(
+                root.join("memory/memory.kmem.tcp.limit_in_bytes"),
+                "9223372036854771712\n",
+            )
+            .unwrap();
         }
         let r = root.display();
         format!(
@@ -340,7 +404,11 @@ mod tests {
     #[test]
     fn missing_controller_is_named() {
         let tmp = tempfile::tempdir().unwrap();
-        let text: String = fake(tmp.path(), false).lines().filter(|l| !l.ends_with("rw,pids")).map(|l| format!("{l}\n")).collect();
+        let text: String = fake(tmp.path(), false)
+            .lines()
+            .filter(|l| !l.ends_with("rw,pids"))
+            .map(|l| format!("{l}\n"))
+            .collect();
         let err = V1::from_mountinfo(&text, "i1").unwrap_err();
         assert!(err.contains("pids controller"), "{err}");
         assert!(V1::from_mountinfo(&fake(tmp.path(), false), "../x").is_err());
@@ -352,16 +420,32 @@ mod tests {
         let v1 = V1::from_mountinfo(&fake(tmp.path(), true), "i1").unwrap();
         let run = v1.create("r1", &limits(64 << 20, 32)).unwrap();
         let read = |p: &str| fs::read_to_string(tmp.path().join(p)).unwrap();
-        assert_eq!(read("memory/execbox/i1/r1/memory.limit_in_bytes"), (64u64 << 20).to_string());
-        assert_eq!(read("memory/execbox/i1/r1/memory.memsw.limit_in_bytes"), (64u64 << 20).to_string());
-        assert_eq!(read("memory/execbox/i1/r1/memory.kmem.tcp.limit_in_bytes"), (64u64 << 20).to_string(), "socket buffers capped at the memory limit");
+        assert_eq!(
+            read("memory/execbox/i1/r1/memory.limit_in_bytes"),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            read("memory/execbox/i1/r1/memory.memsw.limit_in_bytes"),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            read("memory/execbox/i1/r1/memory.kmem.tcp.limit_in_bytes"),
+            (64u64 << 20).to_string(),
+            "socket buffers capped at the memory limit"
+        );
         assert_eq!(read("pids/execbox/i1/r1/pids.max"), "32");
         assert!(v1.features().socket_memory_limit);
         run.set_limits(&limits(32 << 20, 8)).unwrap();
-        assert_eq!(read("memory/execbox/i1/r1/memory.kmem.tcp.limit_in_bytes"), (32u64 << 20).to_string(), "and follow the run's limit");
+        assert_eq!(
+            read("memory/execbox/i1/r1/memory.kmem.tcp.limit_in_bytes"),
+            (32u64 << 20).to_string(),
+            "and follow the run's limit"
+        );
         assert_eq!(
             run.procs_files(),
-            ["memory", "pids", "cpu,cpuacct"].map(|h| tmp.path().join(h).join("execbox/i1/r1/cgroup.procs")).to_vec()
+            ["memory", "pids", "cpu,cpuacct"]
+                .map(|h| tmp.path().join(h).join("execbox/i1/r1/cgroup.procs"))
+                .to_vec()
         );
 
         // Without swap accounting the run gets swappiness 0 instead.
@@ -370,9 +454,15 @@ mod tests {
         assert!(!v1.features().swap_limit);
         v1.create("r1", &limits(8 << 20, 4)).unwrap();
         let dir = tmp.path().join("memory/execbox/i1/r1");
-        assert_eq!(fs::read_to_string(dir.join("memory.swappiness")).unwrap(), "0");
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.swappiness")).unwrap(),
+            "0"
+        );
         assert!(!dir.join("memory.memsw.limit_in_bytes").exists());
-        assert!(!dir.join("memory.kmem.tcp.limit_in_bytes").exists() && !v1.features().socket_memory_limit);
+        assert!(
+            !dir.join("memory.kmem.tcp.limit_in_bytes").exists()
+                && !v1.features().socket_memory_limit
+        );
     }
 
     #[test]
@@ -382,7 +472,10 @@ mod tests {
         // A stale directory in the last hierarchy makes its mkdir fail.
         fs::create_dir(v1.cpuacct.join("r1")).unwrap();
         let err = v1.create("r1", &limits(8 << 20, 4)).err().unwrap();
-        assert!(err.to_string().contains("cpu,cpuacct/execbox/i1/r1"), "{err}");
+        assert!(
+            err.to_string().contains("cpu,cpuacct/execbox/i1/r1"),
+            "{err}"
+        );
         assert!(!v1.memory.join("r1").exists() && !v1.pids.join("r1").exists());
         assert!(v1.cpuacct.join("r1").exists(), "not ours, so not removed");
         assert!(v1.create("../r", &limits(8 << 20, 4)).is_err());
@@ -393,13 +486,28 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let v1 = V1::from_mountinfo(&fake(tmp.path(), false), "i1").unwrap();
         let run = v1.run("r1");
-        assert_eq!(run.usage(), CgroupUsage::default(), "missing files read as zero");
+        assert_eq!(
+            run.usage(),
+            CgroupUsage::default(),
+            "missing files read as zero"
+        );
         run.dirs().iter().for_each(|d| fs::create_dir(d).unwrap());
         fs::write(run.cpuacct.join("cpuacct.usage"), "123456789\n").unwrap();
         fs::write(run.memory.join("memory.max_usage_in_bytes"), "4096\n").unwrap();
-        fs::write(run.memory.join("memory.oom_control"), "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").unwrap();
+        fs::write(
+            run.memory.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )
+        .unwrap();
         assert_eq!(run.cpu_time_ns(), 123456789);
-        assert_eq!(run.usage(), CgroupUsage { cpu_time_ns: 123456789, peak_memory_bytes: 4096, oom_kills: 2 });
+        assert_eq!(
+            run.usage(),
+            CgroupUsage {
+                cpu_time_ns: 123456789,
+                peak_memory_bytes: 4096,
+                oom_kills: 2
+            }
+        );
     }
 
     #[test]
@@ -413,11 +521,17 @@ mod tests {
         fs::create_dir(v1.pids.join("b")).unwrap();
         fs::write(v1.memory.join("cgroup.procs"), "").unwrap(); // a control file, not a run
         assert_eq!(v1.sweep().unwrap(), 2);
-        assert_eq!(subdirs(&v1.memory).unwrap().len() + subdirs(&v1.pids).unwrap().len(), 0);
+        assert_eq!(
+            subdirs(&v1.memory).unwrap().len() + subdirs(&v1.pids).unwrap().len(),
+            0
+        );
         fs::remove_file(v1.memory.join("cgroup.procs")).unwrap();
         v1.remove_instance().unwrap();
         assert!(v1.dirs().iter().all(|d| !d.exists()));
-        assert!(tmp.path().join("memory/execbox").is_dir(), "shared parent stays");
+        assert!(
+            tmp.path().join("memory/execbox").is_dir(),
+            "shared parent stays"
+        );
         v1.remove_instance().unwrap();
     }
 
@@ -425,18 +539,30 @@ mod tests {
     #[test]
     fn live_v1_kill_and_destroy() {
         use std::os::unix::process::ExitStatusExt;
-        if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists() || !nix::unistd::geteuid().is_root() {
+        if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+            || !nix::unistd::geteuid().is_root()
+        {
             eprintln!("!!! SKIPPED live_v1_kill_and_destroy: needs root and cgroup v1 at /sys/fs/cgroup/memory !!!");
             return;
         }
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let v1 = V1::from_mountinfo(&mountinfo, &format!("unit-test-{}", std::process::id())).unwrap();
+        let v1 =
+            V1::from_mountinfo(&mountinfo, &format!("unit-test-{}", std::process::id())).unwrap();
         let run = v1.create("run1", &limits(64 << 20, 16)).unwrap();
-        assert_eq!(read_u64(&v1.memory.join("run1/memory.limit_in_bytes")), Some(64 << 20));
+        assert_eq!(
+            read_u64(&v1.memory.join("run1/memory.limit_in_bytes")),
+            Some(64 << 20)
+        );
         if v1.tcp_limit {
-            assert_eq!(read_u64(&v1.memory.join("run1/memory.kmem.tcp.limit_in_bytes")), Some(64 << 20));
+            assert_eq!(
+                read_u64(&v1.memory.join("run1/memory.kmem.tcp.limit_in_bytes")),
+                Some(64 << 20)
+            );
         }
-        let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
         for f in run.procs_files() {
             write_file(&f, &child.id().to_string()).unwrap();
         }

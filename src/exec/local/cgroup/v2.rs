@@ -10,8 +10,13 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use super::v1::{check_name, io_err, keyed_value, kill_until_empty, read_u64, rmdir_retry, subdirs, write_file};
-use super::{unescape_octal, CgroupBackend, CgroupError, CgroupFeatures, CgroupUsage, CgroupVersion, RunCgroup};
+use super::v1::{
+    check_name, io_err, keyed_value, kill_until_empty, read_u64, rmdir_retry, subdirs, write_file,
+};
+use super::{
+    unescape_octal, CgroupBackend, CgroupError, CgroupFeatures, CgroupUsage, CgroupVersion,
+    RunCgroup,
+};
 use crate::policy::Limits;
 
 /// `<base>/execbox/<instance>`, with memory and pids (and cpu, when offered) enabled for its children.
@@ -24,7 +29,11 @@ pub struct V2 {
 
 impl V2 {
     /// `mountinfo` is `/proc/self/mountinfo`, `self_cgroup` is `/proc/self/cgroup`.
-    pub fn from_mountinfo(mountinfo: &str, self_cgroup: &str, instance: &str) -> Result<V2, String> {
+    pub fn from_mountinfo(
+        mountinfo: &str,
+        self_cgroup: &str,
+        instance: &str,
+    ) -> Result<V2, String> {
         let own = self_cgroup
             .lines()
             .find_map(|l| l.strip_prefix("0::"))
@@ -39,10 +48,18 @@ impl V2 {
                     return None;
                 }
                 let mut fields = left.split_whitespace().skip(3);
-                let (root, mount) = (unescape_octal(fields.next()?), unescape_octal(fields.next()?));
-                let rel = if root == "/" { own } else { own.strip_prefix(root.as_str())? };
+                let (root, mount) = (
+                    unescape_octal(fields.next()?),
+                    unescape_octal(fields.next()?),
+                );
+                let rel = if root == "/" {
+                    own
+                } else {
+                    own.strip_prefix(root.as_str())?
+                };
                 // "/a" must not match a mount rooted at "/ab".
-                (rel.is_empty() || rel.starts_with('/')).then(|| Path::new(&mount).join(rel.trim_start_matches('/')))
+                (rel.is_empty() || rel.starts_with('/'))
+                    .then(|| Path::new(&mount).join(rel.trim_start_matches('/')))
             })
             .next()
             .ok_or_else(|| format!("no cgroup2 mount contains our own cgroup {own}"))?;
@@ -64,7 +81,10 @@ impl V2 {
         let offered: Vec<&str> = offered.split_whitespace().collect();
         for required in ["memory", "pids"] {
             if !offered.contains(&required) {
-                return Err(format!("cgroup2 at {} offers no {required} controller", base.display()));
+                return Err(format!(
+                    "cgroup2 at {} offers no {required} controller",
+                    base.display()
+                ));
             }
         }
         // cpu is optional: cpu.stat's usage_usec exists in every v2 cgroup without it.
@@ -92,7 +112,11 @@ impl V2 {
         // memory.swap.max is absent when the kernel does not account swap.
         let swap_limit = dir.join("memory.swap.max").exists();
         let cpu_accounting = dir.join("cpu.stat").exists();
-        Ok(V2 { dir, swap_limit, cpu_accounting })
+        Ok(V2 {
+            dir,
+            swap_limit,
+            cpu_accounting,
+        })
     }
 }
 
@@ -102,10 +126,18 @@ fn enable(dir: &Path, want: &[&str], migrate: bool) -> Result<(), String> {
     let path = dir.join("cgroup.subtree_control");
     // Missing reads as empty: on cgroupfs the write below then fails and names the path.
     let current = std::fs::read_to_string(&path).unwrap_or_default();
-    let mut missing: Vec<&str> = want.iter().copied().filter(|c| !current.split_whitespace().any(|x| x == *c)).collect();
+    let mut missing: Vec<&str> = want
+        .iter()
+        .copied()
+        .filter(|c| !current.split_whitespace().any(|x| x == *c))
+        .collect();
     let mut attempts = 0;
     while !missing.is_empty() {
-        let line = missing.iter().map(|c| format!("+{c}")).collect::<Vec<_>>().join(" ");
+        let line = missing
+            .iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(" ");
         match std::fs::write(&path, &line) {
             Ok(()) => return Ok(()),
             // Retried: a process may be forked into `dir` while we move the others out.
@@ -118,7 +150,12 @@ fn enable(dir: &Path, want: &[&str], migrate: bool) -> Result<(), String> {
                 tracing::warn!(path = %path.display(), error = %e, "cannot enable the cpu controller; continuing without");
                 missing.retain(|c| *c != "cpu");
             }
-            Err(e) => return Err(format!("cannot write \"{line}\" to {}: {e}", path.display())),
+            Err(e) => {
+                return Err(format!(
+                    "cannot write \"{line}\" to {}: {e}",
+                    path.display()
+                ))
+            }
         }
     }
     Ok(())
@@ -126,7 +163,9 @@ fn enable(dir: &Path, want: &[&str], migrate: bool) -> Result<(), String> {
 
 fn mkdir_exist_ok(dir: &Path) -> Result<(), String> {
     match std::fs::create_dir(dir) {
-        Err(e) if e.kind() != ErrorKind::AlreadyExists => Err(format!("cannot create {}: {e}", dir.display())),
+        Err(e) if e.kind() != ErrorKind::AlreadyExists => {
+            Err(format!("cannot create {}: {e}", dir.display()))
+        }
         _ => Ok(()),
     }
 }
@@ -138,7 +177,8 @@ const SERVICE_LEAF: &str = "execbox-service";
 /// Move every process of `dir` into `dir/execbox-service`, one pid per write as cgroupfs wants.
 fn migrate_procs(dir: &Path) -> Result<(), String> {
     let procs = dir.join("cgroup.procs");
-    let pids = std::fs::read_to_string(&procs).map_err(|e| format!("cannot read {}: {e}", procs.display()))?;
+    let pids = std::fs::read_to_string(&procs)
+        .map_err(|e| format!("cannot read {}: {e}", procs.display()))?;
     let leaf = dir.join(SERVICE_LEAF);
     mkdir_exist_ok(&leaf)?;
     let target = leaf.join("cgroup.procs");
@@ -147,7 +187,12 @@ fn migrate_procs(dir: &Path) -> Result<(), String> {
             Ok(()) => {}
             // The process exited since we read the list.
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-            Err(e) => return Err(format!("cannot move pid {pid} into {}: {e}", target.display())),
+            Err(e) => {
+                return Err(format!(
+                    "cannot move pid {pid} into {}: {e}",
+                    target.display()
+                ))
+            }
         }
     }
     Ok(())
@@ -169,10 +214,15 @@ impl CgroupBackend for V2 {
 
     fn create(&self, run_id: &str, limits: &Limits) -> Result<Box<dyn RunCgroup>, CgroupError> {
         check_name(run_id, "run id")?;
-        let run = V2Run { dir: self.dir.join(run_id) };
+        let run = V2Run {
+            dir: self.dir.join(run_id),
+        };
         std::fs::create_dir(&run.dir).map_err(io_err(&run.dir, "mkdir"))?;
         let result = (|| {
-            write_file(&run.dir.join("memory.max"), &limits.memory_bytes.to_string())?;
+            write_file(
+                &run.dir.join("memory.max"),
+                &limits.memory_bytes.to_string(),
+            )?;
             if self.swap_limit {
                 write_file(&run.dir.join("memory.swap.max"), "0")?;
             }
@@ -189,7 +239,10 @@ impl CgroupBackend for V2 {
     fn sweep(&self) -> Result<usize, CgroupError> {
         let names = subdirs(&self.dir)?;
         for name in &names {
-            V2Run { dir: self.dir.join(name) }.destroy()?;
+            V2Run {
+                dir: self.dir.join(name),
+            }
+            .destroy()?;
         }
         Ok(names.len())
     }
@@ -201,7 +254,10 @@ impl CgroupBackend for V2 {
         // the leaf it moved itself into.
         if let Some(top) = self.dir.parent() {
             if let Err(e) = std::fs::remove_dir(top) {
-                if !matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY | libc::ENOENT)) {
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EBUSY | libc::ENOTEMPTY | libc::ENOENT)
+                ) {
                     return Err(io_err(top, "rmdir")(e));
                 }
             }
@@ -222,7 +278,9 @@ impl RunCgroup for V2Run {
 
     fn cpu_time_ns(&self) -> u64 {
         let stat = std::fs::read_to_string(self.dir.join("cpu.stat")).unwrap_or_default();
-        keyed_value(&stat, "usage_usec").unwrap_or(0).saturating_mul(1000)
+        keyed_value(&stat, "usage_usec")
+            .unwrap_or(0)
+            .saturating_mul(1000)
     }
 
     fn usage(&self) -> CgroupUsage {
@@ -238,7 +296,10 @@ impl RunCgroup for V2Run {
     }
 
     fn set_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
-        write_file(&self.dir.join("memory.max"), &limits.memory_bytes.to_string())?;
+        write_file(
+            &self.dir.join("memory.max"),
+            &limits.memory_bytes.to_string(),
+        )?;
         write_file(&self.dir.join("pids.max"), &limits.pids.to_string())
     }
 
@@ -268,7 +329,14 @@ mod tests {
     use std::fs;
 
     fn limits(memory_bytes: u64, pids: u64) -> Limits {
-        Limits { wall_time_ms: 1000, cpu_time_ms: 1000, memory_bytes, pids, output_bytes: 1 << 20, disk_bytes: 1 << 20 }
+        Limits {
+            wall_time_ms: 1000,
+            cpu_time_ms: 1000,
+            memory_bytes,
+            pids,
+            output_bytes: 1 << 20,
+            disk_bytes: 1 << 20,
+        }
     }
 
     /// A fake delegated cgroup at `base`. mkdir on a plain fs creates no control files, so the
@@ -292,18 +360,26 @@ mod tests {
             "30 25 0:26 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:15 - cgroup cgroup rw,memory\n\
              34 25 0:29 / {m} rw,nosuid,nodev,noexec,relatime shared:14 - cgroup2 cgroup2 rw,nsdelegate\n"
         );
-        let v2 = V2::from_mountinfo(&mountinfo, "0::/system.slice/execbox.service\n", "i1").unwrap();
+        let v2 =
+            V2::from_mountinfo(&mountinfo, "0::/system.slice/execbox.service\n", "i1").unwrap();
         assert_eq!(v2.dir, base.join("execbox/i1"));
         let f = v2.features();
         assert!(f.swap_limit && f.cpu_accounting && f.version == CgroupVersion::V2);
 
         // Bind-mounted from a sub-cgroup (container without a cgroup namespace).
-        let mountinfo = format!("34 25 0:29 /system.slice {m}/system.slice rw - cgroup2 cgroup2 rw\n");
-        let v2 = V2::from_mountinfo(&mountinfo, "0::/system.slice/execbox.service\n", "i1").unwrap();
+        let mountinfo =
+            format!("34 25 0:29 /system.slice {m}/system.slice rw - cgroup2 cgroup2 rw\n");
+        let v2 =
+            V2::from_mountinfo(&mountinfo, "0::/system.slice/execbox.service\n", "i1").unwrap();
         assert_eq!(v2.dir, base.join("execbox/i1"));
 
         // Already in the leaf an earlier start made: the leaf's parent is managed again, no nesting.
-        let v2 = V2::from_mountinfo(&mountinfo, "0::/system.slice/execbox.service/execbox-service\n", "i1").unwrap();
+        let v2 = V2::from_mountinfo(
+            &mountinfo,
+            "0::/system.slice/execbox.service/execbox-service\n",
+            "i1",
+        )
+        .unwrap();
         assert_eq!(v2.dir, base.join("execbox/i1"));
 
         let err = V2::from_mountinfo(&mountinfo, "0::/user.slice\n", "i1").unwrap_err();
@@ -318,19 +394,35 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("cgroup.controllers"), "\n").unwrap();
         let err = V2::at(tmp.path().to_path_buf(), "i1").unwrap_err();
-        assert_eq!(err, format!("cgroup2 at {} offers no memory controller", tmp.path().display()));
-        assert!(!tmp.path().join("execbox").exists(), "nothing is created before the check");
+        assert_eq!(
+            err,
+            format!(
+                "cgroup2 at {} offers no memory controller",
+                tmp.path().display()
+            )
+        );
+        assert!(
+            !tmp.path().join("execbox").exists(),
+            "nothing is created before the check"
+        );
         fs::write(tmp.path().join("cgroup.controllers"), "memory\n").unwrap();
-        assert!(V2::at(tmp.path().to_path_buf(), "i1").unwrap_err().contains("no pids controller"));
+        assert!(V2::at(tmp.path().to_path_buf(), "i1")
+            .unwrap_err()
+            .contains("no pids controller"));
     }
 
     #[test]
     fn enables_controllers_down_to_the_instance() {
         let tmp = tempfile::tempdir().unwrap();
-        fake(tmp.path(), "cpuset cpu io memory hugetlb pids rdma misc\n", "io\n");
+        fake(
+            tmp.path(),
+            "cpuset cpu io memory hugetlb pids rdma misc\n",
+            "io\n",
+        );
         V2::at(tmp.path().to_path_buf(), "i1").unwrap();
         for d in ["", "execbox", "execbox/i1"] {
-            let got = fs::read_to_string(tmp.path().join(d).join("cgroup.subtree_control")).unwrap();
+            let got =
+                fs::read_to_string(tmp.path().join(d).join("cgroup.subtree_control")).unwrap();
             assert_eq!(got, "+memory +pids +cpu", "in {d:?}");
         }
 
@@ -338,8 +430,14 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         fake(tmp.path(), "memory pids\n", "memory pids\n");
         V2::at(tmp.path().to_path_buf(), "i1").unwrap();
-        assert_eq!(fs::read_to_string(tmp.path().join("cgroup.subtree_control")).unwrap(), "memory pids\n");
-        assert_eq!(fs::read_to_string(tmp.path().join("execbox/cgroup.subtree_control")).unwrap(), "+memory +pids");
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("cgroup.subtree_control")).unwrap(),
+            "memory pids\n"
+        );
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("execbox/cgroup.subtree_control")).unwrap(),
+            "+memory +pids"
+        );
     }
 
     #[test]
@@ -347,7 +445,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("cgroup.procs"), "4242\n").unwrap();
         migrate_procs(tmp.path()).unwrap();
-        assert_eq!(fs::read_to_string(tmp.path().join("execbox-service/cgroup.procs")).unwrap(), "4242");
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("execbox-service/cgroup.procs")).unwrap(),
+            "4242"
+        );
     }
 
     #[test]
@@ -357,11 +458,22 @@ mod tests {
         let v2 = V2::at(tmp.path().to_path_buf(), "i1").unwrap();
         let run = v2.create("r1", &limits(64 << 20, 32)).unwrap();
         let dir = tmp.path().join("execbox/i1/r1");
-        assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap(), (64u64 << 20).to_string());
-        assert_eq!(fs::read_to_string(dir.join("memory.swap.max")).unwrap(), "0");
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.max")).unwrap(),
+            (64u64 << 20).to_string()
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.swap.max")).unwrap(),
+            "0"
+        );
         assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "32");
         assert_eq!(run.procs_files(), vec![dir.join("cgroup.procs")]);
-        assert!(v2.create("r1", &limits(64 << 20, 32)).err().unwrap().to_string().contains("i1/r1"));
+        assert!(v2
+            .create("r1", &limits(64 << 20, 32))
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("i1/r1"));
 
         // No swap accounting: memory.swap.max is not written.
         fs::remove_file(tmp.path().join("execbox/i1/memory.swap.max")).unwrap();
@@ -374,12 +486,33 @@ mod tests {
     #[test]
     fn usage_reads_cpu_peak_and_oom_kills() {
         let tmp = tempfile::tempdir().unwrap();
-        let run = V2Run { dir: tmp.path().to_path_buf() };
-        assert_eq!(run.usage(), CgroupUsage::default(), "missing files read as zero");
-        fs::write(tmp.path().join("cpu.stat"), "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n").unwrap();
+        let run = V2Run {
+            dir: tmp.path().to_path_buf(),
+        };
+        assert_eq!(
+            run.usage(),
+            CgroupUsage::default(),
+            "missing files read as zero"
+        );
+        fs::write(
+            tmp.path().join("cpu.stat"),
+            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n",
+        )
+        .unwrap();
         fs::write(tmp.path().join("memory.current"), "100\n").unwrap();
-        fs::write(tmp.path().join("memory.events"), "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n").unwrap();
-        assert_eq!(run.usage(), CgroupUsage { cpu_time_ns: 1_500_000, peak_memory_bytes: 100, oom_kills: 1 });
+        fs::write(
+            tmp.path().join("memory.events"),
+            "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n",
+        )
+        .unwrap();
+        assert_eq!(
+            run.usage(),
+            CgroupUsage {
+                cpu_time_ns: 1_500_000,
+                peak_memory_bytes: 100,
+                oom_kills: 1
+            }
+        );
         fs::write(tmp.path().join("memory.peak"), "9000\n").unwrap();
         assert_eq!(run.usage().peak_memory_bytes, 9000);
     }
@@ -395,9 +528,14 @@ mod tests {
         fs::create_dir(v2.dir.join("b")).unwrap();
         // kill_all writes cgroup.kill when the kernel has it; here a plain file stands in.
         fs::write(v2.dir.join("a/cgroup.kill"), "0").unwrap();
-        let a = V2Run { dir: v2.dir.join("a") };
+        let a = V2Run {
+            dir: v2.dir.join("a"),
+        };
         a.kill_all();
-        assert_eq!(fs::read_to_string(v2.dir.join("a/cgroup.kill")).unwrap(), "1");
+        assert_eq!(
+            fs::read_to_string(v2.dir.join("a/cgroup.kill")).unwrap(),
+            "1"
+        );
         fs::remove_file(v2.dir.join("a/cgroup.kill")).unwrap();
         fs::remove_file(v2.dir.join("cgroup.subtree_control")).unwrap();
         assert_eq!(v2.sweep().unwrap(), 2);
@@ -407,7 +545,11 @@ mod tests {
         assert!(!v2.dir.exists() && tmp.path().join("execbox/i2").is_dir());
         // The last one out removes `execbox` (on cgroupfs its control files do not count).
         fs::remove_file(tmp.path().join("execbox/cgroup.subtree_control")).unwrap();
-        let i2 = V2 { dir: tmp.path().join("execbox/i2"), swap_limit: false, cpu_accounting: false };
+        let i2 = V2 {
+            dir: tmp.path().join("execbox/i2"),
+            swap_limit: false,
+            cpu_accounting: false,
+        };
         i2.remove_instance().unwrap();
         assert!(!tmp.path().join("execbox").exists());
         // A later start makes it again.
