@@ -29,6 +29,7 @@ pub enum FsError {
     Refused(String),
     /// The path is well-formed but what is in the work dir now stands in the way (a link, a file
     /// where a directory belongs, a directory where a file belongs).
+    #[error("{0}")]
     Conflict(String),
     #[error("{what} exceeds the limit of {max} bytes")]
     TooLarge { what: String, max: u64 },

@@ -235,10 +235,11 @@ mod tests {
                     ..shape.clone()
                 },
                 "i",
+                60_001,
             )
             .host_config
             .unwrap(),
-            create_body(&shape, "i").host_config.unwrap(),
+            create_body(&shape, "i", 60_001).host_config.unwrap(),
         );
         assert_eq!(runsc.runtime.as_deref(), Some("runsc"));
         assert_eq!(runsc.pids_limit, Some(64 + 12 * 16));
