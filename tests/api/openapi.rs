@@ -469,7 +469,7 @@ async fn names_come_from_the_loaded_runtimes_and_policies() {
     }
     assert_eq!(
         schemas["ExecuteRequest"]["properties"]["policy"]["enum"],
-        json!(["benchmark", "default", "strict", null])
+        json!(["benchmark", "default", "gvisor", "strict", null])
     );
     assert_eq!(
         schemas["ExecuteRequest"]["properties"]["executor"]["enum"],

@@ -85,6 +85,10 @@ async fn a_run_at_every_maximum_works(ex: &str) {
     let (_, policies) = app.get("/v1/policies").await;
     for policy in policies["policies"].as_array().unwrap() {
         let name = policy["name"].as_str().unwrap();
+        // Only the policies that allow this executor (gvisor is docker only).
+        if !policy["executors"].as_array().unwrap().contains(&json!(ex)) {
+            continue;
+        }
         let r = app.run(json!({"language": "python", "code": "print(2 + 2)", "executor": ex, "policy": name, "limits": policy["maxima"]})).await;
         assert_eq!(
             (r["status"].as_str(), r["stdout"].as_str()),
