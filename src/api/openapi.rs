@@ -413,8 +413,13 @@ fn constrain(doc: &mut Value, state: &AppState) {
             .as_array_mut()
             .expect("parameters");
         for p in params.iter_mut().filter(|p| p["name"] == "path") {
+            // A directory to list: empty, `.` or `./` for the work dir, else a path with at most one
+            // trailing slash, as `exec::path::check_dir` takes it.
             let pattern = if p["in"] == "query" {
-                format!("^(?:\\.?|{}/*)$", &PATH_PATTERN[1..PATH_PATTERN.len() - 1])
+                format!(
+                    "^(?:(?:\\./?)?|{}/?)$",
+                    &PATH_PATTERN[1..PATH_PATTERN.len() - 1]
+                )
             } else {
                 PATH_PATTERN.to_string()
             };

@@ -30,6 +30,8 @@ pub struct EvalArgs {
     pub timeout_ms: u64,
 }
 
+/// One of the two, made once per eval: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Runner {
     Local(LocalExecutor),
     Docker(DockerExecutor),

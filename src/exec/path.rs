@@ -149,7 +149,7 @@ mod tests {
     #[test]
     fn plain_paths_pass_as_given() {
         let at_limits = [
-            vec!["z".repeat(MAX_COMPONENT_BYTES)].join("/"),
+            ["z".repeat(MAX_COMPONENT_BYTES)].join("/"),
             vec!["d"; MAX_DEPTH].join("/"),
         ];
         for good in [

@@ -162,7 +162,7 @@ async fn at_the_connection_bound_healthz_and_runs_still_answer() {
     .await;
     let n = closed.iter().filter(|c| **c).count();
     assert!(
-        n >= 200 - 32 + 1,
+        n > 200 - 32,
         "only {n} of 200 half-sent connections were closed at a bound of 32"
     );
     // The oldest go first: the newest held connection is still open.
