@@ -816,6 +816,7 @@ async fn sh(
             output_cap: cap,
             deadline,
             stream: None,
+            cpu: None,
         },
     )
     .await

@@ -40,8 +40,10 @@ impl Captured {
 }
 
 pub struct ExecOutcome {
-    /// None when the deadline passed first.
+    /// None when the deadline passed first, or the CPU watch stopped the run.
     pub exit_code: Option<i64>,
+    /// The container's CPU time reached the watch's limit (see [`CpuWatch`]).
+    pub cpu_over: bool,
     pub stdout: Captured,
     pub stderr: Captured,
     pub wall: Duration,
@@ -56,6 +58,18 @@ pub struct ExecSpec<'a> {
     pub output_cap: u64,
     pub deadline: Duration,
     pub stream: Option<OutputSink>,
+    /// Stop when the container's CPU time passes a limit.
+    pub cpu: Option<CpuWatch>,
+}
+
+/// The container's cgroup CPU time, read from the host every 20 ms as the local executor does:
+/// RLIMIT_CPU counts one process at a time (and gVisor's runsc does not enforce it at all), so
+/// this is what holds a run to its `cpu_time_ms`. Needs the engine on this host (its cgroupfs);
+/// without it the watch does nothing and RLIMIT_CPU alone applies.
+pub struct CpuWatch {
+    /// The container's CPU time before this process (a sandbox's container is long-lived).
+    pub baseline_ms: u64,
+    pub limit_ms: u64,
 }
 
 /// Run `spec` in `container`; on the deadline the caller kills the container.
@@ -115,6 +129,8 @@ pub async fn run(
     );
     let mut exited_at: Option<Instant> = None;
     let mut stream_done = false;
+    let mut cpu_tick = tokio::time::interval(Duration::from_millis(20));
+    let mut cpu_over = false;
     let exit_code = loop {
         let check = tokio::select! {
             chunk = output.next(), if !stream_done => match chunk {
@@ -125,6 +141,14 @@ pub async fn run(
             },
             _ = &mut deadline => break None,
             _ = poll.tick() => true,
+            _ = cpu_tick.tick(), if spec.cpu.is_some() => {
+                let watch = spec.cpu.as_ref().expect("checked by the guard");
+                if super::host_cgroup_usage(container).is_some_and(|u| u.cpu_time_ms.saturating_sub(watch.baseline_ms) >= watch.limit_ms) {
+                    cpu_over = true;
+                    break None;
+                }
+                false
+            }
         };
         if !check {
             continue;
@@ -153,6 +177,7 @@ pub async fn run(
     writer.abort();
     Ok(ExecOutcome {
         exit_code,
+        cpu_over,
         stdout,
         stderr,
         wall: started.elapsed(),

@@ -651,6 +651,7 @@ impl DockerExecutor {
                     output_cap: limits.disk_bytes,
                     deadline: Duration::from_secs(30),
                     stream: None,
+                    cpu: None,
                 };
                 let got = exec::run(&self.docker, &id, spec)
                     .await
@@ -727,6 +728,10 @@ impl DockerExecutor {
             output_cap: limits.output_bytes,
             deadline: Duration::from_millis(limits.wall_time_ms),
             stream,
+            cpu: Some(exec::CpuWatch {
+                baseline_ms: baseline.cpu_time_ms,
+                limit_ms: limits.cpu_time_ms,
+            }),
         };
         let out = exec::run(&self.docker, id, spec)
             .await
@@ -758,6 +763,8 @@ impl DockerExecutor {
             .filter(|c| (129..=192).contains(c))
             .map(|c| (c - 128) as i32);
         let (status, exit_code, signal) = match out.exit_code {
+            // Stopped by the CPU watch: the caller kills what is left, as at the deadline.
+            None if out.cpu_over => (Status::CpuLimit, None, Some(libc::SIGKILL)),
             None => (Status::Timeout, None, Some(libc::SIGKILL)),
             Some(0) => (Status::Ok, Some(0), None),
             Some(_) if oom => (Status::MemoryLimit, None, Some(libc::SIGKILL)),
@@ -800,6 +807,7 @@ impl DockerExecutor {
             output_cap: 4096,
             deadline: Duration::from_secs(10),
             stream: None,
+            cpu: None,
         };
         match exec::run(&self.docker, id, spec).await {
             Ok(out) if out.exit_code == Some(0) => parse_cgroup_usage(&out.stdout.lossy()),
@@ -821,7 +829,7 @@ fi"#;
 
 /// With the engine on this host (the common case), the container's cgroup is readable directly
 /// under the engine's usual layouts (cgroupfs or systemd driver, v1 or v2): no exec needed.
-fn host_cgroup_usage(id: &str) -> Option<Usage> {
+pub(super) fn host_cgroup_usage(id: &str) -> Option<Usage> {
     let read = |p: String| {
         std::fs::read_to_string(p)
             .ok()
