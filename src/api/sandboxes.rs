@@ -277,10 +277,10 @@ pub async fn keepalive(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<SandboxView>, ApiError> {
-    // No body is fine whatever the Content-Type (clients send `application/json` by habit);
-    // a body must be JSON.
+    // No body (zero bytes) is fine whatever the Content-Type (clients send `application/json`
+    // by habit); any other body must be JSON, so whitespace alone is malformed JSON.
     let body = body_bytes(body)?;
-    let ttl = if body.iter().all(u8::is_ascii_whitespace) {
+    let ttl = if body.is_empty() {
         None
     } else {
         let json = headers

@@ -296,6 +296,19 @@ async fn keepalive_with_a_json_type_and_no_body_renews() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // Whitespace is a body, and not JSON (found by the fuzzer).
+    let r = client()
+        .post(&url)
+        .header("content-type", "application/json")
+        .body("\r")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "malformed_json"
+    );
     let r = client()
         .post(&url)
         .header("content-type", "application/json")
