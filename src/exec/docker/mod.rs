@@ -638,9 +638,11 @@ impl DockerExecutor {
             uid: Some(warm.uid),
         };
         let limits = &shape.limits;
-        let result = self
-            .run_in(&id, uid, limits, input, Usage::default())
-            .await?;
+        // What the container spent before this step (its init; under gVisor, its kernel's boot)
+        // is not the program's: neither its usage nor its CPU limit counts it. A plain file read
+        // with a local engine; nothing (zero) with a remote one.
+        let baseline = host_cgroup_usage(&id).unwrap_or_default();
+        let result = self.run_in(&id, uid, limits, input, baseline).await?;
         let artifact = match collect {
             Some(name) if result.status == Status::Ok => {
                 let spec = ExecSpec {
