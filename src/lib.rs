@@ -13,3 +13,4 @@ pub mod oneshot;
 pub mod policy;
 pub mod sandbox;
 pub mod store;
+pub mod supervisor;
