@@ -231,6 +231,12 @@ impl Supervised {
             let _ = tokio::task::spawn_blocking(move || drop(cg)).await;
         }
         let out = match out {
+            Ok(Err(SupError::Remote(ErrorKind::TooLarge, msg))) => {
+                return Err(ExecError::DiskFull(format!(
+                    "the sandbox's disk ({} bytes) is too full for the call's files: {msg}; a call or file operation that frees space helps",
+                    sb.limits.disk_bytes
+                )))
+            }
             Ok(r) => r.map_err(|e| exec_error(sup_error(e, 0)))?,
             Err(_) => {
                 return Err(ExecError::Setup(
