@@ -201,10 +201,13 @@ async fn no_process_of_a_call_survives_it() {
     let id = create(app, json!({"ttl_seconds": 600})).await;
     let t = token();
     // setsid and a double fork: the grandchild is nobody's child and in a session of its own.
+    // The call waits until both are seen running before it ends.
     let code = format!(
-        "setsid sh -c '(sleep 1000 {t} &)' < /dev/null > /dev/null 2>&1\n\
+        "setsid sh -c 'sh -c \"sleep 1000; :\" $1 &' - {t} < /dev/null > /dev/null 2>&1\n\
          python3 -c 'import os,time\nif os.fork()==0:\n  os.setsid()\n  if os.fork()==0:\n    time.sleep(1000)\n' {t}\n\
-         echo started"
+         for i in $(seq 200); do n=$(grep -l '{p}' /proc/[0-9]*/cmdline 2>/dev/null | wc -l); [ $n -ge 2 ] && break; sleep 0.05; done\n\
+         [ $n -ge 2 ] && echo started",
+        p = pattern(&t)
     );
     let r = bash(app, &id, &code).await;
     assert_eq!(r["stdout"], "started\n", "{r}");
@@ -294,7 +297,7 @@ async fn a_restart_keeps_the_files_and_a_kill_9_leaves_nothing_of_its_call() {
     let r = client()
         .post(app.url(&format!("/v1/sandboxes/{id}/execute")))
         .header("accept", "text/event-stream")
-        .json(&json!({"language": "bash", "code": format!("echo written > during.txt; setsid sleep 1000 {t} & echo started; sleep 1000 {t}")}))
+        .json(&json!({"language": "bash", "code": format!("echo written > during.txt; setsid sh -c 'sleep 1000; :' {t} & sh -c 'sleep 1000; :' {t} & echo started; wait")}))
         .send()
         .await
         .unwrap();
@@ -305,7 +308,15 @@ async fn a_restart_keeps_the_files_and_a_kill_9_leaves_nothing_of_its_call() {
             &body.next().await.unwrap().unwrap(),
         ));
     }
-    assert!(!host_processes_with(&t).is_empty());
+    // Both sleeps are running (the background one may start a moment after the echo).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while host_processes_with(&t).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the call's sleeps never started"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     app.kill9();
     drop(body);
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
