@@ -5,3 +5,4 @@
 //! (`proto.rs`); `client.rs` is the service's side, `server/` the supervisor's.
 
 pub mod proto;
+pub mod server;
