@@ -1521,7 +1521,14 @@ echo $n"#;
         );
         let tar = archive(&[("d/new", tar::EntryType::Regular, "x")]);
         refused(
-            env.sbx.import_tar(&sb, tar).await,
+            env.sbx
+                .import_tar(
+                    &sb,
+                    Box::pin(futures_util::stream::once(async move {
+                        Ok(bytes::Bytes::from(tar))
+                    })),
+                )
+                .await,
             "unpack beneath a planted link",
         );
         assert!(matches!(
