@@ -455,7 +455,7 @@ fn errors_map_to_the_protocols_kinds() {
         .ends_with("Input/output error (os error 5)"));
     assert_eq!(raw_path(&wire_path(b"\xff/a")).unwrap(), b"\xff/a");
     assert_eq!(
-        raw_path("not base64!").unwrap_err().kind,
+        raw_path(&"not base64!".to_string()).unwrap_err().kind,
         ErrorKind::Protocol
     );
 }
