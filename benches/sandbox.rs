@@ -223,7 +223,7 @@ fn print1() -> Value {
     json!({"language": "python", "code": "print(1)"})
 }
 
-/// 1. A local sandbox call of `print(1)` against a one-shot local run of it.
+/// Part 1: a local sandbox call of `print(1)` against a one-shot local run of it.
 fn local_call(api: &Api, warmup: usize, n: usize) -> Result<f64, String> {
     let sandbox = Sandbox::create(api, "local")?;
     let body = print1();
@@ -244,7 +244,7 @@ fn local_call(api: &Api, warmup: usize, n: usize) -> Result<f64, String> {
     ))
 }
 
-/// 2. A call of `print(1)` in a sandbox holding FILES files against one in an empty sandbox.
+/// Part 2: a call of `print(1)` in a sandbox holding FILES files against one in an empty sandbox.
 fn full_workspace(api: &Api, executor: &str, warmup: usize, n: usize) -> Result<f64, String> {
     let empty = Sandbox::create(api, executor)?;
     let full = Sandbox::create(api, executor)?;
@@ -270,7 +270,7 @@ fn full_workspace(api: &Api, executor: &str, warmup: usize, n: usize) -> Result<
     ))
 }
 
-/// 5. A context call of `pass` against a one-shot local run of `pass`. Skipped (Ok(None)) when
+/// Part 5: a context call of `pass` against a one-shot local run of `pass`. Skipped (Ok(None)) when
 /// this build has no contexts API.
 fn context_call(api: &Api, warmup: usize, n: usize) -> Result<Option<f64>, String> {
     let sandbox = Sandbox::create(api, "local")?;
@@ -324,7 +324,7 @@ fn docker_run_print1() -> Result<Duration, String> {
     Ok(elapsed)
 }
 
-/// 4. A docker one-shot run through the API against `docker run --rm` of the same image.
+/// Part 4: a docker one-shot run through the API against `docker run --rm` of the same image.
 fn docker_oneshot(api: &Api, warmup: usize, n: usize) -> Result<f64, String> {
     let body = json!({"language": "python", "code": "print(1)", "executor": "docker"});
     let (mut a, mut d) = interleaved(
@@ -502,7 +502,7 @@ impl Drop for AutoGen {
     }
 }
 
-/// 3. A docker sandbox call of `print(1)` against one block of AutoGen's docker executor.
+/// Part 3: a docker sandbox call of `print(1)` against one block of AutoGen's docker executor.
 /// Skipped (Ok(None)) when AutoGen cannot be installed.
 fn against_autogen(api: &Api, warmup: usize, n: usize) -> Result<Option<f64>, String> {
     let python = match autogen_venv() {
@@ -624,6 +624,8 @@ fn main() {
         }
     }
 
+    // In the order; the parts ran local first, then docker.
+    lines.sort_by_key(|l| l.what.chars().next());
     println!();
     println!("summary (ratio of medians, target, verdict):");
     let mut failed = false;
