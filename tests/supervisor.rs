@@ -379,3 +379,24 @@ async fn files_stream_both_ways_with_byte_names_and_never_through_a_planted_link
         "the planted link is still just a link"
     );
 }
+
+#[tokio::test]
+async fn a_call_sees_only_its_own_processes() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let code = "import os; print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))";
+    let out = s
+        .client
+        .exec(
+            call(&["python3", "-c", code], 10_000),
+            b"",
+            vec![],
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "[1, 2]\n", "{out:?}");
+}

@@ -347,6 +347,28 @@ impl WorkDir {
         })
     }
 
+    /// As [`WorkDir::write`], but a symlink of that very name is replaced (the rename puts the
+    /// file in the link's place; nothing behind the link is touched): a call's own files win
+    /// over what an earlier call left under their names.
+    pub fn write_replacing_link(
+        &self,
+        rel: &[u8],
+        executable: bool,
+        owner: Owner,
+        input: &mut dyn Read,
+    ) -> Result<u64, FsError> {
+        let p = named(rel)?;
+        let (dir, name) = self.parent_of(p, owner)?;
+        if fstatat(Some(dir.as_raw_fd()), name, AtFlags::AT_SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| file_type(&st) == SFlag::S_IFLNK)
+        {
+            // The link itself goes, resolved from its parent's descriptor: never followed.
+            unlinkat(Some(dir.as_raw_fd()), name, UnlinkatFlags::NoRemoveDir)
+                .map_err(|e| fail("replacing", p, e))?;
+        }
+        self.write(rel, executable, owner, input)
+    }
+
     /// Write to a fresh temp name beside the target, then rename over it: the target's inode is
     /// never opened for writing, so neither a link planted there nor a hard link can redirect us,
     /// and a write that fails (a full disk, an input that breaks off) changes nothing.

@@ -20,7 +20,7 @@ pub fn write_inline(shared: &Shared, files: &[InlineFile]) -> Result<(), Respons
         let content = base64::engine::general_purpose::STANDARD
             .decode(&f.content)
             .map_err(|e| error(ErrorKind::Protocol, format!("file content: {e}")))?;
-        work.write(&path, false, Some(shared.owner()), &mut &content[..])
+        work.write_replacing_link(&path, false, Some(shared.owner()), &mut &content[..])
             .map_err(fs_error)?;
     }
     Ok(())

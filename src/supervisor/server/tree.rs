@@ -194,6 +194,9 @@ struct Prepared {
     filters: Vec<libc::sock_fprog>,
     dev_null: CString,
     oom_adj: CString,
+    root: CString,
+    proc_name: CString,
+    proc_dir: CString,
 }
 
 /// Start a tree. Must be called on the supervisor's runtime thread (the reaper is its task).
@@ -295,6 +298,9 @@ pub fn spawn_tree(sup: &Shared, spec: TreeSpec) -> io::Result<Tree> {
         filters,
         dev_null: CString::new("/dev/null").unwrap(),
         oom_adj: CString::new("/proc/self/oom_score_adj").unwrap(),
+        root: CString::new("/").unwrap(),
+        proc_name: CString::new("proc").unwrap(),
+        proc_dir: CString::new("/proc").unwrap(),
     };
     p.argv_ptrs = p.argv.iter().map(|a| a.as_ptr()).collect();
     p.argv_ptrs.push(std::ptr::null());
@@ -302,9 +308,19 @@ pub fn spawn_tree(sup: &Shared, spec: TreeSpec) -> io::Result<Tree> {
     p.envp_ptrs.push(std::ptr::null());
 
     let (tx, rx) = oneshot::channel();
+    // A pid namespace, and a mount namespace for the tree's own /proc (which then shows the
+    // tree alone); each dropped in turn where this supervisor may not make it.
     let mut namespaced = sup.pid_namespaces;
-    let mut pid = raw_clone(if namespaced { libc::CLONE_NEWPID } else { 0 });
-    if pid < 0 && namespaced {
+    let mut own_proc = namespaced;
+    let mut pid = -1;
+    if namespaced {
+        pid = raw_clone(libc::CLONE_NEWPID | libc::CLONE_NEWNS);
+        if pid < 0 {
+            own_proc = false;
+            pid = raw_clone(libc::CLONE_NEWPID);
+        }
+    }
+    if pid < 0 {
         namespaced = false;
         pid = raw_clone(0);
     }
@@ -313,7 +329,7 @@ pub fn spawn_tree(sup: &Shared, spec: TreeSpec) -> io::Result<Tree> {
     }
     if pid == 0 {
         // SAFETY: the child of a raw clone: `init` only makes system calls on `p`.
-        unsafe { init(&p, namespaced) }
+        unsafe { init(&p, namespaced, own_proc) }
     }
     // Registered before the next await, so the reaper (a task on this same thread) sees it.
     sup.reaper.waiting.lock().unwrap().insert(pid, tx);
@@ -376,13 +392,31 @@ extern "C" fn forward(sig: libc::c_int) {
 ///
 /// # Safety
 /// Only in the child of `raw_clone`, with `p` prepared by the parent.
-unsafe fn init(p: &Prepared, namespaced: bool) -> ! {
+unsafe fn init(p: &Prepared, namespaced: bool, own_proc: bool) -> ! {
     // Signal dispositions are the supervisor's (its runtime's SIGCHLD handler writes to a
     // descriptor of the parent's): back to the defaults, then forward SIGINT and SIGTERM.
     for sig in 1..=64 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
             libc::signal(sig, libc::SIG_DFL);
         }
+    }
+    if own_proc {
+        // Nothing mounted here propagates out; the fresh /proc shows this pid namespace only.
+        // Where it cannot be mounted the sandbox's own /proc stays (it shows the sandbox).
+        libc::mount(
+            std::ptr::null(),
+            p.root.as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        );
+        libc::mount(
+            p.proc_name.as_ptr(),
+            p.proc_dir.as_ptr(),
+            p.proc_name.as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            std::ptr::null(),
+        );
     }
     for fd in &p.cgroup_fds {
         if libc::write(*fd, b"0".as_ptr().cast(), 1) != 1 {
