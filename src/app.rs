@@ -18,7 +18,6 @@ use crate::exec::runtime::RuntimeTable;
 use crate::exec::uids::{UidRange, Uids};
 use crate::exec::Executor;
 use crate::policy::PolicySet;
-use crate::sandbox::docker::DockerSandboxes;
 use crate::sandbox::local::LocalSandboxes;
 use crate::sandbox::manager::Manager;
 use crate::sandbox::SandboxBackend;
@@ -71,12 +70,16 @@ pub async fn build_docker(
     only: Option<&str>,
     uids: Arc<Uids>,
 ) -> Result<DockerExecutor, String> {
+    let binary = std::env::current_exe()
+        .map_err(|e| format!("cannot find execbox's own binary to mount as the supervisor: {e}"))?;
     let d = DockerExecutor::new(DockerConfig {
         instance: instance.to_string(),
         uids,
         pool_per_shape: cfg.docker.pool_per_shape,
         pool_max_total: cfg.docker.pool_max_total,
         cpus: cfg.docker.cpus,
+        binary,
+        run_root: cfg.data_dir.join("docker").join(instance),
     })
     .await?;
     for (lang, outcome) in d.probe(only).await {
@@ -110,12 +113,9 @@ async fn build_sandboxes(
             cfg.data_dir.join("sandboxes"),
         )),
     );
-    if let Some(d) = docker {
-        backends.insert(
-            "docker",
-            Arc::new(DockerSandboxes::new(d.clone(), policies)),
-        );
-    }
+    // Docker sandboxes are a `SandboxHost` (`sandbox/docker.rs`) under the shared supervised
+    // backend, which is wired here once it lands.
+    let _ = (docker, policies);
     let manager = Arc::new(Manager::new(
         store.clone(),
         policies.clone(),

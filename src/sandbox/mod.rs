@@ -6,6 +6,7 @@ pub mod docker;
 pub mod fs;
 pub mod local;
 pub mod manager;
+pub mod supervised;
 
 use std::collections::BTreeMap;
 
