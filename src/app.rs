@@ -79,7 +79,7 @@ pub async fn build_docker(
         pool_max_total: cfg.docker.pool_max_total,
         cpus: cfg.docker.cpus,
         binary,
-        run_root: cfg.data_dir.join("docker").join(instance),
+        run_root: cfg.data_dir.join("docker").join("runs").join(instance),
     })
     .await?;
     for (lang, outcome) in d.probe(only).await {

@@ -1,10 +1,10 @@
 //! Docker sandboxes: one long-lived hardened container per sandbox whose entrypoint is the
 //! supervisor, labelled `execbox.sandbox=<id>` so it survives the executor's sweep and a
 //! restart. Everything done in the sandbox is a message to that supervisor over its socket in
-//! `<data-dir>/sandboxes/<id>/run` (root, 0700); this host only makes, finds, restarts and
+//! `<data-dir>/docker/sandboxes/<id>/run` (root, 0700); this host only makes, finds, restarts and
 //! removes the container, and makes each call's cgroup below the container's.
 //!
-//! The work dir is on the host, `<data-dir>/sandboxes/<id>/work`, bind-mounted at `/work`: it
+//! The work dir is on the host, `<data-dir>/docker/sandboxes/<id>/work`, bind-mounted at `/work`: it
 //! survives the container stopping (an engine restart), and a stopped container is started
 //! again when the sandbox is next used.
 //!
@@ -48,7 +48,8 @@ struct PolicyBits {
 
 pub struct DockerSandboxes {
     exec: Arc<DockerExecutor>,
-    /// `<data-dir>/sandboxes`: each sandbox's `run` and `work` live in `<root>/<id>/`.
+    /// `<data-dir>/docker/sandboxes` (apart from the local sandboxes' dirs, which the local host
+    /// reconciles by its own records): each sandbox's `run` and `work` live in `<root>/<id>/`.
     root: PathBuf,
     policies: HashMap<String, PolicyBits>,
     /// Sandbox id → its container; filled at create, at reconcile and on first use.

@@ -335,11 +335,8 @@ print([l for l in open("/proc/self/status") if l.startswith(("CapEff", "NoNewPri
     let out = s(&r, "stdout");
     let uid: u32 = out.split_whitespace().next().unwrap().parse().unwrap();
     assert!((60_000..61_000).contains(&uid), "{r}");
-    let groups = if ex == "local" {
-        "[]".to_string()
-    } else {
-        format!("[{uid}]")
-    };
+    // No supplementary group on either executor: the supervisor clears them.
+    let groups = "[]";
     // gVisor's /proc shows no NoNewPrivs line, and its Seccomp line is 0: runsc applies no OCI
     // seccomp profile to exec'd programs (README: gVisor); the host kernel sees only the Sentry,
     // under runsc's own filter.

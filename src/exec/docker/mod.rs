@@ -61,7 +61,7 @@ pub struct DockerConfig {
     pub uids: Arc<Uids>,
     /// The service's own binary, mounted read-only into every container as its supervisor.
     pub binary: std::path::PathBuf,
-    /// Where pool containers' run dirs live (`<data-dir>/docker/<instance>`); emptied at start
+    /// Where pool containers' run dirs live (`<data-dir>/docker/runs/<instance>`); emptied at start
     /// and at a graceful stop.
     pub run_root: std::path::PathBuf,
 }

@@ -16,8 +16,9 @@ use crate::supervisor::proto::{
     raw_path, CallSpec, Control, Ended, ErrorKind, InlineFile, ProcLimits, Request,
 };
 
-/// How long past its wall limit a call may take to answer before the host stops waiting (the
-/// supervisor keeps the deadline itself; this is the backstop).
+/// The supervisor keeps a call's deadline itself; the host tells it again this long after
+/// (a supervisor that missed it), and stops waiting for its answer after [`GRACE`].
+const NUDGE: Duration = Duration::from_secs(2);
 const GRACE: Duration = Duration::from_secs(5);
 
 /// Where a step runs: the container, its supervisor and the call's cgroup (None under gVisor
@@ -124,7 +125,7 @@ impl Target<'_> {
             .exec(spec, input.stdin, fds, input.stream, Some(control_rx));
         tokio::pin!(call);
         let wall = Duration::from_millis(limits.wall_time_ms);
-        let deadline = tokio::time::sleep(wall);
+        let deadline = tokio::time::sleep(wall + NUDGE);
         tokio::pin!(deadline);
         let backstop = tokio::time::sleep(wall + GRACE);
         tokio::pin!(backstop);
