@@ -18,8 +18,10 @@ use crate::exec::runtime::RuntimeTable;
 use crate::exec::uids::{UidRange, Uids};
 use crate::exec::Executor;
 use crate::policy::PolicySet;
-use crate::sandbox::local::LocalSandboxes;
+use crate::sandbox::docker::DockerSandboxes;
+use crate::sandbox::local::LocalHost;
 use crate::sandbox::manager::Manager;
+use crate::sandbox::supervised::Supervised;
 use crate::sandbox::SandboxBackend;
 use crate::store::{Quotas, Store, DEFAULT_TEAM};
 
@@ -108,14 +110,21 @@ async fn build_sandboxes(
     let mut backends: HashMap<&'static str, Arc<dyn SandboxBackend>> = HashMap::new();
     backends.insert(
         "local",
-        Arc::new(LocalSandboxes::new(
+        Arc::new(Supervised::new(Arc::new(LocalHost::new(
             local.clone(),
             cfg.data_dir.join("sandboxes"),
-        )),
+        )))),
     );
-    // Docker sandboxes are a `SandboxHost` (`sandbox/docker.rs`) under the shared supervised
-    // backend, which is wired here once it lands.
-    let _ = (docker, policies);
+    if let Some(d) = docker {
+        backends.insert(
+            "docker",
+            Arc::new(Supervised::new(Arc::new(DockerSandboxes::new(
+                d.clone(),
+                policies,
+                cfg.data_dir.join("docker").join("sandboxes"),
+            )))),
+        );
+    }
     let manager = Arc::new(Manager::new(
         store.clone(),
         policies.clone(),

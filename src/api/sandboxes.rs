@@ -568,10 +568,20 @@ pub async fn get_archive(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let m = manager(&state)?;
-    let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
+    let (sandbox, guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;
     let tar = backend.export_tar(&sandbox).await?;
-    Ok(([(header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
+    // The sandbox stays locked until the whole archive is sent (or the client goes away).
+    use futures_util::StreamExt;
+    let tar = tar.map(move |chunk| {
+        let _held = &guard;
+        chunk
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-tar")],
+        axum::body::Body::from_stream(tar),
+    )
+        .into_response())
 }
 
 /// `POST /v1/sandboxes/{id}/archive`: unpack a tar into the work dir.
@@ -591,9 +601,12 @@ pub async fn post_archive(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<StatusCode, ApiError> {
-    let tar = body_bytes(body)?.to_vec();
+    use futures_util::TryStreamExt;
+    // Streamed into the sandbox as it arrives: its disk, not the service's memory, bounds it.
+    let tar = body.into_data_stream().map_err(std::io::Error::other);
+    let tar: crate::sandbox::TarStream = Box::pin(tar);
     let m = manager(&state)?;
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;

@@ -219,6 +219,41 @@ pub trait Executor: Send + Sync {
     }
 }
 
+/// How a step's program ended, as its executor saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEnd {
+    /// It ended by itself (or was killed by something other than the executor's watch).
+    Exited {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// The executor stopped it at its wall-clock deadline.
+    Deadline,
+    /// The executor stopped it when its CPU time reached the limit.
+    CpuLimit,
+}
+
+/// The one status classification of a step, for every executor path: `oom` is the kernel's
+/// OOM record of the step's cgroup, `cpu_over` whether its CPU time reached the limit.
+/// Returns the exit code and signal to report, and the status.
+pub fn classify(end: StepEnd, oom: bool, cpu_over: bool) -> (Option<i32>, Option<i32>, Status) {
+    match end {
+        StepEnd::Deadline => (None, Some(libc::SIGKILL), Status::Timeout),
+        StepEnd::CpuLimit => (None, Some(libc::SIGKILL), Status::CpuLimit),
+        StepEnd::Exited { exit_code, signal } => {
+            let status = match (exit_code, signal) {
+                (Some(0), _) => Status::Ok,
+                _ if oom => Status::MemoryLimit,
+                (_, Some(libc::SIGXCPU)) => Status::CpuLimit,
+                (_, Some(libc::SIGKILL)) if cpu_over => Status::CpuLimit,
+                (_, Some(_)) => Status::Killed,
+                _ => Status::Error,
+            };
+            (exit_code, signal, status)
+        }
+    }
+}
+
 /// Signal number to its conventional name (`9` → `"SIGKILL"`).
 pub fn signal_name(sig: i32) -> String {
     nix::sys::signal::Signal::try_from(sig)

@@ -4,7 +4,8 @@
 //! `<data-dir>/docker/sandboxes/<id>/run` (root, 0700); this host only makes, finds, restarts and
 //! removes the container, and makes each call's cgroup below the container's.
 //!
-//! The work dir is on the host, `<data-dir>/docker/sandboxes/<id>/work`, bind-mounted at `/work`: it
+//! The work dir is on the host, `<data-dir>/docker/sandboxes/<id>/work` (the mount of the
+//! sandbox's disk image, `disk.rs`, where the host can mount one), bind-mounted at `/work`: it
 //! survives the container stopping (an engine restart), and a stopped container is started
 //! again when the sandbox is next used.
 //!
@@ -20,6 +21,7 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use super::disk::{self, DiskMode};
 use super::supervised::{CallCgroup, SandboxHost};
 use super::{Sandbox, SandboxError};
 use crate::exec::docker::container::{self, LABEL_SANDBOX};
@@ -52,6 +54,8 @@ pub struct DockerSandboxes {
     /// reconciles by its own records): each sandbox's `run` and `work` live in `<root>/<id>/`.
     root: PathBuf,
     policies: HashMap<String, PolicyBits>,
+    /// Whether work dirs are disk images (root, loop devices) or plain directories.
+    disk: DiskMode,
     /// Sandbox id → its container; filled at create, at reconcile and on first use.
     handles: Mutex<HashMap<String, Handle>>,
 }
@@ -80,10 +84,15 @@ impl DockerSandboxes {
                 (name.clone(), bits)
             })
             .collect();
+        let (disk, why) = disk::detect();
+        if let Some(why) = why {
+            tracing::warn!(%why, "docker sandboxes' work dirs are plain directories: disk_bytes is not enforced on the host");
+        }
         DockerSandboxes {
             exec,
             root,
             policies,
+            disk,
             handles: Mutex::new(HashMap::new()),
         }
     }
@@ -187,11 +196,24 @@ impl DockerSandboxes {
             move |e: std::io::Error| SandboxError::Io(format!("creating the sandbox's {what}"), e)
         };
         supervised::private_dir(&run).map_err(io("run dir"))?;
-        std::fs::DirBuilder::new()
-            .mode(0o755)
-            .create(&work)
-            .map_err(io("work dir"))?;
-        std::os::unix::fs::chown(&work, Some(uid), Some(uid)).map_err(io("work dir"))?;
+        let dir = self.root.join(&sb.id);
+        match self.disk {
+            DiskMode::Image => {
+                disk::create(&dir, sb.limits.disk_bytes, (uid, uid)).map_err(|e| {
+                    SandboxError::Io(
+                        "creating the sandbox's disk".into(),
+                        std::io::Error::other(e),
+                    )
+                })?
+            }
+            DiskMode::Plain => {
+                std::fs::DirBuilder::new()
+                    .mode(0o755)
+                    .create(&work)
+                    .map_err(io("work dir"))?;
+                std::os::unix::fs::chown(&work, Some(uid), Some(uid)).map_err(io("work dir"))?;
+            }
+        }
         let mounts = container::Mounts {
             binary: self.exec.binary().to_path_buf(),
             run_dir: run.clone(),
@@ -206,7 +228,7 @@ impl DockerSandboxes {
         let (id, _) = match supervised::start(self.exec.engine(), body, &run).await {
             Ok(started) => started,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(self.root.join(&sb.id));
+                let _ = disk::destroy(&dir);
                 return Err(unavailable(format!(
                     "starting the sandbox's container: {e}"
                 )));
@@ -311,10 +333,39 @@ impl DockerSandboxes {
         container::remove(self.exec.engine(), id).await;
         self.exec.forget_container(id);
         self.exec.release_sandbox_uid(id);
+        self.remove_dir(sb_id);
+    }
+
+    /// A sandbox's host directory: its disk unmounted, everything of it deleted.
+    fn remove_dir(&self, sb_id: &str) {
         let dir = self.root.join(sb_id);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a sandbox's directory");
+        if let Err(e) = disk::destroy(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a sandbox's directory");
+        }
+    }
+
+    /// Mount a sandbox's disk again where it is not (the host rebooted): a running container's
+    /// `/work` then shows the directory beneath, so it is restarted onto the mount.
+    async fn remount(&self, c: &container::SandboxContainer) {
+        let dir = self.root.join(&c.sandbox);
+        if !disk::has_image(&dir) || disk::is_mounted(&dir.join(disk::WORK)) {
+            return;
+        }
+        if let Err(e) = disk::mount(&dir) {
+            return tracing::warn!(sandbox = %c.sandbox, error = %e, "could not mount a sandbox's disk");
+        }
+        if c.running {
+            let opts = bollard::query_parameters::RestartContainerOptions {
+                t: Some(0),
+                ..Default::default()
+            };
+            if let Err(e) = self
+                .exec
+                .engine()
+                .restart_container(&c.id, Some(opts))
+                .await
+            {
+                tracing::warn!(sandbox = %c.sandbox, error = %e, "could not restart a sandbox container onto its disk");
             }
         }
     }
@@ -336,7 +387,7 @@ impl DockerSandboxes {
         for id in ids {
             self.remove_container(&sb.id, &id).await;
         }
-        let _ = std::fs::remove_dir_all(self.root.join(&sb.id));
+        self.remove_dir(&sb.id);
         Ok(())
     }
 
@@ -360,6 +411,7 @@ impl DockerSandboxes {
             // A stopped container keeps its sandbox: the work dir is on the host, and the
             // container is started again when the sandbox is next used.
             if known_ids.contains(c.sandbox.as_str()) && alive.insert(c.sandbox.clone()) {
+                self.remount(&c).await;
                 self.remember(&c.sandbox, &c);
                 continue;
             }
@@ -383,7 +435,7 @@ impl DockerSandboxes {
             .map(String::from)
             .collect();
         for id in &lost {
-            let _ = std::fs::remove_dir_all(self.root.join(id));
+            self.remove_dir(id);
         }
         lost
     }

@@ -2,6 +2,7 @@
 //! run again). The manager (`manager.rs`) keeps the records in the store, enforces team scoping,
 //! quotas and expiry; a [`SandboxBackend`] per executor holds the files and runs the calls.
 
+pub mod disk;
 pub mod docker;
 pub mod fs;
 pub mod local;
@@ -79,6 +80,10 @@ pub enum SandboxError {
     Io(String, #[source] std::io::Error),
 }
 
+/// An archive as it streams (a `GET /archive` body out, a `POST /archive` body in), so no
+/// archive is ever whole in the service's memory.
+pub type TarStream = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+
 /// Where a sandbox's files live and how its calls run: one per executor.
 pub trait SandboxBackend: Send + Sync {
     /// Allocate what the sandbox needs (local: a work dir; docker: a long-lived container).
@@ -115,11 +120,13 @@ pub trait SandboxBackend: Send + Sync {
         sb: &'a Sandbox,
         dir: &'a str,
     ) -> BoxFuture<'a, Result<Vec<FileEntry>, SandboxError>>;
-    fn export_tar<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>>;
+    /// The work dir as a tar, streamed as the supervisor makes it.
+    fn export_tar<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<TarStream, SandboxError>>;
+    /// Unpack a tar into the work dir as it arrives.
     fn import_tar<'a>(
         &'a self,
         sb: &'a Sandbox,
-        tar: Vec<u8>,
+        tar: TarStream,
     ) -> BoxFuture<'a, Result<(), SandboxError>>;
     /// Free everything the sandbox holds; a missing one is fine.
     fn destroy<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>>;

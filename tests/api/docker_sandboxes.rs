@@ -105,8 +105,14 @@ async fn a_call_in_flight_when_the_service_is_killed_leaves_no_process() {
         .await
         .unwrap();
     let events = read_events(resp, |e| e.event == "stdout").await;
-    assert!(events.iter().any(|e| e.event == "stdout"), "the call started");
-    assert!(!host_processes_with(&t).is_empty(), "the call and its daemon run");
+    assert!(
+        events.iter().any(|e| e.event == "stdout"),
+        "the call started"
+    );
+    assert!(
+        !host_processes_with(&t).is_empty(),
+        "the call and its daemon run"
+    );
     app.kill9();
     let left = gone(&t, Duration::from_secs(10)).await;
     assert!(left.is_empty(), "the call outlived the service: {left:?}");
@@ -143,14 +149,21 @@ async fn a_stopped_container_is_started_again_with_its_work_dir() {
     assert_eq!(r["stdout"], "written\n", "{r}");
     let c = container_of(&id);
     docker(&["stop", "-t", "0", &c]);
-    assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &c]), "false");
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &c]),
+        "false"
+    );
     let r = call(
         app,
         &id,
         json!({"language": "bash", "code": "wc -c < d/f.txt"}),
     )
     .await;
-    assert_eq!((r["status"].as_str(), r["stdout"].as_str()), (Some("ok"), Some("100000\n")), "{r}");
+    assert_eq!(
+        (r["status"].as_str(), r["stdout"].as_str()),
+        (Some("ok"), Some("100000\n")),
+        "{r}"
+    );
     assert_eq!(container_of(&id), c, "the same container, started again");
     assert_eq!(docker(&["inspect", "-f", "{{.State.Running}}", &c]), "true");
     let r = client()
@@ -188,7 +201,15 @@ async fn a_sandbox_container_is_the_supervisor_with_few_capabilities() {
     caps.sort();
     assert_eq!(
         caps,
-        ["CHOWN", "DAC_OVERRIDE", "FOWNER", "KILL", "SETGID", "SETUID", "SYS_ADMIN"]
+        [
+            "CHOWN",
+            "DAC_OVERRIDE",
+            "FOWNER",
+            "KILL",
+            "SETGID",
+            "SETUID",
+            "SYS_ADMIN"
+        ]
     );
     let mounts: Vec<Value> =
         serde_json::from_str(&docker(&["inspect", "-f", "{{json .Mounts}}", &c])).unwrap();
@@ -240,7 +261,11 @@ async fn a_gvisor_sandbox_runs_calls_and_keeps_files() {
         json!({"language": "python", "code": "open('n.txt', 'w').write('41')\nprint(open('/proc/version').read().split()[0])"}),
     )
     .await;
-    assert_eq!((r["status"].as_str(), r["executor"].as_str()), (Some("ok"), Some("docker")), "{r}");
+    assert_eq!(
+        (r["status"].as_str(), r["executor"].as_str()),
+        (Some("ok"), Some("docker")),
+        "{r}"
+    );
     let host = std::fs::read_to_string("/proc/version").unwrap();
     let r = call(
         app,
@@ -250,7 +275,10 @@ async fn a_gvisor_sandbox_runs_calls_and_keeps_files() {
     .await;
     let out = s(&r, "stdout");
     assert!(out.starts_with("42\n"), "{r}");
-    assert!(!out.contains(host.trim()), "gVisor's kernel answers, not the host's: {out}");
+    assert!(
+        !out.contains(host.trim()),
+        "gVisor's kernel answers, not the host's: {out}"
+    );
     let r = call(
         app,
         &id,
