@@ -70,10 +70,12 @@ impl Tree {
         if let Some(done) = self.done {
             return done;
         }
-        let reaped = match self.exit.take() {
+        // Cancel-safe: the receiver stays in place until it has answered.
+        let reaped = match &mut self.exit {
             Some(rx) => rx.await.unwrap_or_default(),
             None => Reaped::default(),
         };
+        self.exit = None;
         let mut exit = TreeExit {
             cpu_time_ms: reaped.cpu_time_ms,
             max_rss_bytes: reaped.max_rss_bytes,
@@ -395,8 +397,8 @@ unsafe fn init(p: &Prepared, namespaced: bool) -> ! {
         program(p);
     }
     PROGRAM.store(child, std::sync::atomic::Ordering::SeqCst);
-    libc::signal(libc::SIGINT, forward as usize);
-    libc::signal(libc::SIGTERM, forward as usize);
+    libc::signal(libc::SIGINT, forward as *const () as usize);
+    libc::signal(libc::SIGTERM, forward as *const () as usize);
     // The init keeps only its report pipe.
     libc::syscall(libc::SYS_close_range, 0u32, (p.report_w - 1) as u32, 0u32);
     libc::syscall(
