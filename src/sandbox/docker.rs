@@ -313,10 +313,11 @@ impl DockerSandboxes {
         sb: &Sandbox,
         limits: &Limits,
     ) -> Result<Option<Box<dyn CallCgroup>>, SandboxError> {
-        if gvisor::is_gvisor(self.runtime(sb).as_deref()) {
-            return Ok(None);
-        }
         let h = self.handle(sb).await?;
+        if gvisor::is_gvisor(self.runtime(sb).as_deref()) {
+            return Ok(cgroup::ContainerShare::start(&h.id)
+                .map(|c| Box::new(c) as Box<dyn CallCgroup>));
+        }
         // A call never gets more than its sandbox.
         let limits = Limits {
             memory_bytes: limits.memory_bytes.min(sb.limits.memory_bytes),
