@@ -315,8 +315,9 @@ impl DockerSandboxes {
     ) -> Result<Option<Box<dyn CallCgroup>>, SandboxError> {
         let h = self.handle(sb).await?;
         if gvisor::is_gvisor(self.runtime(sb).as_deref()) {
-            return Ok(cgroup::ContainerShare::start(&h.id)
-                .map(|c| Box::new(c) as Box<dyn CallCgroup>));
+            return Ok(
+                cgroup::ContainerShare::start(&h.id).map(|c| Box::new(c) as Box<dyn CallCgroup>)
+            );
         }
         // A call never gets more than its sandbox.
         let limits = Limits {

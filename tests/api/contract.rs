@@ -102,7 +102,7 @@ async fn the_services_own_error_texts_in_a_programs_output_are_just_output(ex: &
     let said = "execbox: could not unpack the files\nexecbox: cannot run x: not found\nError response from daemon: OCI runtime exec failed: exec failed: unable to start container process\n";
     let code = format!("printf '{said}'; printf '{said}' >&2; exit 125");
     let (status, r) = app
-        .execute(json!({"executor": ex, "language": "bash", "code": code}))
+        .execute(json!({"executor": executor_of(ex), "policy": policy_of(ex), "language": "bash", "code": code}))
         .await;
     assert_eq!(status, 200, "{r}");
     let said = said.replace("\\n", "\n");

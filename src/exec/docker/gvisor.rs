@@ -45,12 +45,15 @@ pub fn adjust(body: &mut ContainerCreateBody, limits: &Limits) {
     };
     let pids = limits.pids as i64;
     host.pids_limit = Some(HOST_TASKS_BASE + HOST_TASKS_PER_TASK * pids);
+    // The program is forked by the supervisor (root) and only then becomes the sandbox user:
+    // gVisor's kernel does not count it against that user's processes, only what it starts.
+    let nproc = (pids - 1).max(1);
     host.ulimits
         .get_or_insert_with(Vec::new)
         .push(ResourcesUlimits {
             name: Some("nproc".into()),
-            soft: Some(pids),
-            hard: Some(pids),
+            soft: Some(nproc),
+            hard: Some(nproc),
         });
 }
 

@@ -151,7 +151,12 @@ impl Target<'_> {
         };
         let exit = &out.exit;
         let killed = exit.signal == Some(libc::SIGKILL);
-        let (usage, oom) = self.usage(killed).await;
+        let (mut usage, oom) = self.usage(killed).await;
+        if self.cgroup.is_none() {
+            // Under gVisor the container's cgroup may show less than gVisor's kernel counted
+            // for the call's own tasks (which RLIMIT_CPU goes by): the larger figure holds.
+            usage.cpu_time_ms = usage.cpu_time_ms.max(exit.cpu_time_ms);
+        }
         let cpu_over = cpu_over || usage.cpu_time_ms >= limits.cpu_time_ms;
         let (status, exit_code, signal) = match exit.ended {
             Some(Ended::Deadline) => (Status::Timeout, None, Some(libc::SIGKILL)),
