@@ -106,6 +106,9 @@ impl From<ExecError> for ApiError {
                 "executor_unavailable",
                 e.to_string(),
             ),
+            ExecError::DiskFull(..) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
             ExecError::NoUid(..) => ApiError {
                 retry_after: Some(5),
                 ..ApiError::new(

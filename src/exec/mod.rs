@@ -192,6 +192,9 @@ pub enum ExecError {
     Setup(String),
     #[error("i/o error while {0}: {1}")]
     Io(String, #[source] std::io::Error),
+    /// A sandbox's disk is too full to take the call's files (its program never ran).
+    #[error("{0}")]
+    DiskFull(String),
     /// Every uid of `sandbox_uids` is held by a live run or sandbox (it is never shared).
     #[error("no sandbox uid is free: {0}")]
     NoUid(String),

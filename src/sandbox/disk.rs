@@ -98,8 +98,8 @@ fn run(cmd: &'static str, args: &[&std::ffi::OsStr], path: &Path) -> Result<(), 
     })
 }
 
-/// Create `<dir>/disk.img` (`bytes` long, sparse, ext4 without journal or reserved blocks, its
-/// root owned by `owner`) and mount it at `<dir>/work`. On error nothing is left mounted.
+/// Create `<dir>/disk.img` (`bytes` long, sparse, ext4 without a journal, a little kept for
+/// root, its root owned by `owner`) and mount it at `<dir>/work`. On error nothing is left mounted.
 pub fn create(dir: &Path, bytes: u64, owner: (u32, u32)) -> Result<(), DiskError> {
     let image = dir.join(IMAGE);
     let work = dir.join(WORK);
@@ -108,10 +108,12 @@ pub fn create(dir: &Path, bytes: u64, owner: (u32, u32)) -> Result<(), DiskError
     f.set_len(bytes).map_err(io("truncate", &image))?;
     drop(f);
     let root_owner = format!("root_owner={}:{}", owner.0, owner.1);
-    let mut args: Vec<&std::ffi::OsStr> = ["-F", "-q", "-O", "^has_journal", "-m", "0"]
+    let reserved = format!("{:.3}", reserved_percent(bytes));
+    let mut args: Vec<&std::ffi::OsStr> = ["-F", "-q", "-O", "^has_journal", "-m"]
         .iter()
         .map(std::ffi::OsStr::new)
         .collect();
+    args.push(reserved.as_ref());
     // Below 3 MiB mke2fs picks its "floppy" type, whose 8 KiB per inode leaves a 64 KiB image
     // fewer inodes than ext4 reserves ("Illegal inode number"); "small" (4 KiB per inode) works
     // down to the policy minimum of 64 KiB.
@@ -131,6 +133,13 @@ pub fn create(dir: &Path, bytes: u64, owner: (u32, u32)) -> Result<(), DiskError
         }
     }
     Ok(())
+}
+
+/// The share of the image kept for root: about 256 KiB (at most 5%), so that a program that
+/// fills the disk cannot keep the supervisor (which keeps CAP_SYS_RESOURCE while it writes as the
+/// sandbox's user) from writing the next call's source file. Programs hold no capabilities.
+fn reserved_percent(bytes: u64) -> f64 {
+    ((256u64 << 10) as f64 * 100.0 / bytes.max(1) as f64).clamp(0.001, 5.0)
 }
 
 /// Whether `<dir>/disk.img` exists (the sandbox has an image, whether or not it is mounted).

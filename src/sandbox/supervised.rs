@@ -231,6 +231,12 @@ impl Supervised {
             let _ = tokio::task::spawn_blocking(move || drop(cg)).await;
         }
         let out = match out {
+            Ok(Err(SupError::Remote(ErrorKind::TooLarge, msg))) => {
+                return Err(ExecError::DiskFull(format!(
+                    "the sandbox's disk ({} bytes) is too full for the call's files: {msg}; a call or file operation that frees space helps",
+                    sb.limits.disk_bytes
+                )))
+            }
             Ok(r) => r.map_err(|e| exec_error(sup_error(e, 0)))?,
             Err(_) => {
                 return Err(ExecError::Setup(
@@ -328,15 +334,12 @@ fn exec_error(e: SandboxError) -> ExecError {
 fn entry(e: proto::Entry) -> Result<FileEntry, SandboxError> {
     let bytes = proto::path_bytes(&e.path)
         .map_err(|m| SandboxError::Io("reading a listing".into(), std::io::Error::other(m)))?;
-    Ok(FileEntry {
-        path: String::from_utf8_lossy(&bytes).into_owned(),
-        size: e.size,
-        kind: match e.kind.as_str() {
-            "dir" => FileKind::Dir,
-            "symlink" => FileKind::Symlink,
-            _ => FileKind::File,
-        },
-    })
+    let kind = match e.kind.as_str() {
+        "dir" => FileKind::Dir,
+        "symlink" => FileKind::Symlink,
+        _ => FileKind::File,
+    };
+    Ok(FileEntry::new(&bytes, e.size, kind))
 }
 
 impl SandboxBackend for Supervised {
@@ -374,7 +377,7 @@ impl SandboxBackend for Supervised {
     fn read_file<'a>(
         &'a self,
         sb: &'a Sandbox,
-        path: &'a str,
+        path: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>> {
         Box::pin(async move {
             let max = sb.limits.disk_bytes;
@@ -382,7 +385,7 @@ impl SandboxBackend for Supervised {
                 .await?
                 .read_all(
                     Request::Read {
-                        path: proto::raw_path(path.as_bytes()),
+                        path: proto::raw_path(path),
                         max,
                     },
                     max,
@@ -395,15 +398,19 @@ impl SandboxBackend for Supervised {
     fn write_file<'a>(
         &'a self,
         sb: &'a Sandbox,
-        path: &'a str,
+        path: &'a [u8],
         content: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), SandboxError>> {
         Box::pin(async move {
             let max = sb.limits.disk_bytes;
-            let what = format!("writing {} bytes to {path}", content.len());
+            let what = format!(
+                "writing {} bytes to {}",
+                content.len(),
+                super::names::shown(path)
+            );
             let body = futures_util::stream::once(async move { Ok::<_, std::io::Error>(content) });
             let request = Request::Write {
-                path: proto::raw_path(path.as_bytes()),
+                path: proto::raw_path(path),
                 executable: false,
             };
             self.sup(sb)
@@ -421,10 +428,10 @@ impl SandboxBackend for Supervised {
     fn list<'a>(
         &'a self,
         sb: &'a Sandbox,
-        dir: &'a str,
+        dir: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<FileEntry>, SandboxError>> {
         Box::pin(async move {
-            let path = proto::raw_path(dir.as_bytes());
+            let path = proto::raw_path(dir);
             self.sup(sb)
                 .await?
                 .simple(Request::List { path })

@@ -638,6 +638,61 @@ mod tests {
 
     /// Against the host's real cgroup v1 hierarchies (needs root and a v1 memory controller).
     #[test]
+    fn live_v1_sandbox_with_calls_nests_and_is_removed_whole() {
+        use std::os::unix::process::ExitStatusExt;
+        if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+            || !nix::unistd::geteuid().is_root()
+        {
+            eprintln!("!!! SKIPPED live_v1_sandbox_with_calls_nests_and_is_removed_whole: needs root and cgroup v1 !!!");
+            return;
+        }
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let v1 =
+            V1::from_mountinfo(&mountinfo, &format!("unit-nest-{}", std::process::id())).unwrap();
+        let sb = v1.create_sandbox("sb1", &limits(128 << 20, 32)).unwrap();
+        assert_eq!(
+            sb.supervisor_procs(),
+            vec![
+                v1.memory.join("sb1/sup/cgroup.procs"),
+                v1.pids.join("sb1/sup/cgroup.procs"),
+                v1.cpuacct.join("sb1/sup/cgroup.procs"),
+            ]
+        );
+        let call = sb.call("call1", &limits(32 << 20, 8)).unwrap();
+        assert_eq!(
+            read_u64(&v1.memory.join("sb1/call1/memory.limit_in_bytes")),
+            Some(32 << 20)
+        );
+        assert_eq!(
+            read_u64(&v1.memory.join("sb1/memory.limit_in_bytes")),
+            Some(128 << 20)
+        );
+        let mut sup = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut prog = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        for f in sb.supervisor_procs() {
+            write_file(&f, &sup.id().to_string()).unwrap();
+        }
+        for f in call.procs_files() {
+            write_file(&f, &prog.id().to_string()).unwrap();
+        }
+        // A call's pids count in the sandbox's (hierarchical).
+        assert_eq!(read_u64(&v1.pids.join("sb1/pids.current")), Some(2));
+        // Removing the sandbox kills and removes everything in it, calls included.
+        sb.destroy().unwrap();
+        assert_eq!(sup.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert_eq!(prog.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(v1.dirs().iter().all(|d| !d.join("sb1").exists()));
+        drop(call);
+        v1.remove_instance().unwrap();
+    }
+
+    #[test]
     fn live_v1_kill_and_destroy() {
         use std::os::unix::process::ExitStatusExt;
         if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()

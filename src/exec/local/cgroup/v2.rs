@@ -233,7 +233,10 @@ impl CgroupBackend for V2 {
         // and may hand its controllers to the calls' cgroups (v2's no-internal-processes rule).
         let own =
             std::fs::read_to_string(self.dir.join("cgroup.subtree_control")).unwrap_or_default();
-        let want: Vec<&str> = own.split_whitespace().collect();
+        let want: Vec<&str> = own
+            .split_whitespace()
+            .map(|c| c.trim_start_matches('+'))
+            .collect();
         let leaf = run.dir.join(SUPERVISOR_LEAF);
         let made = enable(&run.dir, &want, false)
             .map_err(|e| CgroupError::Io {
@@ -547,6 +550,29 @@ mod tests {
         assert!(!v2.features().swap_limit);
         v2.create("r2", &limits(8 << 20, 4)).unwrap();
         assert!(!tmp.path().join("execbox/i1/r2/memory.swap.max").exists());
+    }
+
+    #[test]
+    fn a_sandbox_hands_its_controllers_to_its_calls() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake(tmp.path(), "memory pids cpu\n", "");
+        let v2 = V2::at(tmp.path().to_path_buf(), "i1").unwrap();
+        let sb = v2.create_sandbox("sb1", &limits(128 << 20, 32)).unwrap();
+        let dir = tmp.path().join("execbox/i1/sb1");
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.max")).unwrap(),
+            (128u64 << 20).to_string()
+        );
+        // The sandbox holds no process itself: its own are in `sup`, its calls below it.
+        assert_eq!(
+            fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids +cpu"
+        );
+        assert_eq!(sb.supervisor_procs(), vec![dir.join("sup/cgroup.procs")]);
+        let call = sb.call("c1", &limits(32 << 20, 8)).unwrap();
+        assert_eq!(call.procs_files(), vec![dir.join("c1/cgroup.procs")]);
+        assert_eq!(fs::read_to_string(dir.join("c1/pids.max")).unwrap(), "8");
+        assert!(sb.call("../x", &limits(1, 1)).is_err());
     }
 
     #[test]
