@@ -154,7 +154,9 @@ pub fn create_body(
                 SUPERVISOR_OPEN_FILES.max(shape.open_files as i64),
                 SUPERVISOR_OPEN_FILES.max(shape.open_files as i64),
             ),
-            ulimit("fsize", l.disk_bytes as i64, l.disk_bytes as i64),
+            // No fsize: the supervisor writes files for the service and sets each program's own
+            // (a compile step's may exceed the sandbox's; raising a hard limit needs a
+            // capability the supervisor does not have). The work dir and /tmp are bounded.
             ulimit("core", 0, 0),
         ]),
         runtime: shape.runtime.clone(),
@@ -466,11 +468,7 @@ mod tests {
             .collect();
         assert_eq!(
             ulimits,
-            [
-                ("nofile".into(), SUPERVISOR_OPEN_FILES),
-                ("fsize".into(), 8 << 20),
-                ("core".into(), 0),
-            ]
+            [("nofile".into(), SUPERVISOR_OPEN_FILES), ("core".into(), 0)]
         );
         assert_eq!(body.network_disabled, Some(true));
         assert_eq!(body.user.as_deref(), Some("0:0"), "the supervisor is root");
