@@ -334,6 +334,7 @@ impl DockerExecutor {
                         argv: rt.version.clone(),
                         env: vec![],
                         files: &[],
+                        executable: None,
                         stdin: b"",
                         stream: None,
                     };
@@ -424,6 +425,7 @@ impl DockerExecutor {
             ],
             env: vec![],
             files: &[],
+            executable: None,
             stdin: b"",
             stream: None,
         };
@@ -586,6 +588,8 @@ impl DockerExecutor {
         } = self.prepare(job)?;
         let rt: &Runtime = &job.runtime;
         let mut compile = None;
+        // The compiled program, written executable into the run's container.
+        let mut executable = None;
         if let (Some(cmd), Some(name)) = (&rt.compile, &rt.artifact) {
             let shape = self.shape(
                 &image,
@@ -597,6 +601,7 @@ impl DockerExecutor {
                 argv: cmd.clone(),
                 env: self.base_env(),
                 files: &files,
+                executable: None,
                 stdin: b"",
                 stream: None,
             };
@@ -604,10 +609,11 @@ impl DockerExecutor {
             compile = Some(CompileResult::from(&r));
             match artifact {
                 Some(bytes) if r.status == Status::Ok => {
-                    files = vec![JobFile {
+                    executable = Some(JobFile {
                         path: name.clone(),
                         content: bytes,
-                    }]
+                    });
+                    files = Vec::new();
                 }
                 _ => return Ok(self.result(job, version, compile, StepResult::compile_failed())),
             }
@@ -624,6 +630,7 @@ impl DockerExecutor {
             argv,
             env,
             files: &files,
+            executable: executable.as_ref(),
             stdin: &job.stdin,
             stream: job.stream.clone(),
         };
@@ -768,6 +775,8 @@ pub(crate) struct StepInput<'a> {
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub files: &'a [JobFile],
+    /// A file written executable before the program starts (a compiled program).
+    pub executable: Option<&'a JobFile>,
     pub stdin: &'a [u8],
     pub stream: Option<super::OutputSink>,
 }

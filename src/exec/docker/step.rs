@@ -118,6 +118,18 @@ impl Target<'_> {
             },
             cgroup_fds: fds.len(),
         };
+        if let Some(f) = input.executable {
+            let write = Request::Write {
+                path: raw_path(f.path.as_bytes()),
+                executable: true,
+            };
+            let body =
+                futures_util::stream::iter([Ok::<_, std::convert::Infallible>(f.content.clone())]);
+            self.sup
+                .write_stream(write, body)
+                .await
+                .map_err(|e| sup_error("writing the compiled program", e))?;
+        }
         self.ooms.forget(self.id);
         let (control, control_rx) = tokio::sync::mpsc::channel(4);
         let call = self
