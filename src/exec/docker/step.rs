@@ -145,7 +145,14 @@ impl Target<'_> {
         let (mut cpu_over, mut past_deadline) = (false, false);
         let out = loop {
             tokio::select! {
-                out = &mut call => break out.map_err(|e| sup_error("running the program", e))?,
+                out = &mut call => match out {
+                    Ok(out) => break out,
+                    // Under gVisor the OOM killer takes the whole sandbox, supervisor included.
+                    Err(SupError::Protocol(_)) if self.cgroup.is_none() && self.ooms.check(self.id, Duration::from_millis(500)).await => {
+                        return Ok((oom_killed(), None));
+                    }
+                    Err(e) => return Err(sup_error("running the program", e)),
+                },
                 _ = &mut deadline, if !past_deadline => {
                     past_deadline = true;
                     let _ = control.try_send(Control::Deadline);
@@ -211,5 +218,19 @@ impl Target<'_> {
             _ => None,
         };
         Ok((result, collected))
+    }
+}
+
+/// A step whose container the OOM killer took whole (gVisor): no output or usage survives it.
+fn oom_killed() -> StepResult {
+    StepResult {
+        status: Status::MemoryLimit,
+        exit_code: None,
+        signal: Some(crate::exec::signal_name(libc::SIGKILL)),
+        stdout: String::new(),
+        stderr: String::new(),
+        stdout_truncated: false,
+        stderr_truncated: false,
+        usage: Usage::default(),
     }
 }
