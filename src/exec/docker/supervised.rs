@@ -75,7 +75,7 @@ pub async fn wait_hello(docker: &Docker, id: &str, run_dir: &Path) -> Result<Sup
             Err(e) => e.to_string(),
         };
         tries += 1;
-        if tries % 20 == 0 {
+        if tries.is_multiple_of(20) {
             let running = docker
                 .inspect_container(
                     id,
