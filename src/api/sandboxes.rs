@@ -18,7 +18,7 @@ use crate::exec::request::object::Object;
 use crate::exec::request::SandboxCallRequest;
 use crate::exec::{BoxFuture, ExecError, Executor, Job, Readiness, RunResult};
 use crate::sandbox::manager::{CreateSandbox, ManagerError};
-use crate::sandbox::names::{self, Encoding};
+use crate::sandbox::names::{self, PathEncoding};
 use crate::sandbox::{FileEntry, Sandbox, SandboxBackend, SandboxError};
 use crate::store::{rfc3339, Team};
 
@@ -121,7 +121,7 @@ pub struct FileList {
 pub struct FileWritten {
     /// As a listing shows it: as is when valid UTF-8, else percent-encoded.
     pub path: String,
-    pub path_encoding: Encoding,
+    pub path_encoding: PathEncoding,
     pub size: usize,
 }
 
@@ -155,7 +155,7 @@ pub struct FileQuery {
     /// form a listing shows for a name that is not UTF-8 (`%XX` for the byte XX, `%25` for `%`).
     #[serde(default)]
     #[param(inline)]
-    path_encoding: Option<Encoding>,
+    path_encoding: Option<PathEncoding>,
 }
 
 /// The 404 of every `/v1/sandboxes/{id}...` route.
@@ -471,7 +471,7 @@ fn path_refused(e: impl ToString) -> ApiError {
 /// A file path from the URL (already percent-decoded by the router) in its `encoding`, as raw
 /// bytes by the one path rule of `exec::path` — so `%2e%2e/` arrives as `../` and is refused,
 /// in either encoding.
-fn rel_path(shown: &str, encoding: Encoding) -> Result<Vec<u8>, ApiError> {
+fn rel_path(shown: &str, encoding: PathEncoding) -> Result<Vec<u8>, ApiError> {
     let raw = names::decode(shown, encoding).map_err(path_refused)?;
     crate::exec::path::check_raw(&raw).map_err(path_refused)?;
     Ok(raw)
@@ -560,7 +560,7 @@ pub struct ListQuery {
     /// a name that is not UTF-8).
     #[serde(default)]
     #[param(inline)]
-    path_encoding: Option<Encoding>,
+    path_encoding: Option<PathEncoding>,
 }
 
 #[utoipa::path(get, path = "/v1/sandboxes/{id}/files", operation_id = "list_files", summary = "List files", tag = "files", params(SandboxId, ListQuery),

@@ -59,7 +59,7 @@ pub enum FileKind {
 pub struct FileEntry {
     /// The name as is when it is valid UTF-8; else percent-encoded (`path_encoding` says which).
     pub path: String,
-    pub path_encoding: names::Encoding,
+    pub path_encoding: names::PathEncoding,
     pub size: u64,
     #[serde(rename = "type")]
     pub kind: FileKind,

@@ -35,6 +35,17 @@ async fn call(app: &TestApp, id: &str, body: Value) -> Value {
     v
 }
 
+/// Shared-app tests delete what they made: the team's sandbox quota is shared by the binary.
+async fn delete(app: &TestApp, id: &str) {
+    let r = client()
+        .delete(app.url(&format!("/v1/sandboxes/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(!app.data_dir.join("sandboxes").join(id).exists());
+}
+
 async fn bash(app: &TestApp, id: &str, code: &str) -> Value {
     call(app, id, json!({"language": "bash", "code": code})).await
 }
@@ -91,6 +102,7 @@ async fn a_call_sees_earlier_files_and_its_writes_persist() {
         .unwrap();
     assert_eq!(got.status(), 200);
     assert_eq!(got.bytes().await.unwrap().as_ref(), b"one\ntwo\nthree\n");
+    delete(app, &id).await;
 }
 
 #[tokio::test]
@@ -154,6 +166,7 @@ print(bool(made), full, links)
     .await;
     assert_eq!(r["stdout"], "fine\n", "{r}");
     assert!(image_blocks_bytes(app, &id) <= disk);
+    delete(app, &id).await;
 }
 
 #[tokio::test]
@@ -190,6 +203,7 @@ async fn a_non_utf8_file_name_survives_calls_and_lists_percent_encoded() {
     assert_eq!(entry["path"], "caf%E9.txt", "{entry}");
     assert_eq!(entry["path_encoding"], "percent", "{entry}");
     assert_eq!(entry["size"], 7);
+    delete(app, &id).await;
 }
 
 #[tokio::test]
@@ -228,6 +242,7 @@ async fn no_process_of_a_call_survives_it() {
     )
     .await;
     assert_eq!(r["stdout"], "checked\n", "{r}");
+    delete(app, &id).await;
 }
 
 #[tokio::test]
@@ -268,6 +283,7 @@ async fn usage_and_oom_are_reported_per_call() {
     .await;
     assert_eq!(r["status"], "timeout", "{r}");
     assert!(r["usage"]["cpu_time_ms"].as_u64().unwrap() < 400, "{r}");
+    delete(app, &id).await;
 }
 
 #[tokio::test]
