@@ -9,7 +9,7 @@ set -euo pipefail
 
 DAEMON_JSON=${DOCKER_DAEMON_JSON:-/etc/docker/daemon.json}
 RUNSC=/usr/bin/runsc
-ARGS='["--network=none"]'
+ARGS='["--network=none","--host-uds=create"]'
 
 # The engine has runsc registered as wanted (`docker info` shows the runtimes it loaded).
 registered() {

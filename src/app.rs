@@ -72,12 +72,16 @@ pub async fn build_docker(
     only: Option<&str>,
     uids: Arc<Uids>,
 ) -> Result<DockerExecutor, String> {
+    let binary = std::env::current_exe()
+        .map_err(|e| format!("cannot find execbox's own binary to mount as the supervisor: {e}"))?;
     let d = DockerExecutor::new(DockerConfig {
         instance: instance.to_string(),
         uids,
         pool_per_shape: cfg.docker.pool_per_shape,
         pool_max_total: cfg.docker.pool_max_total,
         cpus: cfg.docker.cpus,
+        binary,
+        run_root: cfg.data_dir.join("docker").join("runs").join(instance),
     })
     .await?;
     for (lang, outcome) in d.probe(only).await {
@@ -114,7 +118,11 @@ async fn build_sandboxes(
     if let Some(d) = docker {
         backends.insert(
             "docker",
-            Arc::new(DockerSandboxes::new(d.clone(), policies)),
+            Arc::new(Supervised::new(Arc::new(DockerSandboxes::new(
+                d.clone(),
+                policies,
+                cfg.data_dir.join("docker").join("sandboxes"),
+            )))),
         );
     }
     let manager = Arc::new(Manager::new(

@@ -94,6 +94,35 @@ async fn non_zero_exit_is_error_with_the_code(ex: &str) {
     );
 }
 
+/// A program that prints the engine's and the old exec wrapper's own error texts and exits 125
+/// (the code the engine and the wrapper used for their failures) is an ordinary program that
+/// failed: its output is its own, nothing of it is read as the service's message.
+async fn the_services_own_error_texts_in_a_programs_output_are_just_output(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
+    let said = "execbox: could not unpack the files\nexecbox: cannot run x: not found\nError response from daemon: OCI runtime exec failed: exec failed: unable to start container process\n";
+    let code = format!("printf '{said}'; printf '{said}' >&2; exit 125");
+    let (status, r) = app
+        .execute(json!({"executor": executor_of(ex), "policy": policy_of(ex), "language": "bash", "code": code}))
+        .await;
+    assert_eq!(status, 200, "{r}");
+    let said = said.replace("\\n", "\n");
+    assert_eq!(
+        (
+            r["status"].as_str(),
+            r["exit_code"].as_i64(),
+            r["stdout"].as_str(),
+            r["stderr"].as_str()
+        ),
+        (
+            Some("error"),
+            Some(125),
+            Some(said.as_str()),
+            Some(said.as_str())
+        ),
+        "{r}"
+    );
+}
+
 async fn a_signal_is_killed_with_its_name(ex: &str) {
     let Some(app) = app_for(ex).await else { return };
     let r = app.run(json!({"executor": ex, "language": "c", "code": "int main(){ volatile int *p = 0; return *p; }"})).await;
@@ -264,9 +293,11 @@ on_both_executors!(
     python_result_has_the_exact_contract_shape,
     every_language_and_alias_runs_with_stdin_and_args,
     non_zero_exit_is_error_with_the_code,
+    the_services_own_error_texts_in_a_programs_output_are_just_output,
     a_signal_is_killed_with_its_name,
     compile_error_runs_nothing_and_reports_the_compiler,
     files_sit_beside_the_main_program,
     only_the_requests_env_reaches_the_program,
     usage_is_reported_from_the_cgroup
 );
+on_gvisor!(the_services_own_error_texts_in_a_programs_output_are_just_output);

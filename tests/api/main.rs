@@ -10,6 +10,7 @@ mod batch;
 mod cli;
 mod containment;
 mod contract;
+mod docker_sandboxes;
 mod errors;
 mod eval;
 mod gvisor;

@@ -22,12 +22,51 @@ pub const LABEL_SANDBOX: &str = "execbox.sandbox";
 /// sandbox's container gets its uid back from this label after a restart.
 pub const LABEL_UID: &str = "execbox.uid";
 
-/// The container's init and its waiting process run as another unprivileged uid, outside every
-/// run's range, so a program that signals everything it can (`kill -1`) cannot take its own
-/// container down mid-run.
-const WAITER_USER: &str = "65533:65533";
-/// The waiter's uid, for execs that only read the container's state.
+/// The uid of the engine's exec wrapper for reads of the container's own state; no container
+/// process runs as it.
 pub const WAITER_UID: u32 = 65533;
+
+/// Where the supervisor finds its pieces inside a container.
+pub const SUPERVISOR_BINARY: &str = "/.execbox/execbox";
+pub const RUN_DIR: &str = "/.execbox/run";
+/// The supervisor's socket, in the run dir.
+pub const SOCKET: &str = "sup.sock";
+
+/// The supervisor's own share of a container's pids limit (its threads, a call's pid-namespace
+/// init, a context's and a background process's).
+const SUPERVISOR_TASKS: i64 = 16;
+/// The supervisor's own share of a container's memory: a call's program is held to the call's
+/// limit by the call's cgroup below the container's.
+const SUPERVISOR_MEMORY: i64 = 32 << 20;
+/// The supervisor serves many connections at once; each program gets the policy's own limit.
+const SUPERVISOR_OPEN_FILES: i64 = 4096;
+
+/// The capabilities the supervisor keeps (its programs drop every one when they setuid): a new
+/// pid namespace and /proc per call (SYS_ADMIN), becoming the sandbox user (SETUID, SETGID),
+/// files of the work dir whatever their owner and mode (CHOWN, FOWNER, DAC_OVERRIDE), and
+/// killing a call's processes (KILL).
+const SUPERVISOR_CAPS: &[&str] = &[
+    "SYS_ADMIN",
+    "SETUID",
+    "SETGID",
+    "CHOWN",
+    "FOWNER",
+    "DAC_OVERRIDE",
+    "KILL",
+];
+
+/// What a supervised container mounts from the host.
+#[derive(Debug, Clone)]
+pub struct Mounts {
+    /// The service's own binary, mounted read-only: the supervisor.
+    pub binary: std::path::PathBuf,
+    /// A directory only root can enter, holding the supervisor's socket.
+    pub run_dir: std::path::PathBuf,
+    /// The work dir on the host (a sandbox's); None: a tmpfs of the shape's disk size.
+    pub work: Option<std::path::PathBuf>,
+    /// The PATH a program's argv[0] is resolved in.
+    pub path: String,
+}
 
 /// The `user` of an exec as `uid`.
 pub fn user(uid: u32) -> String {
@@ -56,14 +95,21 @@ impl Shape {
     }
 }
 
-/// The create body: no network, read-only root, size-limited tmpfs /work (owned by `uid`, the
-/// uid its programs will run as) and /tmp, all capabilities dropped, no-new-privileges, an init,
-/// a non-root user, memory = memory+swap, CPU quota, pids limit, ulimits. The main process only
-/// waits; programs arrive by exec.
-pub fn create_body(shape: &Shape, instance: &str, uid: u32) -> ContainerCreateBody {
+/// The create body: no network, read-only root, size-limited tmpfs /tmp (and /work, unless the
+/// work dir comes from the host), only the capabilities the supervisor needs, no-new-privileges,
+/// an init, memory = memory+swap, CPU quota, pids limit, ulimits. The entrypoint is the
+/// supervisor (execbox's own binary, mounted read-only), which runs the programs as `uid` and
+/// answers on its socket in the run dir.
+pub fn create_body(
+    shape: &Shape,
+    instance: &str,
+    uid: u32,
+    mounts: &Mounts,
+) -> ContainerCreateBody {
     let l = &shape.limits;
-    let mem = l.memory_bytes as i64;
-    let cpu_secs = l.cpu_time_ms.div_ceil(1000).max(1) as i64;
+    let gvisor = super::gvisor::is_gvisor(shape.runtime.as_deref());
+    // Under gVisor there is no call cgroup: the container's limit is the program's (and gVisor's).
+    let mem = l.memory_bytes as i64 + if gvisor { 0 } else { SUPERVISOR_MEMORY };
     let ulimit = |name: &str, soft: i64, hard: i64| ResourcesUlimits {
         name: Some(name.into()),
         soft: Some(soft),
@@ -75,37 +121,69 @@ pub fn create_body(shape: &Shape, instance: &str, uid: u32) -> ContainerCreateBo
             l.disk_bytes
         )
     };
+    let mut tmpfs_mounts = HashMap::from([("/tmp".to_string(), tmpfs("1777"))]);
+    let mut binds = vec![
+        format!("{}:{SUPERVISOR_BINARY}:ro", mounts.binary.display()),
+        format!("{}:{RUN_DIR}", mounts.run_dir.display()),
+    ];
+    match &mounts.work {
+        Some(dir) => binds.push(format!("{}:/work", dir.display())),
+        None => {
+            tmpfs_mounts.insert("/work".to_string(), tmpfs("0755"));
+        }
+    }
     let host = HostConfig {
         network_mode: Some("none".into()),
         memory: Some(mem),
         memory_swap: Some(mem),
         nano_cpus: Some(shape.nano_cpus),
-        pids_limit: Some(l.pids as i64 + 2), // + the container's init and its waiting process
+        pids_limit: Some(l.pids as i64 + SUPERVISOR_TASKS),
         readonly_rootfs: Some(true),
-        tmpfs: Some(HashMap::from([
-            ("/work".to_string(), tmpfs("0755")),
-            ("/tmp".to_string(), tmpfs("1777")),
-        ])),
+        tmpfs: Some(tmpfs_mounts),
+        binds: Some(binds),
         cap_drop: Some(vec!["ALL".into()]),
+        cap_add: Some(SUPERVISOR_CAPS.iter().map(|c| c.to_string()).collect()),
         security_opt: Some(vec![
             "no-new-privileges".into(),
-            format!("seccomp={}", super::seccomp_profile::profile()),
+            format!("seccomp={}", super::seccomp_profile::supervisor_profile()),
         ]),
         init: Some(true),
         ulimits: Some(vec![
-            ulimit("nofile", shape.open_files as i64, shape.open_files as i64),
-            ulimit("fsize", l.disk_bytes as i64, l.disk_bytes as i64),
+            ulimit(
+                "nofile",
+                SUPERVISOR_OPEN_FILES.max(shape.open_files as i64),
+                SUPERVISOR_OPEN_FILES.max(shape.open_files as i64),
+            ),
+            // No fsize: the supervisor writes files for the service and sets each program's own
+            // (a compile step's may exceed the sandbox's; raising a hard limit needs a
+            // capability the supervisor does not have). The work dir and /tmp are bounded.
             ulimit("core", 0, 0),
-            ulimit("cpu", cpu_secs, cpu_secs + 1),
         ]),
         runtime: shape.runtime.clone(),
         ipc_mode: Some("private".into()),
         ..Default::default()
     };
+    let entrypoint = [
+        SUPERVISOR_BINARY,
+        "__supervisor",
+        "--socket",
+        &format!("{RUN_DIR}/{SOCKET}"),
+        "--work",
+        "/work",
+        "--uid",
+        &uid.to_string(),
+        "--gid",
+        &uid.to_string(),
+        "--path",
+        &mounts.path,
+    ]
+    .map(String::from)
+    .to_vec();
     let mut body = ContainerCreateBody {
         image: Some(shape.image.clone()),
-        cmd: Some(vec!["sleep".into(), "infinity".into()]),
-        user: Some(WAITER_USER.into()),
+        entrypoint: Some(entrypoint),
+        cmd: Some(vec![]),
+        user: Some("0:0".into()),
         working_dir: Some("/work".into()),
         network_disabled: Some(true),
         hostname: Some("sandbox".into()),
@@ -120,7 +198,7 @@ pub fn create_body(shape: &Shape, instance: &str, uid: u32) -> ContainerCreateBo
         ..Default::default()
     };
     // gVisor counts tasks and applies seccomp its own way.
-    if super::gvisor::is_gvisor(shape.runtime.as_deref()) {
+    if gvisor {
         super::gvisor::adjust(&mut body, l);
     }
     body
@@ -323,23 +401,55 @@ mod tests {
             runtime: Some("crun".into()),
             nano_cpus: 1_000_000_000,
         };
-        let body = create_body(&shape, "inst", 60123);
+        let mounts = Mounts {
+            binary: "/usr/bin/execbox".into(),
+            run_dir: "/data/run".into(),
+            work: None,
+            path: "/usr/bin:/bin".into(),
+        };
+        let body = create_body(&shape, "inst", 60123, &mounts);
         let h = body.host_config.clone().unwrap();
         assert_eq!(h.runtime.as_deref(), Some("crun"));
         assert_eq!(h.network_mode.as_deref(), Some("none"));
         assert_eq!(
             (h.memory, h.memory_swap),
-            (Some(64 << 20), Some(64 << 20)),
-            "memory + swap = memory: no swap"
+            (
+                Some((64 << 20) + SUPERVISOR_MEMORY),
+                Some((64 << 20) + SUPERVISOR_MEMORY)
+            ),
+            "memory + swap = memory: no swap; the supervisor's share on top of the calls'"
         );
         assert_eq!(h.nano_cpus, Some(1_000_000_000));
-        assert_eq!(h.pids_limit, Some(16 + 2));
+        assert_eq!(h.pids_limit, Some(16 + SUPERVISOR_TASKS));
         assert_eq!(h.readonly_rootfs, Some(true));
         assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(
+            h.cap_add.unwrap(),
+            [
+                "SYS_ADMIN",
+                "SETUID",
+                "SETGID",
+                "CHOWN",
+                "FOWNER",
+                "DAC_OVERRIDE",
+                "KILL"
+            ]
+        );
         assert_eq!(h.init, Some(true));
         let opts = h.security_opt.unwrap();
         assert!(opts.contains(&"no-new-privileges".to_string()));
         assert!(opts.iter().any(|o| o.starts_with("seccomp={")), "{opts:?}");
+        assert_eq!(
+            h.binds.unwrap(),
+            [
+                "/usr/bin/execbox:/.execbox/execbox:ro",
+                "/data/run:/.execbox/run"
+            ]
+        );
+        assert_eq!(
+            body.entrypoint.clone().unwrap().join(" "),
+            "/.execbox/execbox __supervisor --socket /.execbox/run/sup.sock --work /work --uid 60123 --gid 60123 --path /usr/bin:/bin"
+        );
         let tmpfs = h.tmpfs.unwrap();
         assert!(
             tmpfs["/work"].contains(&format!("size={}", 8 << 20))
@@ -358,22 +468,18 @@ mod tests {
             .collect();
         assert_eq!(
             ulimits,
-            [
-                ("nofile".into(), 128),
-                ("fsize".into(), 8 << 20),
-                ("core".into(), 0),
-                ("cpu".into(), 4)
-            ]
+            [("nofile".into(), SUPERVISOR_OPEN_FILES), ("core".into(), 0)]
         );
         assert_eq!(body.network_disabled, Some(true));
-        assert!(
-            body.user.as_deref().is_some_and(|u| !u.starts_with("0")),
-            "a non-root user"
-        );
+        assert_eq!(body.user.as_deref(), Some("0:0"), "the supervisor is root");
         let labels = body.labels.unwrap();
         assert_eq!(labels[LABEL_INSTANCE], "inst");
         assert_eq!(labels[LABEL_UID], "60123");
         assert!(labels.keys().all(|k| k.starts_with("execbox.")));
+        let sandbox = Mounts {
+            work: Some("/data/work".into()),
+            ..mounts
+        };
         let default_runtime = create_body(
             &Shape {
                 runtime: None,
@@ -381,7 +487,11 @@ mod tests {
             },
             "inst",
             60123,
+            &sandbox,
         );
-        assert_eq!(default_runtime.host_config.unwrap().runtime, None);
+        let h = default_runtime.host_config.unwrap();
+        assert_eq!(h.runtime, None);
+        assert!(h.binds.unwrap().contains(&"/data/work:/work".to_string()));
+        assert!(!h.tmpfs.unwrap().contains_key("/work"));
     }
 }

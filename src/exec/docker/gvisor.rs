@@ -45,12 +45,15 @@ pub fn adjust(body: &mut ContainerCreateBody, limits: &Limits) {
     };
     let pids = limits.pids as i64;
     host.pids_limit = Some(HOST_TASKS_BASE + HOST_TASKS_PER_TASK * pids);
+    // The program is forked by the supervisor (root) and only then becomes the sandbox user:
+    // gVisor's kernel does not count it against that user's processes, only what it starts.
+    let nproc = (pids - 1).max(1);
     host.ulimits
         .get_or_insert_with(Vec::new)
         .push(ResourcesUlimits {
             name: Some("nproc".into()),
-            soft: Some(pids),
-            hard: Some(pids),
+            soft: Some(nproc),
+            hard: Some(nproc),
         });
 }
 
@@ -228,6 +231,12 @@ mod tests {
             runtime: Some("runsc".into()),
             nano_cpus: 1_000_000_000,
         };
+        let mounts = super::super::container::Mounts {
+            binary: "/usr/bin/execbox".into(),
+            run_dir: "/run/x".into(),
+            work: None,
+            path: "/usr/bin:/bin".into(),
+        };
         let (runc, runsc) = (
             create_body(
                 &Shape {
@@ -236,10 +245,13 @@ mod tests {
                 },
                 "i",
                 60_001,
+                &mounts,
             )
             .host_config
             .unwrap(),
-            create_body(&shape, "i", 60_001).host_config.unwrap(),
+            create_body(&shape, "i", 60_001, &mounts)
+                .host_config
+                .unwrap(),
         );
         assert_eq!(runsc.runtime.as_deref(), Some("runsc"));
         assert_eq!(runsc.pids_limit, Some(64 + 12 * 16));
@@ -250,13 +262,14 @@ mod tests {
             .iter()
             .find(|u| u.name.as_deref() == Some("nproc"))
             .unwrap();
-        assert_eq!((nproc.soft, nproc.hard), (Some(16), Some(16)));
+        assert_eq!((nproc.soft, nproc.hard), (Some(15), Some(15)));
+        // No call cgroup under gVisor: the container's memory is the run's own, no supervisor share.
+        assert_eq!(runsc.memory, Some(64 << 20));
+        assert!(runc.memory > runsc.memory);
         // Everything else is the same body.
         let same = |h: &bollard::models::HostConfig| {
             (
                 h.network_mode.clone(),
-                h.memory,
-                h.memory_swap,
                 h.nano_cpus,
                 h.readonly_rootfs,
                 h.tmpfs.clone(),

@@ -1,14 +1,18 @@
 //! The Docker executor: one fresh, hardened container per run, taken from a warm pool, driven
-//! through the engine's API (bollard; `DOCKER_HOST` is respected). Files arrive as a tar
-//! streamed into `tar -x` inside the container (the engine refuses archive uploads into a
-//! read-only root). The host owns the deadline: the container is killed when it passes.
+//! through the engine's API (bollard; `DOCKER_HOST` must be this host's engine: containers
+//! mount the service's binary and a directory of its data dir). Every container's entrypoint is
+//! the supervisor; a step is one `Exec` request to it over its socket, the files and stdin
+//! inside the request. The host owns the deadline and the CPU watch; the container is removed
+//! after the run.
 
+pub mod cgroup;
 pub mod container;
-pub(crate) mod exec;
 pub mod gvisor;
-mod oom;
+pub(crate) mod oom;
 pub mod pool;
 mod seccomp_profile;
+pub(crate) mod step;
+pub mod supervised;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +23,6 @@ use bollard::Docker;
 use serde::Deserialize;
 
 use container::Shape;
-use exec::ExecSpec;
 use pool::Pool;
 
 use super::runtime::{Runtime, RuntimeTable};
@@ -29,9 +32,6 @@ use super::{
     StepResult, Usage,
 };
 use crate::policy::{Limits, PolicySet};
-
-/// Exit code of the wrapper when the files could not be unpacked (the program never ran).
-const UNPACK_FAILED: i64 = 125;
 
 const IMAGES: &str = include_str!("../../../images/images.toml");
 
@@ -59,6 +59,11 @@ pub struct DockerConfig {
     pub cpus: f64,
     /// The service's one uid allocator: every container holds its own uid until removed.
     pub uids: Arc<Uids>,
+    /// The service's own binary, mounted read-only into every container as its supervisor.
+    pub binary: std::path::PathBuf,
+    /// Where pool containers' run dirs live (`<data-dir>/docker/runs/<instance>`); emptied at start
+    /// and at a graceful stop.
+    pub run_root: std::path::PathBuf,
 }
 
 pub struct DockerExecutor {
@@ -81,11 +86,6 @@ pub struct DockerExecutor {
     checking: tokio::sync::Mutex<()>,
 }
 
-/// Why a step in a container could not run (the service's failure, not the program's).
-fn engine(what: &str) -> impl Fn(bollard::errors::Error) -> ExecError + '_ {
-    move |e| ExecError::Unavailable("docker".into(), format!("{what}: {e}"))
-}
-
 impl DockerExecutor {
     /// Connect (DOCKER_HOST or the local socket) and sweep containers an earlier instance left.
     /// An engine that does not answer gives an executor that is not ready (and is pinged again
@@ -102,18 +102,24 @@ impl DockerExecutor {
             Ok(d) => d,
             Err(_) => docker,
         };
+        let table = RuntimeTable::embedded();
         let pool = Pool::new(
             docker.clone(),
             cfg.instance.clone(),
             cfg.pool_per_shape,
             cfg.pool_max_total,
             cfg.uids.clone(),
+            pool::PoolMounts {
+                binary: cfg.binary.clone(),
+                run_root: cfg.run_root.clone(),
+                path: table.sandbox.path.clone(),
+            },
         );
         let ooms = oom::OomWatch::start(docker.clone(), &cfg.instance);
         let exec = DockerExecutor {
             docker,
             cfg,
-            table: RuntimeTable::embedded(),
+            table,
             images: images(),
             pool,
             ooms,
@@ -135,6 +141,7 @@ impl DockerExecutor {
                     ),
                     Err(e) => tracing::warn!(error = %e, "could not sweep leftover containers"),
                 }
+                exec.remove_run_dirs();
                 exec.reserve_sandbox_uids().await;
             }
             Ok(Err(e)) => exec.set_problem(format!("the Docker engine is unreachable: {e}")),
@@ -214,6 +221,27 @@ impl DockerExecutor {
     /// The sandbox container `id` is gone: its uid is free again.
     pub(crate) fn release_sandbox_uid(&self, id: &str) {
         self.sandbox_uids.lock().unwrap().remove(id);
+    }
+
+    /// The run dirs of pool containers (after their containers are gone).
+    fn remove_run_dirs(&self) {
+        match std::fs::remove_dir_all(&self.cfg.run_root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(dir = %self.cfg.run_root.display(), error = %e, "could not remove pool run dirs")
+            }
+        }
+    }
+
+    /// The service's binary, which supervised containers mount.
+    pub(crate) fn binary(&self) -> &std::path::Path {
+        &self.cfg.binary
+    }
+
+    /// The PATH a program's argv[0] is resolved in.
+    pub(crate) fn sandbox_path(&self) -> &str {
+        &self.table.sandbox.path
     }
 
     /// The engine client, for the sandbox backend's own containers.
@@ -306,8 +334,8 @@ impl DockerExecutor {
                         argv: rt.version.clone(),
                         env: vec![],
                         files: &[],
+                        executable: None,
                         stdin: b"",
-                        cpu_secs: None,
                         stream: None,
                     };
                     match self.step(&shape, input, None).await {
@@ -397,8 +425,8 @@ impl DockerExecutor {
             ],
             env: vec![],
             files: &[],
+            executable: None,
             stdin: b"",
-            cpu_secs: None,
             stream: None,
         };
         match self.step(&shape, input, None).await {
@@ -499,6 +527,7 @@ impl DockerExecutor {
                 tracing::warn!(error = %e, "could not remove containers at shutdown");
             }
         }
+        self.remove_run_dirs();
     }
 
     pub(crate) fn base_env(&self) -> Vec<String> {
@@ -559,6 +588,8 @@ impl DockerExecutor {
         } = self.prepare(job)?;
         let rt: &Runtime = &job.runtime;
         let mut compile = None;
+        // The compiled program, written executable into the run's container.
+        let mut executable = None;
         if let (Some(cmd), Some(name)) = (&rt.compile, &rt.artifact) {
             let shape = self.shape(
                 &image,
@@ -570,18 +601,19 @@ impl DockerExecutor {
                 argv: cmd.clone(),
                 env: self.base_env(),
                 files: &files,
+                executable: None,
                 stdin: b"",
-                cpu_secs: None,
                 stream: None,
             };
             let (r, artifact) = self.step(&shape, input, Some(name)).await?;
             compile = Some(CompileResult::from(&r));
             match artifact {
                 Some(bytes) if r.status == Status::Ok => {
-                    files = vec![JobFile {
+                    executable = Some(JobFile {
                         path: name.clone(),
                         content: bytes,
-                    }]
+                    });
+                    files = Vec::new();
                 }
                 _ => return Ok(self.result(job, version, compile, StepResult::compile_failed())),
             }
@@ -598,8 +630,8 @@ impl DockerExecutor {
             argv,
             env,
             files: &files,
+            executable: executable.as_ref(),
             stdin: &job.stdin,
-            cpu_secs: None,
             stream: job.stream.clone(),
         };
         let (r, _) = self.step(&shape, input, None).await?;
@@ -616,218 +648,60 @@ impl DockerExecutor {
         RunResult::from_step(job, "docker", version, compile, r)
     }
 
-    /// One process in a fresh container of `shape`: run it, collect the artifact, remove the
-    /// container. Returns the collected artifact's bytes when `collect` names a file of /work.
+    /// One process in a fresh container of `shape`: run it (one request to the container's
+    /// supervisor, in a cgroup of its own below the container's), collect the artifact, remove
+    /// the container. Returns the collected artifact's bytes when `collect` names a file of /work.
     async fn step(
         &self,
         shape: &Shape,
         input: StepInput<'_>,
         collect: Option<&str>,
     ) -> Result<(StepResult, Option<Vec<u8>>), ExecError> {
-        let warm = self.pool.take(shape).await.map_err(|e| {
-            match (gvisor::is_gvisor(shape.runtime.as_deref()), e) {
-                (true, ExecError::Unavailable(_, why)) => gvisor::start_failed(shape, why),
-                (_, e) => e,
-            }
+        let gvisor = gvisor::is_gvisor(shape.runtime.as_deref());
+        let warm = self.pool.take(shape).await.map_err(|e| match (gvisor, e) {
+            (true, ExecError::Unavailable(_, why)) => gvisor::start_failed(shape, why),
+            (_, e) => e,
         })?;
-        let (id, uid) = (warm.id.clone(), warm.uid.uid());
+        let pool::Warm {
+            id,
+            uid,
+            run_dir,
+            sup,
+        } = warm;
         let _remove = RemoveOnDrop {
             docker: self.docker.clone(),
             id: id.clone(),
             ooms: self.ooms.clone(),
-            uid: Some(warm.uid),
+            uid: Some(uid),
+            run_dir: Some(run_dir),
         };
-        let limits = &shape.limits;
-        // What the container spent before this step (its init; under gVisor, its kernel's boot)
-        // is not the program's: neither its usage nor its CPU limit counts it. A plain file read
-        // with a local engine; nothing (zero) with a remote one.
+        // Under gVisor the container's cgroup holds gVisor's kernel, not the program: the
+        // container's own figures count, from what it spent before this step on (its kernel's
+        // boot).
+        let cgroup = if gvisor {
+            None
+        } else {
+            cgroup::call_cgroup(&id, &shape.limits)
+                .map_err(|e| ExecError::Setup(format!("creating the call's cgroup: {e}")))?
+        };
         let baseline = host_cgroup_usage(&id).unwrap_or_default();
-        let result = self.run_in(&id, uid, limits, input, baseline).await?;
-        let artifact = match collect {
-            Some(name) if result.status == Status::Ok => {
-                let spec = ExecSpec {
-                    uid,
-                    argv: vec!["cat".into(), "--".into(), name.to_string()],
-                    env: vec![],
-                    stdin: b"",
-                    output_cap: limits.disk_bytes,
-                    deadline: Duration::from_secs(30),
-                    stream: None,
-                    cpu: None,
-                };
-                let got = exec::run(&self.docker, &id, spec)
-                    .await
-                    .map_err(engine("collecting the compiled program"))?;
-                (got.exit_code == Some(0) && !got.stdout.truncated).then_some(got.stdout.bytes)
-            }
-            _ => None,
+        let target = step::Target {
+            id: &id,
+            sup: &sup,
+            cgroup: cgroup
+                .as_ref()
+                .map(|c| c as &dyn crate::sandbox::supervised::CallCgroup),
+            baseline,
+            ooms: &self.ooms,
         };
-        // Nothing of the run may outlive its answer: daemonized children die with the container
-        // now; removing it can happen in the background. (When the host's cgroupfs shows only
-        // the container's init and its waiting process, there is nothing to kill.)
-        if host_cgroup_procs(&id).is_none_or(|n| n > 2) {
-            let kill = bollard::query_parameters::KillContainerOptions {
-                signal: "SIGKILL".into(),
-            };
-            let _ = self.docker.kill_container(&id, Some(kill)).await;
-        }
-        Ok((result, artifact))
-    }
-
-    /// One process in the running container `id`, as its uid `uid`: deliver the files, run
-    /// it under `limits` (wall deadline, output cap), then judge it: usage since `baseline` (the
-    /// engine's CPU figure is container-cumulative), an OOM kill, the status. The process and
-    /// anything it started may still run when this returns; stopping them is the caller's job.
-    pub(crate) async fn run_in(
-        &self,
-        id: &str,
-        uid: u32,
-        limits: &Limits,
-        input: StepInput<'_>,
-        baseline: Usage,
-    ) -> Result<StepResult, ExecError> {
-        let StepInput {
-            argv,
-            env,
-            files,
-            stdin,
-            cpu_secs,
-            stream,
-        } = input;
-        // An OOM kill recorded earlier in a long-lived container is not this process's.
-        self.ooms.forget(id);
-        // One exec: the files arrive as a tar at the head of stdin, unpacked by `head -c N |
-        // tar` (head reads exactly N bytes), then the program replaces the shell and reads the
-        // rest of stdin as its own.
-        let tar = if files.is_empty() {
-            Vec::new()
-        } else {
-            tar_of(files).map_err(|e| ExecError::Io("building the files archive".into(), e))?
-        };
-        let mut input = tar.clone();
-        input.extend_from_slice(stdin);
-        let unpack = if tar.is_empty() {
-            String::new()
-        } else {
-            format!("head -c {} | tar -x -C /work -f - || {{ echo 'execbox: could not unpack the files' >&2; exit {UNPACK_FAILED}; }}; ", tar.len())
-        };
-        // Lowering RLIMIT_CPU below the container's own (soft first, then hard) needs no privilege.
-        let rlimit = cpu_secs
-            .map(|n| format!("ulimit -S -t {n}; ulimit -H -t {}; ", n + 1))
-            .unwrap_or_default();
-        let script = format!(
-            "{rlimit}{unpack}p=$(PATH='{}' command -v -- \"$1\") || {{ echo \"execbox: cannot run $1: not found\" >&2; exit 127; }}; shift; {}exec \"$p\" \"$@\"",
-            self.table.sandbox.path,
-            unset_engine_env(&env),
-        );
-        let mut wrapped = vec!["/bin/sh".to_string(), "-c".into(), script, "sh".into()];
-        wrapped.extend(argv);
-        let spec = ExecSpec {
-            uid,
-            argv: wrapped,
-            env,
-            stdin: &input,
-            output_cap: limits.output_bytes,
-            deadline: Duration::from_millis(limits.wall_time_ms),
-            stream,
-            cpu: Some(exec::CpuWatch {
-                baseline_ms: baseline.cpu_time_ms,
-                limit_ms: limits.cpu_time_ms,
-            }),
-        };
-        let out = exec::run(&self.docker, id, spec)
-            .await
-            .map_err(engine("running the program"))?;
-        if out.exit_code == Some(UNPACK_FAILED)
-            && out
-                .stderr
-                .lossy()
-                .contains("execbox: could not unpack the files")
-        {
-            return Err(ExecError::Setup(format!(
-                "unpacking files in the container failed: {}",
-                out.stderr.lossy().trim()
-            )));
-        }
-        // Usage before anything is killed: a stopped container has no stats.
-        let stats = self.usage(id).await;
-        let stats = Usage {
-            cpu_time_ms: stats.cpu_time_ms.saturating_sub(baseline.cpu_time_ms),
-            ..stats
-        };
-        // Only a SIGKILL can be the OOM killer's work; then wait briefly for the engine's event.
-        let oom = out.exit_code == Some(128 + libc::SIGKILL as i64)
-            && self.ooms.check(id, Duration::from_millis(300)).await;
-        let cpu_over = stats.cpu_time_ms >= limits.cpu_time_ms;
-        // The engine reports an exec's death by signal N as exit code 128+N.
-        let signal = out
-            .exit_code
-            .filter(|c| (129..=192).contains(c))
-            .map(|c| (c - 128) as i32);
-        let (status, exit_code, signal) = match out.exit_code {
-            // Stopped by the CPU watch: the caller kills what is left, as at the deadline.
-            None if out.cpu_over => (Status::CpuLimit, None, Some(libc::SIGKILL)),
-            None => (Status::Timeout, None, Some(libc::SIGKILL)),
-            Some(0) => (Status::Ok, Some(0), None),
-            Some(_) if oom => (Status::MemoryLimit, None, Some(libc::SIGKILL)),
-            Some(_)
-                if signal == Some(libc::SIGXCPU) || (signal == Some(libc::SIGKILL) && cpu_over) =>
-            {
-                (Status::CpuLimit, None, signal)
-            }
-            Some(_) if signal.is_some() => (Status::Killed, None, signal),
-            Some(c) => (Status::Error, Some(c as i32), None),
-        };
-        Ok(StepResult {
-            status,
-            exit_code,
-            signal: signal.map(super::signal_name),
-            stdout: out.stdout.lossy(),
-            stderr: out.stderr.lossy(),
-            stdout_truncated: out.stdout.truncated,
-            stderr_truncated: out.stderr.truncated,
-            usage: Usage {
-                wall_time_ms: out.wall.as_millis() as u64,
-                ..stats
-            },
-        })
-    }
-
-    /// CPU time and peak memory of the whole container, from its cgroup: on this host's
-    /// cgroupfs when the engine is local, else by a short exec inside the container. (The
-    /// engine's stats API samples once a second, so a one-shot read waits up to a second —
-    /// longer than a whole run.)
-    pub(crate) async fn usage(&self, id: &str) -> Usage {
-        if let Some(u) = host_cgroup_usage(id) {
-            return u;
-        }
-        let spec = ExecSpec {
-            uid: container::WAITER_UID,
-            argv: vec!["/bin/sh".into(), "-c".into(), CGROUP_USAGE.into()],
-            env: vec![],
-            stdin: b"",
-            output_cap: 4096,
-            deadline: Duration::from_secs(10),
-            stream: None,
-            cpu: None,
-        };
-        match exec::run(&self.docker, id, spec).await {
-            Ok(out) if out.exit_code == Some(0) => parse_cgroup_usage(&out.stdout.lossy()),
-            _ => Usage::default(),
-        }
+        let ran = target
+            .run(&shape.limits, shape.open_files, input, collect)
+            .await;
+        // The call's cgroup goes (whatever is left in it killed) before its container.
+        drop(cgroup);
+        ran
     }
 }
-
-/// Prints `cpu_ns N` and `peak N` for the container's cgroup, v1 or v2 (each container sees its
-/// own cgroup at /sys/fs/cgroup).
-const CGROUP_USAGE: &str = r#"c=/sys/fs/cgroup
-if [ -f $c/cgroup.controllers ]; then
-  echo "cpu_us $(sed -n 's/^usage_usec //p' $c/cpu.stat)"
-  echo "peak $(cat $c/memory.peak 2>/dev/null || cat $c/memory.current)"
-else
-  echo "cpu_ns $(cat $c/cpuacct/cpuacct.usage)"
-  echo "peak $(cat $c/memory/memory.max_usage_in_bytes)"
-fi"#;
 
 /// With the engine on this host (the common case), the container's cgroup is readable directly
 /// under the engine's usual layouts (cgroupfs or systemd driver, v1 or v2): no exec needed.
@@ -868,21 +742,6 @@ pub(super) fn host_cgroup_usage(id: &str) -> Option<Usage> {
     None
 }
 
-/// How many processes the container's cgroup holds, when the engine is on this host.
-fn host_cgroup_procs(id: &str) -> Option<usize> {
-    for dir in [
-        format!("pids/docker/{id}"),
-        format!("pids/system.slice/docker-{id}.scope"),
-        format!("docker/{id}"),
-        format!("system.slice/docker-{id}.scope"),
-    ] {
-        if let Ok(text) = std::fs::read_to_string(format!("/sys/fs/cgroup/{dir}/cgroup.procs")) {
-            return Some(text.lines().filter(|l| !l.trim().is_empty()).count());
-        }
-    }
-    None
-}
-
 fn parse_cgroup_usage(text: &str) -> Usage {
     let mut u = Usage::default();
     for line in text.lines() {
@@ -916,75 +775,38 @@ pub(crate) struct StepInput<'a> {
     pub argv: Vec<String>,
     pub env: Vec<String>,
     pub files: &'a [JobFile],
+    /// A file written executable before the program starts (a compiled program).
+    pub executable: Option<&'a JobFile>,
     pub stdin: &'a [u8],
-    /// Lower RLIMIT_CPU to this many seconds for this process (below the container's own).
-    pub cpu_secs: Option<u64>,
     pub stream: Option<super::OutputSink>,
 }
 
 /// Containers are never reused: whatever happened, the run's container goes, and only then its
-/// uid (no process of it is left).
+/// uid (no process of it is left) and its run dir.
 struct RemoveOnDrop {
     docker: Docker,
     id: String,
     ooms: Arc<oom::OomWatch>,
     uid: Option<UidLease>,
+    run_dir: Option<supervised::RunDir>,
 }
 
 impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
-        let (docker, id, ooms, uid) = (
+        let (docker, id, ooms, uid, run_dir) = (
             self.docker.clone(),
             self.id.clone(),
             self.ooms.clone(),
             self.uid.take(),
+            self.run_dir.take(),
         );
         tokio::spawn(async move {
             container::remove(&docker, &id).await;
             ooms.forget(&id);
             drop(uid);
+            drop(run_dir);
         });
     }
-}
-
-/// The engine adds HOSTNAME and the wrapper shell PWD/OLDPWD/SHLVL to every exec; only the
-/// request's env may reach the program, so they go unless the request set them itself.
-fn unset_engine_env(env: &[String]) -> String {
-    let extra: Vec<&str> = ["HOSTNAME", "PWD", "OLDPWD", "SHLVL"]
-        .into_iter()
-        .filter(|name| !env.iter().any(|e| e.starts_with(&format!("{name}="))))
-        .collect();
-    if extra.is_empty() {
-        String::new()
-    } else {
-        format!("unset {}; ", extra.join(" "))
-    }
-}
-
-fn tar_of(files: &[JobFile]) -> std::io::Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut dirs = std::collections::BTreeSet::new();
-    for f in files {
-        let mut parent = std::path::Path::new(&f.path).parent();
-        while let Some(p) = parent.filter(|p| !p.as_os_str().is_empty()) {
-            dirs.insert(p.to_path_buf());
-            parent = p.parent();
-        }
-    }
-    for d in dirs {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(tar::EntryType::Directory);
-        h.set_mode(0o755);
-        h.set_size(0);
-        b.append_data(&mut h, &d, std::io::empty())?;
-    }
-    for f in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(0o755);
-        h.set_size(f.content.len() as u64);
-        b.append_data(&mut h, &f.path, f.content.as_slice())?;
-    }
-    b.into_inner()
 }
 
 impl Executor for DockerExecutor {

@@ -15,18 +15,32 @@ use std::time::Duration;
 use bollard::Docker;
 
 use super::container::{self, Shape};
+use super::supervised::{self, RunDir};
 use crate::exec::uids::{UidLease, Uids};
 use crate::exec::ExecError;
+use crate::supervisor::client::Supervisor;
 
-/// A started container and the uid its programs run as.
+/// A started container, the uid its programs run as, and its supervisor (which has answered).
 pub struct Warm {
     pub id: String,
     pub uid: UidLease,
+    pub run_dir: RunDir,
+    pub sup: Supervisor,
+}
+
+/// What every pool container mounts: the supervisor's binary, and a run dir of its own below
+/// `run_root`.
+#[derive(Debug, Clone)]
+pub struct PoolMounts {
+    pub binary: std::path::PathBuf,
+    pub run_root: std::path::PathBuf,
+    pub path: String,
 }
 
 pub struct Pool {
     docker: Docker,
     instance: String,
+    mounts: PoolMounts,
     per_shape: usize,
     max_total: usize,
     uids: Arc<Uids>,
@@ -59,10 +73,12 @@ impl Pool {
         per_shape: usize,
         max_total: usize,
         uids: Arc<Uids>,
+        mounts: PoolMounts,
     ) -> Arc<Pool> {
         Arc::new(Pool {
             docker,
             instance,
+            mounts,
             per_shape,
             max_total,
             uids,
@@ -86,9 +102,9 @@ impl Pool {
             Some(w) => Ok(w),
             None => {
                 let uid = self.uids.acquire(UID_WAIT).await?;
-                self.create_started(shape, uid).await.map_err(|e| {
-                    ExecError::Unavailable("docker".into(), format!("starting a container: {e}"))
-                })
+                self.create_started(shape, uid)
+                    .await
+                    .map_err(|e| ExecError::Unavailable("docker".into(), e))
             }
         }
     }
@@ -196,18 +212,29 @@ impl Pool {
         }
     }
 
-    /// A started container whose programs run as `uid` (given back if it cannot be made).
-    pub async fn create_started(
-        &self,
-        shape: &Shape,
-        uid: UidLease,
-    ) -> Result<Warm, bollard::errors::Error> {
-        let id = container::create_started(
-            &self.docker,
-            container::create_body(shape, &self.instance, uid.uid()),
-        )
-        .await?;
-        Ok(Warm { id, uid })
+    /// A started container whose programs run as `uid`, its supervisor answering (the uid is
+    /// given back if it cannot be made).
+    pub async fn create_started(&self, shape: &Shape, uid: UidLease) -> Result<Warm, String> {
+        let run_dir = RunDir::create(&self.mounts.run_root).map_err(|e| {
+            format!(
+                "creating a run dir in {}: {e}",
+                self.mounts.run_root.display()
+            )
+        })?;
+        let mounts = container::Mounts {
+            binary: self.mounts.binary.clone(),
+            run_dir: run_dir.path().to_path_buf(),
+            work: None,
+            path: self.mounts.path.clone(),
+        };
+        let body = container::create_body(shape, &self.instance, uid.uid(), &mounts);
+        let (id, sup) = supervised::start(&self.docker, body, run_dir.path()).await?;
+        Ok(Warm {
+            id,
+            uid,
+            run_dir,
+            sup,
+        })
     }
 
     /// Stop refilling and remove every idle container.

@@ -133,14 +133,39 @@ fn expand(rule: &Rule) -> Vec<Vec<Value>> {
     }
 }
 
-/// The profile as the JSON text the engine takes in `security_opt: ["seccomp=..."]`.
+/// The programs' profile as the JSON text the engine takes in `security_opt: ["seccomp=..."]`
+/// (what the supervisor stacks on each program is `local/seccomp.json` itself; this is the
+/// reference the supervisor's profile is checked against).
+#[cfg(test)]
 pub fn profile() -> String {
+    generate(|_| false)
+}
+
+/// What a supervisor needs beyond a program: a pid namespace (and a mount namespace with its
+/// own /proc) for each call. Programs never get these: the supervisor stacks execbox's own
+/// filter (`local/seccomp.json`, whole) on each program before it execs, and a program has no
+/// capability to use them anyway.
+const SUPERVISOR_NEEDS: &[&str] = &["mount", "umount2", "unshare"];
+const SUPERVISOR_CLONE_FLAGS: &[u64] = &[libc::CLONE_NEWPID as u64, libc::CLONE_NEWNS as u64];
+
+/// The profile of a supervised container: [`profile`] without the rules that refuse what the
+/// supervisor itself needs (see [`SUPERVISOR_NEEDS`]).
+pub fn supervisor_profile() -> String {
+    generate(|r| {
+        SUPERVISOR_NEEDS.contains(&r.syscall.as_str())
+            || (r.syscall == "clone"
+                && r.args.len() == 1
+                && SUPERVISOR_CLONE_FLAGS.contains(&r.args[0].val))
+    })
+}
+
+fn generate(exempt: impl Fn(&Rule) -> bool) -> String {
     let filters: std::collections::BTreeMap<String, Filter> =
         serde_json::from_str(RULES).expect("seccomp.json is valid");
     let mut syscalls = Vec::new();
     for f in filters.values() {
         let Action::Errno(errno) = f.match_action;
-        for r in &f.filter {
+        for r in f.filter.iter().filter(|r| !exempt(r)) {
             for args in expand(r) {
                 syscalls.push(json!({"names": [r.syscall], "action": "SCMP_ACT_ERRNO", "errnoRet": errno, "args": args}));
             }
@@ -272,6 +297,41 @@ mod tests {
                 "personality({persona:#x})"
             );
         }
+    }
+
+    /// The supervisor's profile lets it make pid and mount namespaces and mount its /proc, and
+    /// refuses everything else the programs' profile refuses.
+    #[test]
+    fn the_supervisor_profile_allows_only_its_namespaces_and_mounts() {
+        let sup: serde_json::Value = serde_json::from_str(&super::supervisor_profile()).unwrap();
+        let prog: serde_json::Value = serde_json::from_str(&super::profile()).unwrap();
+        let (newpid, newns, newnet, newuser) = (
+            libc::CLONE_NEWPID as u64,
+            libc::CLONE_NEWNS as u64,
+            libc::CLONE_NEWNET as u64,
+            libc::CLONE_NEWUSER as u64,
+        );
+        for (call, args) in [
+            ("clone", [newpid | newns | libc::SIGCHLD as u64, 0, 0]),
+            ("mount", [0, 0, 0]),
+            ("unshare", [newns, 0, 0]),
+        ] {
+            assert!(!refused(&sup, call, args), "{call} {args:?}");
+            assert!(refused(&prog, call, args), "{call} {args:?}");
+        }
+        for (call, args) in [
+            ("clone", [newpid | newnet, 0, 0]),
+            ("clone", [newuser, 0, 0]),
+            ("keyctl", [0, 0, 0]),
+            ("bpf", [0, 0, 0]),
+            ("ptrace", [0, 0, 0]),
+            ("setns", [0, 0, 0]),
+            ("socket", [40, 0, 0]),
+        ] {
+            assert!(refused(&sup, call, args), "{call} {args:?}");
+        }
+        let n = |p: &serde_json::Value| p["syscalls"].as_array().unwrap().len();
+        assert_eq!(n(&prog) - n(&sup), 5);
     }
 
     #[test]

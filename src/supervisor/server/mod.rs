@@ -93,11 +93,14 @@ async fn run(cfg: ServeConfig) -> io::Result<()> {
     // The supervisor is the sandbox's last process the OOM killer should pick.
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     let _ = std::fs::remove_file(&cfg.socket);
-    let listener = UnixListener::bind(&cfg.socket)?;
-    std::fs::set_permissions(
-        &cfg.socket,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )?;
+    // The socket is made 0600 by the umask at bind: under gVisor a socket on the host's
+    // filesystem (runsc --host-uds=create) can be neither stat'ed nor chmod'ed afterwards.
+    // SAFETY: umask only changes this process's file creation mask.
+    let old_mask = unsafe { libc::umask(0o177) };
+    let listener = UnixListener::bind(&cfg.socket);
+    // SAFETY: as above, restoring it.
+    unsafe { libc::umask(old_mask) };
+    let listener = listener?;
     let shared = Arc::new(Shared {
         pid_namespaces: probe_pid_namespaces(),
         cfg,

@@ -44,6 +44,13 @@ impl V1 {
                 })
         };
         let (memory, pids, cpuacct) = (find("memory")?, find("pids")?, find("cpuacct")?);
+        V1::at(&memory, &pids, &cpuacct, instance)
+    }
+
+    /// `<dir>/execbox/<instance>` in each of the memory, pids and cpuacct hierarchies, `dir` being
+    /// the cgroup the service may manage there (a hierarchy's root, or a docker container's).
+    pub fn at(memory: &Path, pids: &Path, cpuacct: &Path, instance: &str) -> Result<V1, String> {
+        check_name(instance, "instance").map_err(|e| e.to_string())?;
         let swap_limit = memory.join("memory.memsw.limit_in_bytes").exists();
         let tcp_limit = memory.join("memory.kmem.tcp.limit_in_bytes").exists();
         if !tcp_limit {
@@ -51,9 +58,9 @@ impl V1 {
         }
         let instance_dir = |mount: &Path| mount.join("execbox").join(instance);
         let backend = V1 {
-            memory: instance_dir(&memory),
-            pids: instance_dir(&pids),
-            cpuacct: instance_dir(&cpuacct),
+            memory: instance_dir(memory),
+            pids: instance_dir(pids),
+            cpuacct: instance_dir(cpuacct),
             swap_limit,
             tcp_limit,
         };
