@@ -9,6 +9,7 @@ mod auth;
 mod batch;
 mod cli;
 mod containment;
+mod contexts;
 mod contract;
 mod errors;
 mod eval;

@@ -17,17 +17,16 @@ use tokio::net::unix::pipe;
 use tokio::sync::{Notify, OwnedMutexGuard};
 
 use super::tree::{spawn_tree, Tree, TreeSpec};
-use super::Shared;
+use super::{error, Shared};
 use crate::supervisor::proto::{
-    self, CallExit, ContextError, ContextExecSpec, ContextInfo, ContextResult, ContextSpec, Ended,
-    ErrorKind, ErrorReply, Kind, ProcLimits, Reply, Response,
+    io_async, CallExit, ContextError, ContextExecSpec, ContextInfo, ContextResult, ContextSpec,
+    Ended, ErrorKind, Kind, ProcLimits, Reply, Response,
 };
 
 /// The driver, run as `python3 -u -c BOOT DRIVER` so nothing of it lives in the sandbox's files.
 pub const DRIVER: &str = include_str!("context.py");
 /// Compiles the driver under a file name of its own, so tracebacks can leave its frames out.
-pub const BOOT: &str =
-    "exec(compile(__import__('sys').argv.pop(1),'<execbox-context>','exec'))";
+pub const BOOT: &str = "exec(compile(__import__('sys').argv.pop(1),'<execbox-context>','exec'))";
 /// How long an interrupted call has to come back before its interpreter is killed.
 pub const GRACE: Duration = Duration::from_secs(2);
 /// How long a new interpreter has to say it is ready.
@@ -55,6 +54,8 @@ struct Context {
 /// The interpreter's process tree and its pipes.
 struct Driver {
     tree: Tree,
+    stdout: pipe::Receiver,
+    stderr: pipe::Receiver,
     commands: pipe::Sender,
     answers: Answers,
     /// The interpreter's CPU and peak memory after its last answer.
@@ -82,13 +83,6 @@ struct Answer {
     usage: Usage,
 }
 
-fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
-    Response::Error(ErrorReply {
-        kind,
-        message: message.into(),
-    })
-}
-
 fn no_such(id: &str) -> Response {
     error(
         ErrorKind::NoSuchContext,
@@ -101,16 +95,6 @@ fn lost(id: &str) -> Response {
         ErrorKind::ContextLost,
         format!("context {id} was lost: its interpreter did not survive an earlier call (killed after it ignored an interrupt, or it exited); delete it and create a new one"),
     )
-}
-
-/// Write one frame to the connection.
-pub(super) async fn send<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    kind: Kind,
-    payload: &[u8],
-) -> std::io::Result<()> {
-    w.write_all(&proto::header(kind, payload.len())).await?;
-    w.write_all(payload).await
 }
 
 impl Contexts {
@@ -198,7 +182,11 @@ impl Contexts {
     /// (at most `limits.output_bytes` of each); the answer carries the display results and
     /// the error. If this future is dropped (the connection closed), the code is interrupted
     /// in the background as at a deadline.
-    pub async fn exec<W: AsyncWrite + Unpin>(&self, spec: ContextExecSpec, out: &mut W) -> Response {
+    pub async fn exec<W: AsyncWrite + Unpin>(
+        &self,
+        spec: ContextExecSpec,
+        out: &mut W,
+    ) -> Response {
         let Some(ctx) = self.get(&spec.id) else {
             return no_such(&spec.id);
         };
@@ -221,6 +209,10 @@ impl Contexts {
 async fn start(sup: &Shared, spec: &ContextSpec) -> Result<Driver, String> {
     let (cmd_read, cmd_write) = pipe_pair()?;
     let (ans_read, ans_write) = pipe_pair()?;
+    let cwd = super::staging::cwd(sup, &spec.cwd).map_err(|r| match r {
+        Response::Error(e) => e.message,
+        Response::Ok(_) => "a bad cwd".into(),
+    })?;
     let mut env = spec.env.clone();
     env.retain(|(k, _)| k != "PYTHONUNBUFFERED");
     env.push(("PYTHONUNBUFFERED".into(), "1".into()));
@@ -233,20 +225,26 @@ async fn start(sup: &Shared, spec: &ContextSpec) -> Result<Driver, String> {
             DRIVER.into(),
         ],
         env,
-        cwd: sup.config.work.join(&spec.cwd),
+        cwd,
         // A context lives across calls: each call's deadline is kept here, not by the tree.
         limits: ProcLimits::default(),
         cgroup_fds: Vec::new(),
         extra_fds: vec![(cmd_read, 3), (ans_write, 4)],
         stdin: false,
     };
-    let tree = spawn_tree(sup, tree_spec).map_err(|e| format!("could not start python3: {e}"))?;
-    let commands = pipe::Sender::from_owned_fd(cmd_write)
-        .map_err(|e| format!("context command pipe: {e}"))?;
-    let answers = pipe::Receiver::from_owned_fd(ans_read)
-        .map_err(|e| format!("context answer pipe: {e}"))?;
+    let mut tree =
+        spawn_tree(sup, tree_spec).map_err(|e| format!("could not start python3: {e}"))?;
+    let (Some(stdout), Some(stderr)) = (tree.stdout.take(), tree.stderr.take()) else {
+        return Err("a tree without its output pipes".into());
+    };
+    let commands =
+        pipe::Sender::from_owned_fd(cmd_write).map_err(|e| format!("context command pipe: {e}"))?;
+    let answers =
+        pipe::Receiver::from_owned_fd(ans_read).map_err(|e| format!("context answer pipe: {e}"))?;
     let mut d = Driver {
         tree,
+        stdout,
+        stderr,
         commands,
         answers: Answers {
             pipe: answers,
@@ -263,7 +261,7 @@ async fn start(sup: &Shared, spec: &ContextSpec) -> Result<Driver, String> {
         loop {
             tokio::select! {
                 line = d.answers.next() => return line,
-                n = d.tree.stderr.read(&mut buf), if open => match n {
+                n = d.stderr.read(&mut buf), if open => match n {
                     Ok(n) if n > 0 => {
                         let room = 8192usize.saturating_sub(stderr.len());
                         stderr.extend_from_slice(&buf[..n.min(room)]);
@@ -342,7 +340,7 @@ impl Driver {
     /// Output left in the pipes between calls (a thread that printed) is not the next call's.
     fn discard_output(&mut self) {
         let mut buf = vec![0u8; 64 << 10];
-        for r in [&mut self.tree.stdout, &mut self.tree.stderr] {
+        for r in [&mut self.stdout, &mut self.stderr] {
             while matches!(r.try_read(&mut buf), Ok(n) if n > 0) {}
         }
     }
@@ -437,8 +435,8 @@ async fn pump<W: AsyncWrite + Unpin>(d: &mut Driver, out: &mut W, counts: &mut C
     // Output first, so what the code printed before it answered is forwarded before the answer.
     let (kind, n, buf) = tokio::select! {
         biased;
-        n = d.tree.stdout.read(&mut ob) => (Kind::Stdout, n, &ob[..]),
-        n = d.tree.stderr.read(&mut eb) => (Kind::Stderr, n, &eb[..]),
+        n = d.stdout.read(&mut ob) => (Kind::Stdout, n, &ob[..]),
+        n = d.stderr.read(&mut eb) => (Kind::Stderr, n, &eb[..]),
         a = d.answers.next() => return answered(a),
     };
     let n = match n {
@@ -465,7 +463,7 @@ async fn forward<W: AsyncWrite + Unpin>(
     }
     let kept = &bytes[..bytes.len().min(room)];
     *sent += kept.len() as u64;
-    if !kept.is_empty() && send(out, kind, kept).await.is_err() {
+    if !kept.is_empty() && io_async::write_frame(out, kind, kept).await.is_err() {
         return Event::Closed;
     }
     Event::Output
@@ -483,8 +481,8 @@ impl Call {
         let d = self.driver.as_mut().expect("a call holds its driver");
         d.discard_output();
         let before = d.usage;
-        let mut line = serde_json::to_vec(&serde_json::json!({ "code": code }))
-            .expect("a command serializes");
+        let mut line =
+            serde_json::to_vec(&serde_json::json!({ "code": code })).expect("a command serializes");
         line.push(b'\n');
         if let Err(e) = d.commands.write_all(&line).await {
             d.kill().await;
@@ -554,8 +552,8 @@ impl Call {
         for kind in [Kind::Stdout, Kind::Stderr] {
             loop {
                 let r = match kind {
-                    Kind::Stdout => d.tree.stdout.try_read(&mut buf),
-                    _ => d.tree.stderr.try_read(&mut buf),
+                    Kind::Stdout => d.stdout.try_read(&mut buf),
+                    _ => d.stderr.try_read(&mut buf),
                 };
                 match r {
                     Ok(n) if n > 0 => {
@@ -585,7 +583,6 @@ impl Call {
                 max_rss_bytes: answer.usage.max_rss_bytes,
                 stdout_truncated: counts.stdout_truncated,
                 stderr_truncated: counts.stderr_truncated,
-                collected: false,
             }),
             context_result: Some(ContextResult {
                 results: answer.results,
@@ -687,19 +684,31 @@ mod tests {
 
         let a = py.run("def f():\n    raise ValueError('bad input')\nf()");
         let e = &a["error"];
-        assert_eq!((&e["name"], &e["value"]), (&json!("ValueError"), &json!("bad input")));
+        assert_eq!(
+            (&e["name"], &e["value"]),
+            (&json!("ValueError"), &json!("bad input"))
+        );
         let tb = e["traceback"].as_str().unwrap();
-        assert!(tb.starts_with("Traceback (most recent call last):\n"), "{tb}");
+        assert!(
+            tb.starts_with("Traceback (most recent call last):\n"),
+            "{tb}"
+        );
         assert!(tb.contains("raise ValueError('bad input')"), "{tb}");
         assert!(tb.ends_with("ValueError: bad input\n"), "{tb}");
-        assert!(!tb.contains("execbox-context"), "the driver's frames are left out: {tb}");
+        assert!(
+            !tb.contains("execbox-context"),
+            "the driver's frames are left out: {tb}"
+        );
 
         let a = py.run("def (");
         assert_eq!(a["error"]["name"], "SyntaxError");
 
         // An object's rich representations come along with its text.
         let a = py.run("class H:\n    def _repr_html_(self): return '<b>h</b>'\n    def __repr__(self): return 'H()'\nH()");
-        assert_eq!(a["results"], json!([{"text/html": "<b>h</b>", "text/plain": "H()"}]));
+        assert_eq!(
+            a["results"],
+            json!([{"text/html": "<b>h</b>", "text/plain": "H()"}])
+        );
 
         // SIGINT interrupts the running code; the namespace stays.
         py.send("import time\nx = 7\ntime.sleep(30)");
@@ -711,7 +720,10 @@ mod tests {
         .unwrap();
         let a = py.answer();
         assert_eq!(a["error"]["name"], "KeyboardInterrupt");
-        assert!(!a["error"]["traceback"].as_str().unwrap().contains("execbox-context"));
+        assert!(!a["error"]["traceback"]
+            .as_str()
+            .unwrap()
+            .contains("execbox-context"));
         assert_eq!(py.run("x")["results"], json!([{"text/plain": "7"}]));
     }
 
@@ -722,7 +734,10 @@ mod tests {
         assert_eq!(a["error"], Value::Null);
         let results = a["results"].as_array().unwrap();
         assert_eq!(results.len(), 1, "{results:?}");
-        assert_eq!(results[0]["text/plain"], "<Figure size 640x480 with 1 Axes>");
+        assert_eq!(
+            results[0]["text/plain"],
+            "<Figure size 640x480 with 1 Axes>"
+        );
         use base64::Engine;
         let png = base64::engine::general_purpose::STANDARD
             .decode(results[0]["image/png"].as_str().unwrap())
@@ -731,6 +746,9 @@ mod tests {
         // Shown figures are closed: the next call starts with none; show() renders at once.
         let a = py.run("plt.figure(); plt.plot([1]); plt.show(); print(len(plt.get_fignums()))");
         assert_eq!(a["results"].as_array().unwrap().len(), 1);
-        assert_eq!(py.run("len(plt.get_fignums())")["results"], json!([{"text/plain": "0"}]));
+        assert_eq!(
+            py.run("len(plt.get_fignums())")["results"],
+            json!([{"text/plain": "0"}])
+        );
     }
 }

@@ -9,11 +9,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::sync::{watch, Notify};
 
-use super::context::send;
 use super::tree::{spawn_tree, TreeExit, TreeSpec};
-use super::Shared;
+use super::{error, Shared};
 use crate::supervisor::proto::{
-    ErrorKind, ErrorReply, Kind, ProcLimits, ProcessInfo, ProcessSpec, Reply, Response,
+    io_async, ErrorKind, Kind, ProcLimits, ProcessInfo, ProcessSpec, Reply, Response,
 };
 
 /// The background processes of one sandbox.
@@ -84,13 +83,6 @@ impl Ring {
     }
 }
 
-fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
-    Response::Error(ErrorReply {
-        kind,
-        message: message.into(),
-    })
-}
-
 fn no_such(id: &str) -> Response {
     error(
         ErrorKind::NoSuchProcess,
@@ -127,10 +119,14 @@ impl Processes {
         if spec.argv.is_empty() {
             return error(ErrorKind::Setup, "a background process needs a command");
         }
+        let cwd = match super::staging::cwd(sup, &spec.cwd) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
         let tree_spec = TreeSpec {
             argv: spec.argv.clone(),
             env: spec.env,
-            cwd: sup.config.work.join(&spec.cwd),
+            cwd,
             limits: ProcLimits {
                 open_files: spec.open_files,
                 ..ProcLimits::default()
@@ -139,15 +135,7 @@ impl Processes {
             extra_fds: Vec::new(),
             stdin: false,
         };
-        let mut tree = match spawn_tree(sup, tree_spec) {
-            Ok(t) => t,
-            Err(e) => {
-                return error(
-                    ErrorKind::Setup,
-                    format!("could not start {:?}: {e}", spec.argv[0]),
-                )
-            }
-        };
+        let spawned = spawn_tree(sup, tree_spec);
         let id = format!("proc_{}", uuid::Uuid::new_v4().simple());
         let cap = spec.log_bytes.max(1) as usize;
         let started_at_ms = SystemTime::now()
@@ -157,7 +145,7 @@ impl Processes {
         let process = Arc::new(Process {
             id: id.clone(),
             argv: spec.argv,
-            pid: tree.pid as u32,
+            pid: spawned.as_ref().map(|t| t.pid as u32).unwrap_or(0),
             started_at_ms,
             logs: Mutex::new(Logs {
                 stdout: Ring::new(cap),
@@ -168,33 +156,55 @@ impl Processes {
             changed: watch::channel(0).0,
             kill: Notify::new(),
         });
+        let mut tree = match spawned {
+            Ok(t) => t,
+            Err(e) => {
+                // As a shell would: the process exists, exited 127, and says why.
+                let mut logs = process.logs.lock().unwrap();
+                let why = format!("execbox: cannot start {:?}: {e}\n", process.argv[0]);
+                logs.stderr.push(why.as_bytes());
+                logs.exit = Some(TreeExit {
+                    exit_code: Some(127),
+                    ..TreeExit::default()
+                });
+                logs.finished = true;
+                drop(logs);
+                self.map.lock().unwrap().insert(id.clone(), process);
+                return Response::Ok(Reply {
+                    id: Some(id),
+                    ..Reply::default()
+                });
+            }
+        };
+        let (Some(mut stdout), Some(mut stderr)) = (tree.stdout.take(), tree.stderr.take()) else {
+            return error(ErrorKind::Setup, "a tree without its output pipes");
+        };
         self.map.lock().unwrap().insert(id.clone(), process.clone());
         tokio::spawn(async move {
             let p = process;
             let (mut ob, mut eb) = (vec![0u8; 16 << 10], vec![0u8; 16 << 10]);
             let (mut out_open, mut err_open) = (true, true);
-            // Output until both pipes close (the tree has ended, or the program closed them)...
-            while out_open || err_open {
+            let mut exit = None;
+            // Until the tree has ended and both pipes are drained (or the tree ended and
+            // left them to a program that closed them).
+            while out_open || err_open || exit.is_none() {
                 tokio::select! {
-                    n = tree.stdout.read(&mut ob), if out_open => match n {
+                    n = stdout.read(&mut ob), if out_open => match n {
                         Ok(n) if n > 0 => p.append(Kind::Stdout, &ob[..n]),
                         _ => out_open = false,
                     },
-                    n = tree.stderr.read(&mut eb), if err_open => match n {
+                    n = stderr.read(&mut eb), if err_open => match n {
                         Ok(n) if n > 0 => p.append(Kind::Stderr, &eb[..n]),
                         _ => err_open = false,
                     },
+                    e = tree.wait(), if exit.is_none() => {
+                        exit = Some(e);
+                        p.logs.lock().unwrap().exit = Some(e);
+                        p.changed.send_modify(|v| *v += 1);
+                    }
                     _ = p.kill.notified() => tree.kill(),
                 }
             }
-            // ...then its end.
-            let exit = loop {
-                tokio::select! {
-                    e = tree.wait() => break e,
-                    _ = p.kill.notified() => tree.kill(),
-                }
-            };
-            p.logs.lock().unwrap().exit = Some(exit);
             p.logs.lock().unwrap().finished = true;
             p.changed.send_modify(|v| *v += 1);
         });
@@ -205,8 +215,13 @@ impl Processes {
     }
 
     pub fn list(&self) -> Response {
-        let mut processes: Vec<ProcessInfo> =
-            self.map.lock().unwrap().values().map(|p| p.info()).collect();
+        let mut processes: Vec<ProcessInfo> = self
+            .map
+            .lock()
+            .unwrap()
+            .values()
+            .map(|p| p.info())
+            .collect();
         processes.sort_by_key(|p| (p.started_at_ms, p.id.clone()));
         Response::Ok(Reply {
             processes: Some(processes),
@@ -233,7 +248,12 @@ impl Processes {
 
     /// Its output so far as `Stdout`/`Stderr` frames (the newest `log_bytes` of each); with
     /// `follow`, then output as it comes until the process has ended. Answers its info.
-    pub async fn logs<W: AsyncWrite + Unpin>(&self, id: &str, follow: bool, out: &mut W) -> Response {
+    pub async fn logs<W: AsyncWrite + Unpin>(
+        &self,
+        id: &str,
+        follow: bool,
+        out: &mut W,
+    ) -> Response {
         let Some(p) = self.get(id) else {
             return no_such(id);
         };
@@ -249,7 +269,7 @@ impl Processes {
             };
             for (kind, bytes) in [(Kind::Stdout, new_out), (Kind::Stderr, new_err)] {
                 for chunk in bytes.chunks(crate::supervisor::proto::CHUNK) {
-                    if send(out, kind, chunk).await.is_err() {
+                    if io_async::write_frame(out, kind, chunk).await.is_err() {
                         return error(ErrorKind::Io, "the connection closed");
                     }
                 }
