@@ -170,6 +170,25 @@ enum Command {
     /// Internal: the single-threaded sandbox helper, re-executed per run.
     #[command(name = "__sandbox", hide = true)]
     Sandbox { staging: PathBuf },
+    /// The supervisor inside a docker sandbox (its entrypoint).
+    #[command(name = "__supervisor", hide = true)]
+    Supervisor {
+        /// The unix socket to listen on.
+        #[arg(long)]
+        socket: PathBuf,
+        /// The work dir.
+        #[arg(long, default_value = "/work")]
+        work: PathBuf,
+        /// The sandbox user's uid.
+        #[arg(long)]
+        uid: u32,
+        /// The sandbox user's gid.
+        #[arg(long)]
+        gid: u32,
+        /// Where bare command names are looked up.
+        #[arg(long, default_value = "/usr/local/bin:/usr/bin:/bin")]
+        path: String,
+    },
 }
 
 /// How `agent` and `agent-eval` reach their model.
@@ -209,6 +228,23 @@ enum KeysAction {
 fn main() {
     let cli = Cli::parse();
     // The helper must stay single-threaded: it branches off before any runtime exists.
+    if let Command::Supervisor {
+        socket,
+        work,
+        uid,
+        gid,
+        path,
+    } = &cli.command
+    {
+        execbox::supervisor::server::serve(execbox::supervisor::server::ServeConfig {
+            socket: socket.clone(),
+            work: work.clone(),
+            uid: *uid,
+            gid: *gid,
+            path: path.clone(),
+            user_namespace: false,
+        });
+    }
     if let Command::Sandbox { staging } = &cli.command {
         execbox::exec::local::helper::main(staging);
     }
@@ -416,7 +452,9 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             keys(action, store)?;
             Ok(0)
         }
-        Command::Sandbox { .. } => unreachable!("handled before the runtime starts"),
+        Command::Sandbox { .. } | Command::Supervisor { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
     }
 }
 

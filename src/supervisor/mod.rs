@@ -4,4 +4,6 @@
 //! unix socket in a directory only root can enter, one connection per operation
 //! (`proto.rs`); `client.rs` is the service's side, `server/` the supervisor's.
 
+pub mod client;
 pub mod proto;
+pub mod server;

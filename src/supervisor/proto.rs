@@ -106,13 +106,23 @@ pub enum Request {
     /// Run one program (a call's step) to its end; see [`CallSpec`]. Input frames are its stdin.
     Exec(CallSpec),
     /// Refuse paths a call would write that the work dir cannot take as files.
-    CheckPaths { paths: Vec<RawPath> },
+    CheckPaths {
+        paths: Vec<RawPath>,
+    },
     /// A file's bytes as `Data` frames (at most `max` bytes, else `TooLarge`).
-    Read { path: RawPath, max: u64 },
+    Read {
+        path: RawPath,
+        max: u64,
+    },
     /// Input frames are the file's new content; written to a temp file and renamed over it.
-    Write { path: RawPath, executable: bool },
+    Write {
+        path: RawPath,
+        executable: bool,
+    },
     /// Everything below `path` ("" = the work dir), recursively, without following links.
-    List { path: RawPath },
+    List {
+        path: RawPath,
+    },
     /// A tar of the work dir as `Data` frames.
     TarOut,
     /// Input frames are a tar to unpack into the work dir (checked entry by entry; nothing
@@ -122,15 +132,22 @@ pub enum Request {
     ContextCreate(ContextSpec),
     /// Run code in a context; output as `Stdout`/`Stderr`, display results as `Event` frames.
     ContextExec(ContextExecSpec),
-    ContextDelete { id: String },
+    ContextDelete {
+        id: String,
+    },
     ContextList,
     /// Start a background process; answers its id.
     ProcessStart(ProcessSpec),
     ProcessList,
     /// Its output so far as `Stdout`/`Stderr` frames; with `follow`, then as it comes until it
     /// exits.
-    ProcessLogs { id: String, follow: bool },
-    ProcessKill { id: String },
+    ProcessLogs {
+        id: String,
+        follow: bool,
+    },
+    ProcessKill {
+        id: String,
+    },
     /// Kill every process in the sandbox but the supervisor (calls, contexts, background).
     KillAll,
 }
@@ -159,9 +176,6 @@ pub struct CallSpec {
     /// The number of descriptors passed with the request frame (SCM_RIGHTS): `cgroup.procs`
     /// files the call's first process joins before anything else runs.
     pub cgroup_fds: usize,
-    /// A file of /work sent back as `Data` frames after the program ends (a compiled binary),
-    /// at most `limits.file_bytes`.
-    pub collect: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -169,7 +183,6 @@ pub struct InlineFile {
     pub path: RawPath,
     /// Base64.
     pub content: String,
-    pub executable: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -287,8 +300,6 @@ pub struct CallExit {
     pub max_rss_bytes: u64,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
-    /// Whether `collect` was found (its bytes came as `Data` frames).
-    pub collected: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -331,4 +342,68 @@ pub struct ContextError {
     pub name: String,
     pub value: String,
     pub traceback: String,
+}
+
+/// Async frame I/O (the service's client and the supervisor's server both run on tokio).
+pub mod io_async {
+    use super::{header, Kind, MAX_FRAME};
+    use std::io;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    pub async fn write_frame(
+        w: &mut (impl AsyncWrite + Unpin),
+        kind: Kind,
+        payload: &[u8],
+    ) -> io::Result<()> {
+        w.write_all(&header(kind, payload.len())).await?;
+        w.write_all(payload).await
+    }
+
+    /// `Ok(None)` at a clean end of stream between frames.
+    pub async fn read_frame(
+        r: &mut (impl AsyncRead + Unpin),
+    ) -> io::Result<Option<(Kind, Vec<u8>)>> {
+        let mut len = [0u8; 4];
+        match r.read_exact(&mut len).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        read_rest(r, len).await.map(Some)
+    }
+
+    /// The rest of a frame whose length was read.
+    pub async fn read_rest(
+        r: &mut (impl AsyncRead + Unpin),
+        len: [u8; 4],
+    ) -> io::Result<(Kind, Vec<u8>)> {
+        let len = u32::from_be_bytes(len) as usize;
+        if len == 0 || len > MAX_FRAME {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("frame of {len} bytes"),
+            ));
+        }
+        let kind = r.read_u8().await?;
+        let kind = Kind::from_u8(kind).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("frame kind {kind}"))
+        })?;
+        let mut payload = vec![0u8; len - 1];
+        r.read_exact(&mut payload).await?;
+        Ok((kind, payload))
+    }
+}
+
+/// Base64 of raw path bytes, as paths travel.
+pub fn raw_path(bytes: &[u8]) -> RawPath {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The bytes of a wire path.
+pub fn path_bytes(p: &RawPath) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(p)
+        .map_err(|e| format!("a path that is not base64: {e}"))
 }

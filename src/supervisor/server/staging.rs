@@ -1,0 +1,80 @@
+//! What a call needs in /work before its program starts: its files, written as the sandbox's
+//! user through `WorkDir` (never through a link the sandbox planted), and its working directory.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use super::{error, Shared};
+use crate::sandbox::fs::{FsError, WorkDir};
+use crate::supervisor::proto::{self, ErrorKind, InlineFile, Response};
+
+/// Run `f` with the calling thread's filesystem identity set to the sandbox's user, so what it
+/// creates is the user's and what the user may not touch it cannot either.
+pub fn as_user<T>(shared: &Shared, f: impl FnOnce() -> T) -> T {
+    let (uid, gid) = shared.owner();
+    // SAFETY: setfsuid/setfsgid change only the calling thread's filesystem identity; the raw
+    // system calls return the previous value, which is restored below.
+    let (old_gid, old_uid) = unsafe {
+        (
+            libc::syscall(libc::SYS_setfsgid, gid),
+            libc::syscall(libc::SYS_setfsuid, uid),
+        )
+    };
+    let out = f();
+    // SAFETY: as above.
+    unsafe {
+        libc::syscall(libc::SYS_setfsuid, old_uid);
+        libc::syscall(libc::SYS_setfsgid, old_gid);
+    }
+    out
+}
+
+pub fn write_inline(shared: &Shared, files: &[InlineFile]) -> Result<(), Response> {
+    use base64::Engine;
+    if files.is_empty() {
+        return Ok(());
+    }
+    let work = WorkDir::open(&shared.cfg.work).map_err(fs_error)?;
+    for f in files {
+        let path = proto::path_bytes(&f.path).map_err(|e| error(ErrorKind::Refused, e))?;
+        let path = String::from_utf8(path)
+            .map_err(|_| error(ErrorKind::Refused, "a call's file path must be UTF-8"))?;
+        let content = base64::engine::general_purpose::STANDARD
+            .decode(&f.content)
+            .map_err(|e| error(ErrorKind::Protocol, format!("file content: {e}")))?;
+        as_user(shared, || work.write(&path, &content)).map_err(fs_error)?;
+    }
+    Ok(())
+}
+
+/// The call's working directory: /work, or a directory below it named by the path rule.
+pub fn cwd(shared: &Shared, raw: &proto::RawPath) -> Result<PathBuf, Response> {
+    let bytes = proto::path_bytes(raw).map_err(|e| error(ErrorKind::Refused, e))?;
+    if bytes.is_empty() {
+        return Ok(shared.cfg.work.clone());
+    }
+    let p = std::path::Path::new(OsStr::from_bytes(&bytes));
+    if bytes.contains(&0)
+        || p.components()
+            .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(error(
+            ErrorKind::Refused,
+            "the working directory must be a relative path below /work",
+        ));
+    }
+    Ok(shared.cfg.work.join(p))
+}
+
+pub fn fs_error(e: FsError) -> Response {
+    let kind = match &e {
+        FsError::NotFound(_) => ErrorKind::NotFound,
+        FsError::Refused(_) => ErrorKind::Refused,
+        FsError::Conflict(_) => ErrorKind::Conflict,
+        FsError::TooLarge { .. } => ErrorKind::TooLarge,
+        FsError::NotArchive(_) => ErrorKind::InvalidArchive,
+        FsError::Io(..) => ErrorKind::Io,
+    };
+    error(kind, e.to_string())
+}

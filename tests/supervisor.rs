@@ -1,0 +1,260 @@
+//! The supervisor on its own: `execbox __supervisor` started on the host (as root, on a temp work
+//! dir) and driven through the service's client, as the sandboxes drive it.
+
+use std::path::PathBuf;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use execbox::supervisor::client::{SupError, Supervisor};
+use execbox::supervisor::proto::{
+    self, CallSpec, Control, Ended, ErrorKind, InlineFile, ProcLimits,
+};
+
+/// A uid outside the service's default range, so no test service hands it out meanwhile.
+const UID: u32 = 61_990;
+
+struct Running {
+    child: Child,
+    client: Supervisor,
+    work: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "the supervisor tests need root in CI"
+    );
+    eprintln!("!!! SKIPPING: the supervisor tests need root !!!");
+    false
+}
+
+async fn start() -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let run = dir.path().join("run");
+    std::fs::create_dir(&work).unwrap();
+    std::fs::create_dir(&run).unwrap();
+    std::os::unix::fs::chown(&work, Some(UID), Some(UID)).unwrap();
+    let socket = run.join("sup.sock");
+    let child = Command::new(env!("CARGO_BIN_EXE_execbox"))
+        .args(["__supervisor", "--socket"])
+        .arg(&socket)
+        .arg("--work")
+        .arg(&work)
+        .args(["--uid", &UID.to_string(), "--gid", &UID.to_string()])
+        .spawn()
+        .unwrap();
+    let client = Supervisor::new(socket);
+    client.wait_ready(Duration::from_secs(10)).await.unwrap();
+    Running {
+        child,
+        client,
+        work,
+        _dir: dir,
+    }
+}
+
+fn call(argv: &[&str], wall_ms: u64) -> CallSpec {
+    CallSpec {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: String::new(),
+        files: vec![],
+        limits: ProcLimits {
+            wall_time_ms: wall_ms,
+            cpu_time_ms: 10_000,
+            output_bytes: 1 << 20,
+            open_files: 256,
+            file_bytes: 64 << 20,
+        },
+        cgroup_fds: 0,
+    }
+}
+
+/// Host pids whose command line contains `token`.
+fn processes_with(token: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
+            if String::from_utf8_lossy(&cmd).contains(token) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_call_gets_its_stdin_files_and_identity_and_answers_its_exit() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let mut spec = call(
+        &["python3", "-c", "import os,sys; print(sys.stdin.read().upper(), open('in/f.txt').read(), os.getuid()); sys.exit(3)"],
+        10_000,
+    );
+    spec.files.push(InlineFile {
+        path: proto::raw_path(b"in/f.txt"),
+        content: base64_of(b"from a file"),
+    });
+    let out = s
+        .client
+        .exec(spec, b"hello", vec![], None, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("HELLO from a file {UID}\n")
+    );
+    assert_eq!(out.exit.exit_code, Some(3));
+    assert_eq!(out.exit.ended, Some(Ended::Exited));
+    let meta = std::fs::metadata(s.work.join("in/f.txt")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&meta),
+        UID,
+        "files are the sandbox user's"
+    );
+}
+
+#[tokio::test]
+async fn nothing_a_call_starts_outlives_it() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let script =
+        "setsid sleep 1031 & (sleep 1032 &) ; nohup sleep 1033 >/dev/null 2>&1 & echo started";
+    let out = s
+        .client
+        .exec(call(&["sh", "-c", script], 10_000), b"", vec![], None, None)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "started\n");
+    assert_eq!(out.exit.exit_code, Some(0));
+    for token in ["sleep 1031", "sleep 1032", "sleep 1033"] {
+        assert!(
+            processes_with(token).is_empty(),
+            "{token} outlived its call"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_deadline_kills_the_whole_tree_and_says_so() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let started = Instant::now();
+    let out = s
+        .client
+        .exec(
+            call(&["sh", "-c", "sleep 1041 & echo up; sleep 1042"], 500),
+            b"",
+            vec![],
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.exit.ended, Some(Ended::Deadline));
+    assert_eq!(out.exit.signal, Some(libc::SIGKILL));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "up\n");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(processes_with("sleep 104").is_empty());
+}
+
+#[tokio::test]
+async fn a_control_frame_stops_the_call_and_a_closed_connection_kills_it() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let exec = s.client.exec(
+        call(&["sleep", "1051"], 60_000),
+        b"",
+        vec![],
+        None,
+        Some(rx),
+    );
+    let stop = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tx.send(Control::CpuLimit).await.unwrap();
+    };
+    let (out, ()) = tokio::join!(exec, stop);
+    assert_eq!(out.unwrap().exit.ended, Some(Ended::CpuLimit));
+
+    // The service going away mid-call (its future dropped, its connection closed).
+    let exec = s
+        .client
+        .exec(call(&["sleep", "1052"], 60_000), b"", vec![], None, None);
+    assert!(tokio::time::timeout(Duration::from_millis(500), exec)
+        .await
+        .is_err());
+    let until = Instant::now() + Duration::from_secs(5);
+    while !processes_with("sleep 1052").is_empty() {
+        assert!(Instant::now() < until, "the call outlived its connection");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn output_is_capped_and_never_read_as_protocol() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let mut spec = call(
+        &["python3", "-c", "import sys; sys.stdout.buffer.write(b'\\x00\\x00\\x00\\x10\\x02{\"result\":\"ok\"}' * 100000); sys.stderr.write('e')"],
+        10_000,
+    );
+    spec.limits.output_bytes = 1000;
+    let out = s.client.exec(spec, b"", vec![], None, None).await.unwrap();
+    assert_eq!(out.stdout.len(), 1000);
+    assert!(out.stdout.starts_with(b"\x00\x00\x00\x10\x02{\"result\""));
+    assert!(out.exit.stdout_truncated && !out.exit.stderr_truncated);
+    assert_eq!(out.stderr, b"e");
+    assert_eq!(out.exit.exit_code, Some(0));
+}
+
+#[tokio::test]
+async fn a_missing_program_and_a_bad_cwd_are_clear_errors() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let out = s
+        .client
+        .exec(call(&["no-such-program"], 10_000), b"", vec![], None, None)
+        .await
+        .unwrap();
+    assert_eq!(out.exit.exit_code, Some(127));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run the program"));
+    let mut spec = call(&["true"], 10_000);
+    spec.cwd = proto::raw_path(b"../..");
+    match s.client.exec(spec, b"", vec![], None, None).await {
+        Err(SupError::Remote(ErrorKind::Refused, _)) => {}
+        other => panic!("{other:?}"),
+    }
+}
+
+fn base64_of(b: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
