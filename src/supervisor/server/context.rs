@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::sync::{Notify, OwnedMutexGuard};
 
@@ -180,11 +180,12 @@ impl Contexts {
 
     /// Run code in a context. Its stdout and stderr go to `out` as `Stdout`/`Stderr` frames
     /// (at most `limits.output_bytes` of each); the answer carries the display results and
-    /// the error. If this future is dropped (the connection closed), the code is interrupted
-    /// in the background as at a deadline.
-    pub async fn exec<W: AsyncWrite + Unpin>(
+    /// the error. If the connection closes (`conn` ends) or this future is dropped, the code
+    /// is interrupted in the background as at a deadline.
+    pub async fn exec<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &self,
         spec: ContextExecSpec,
+        conn: &mut R,
         out: &mut W,
     ) -> Response {
         let Some(ctx) = self.get(&spec.id) else {
@@ -201,7 +202,7 @@ impl Contexts {
             ctx: ctx.clone(),
             driver: Some(guard),
         };
-        call.run(&spec.code, &spec.limits, out).await
+        call.run(&spec.code, &spec.limits, conn, out).await
     }
 }
 
@@ -470,10 +471,11 @@ async fn forward<W: AsyncWrite + Unpin>(
 }
 
 impl Call {
-    async fn run<W: AsyncWrite + Unpin>(
+    async fn run<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &mut self,
         code: &str,
         limits: &ProcLimits,
+        conn: &mut R,
         out: &mut W,
     ) -> Response {
         let started = Instant::now();
@@ -496,6 +498,7 @@ impl Call {
         let deadline = tokio::time::Instant::from_std(started + wall);
         let mut interrupted_at: Option<tokio::time::Instant> = None;
         let mut counts = Counts::new(limits.output_bytes);
+        let mut probe = [0u8; 512];
         let answer = loop {
             let timer = match interrupted_at {
                 None => deadline,
@@ -520,6 +523,12 @@ impl Call {
                         ),
                     );
                 }
+                n = conn.read(&mut probe) => match n {
+                    // The service went away: dropping the call interrupts it in the background.
+                    Ok(0) | Err(_) => return error(ErrorKind::Io, "the connection closed during the call"),
+                    // Nothing else is expected from the service during a context call.
+                    Ok(_) => continue,
+                },
                 _ = ctx.wake.notified() => {
                     if ctx.deleted.load(Ordering::SeqCst) {
                         d.kill().await;

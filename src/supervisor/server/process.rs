@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use tokio::io::{AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::sync::{watch, Notify};
 
 use super::tree::{spawn_tree, TreeExit, TreeSpec};
@@ -247,11 +247,13 @@ impl Processes {
     }
 
     /// Its output so far as `Stdout`/`Stderr` frames (the newest `log_bytes` of each); with
-    /// `follow`, then output as it comes until the process has ended. Answers its info.
-    pub async fn logs<W: AsyncWrite + Unpin>(
+    /// `follow`, then output as it comes until the process has ended (or the connection,
+    /// `conn`, closes). Answers its info.
+    pub async fn logs<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         &self,
         id: &str,
         follow: bool,
+        conn: &mut R,
         out: &mut W,
     ) -> Response {
         let Some(p) = self.get(id) else {
@@ -278,8 +280,14 @@ impl Processes {
                 break;
             }
             // The sender lives in the table's entry; a killed process still finishes.
-            if changed.changed().await.is_err() {
-                break;
+            let mut probe = [0u8; 512];
+            tokio::select! {
+                c = changed.changed() => if c.is_err() {
+                    break;
+                },
+                n = conn.read(&mut probe) => if matches!(n, Ok(0) | Err(_)) {
+                    return error(ErrorKind::Io, "the connection closed");
+                },
             }
         }
         Response::Ok(Reply {
