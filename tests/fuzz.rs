@@ -99,7 +99,8 @@ fn fuzz(venv: &Path, app: &TestApp, headers: &[String]) {
         .args(["--max-failures", "20"])
         .args(["--no-color"])
         .current_dir(&app.data_dir)
-        // The one rule no schema can state (files that clash in one request); see the file.
+        // The two rules no schema can state (files that clash in one request, a percent-form
+        // path); see the file.
         .env(
             "PYTHONPATH",
             concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz"),

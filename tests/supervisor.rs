@@ -514,4 +514,123 @@ async fn followed_logs_end_with_the_exit_and_a_missing_program_exits_127() {
     let (_, err, info) = logs(&s, &id, true).await;
     assert_eq!(info.exit_code, Some(127));
     assert!(err.starts_with("execbox: "), "{err}");
+fn chunks(data: &[u8]) -> impl futures_util::Stream<Item = Result<Vec<u8>, String>> + Send + '_ {
+    futures_util::stream::iter(data.chunks(100_000).map(|c| Ok(c.to_vec())))
+}
+
+#[tokio::test]
+async fn files_stream_both_ways_with_byte_names_and_never_through_a_planted_link() {
+    if !root() {
+        return;
+    }
+    use execbox::supervisor::proto::Request;
+    let s = start().await;
+    let name: &[u8] = b"dir/caf\xe9.bin"; // Latin-1, not UTF-8
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    s.client
+        .write_stream(
+            Request::Write {
+                path: proto::raw_path(name),
+                executable: false,
+            },
+            chunks(&big),
+        )
+        .await
+        .unwrap();
+    let back = s
+        .client
+        .read_all(
+            Request::Read {
+                path: proto::raw_path(name),
+                max: 10_000_000,
+            },
+            10_000_000,
+        )
+        .await
+        .unwrap();
+    assert!(back == big, "the file came back different");
+    match s
+        .client
+        .read_all(
+            Request::Read {
+                path: proto::raw_path(name),
+                max: 1000,
+            },
+            1000,
+        )
+        .await
+    {
+        Err(SupError::Remote(ErrorKind::TooLarge, _)) => {}
+        other => panic!("{other:?}"),
+    }
+    let listed = s
+        .client
+        .simple(Request::List {
+            path: String::new(),
+        })
+        .await
+        .unwrap();
+    let paths: Vec<Vec<u8>> = listed
+        .entries
+        .unwrap()
+        .iter()
+        .map(|e| proto::path_bytes(&e.path).unwrap())
+        .collect();
+    assert!(paths.contains(&name.to_vec()), "{paths:?}");
+
+    // A program plants a link to / and a file is written "through" it: refused, nothing written.
+    let out = s
+        .client
+        .exec(
+            call(&["ln", "-s", "/", "escape"], 10_000),
+            b"",
+            vec![],
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.exit.exit_code, Some(0));
+    let r = s
+        .client
+        .write_stream(
+            Request::Write {
+                path: proto::raw_path(b"escape/tmp/owned"),
+                executable: false,
+            },
+            chunks(b"x"),
+        )
+        .await;
+    assert!(
+        matches!(r, Err(SupError::Remote(ErrorKind::Conflict, _))),
+        "{r:?}"
+    );
+    assert!(!std::path::Path::new("/tmp/owned").exists());
+
+    // The archive streams out and back in whole.
+    let tar: Vec<u8> = {
+        use futures_util::StreamExt;
+        let mut out = Vec::new();
+        let mut st = std::pin::pin!(s.client.read_stream(Request::TarOut).await.unwrap());
+        while let Some(c) = st.next().await {
+            out.extend(c.unwrap());
+        }
+        out
+    };
+    std::fs::remove_dir_all(s.work.join("dir")).unwrap();
+    s.client
+        .write_stream(Request::TarIn, chunks(&tar))
+        .await
+        .unwrap();
+    let again = std::fs::read(
+        s.work
+            .join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name)),
+    )
+    .unwrap();
+    assert!(again == big);
+    let meta = std::fs::symlink_metadata(s.work.join("escape")).unwrap();
+    assert!(
+        meta.file_type().is_symlink(),
+        "the planted link is still just a link"
+    );
 }

@@ -465,7 +465,7 @@ fn constrain(doc: &mut Value, state: &AppState) {
             .expect("parameters");
         for p in params.iter_mut().filter(|p| p["name"] == "path") {
             // A directory to list: empty, `.` or `./` for the work dir, else a path with at most one
-            // trailing slash, as `exec::path::check_dir` takes it.
+            // trailing slash, as `exec::path::check_dir_raw` takes it.
             let pattern = if p["in"] == "query" {
                 format!(
                     "^(?:(?:\\./?)?|{}/?)$",

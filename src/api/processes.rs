@@ -104,7 +104,9 @@ pub async fn create(
             )));
         }
     }
-    let cwd = crate::exec::path::check_dir(req.cwd.as_deref().unwrap_or_default())
+    let cwd = req.cwd.unwrap_or_default();
+    let cwd = crate::exec::path::check_dir_raw(cwd.as_bytes())
+        .map(|d| String::from_utf8_lossy(d).into_owned())
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string()))?;
     let m = manager(&state)?;
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;

@@ -18,6 +18,7 @@ use crate::exec::request::object::Object;
 use crate::exec::request::SandboxCallRequest;
 use crate::exec::{BoxFuture, ExecError, Executor, Job, Readiness, RunResult};
 use crate::sandbox::manager::{CreateSandbox, ManagerError};
+use crate::sandbox::names::{self, Encoding};
 use crate::sandbox::{FileEntry, Sandbox, SandboxBackend, SandboxError};
 use crate::store::{rfc3339, Team};
 
@@ -128,7 +129,9 @@ pub struct FileList {
 /// What `PUT .../files/{path}` wrote.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FileWritten {
+    /// As a listing shows it: as is when valid UTF-8, else percent-encoded.
     pub path: String,
+    pub path_encoding: Encoding,
     pub size: usize,
 }
 
@@ -149,8 +152,20 @@ struct SandboxFile {
     /// As `POST /v1/sandboxes` answered (`sb_...`).
     id: String,
     /// Relative to the work dir; the rest of the URL path, so it may contain `/` (as is or
-    /// percent-encoded). `..` segments and absolute paths are refused.
+    /// percent-encoded). `..` segments and absolute paths are refused. A name that is not
+    /// UTF-8 is given in its percent form with `?path_encoding=percent`.
     path: String,
+}
+
+/// How the file's path is written, on the routes of one file.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FileQuery {
+    /// `utf-8` (the default): the path is the name itself. `percent`: the path is the percent
+    /// form a listing shows for a name that is not UTF-8 (`%XX` for the byte XX, `%25` for `%`).
+    #[serde(default)]
+    #[param(inline)]
+    path_encoding: Option<Encoding>,
 }
 
 /// The 404 of every `/v1/sandboxes/{id}...` route.
@@ -462,12 +477,22 @@ pub(super) fn backend_of(
     })
 }
 
-/// A file path from the URL (already percent-decoded by the router), by the one path rule of
-/// `exec::path` — so `%2e%2e/` arrives as `../` and is refused.
-fn rel_path(raw: &str) -> Result<String, ApiError> {
-    crate::exec::path::check(raw)
-        .map(str::to_string)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string()))
+fn path_refused(e: impl ToString) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string())
+}
+
+/// A file path from the URL (already percent-decoded by the router) in its `encoding`, as raw
+/// bytes by the one path rule of `exec::path` — so `%2e%2e/` arrives as `../` and is refused,
+/// in either encoding.
+fn rel_path(shown: &str, encoding: Encoding) -> Result<Vec<u8>, ApiError> {
+    let raw = names::decode(shown, encoding).map_err(path_refused)?;
+    crate::exec::path::check_raw(&raw).map_err(path_refused)?;
+    Ok(raw)
+}
+
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", r.body_text()))
 }
 
 fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
@@ -480,11 +505,11 @@ fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-#[utoipa::path(put, path = "/v1/sandboxes/{id}/files/{path}", operation_id = "write_file", summary = "Write a file", tag = "files", params(SandboxFile),
+#[utoipa::path(put, path = "/v1/sandboxes/{id}/files/{path}", operation_id = "write_file", summary = "Write a file", tag = "files", params(SandboxFile, FileQuery),
     request_body(content(("application/octet-stream")), description = "The file's bytes, whatever the Content-Type; parent directories are created"),
     responses(
         (status = 200, description = "Written", body = FileWritten),
-        (status = 400, description = "`path_refused`, `invalid_body`", body = ErrorBody),
+        (status = 400, description = "`path_refused`, `invalid_body`, `invalid_request` (an unknown `path_encoding`)", body = ErrorBody),
         (status = 404, description = NOT_FOUND, body = ErrorBody),
         (status = 409, description = "`path_conflict`: the path is well-formed, but what the work dir holds now is in the way: a symlink or a file where a directory belongs, or a directory where the file would go", body = ErrorBody),
         (status = 413, description = "`body_too_large` (the service's `max_body_bytes`), `too_large` (the sandbox's disk limit)", body = ErrorBody),
@@ -495,22 +520,28 @@ pub async fn put_file(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path((id, path)): Path<(String, String)>,
+    q: Result<Query<FileQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<FileWritten>, ApiError> {
-    let rel = rel_path(&path)?;
+    let rel = rel_path(&path, query(q)?.path_encoding.unwrap_or_default())?;
     let content = body_bytes(body)?.to_vec();
     let size = content.len();
     let m = manager(&state)?;
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;
     backend.write_file(&sandbox, &rel, content).await?;
-    Ok(Json(FileWritten { path: rel, size }))
+    let (path, path_encoding) = names::encode(&rel);
+    Ok(Json(FileWritten {
+        path,
+        path_encoding,
+        size,
+    }))
 }
 
-#[utoipa::path(get, path = "/v1/sandboxes/{id}/files/{path}", operation_id = "read_file", summary = "Read a file", tag = "files", params(SandboxFile),
+#[utoipa::path(get, path = "/v1/sandboxes/{id}/files/{path}", operation_id = "read_file", summary = "Read a file", tag = "files", params(SandboxFile, FileQuery),
     responses(
         (status = 200, description = "The file's bytes", content(("application/octet-stream"))),
-        (status = 400, description = "`path_refused`: against the path rule", body = ErrorBody),
+        (status = 400, description = "`path_refused`: against the path rule, or not the percent form `path_encoding=percent` asks for; `invalid_request` (an unknown `path_encoding`)", body = ErrorBody),
         (status = 404, description = "`sandbox_not_found`, `file_not_found`", body = ErrorBody),
         (status = 409, description = "`path_conflict`: the path is well-formed, but what the work dir holds now is in the way: the path is a directory, a symlink or not a regular file, or a link is on the way", body = ErrorBody),
         (status = 413, description = "`too_large`: larger than the sandbox's disk limit", body = ErrorBody),
@@ -521,8 +552,9 @@ pub async fn get_file(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path((id, path)): Path<(String, String)>,
+    q: Result<Query<FileQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let rel = rel_path(&path)?;
+    let rel = rel_path(&path, query(q)?.path_encoding.unwrap_or_default())?;
     let m = manager(&state)?;
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;
@@ -537,11 +569,17 @@ pub struct ListQuery {
     /// A directory relative to the work dir; the whole work dir when left out.
     #[serde(default)]
     path: Option<String>,
+    /// How `path` is written: `utf-8` (the default) or `percent` (the form a listing shows for
+    /// a name that is not UTF-8).
+    #[serde(default)]
+    #[param(inline)]
+    path_encoding: Option<Encoding>,
 }
 
 #[utoipa::path(get, path = "/v1/sandboxes/{id}/files", operation_id = "list_files", summary = "List files", tag = "files", params(SandboxId, ListQuery),
     responses(
-        (status = 200, description = "Everything below the directory, recursively; links are listed, never followed", body = FileList),
+        (status = 200, description = "Everything below the directory, recursively; links are listed, never followed. \
+Each `path` is the name as is when it is valid UTF-8 (`path_encoding: utf-8`), else its percent form (`path_encoding: percent`)", body = FileList),
         (status = 400, description = "`path_refused`: against the path rule; `invalid_request` (an unknown query parameter)", body = ErrorBody),
         (status = 404, description = "`sandbox_not_found`, `file_not_found`", body = ErrorBody),
         (status = 409, description = "`path_conflict`: the path is well-formed, but what the work dir holds now is in the way: the path is not a directory, or a link is on the way", body = ErrorBody),
@@ -553,16 +591,16 @@ pub async fn list_files(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
-    query: Result<Query<ListQuery>, QueryRejection>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<FileList>, ApiError> {
-    let Query(q) = query
-        .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", r.body_text()))?;
-    let dir = crate::exec::path::check_dir(q.path.as_deref().unwrap_or_default())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string()))?;
+    let q = query(q)?;
+    let shown = q.path.as_deref().unwrap_or_default();
+    let raw = names::decode(shown, q.path_encoding.unwrap_or_default()).map_err(path_refused)?;
+    let dir = crate::exec::path::check_dir_raw(&raw).map_err(path_refused)?;
     let m = manager(&state)?;
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;
-    let files = backend.list(&sandbox, &dir).await?;
+    let files = backend.list(&sandbox, dir).await?;
     Ok(Json(FileList { files }))
 }
 
@@ -590,7 +628,7 @@ pub async fn get_archive(
 /// `POST /v1/sandboxes/{id}/archive`: unpack a tar into the work dir.
 #[utoipa::path(post, path = "/v1/sandboxes/{id}/archive", operation_id = "upload_archive", summary = "Upload a tar into the work dir", tag = "files", params(SandboxId),
     request_body(content(("application/x-tar")), description = "A tar to unpack into the work dir, whatever the Content-Type; \
-checked whole before a byte is written"),
+unpacked entry by entry, each checked before it is written: a refused entry stops the unpack, with the entries before it written"),
     responses(
         (status = 204, description = "Unpacked"),
         (status = 400, description = "`path_refused`: an entry outside the work dir, through a link or against the path rule; `invalid_archive`: the body is not a tar; `invalid_body`", body = ErrorBody),

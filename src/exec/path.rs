@@ -38,7 +38,13 @@ impl PathError {
 /// NUL, at most [`MAX_DEPTH`] components, each of 1..=[`MAX_COMPONENT_BYTES`] bytes and neither
 /// `.` nor `..`. Returned as given (no trailing slash is accepted here).
 pub fn check(path: &str) -> Result<&str, PathError> {
-    let refuse = |why: String| PathError::new(path.as_bytes(), why);
+    check_raw(path.as_bytes()).map(|_| path)
+}
+
+/// [`check`] for a name in a sandbox's work dir, where file names are bytes: any bytes but NUL
+/// within a component (`/` separates components), not only UTF-8; the same limits.
+pub fn check_raw(path: &[u8]) -> Result<&[u8], PathError> {
+    let refuse = |why: String| PathError::new(path, why);
     if path.is_empty() {
         return Err(refuse("a path may not be empty".into()));
     }
@@ -48,18 +54,18 @@ pub fn check(path: &str) -> Result<&str, PathError> {
             path.len()
         )));
     }
-    if path.contains('\0') {
+    if path.contains(&0) {
         return Err(refuse("contains a NUL byte".into()));
     }
-    if path.starts_with('/') {
+    if path.starts_with(b"/") {
         return Err(refuse(
             "is absolute; give it relative to the work dir".into(),
         ));
     }
     let mut depth = 0;
-    for part in path.split('/') {
+    for part in path.split(|&b| b == b'/') {
         depth += 1;
-        if part.is_empty() || part == "." || part == ".." {
+        if matches!(part, b"" | b"." | b"..") {
             return Err(refuse("has an empty, \".\" or \"..\" component".into()));
         }
         if part.len() > MAX_COMPONENT_BYTES {
@@ -83,12 +89,13 @@ pub fn check_bytes(raw: &[u8]) -> Result<String, PathError> {
     check(text).map(str::to_string)
 }
 
-/// A directory below the work dir or the work dir itself: `""` and `"."` are the root, and one
-/// trailing slash is dropped; anything else as [`check`]. The root comes back as `""`.
-pub fn check_dir(path: &str) -> Result<String, PathError> {
+/// A directory below a sandbox's work dir or the work dir itself: `""` and `"."` are the root,
+/// and one trailing slash is dropped; anything else as [`check_raw`]. The root comes back as
+/// `""`.
+pub fn check_dir_raw(path: &[u8]) -> Result<&[u8], PathError> {
     match path {
-        "" | "." | "./" => Ok(String::new()),
-        p => check(p.strip_suffix('/').unwrap_or(p)).map(str::to_string),
+        b"" | b"." | b"./" => Ok(b""),
+        p => check_raw(p.strip_suffix(b"/").unwrap_or(p)),
     }
 }
 
@@ -136,6 +143,22 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("UTF-8"));
+        // Sandbox names are bytes: the same rule without UTF-8, NUL and `/` still apart.
+        for bad in [
+            &b"a/\xff/../x"[..],
+            b"\xff\0",
+            b"/\xff",
+            b"\xff//a",
+            b"./\xff",
+        ] {
+            assert!(check_raw(bad).is_err(), "{bad:?} accepted");
+        }
+        let wide = [b'\xff'; MAX_COMPONENT_BYTES + 1];
+        assert!(check_raw(&wide)
+            .unwrap_err()
+            .to_string()
+            .contains("component of 256 bytes"));
+        assert!(check_dir_raw(b"\xff//").is_err());
         assert!(check(&deep)
             .unwrap_err()
             .to_string()
@@ -162,10 +185,19 @@ mod tests {
         ] {
             assert_eq!(check(good), Ok(good));
         }
-        assert_eq!(check_dir("").unwrap(), "");
-        assert_eq!(check_dir(".").unwrap(), "");
-        assert_eq!(check_dir("a/b/").unwrap(), "a/b");
-        assert!(check_dir("a//").is_err() && check_dir("/").is_err());
+        for good in [&b"a/\xff\xfe"[..], b"caf\xe9.txt", b"%/\x01"] {
+            assert_eq!(check_raw(good), Ok(good));
+        }
+        assert_eq!(
+            check_raw(&[b'\xff'; MAX_COMPONENT_BYTES]).map(<[u8]>::len),
+            Ok(255)
+        );
+        assert_eq!(check_dir_raw(b"\xff/").unwrap(), b"\xff");
+        assert_eq!(check_dir_raw(b"./").unwrap(), b"");
+        assert_eq!(check_dir_raw(b"").unwrap(), b"");
+        assert_eq!(check_dir_raw(b".").unwrap(), b"");
+        assert_eq!(check_dir_raw(b"a/b/").unwrap(), b"a/b");
+        assert!(check_dir_raw(b"a//").is_err() && check_dir_raw(b"/").is_err());
     }
 
     #[test]

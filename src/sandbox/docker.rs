@@ -505,7 +505,7 @@ impl DockerSandboxes {
                 } else {
                     format!("{prefix}/{name}")
                 };
-                Some(FileEntry { path, size, kind })
+                Some(FileEntry::new(path.as_bytes(), size, kind))
             })
             .collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path));
@@ -866,6 +866,16 @@ fn check_archive(tar: &[u8], mut links: Vec<String>) -> Result<u64, SandboxError
     Ok(total)
 }
 
+/// This backend's shell scripts take UTF-8 names only.
+fn utf8(path: &[u8]) -> Result<&str, SandboxError> {
+    std::str::from_utf8(path).map_err(|_| {
+        SandboxError::PathRefused(format!(
+            "{}: docker sandboxes take UTF-8 names only",
+            super::names::shown(path)
+        ))
+    })
+}
+
 impl SandboxBackend for DockerSandboxes {
     fn create<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>> {
         Box::pin(async move { self.create_container(sb).await.map_err(SandboxError::from) })
@@ -890,26 +900,26 @@ impl SandboxBackend for DockerSandboxes {
     fn read_file<'a>(
         &'a self,
         sb: &'a Sandbox,
-        path: &'a str,
+        path: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>> {
-        Box::pin(self.read(sb, path))
+        Box::pin(async move { self.read(sb, utf8(path)?).await })
     }
 
     fn write_file<'a>(
         &'a self,
         sb: &'a Sandbox,
-        path: &'a str,
+        path: &'a [u8],
         content: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), SandboxError>> {
-        Box::pin(self.write(sb, path, content))
+        Box::pin(async move { self.write(sb, utf8(path)?, content).await })
     }
 
     fn list<'a>(
         &'a self,
         sb: &'a Sandbox,
-        dir: &'a str,
+        dir: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<FileEntry>, SandboxError>> {
-        Box::pin(self.list_abs(sb, dir))
+        Box::pin(async move { self.list_abs(sb, utf8(dir)?).await })
     }
 
     fn export_tar<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>> {
@@ -1179,7 +1189,7 @@ echo $n"#;
         env.sbx.create(&sb).await.unwrap();
 
         env.sbx
-            .write_file(&sb, "data/in.txt", b"hello from the host".to_vec())
+            .write_file(&sb, b"data/in.txt", b"hello from the host".to_vec())
             .await
             .unwrap();
         let mut j = job(
@@ -1198,7 +1208,7 @@ echo $n"#;
             "{r:?}"
         );
         assert_eq!(
-            env.sbx.read_file(&sb, "out.txt").await.unwrap(),
+            env.sbx.read_file(&sb, b"out.txt").await.unwrap(),
             b"tsoh eht morf olleh"
         );
 
@@ -1230,12 +1240,8 @@ echo $n"#;
         );
         assert_eq!(r.compile.as_ref().map(|c| c.status), Some(Status::Ok));
 
-        let e = |path: &str, size, kind| FileEntry {
-            path: path.into(),
-            size,
-            kind,
-        };
-        let listed = env.sbx.list(&sb, "").await.unwrap();
+        let e = |path: &str, size, kind| FileEntry::new(path.as_bytes(), size, kind);
+        let listed = env.sbx.list(&sb, b"").await.unwrap();
         let names: Vec<&str> = listed.iter().map(|f| f.path.as_str()).collect();
         let pyc = "lib/__pycache__/helper.cpython-311.pyc";
         assert_eq!(
@@ -1258,23 +1264,23 @@ echo $n"#;
                 && listed.contains(&e("data", 0, FileKind::Dir))
         );
         assert_eq!(
-            env.sbx.list(&sb, "data").await.unwrap(),
+            env.sbx.list(&sb, b"data").await.unwrap(),
             vec![e("data/in.txt", 19, FileKind::File)]
         );
         assert!(matches!(
-            env.sbx.list(&sb, "nope").await,
+            env.sbx.list(&sb, b"nope").await,
             Err(SandboxError::NotFound(_))
         ));
         assert!(matches!(
-            env.sbx.list(&sb, "out.txt").await,
+            env.sbx.list(&sb, b"out.txt").await,
             Err(SandboxError::PathConflict(_))
         ));
         assert!(matches!(
-            env.sbx.read_file(&sb, "nope.txt").await,
+            env.sbx.read_file(&sb, b"nope.txt").await,
             Err(SandboxError::NotFound(_))
         ));
         assert!(matches!(
-            env.sbx.read_file(&sb, "data").await,
+            env.sbx.read_file(&sb, b"data").await,
             Err(SandboxError::PathConflict(_))
         ));
 
@@ -1283,9 +1289,9 @@ echo $n"#;
         let other = sandbox("sb-files-2");
         env.sbx.create(&other).await.unwrap();
         env.sbx.import_tar(&other, tar).await.unwrap();
-        assert_eq!(env.sbx.list(&other, "").await.unwrap(), listed);
+        assert_eq!(env.sbx.list(&other, b"").await.unwrap(), listed);
         assert_eq!(
-            env.sbx.read_file(&other, "data/in.txt").await.unwrap(),
+            env.sbx.read_file(&other, b"data/in.txt").await.unwrap(),
             b"hello from the host"
         );
         let r = env
@@ -1301,11 +1307,11 @@ echo $n"#;
         // Writes over the sandbox's disk size are refused before a byte lands.
         let big = vec![b'x'; sb.limits.disk_bytes as usize];
         assert!(matches!(
-            env.sbx.write_file(&sb, "big", big).await,
+            env.sbx.write_file(&sb, b"big", big).await,
             Err(SandboxError::TooLarge { .. })
         ));
         assert!(matches!(
-            env.sbx.read_file(&sb, "big").await,
+            env.sbx.read_file(&sb, b"big").await,
             Err(SandboxError::NotFound(_))
         ));
     }
@@ -1358,7 +1364,7 @@ echo $n"#;
         );
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(matches!(
-            env.sbx.read_file(&sb, "late").await,
+            env.sbx.read_file(&sb, b"late").await,
             Err(SandboxError::NotFound(_))
         ));
 
@@ -1370,7 +1376,7 @@ echo $n"#;
                 .await
                 .is_err()
         );
-        env.sbx.list(&sb, "").await.unwrap();
+        env.sbx.list(&sb, b"").await.unwrap();
         assert_eq!(env.procs(&sb).await, 0, "the cancelled call left processes");
 
         // A call's CPU limit is its own, below the sandbox's.
@@ -1435,7 +1441,7 @@ echo $n"#;
         let sb = sandbox("sb-links");
         env.sbx.create(&sb).await.unwrap();
         env.sbx
-            .write_file(&sb, "real/f.txt", b"ok".to_vec())
+            .write_file(&sb, b"real/f.txt", b"ok".to_vec())
             .await
             .unwrap();
         let plant = "ln -s /etc/shadow s; ln -s /etc d; ln -s /nonexistent dangling; ln -s real alias; mkfifo fifo; echo planted";
@@ -1457,43 +1463,43 @@ echo $n"#;
             );
         }
         refused(
-            env.sbx.read_file(&sb, "s").await,
+            env.sbx.read_file(&sb, b"s").await,
             "read through a link to /etc/shadow",
         );
         refused(
-            env.sbx.read_file(&sb, "d/passwd").await,
+            env.sbx.read_file(&sb, b"d/passwd").await,
             "read through a directory link",
         );
         refused(
-            env.sbx.read_file(&sb, "alias/f.txt").await,
+            env.sbx.read_file(&sb, b"alias/f.txt").await,
             "read through a link inside /work",
         );
         refused(
-            env.sbx.read_file(&sb, "dangling").await,
+            env.sbx.read_file(&sb, b"dangling").await,
             "read a dangling link",
         );
         refused(
-            env.sbx.read_file(&sb, "fifo").await,
+            env.sbx.read_file(&sb, b"fifo").await,
             "read a fifo (and return at once)",
         );
         refused(
-            env.sbx.write_file(&sb, "s", b"x".to_vec()).await,
+            env.sbx.write_file(&sb, b"s", b"x".to_vec()).await,
             "write through a link",
         );
         refused(
-            env.sbx.write_file(&sb, "d/new", b"x".to_vec()).await,
+            env.sbx.write_file(&sb, b"d/new", b"x".to_vec()).await,
             "write beneath a directory link",
         );
         refused(
-            env.sbx.write_file(&sb, "dangling", b"x".to_vec()).await,
+            env.sbx.write_file(&sb, b"dangling", b"x".to_vec()).await,
             "write through a dangling link",
         );
         refused(
-            env.sbx.write_file(&sb, "fifo", b"x".to_vec()).await,
+            env.sbx.write_file(&sb, b"fifo", b"x".to_vec()).await,
             "write into a fifo",
         );
         refused(
-            env.sbx.list(&sb, "d").await,
+            env.sbx.list(&sb, b"d").await,
             "list through a directory link",
         );
         let tar = archive(&[("d/new", tar::EntryType::Regular, "x")]);
@@ -1502,11 +1508,11 @@ echo $n"#;
             "unpack beneath a planted link",
         );
         assert!(matches!(
-            env.sbx.read_file(&sb, "../etc/passwd").await,
+            env.sbx.read_file(&sb, b"../etc/passwd").await,
             Err(SandboxError::PathRefused(_))
         ));
 
-        let listed = env.sbx.list(&sb, "").await.unwrap();
+        let listed = env.sbx.list(&sb, b"").await.unwrap();
         let links: Vec<&str> = listed
             .iter()
             .filter(|e| e.kind == FileKind::Symlink)
@@ -1517,7 +1523,7 @@ echo $n"#;
             ["alias", "d", "dangling", "s"],
             "links are listed, fifos left out: {listed:?}"
         );
-        assert_eq!(env.sbx.read_file(&sb, "real/f.txt").await.unwrap(), b"ok");
+        assert_eq!(env.sbx.read_file(&sb, b"real/f.txt").await.unwrap(), b"ok");
         // The program itself can follow its link, and meets the container's own file.
         let r = env
             .sbx
@@ -1545,7 +1551,7 @@ echo $n"#;
             env.sbx.create(sb).await.unwrap();
         }
         env.sbx
-            .write_file(&a, "keep.txt", b"kept".to_vec())
+            .write_file(&a, b"keep.txt", b"kept".to_vec())
             .await
             .unwrap();
 
@@ -1595,7 +1601,7 @@ echo $n"#;
             "b had no record and d was stopped: both removed"
         );
         assert_eq!(
-            fresh.read_file(&a, "keep.txt").await.unwrap(),
+            fresh.read_file(&a, b"keep.txt").await.unwrap(),
             b"kept",
             "a is reattached with its files"
         );

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use super::fs::{FsError, WorkDir};
 use super::{FileEntry, Sandbox, SandboxBackend, SandboxError};
+use crate::exec::local::workspace::WORK;
 use crate::exec::local::LocalExecutor;
 use crate::exec::{BoxFuture, ExecError, Job, RunResult};
 
@@ -27,10 +28,11 @@ impl LocalSandboxes {
 
     async fn with_workdir<T: Send + 'static>(
         &self,
-        id: &str,
+        sb: &Sandbox,
         f: impl FnOnce(WorkDir) -> Result<T, FsError> + Send + 'static,
     ) -> Result<T, SandboxError> {
-        let path = self.dir(id).join(crate::exec::local::workspace::WORK);
+        let path = self.dir(&sb.id).join(WORK);
+        let disk = sb.limits.disk_bytes;
         tokio::task::spawn_blocking(move || WorkDir::open(&path).and_then(f))
             .await
             .map_err(|e| {
@@ -39,7 +41,10 @@ impl LocalSandboxes {
                     std::io::Error::other(e.to_string()),
                 )
             })?
-            .map_err(SandboxError::from)
+            .map_err(|e| match e {
+                FsError::DiskFull(what) => SandboxError::TooLarge { what, max: disk },
+                e => e.into(),
+            })
     }
 }
 
@@ -50,6 +55,10 @@ impl From<FsError> for SandboxError {
             FsError::Refused(r) => SandboxError::PathRefused(r),
             FsError::Conflict(r) => SandboxError::PathConflict(r),
             FsError::TooLarge { what, max } => SandboxError::TooLarge { what, max },
+            // Told with the sandbox's disk where it is known (`with_workdir`).
+            FsError::DiskFull(what) => {
+                SandboxError::Io(what, std::io::Error::from_raw_os_error(libc::ENOSPC))
+            }
             FsError::NotArchive(m) => SandboxError::InvalidArchive(m),
             FsError::Io(what, e) => SandboxError::Io(what, e),
         }
@@ -58,7 +67,7 @@ impl From<FsError> for SandboxError {
 
 impl SandboxBackend for LocalSandboxes {
     fn create<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>> {
-        let path = self.dir(&sb.id).join(crate::exec::local::workspace::WORK);
+        let path = self.dir(&sb.id).join(WORK);
         Box::pin(async move {
             tokio::task::spawn_blocking(move || WorkDir::create(&path).map(|_| ()))
                 .await
@@ -85,50 +94,68 @@ impl SandboxBackend for LocalSandboxes {
         sb: &'a Sandbox,
         paths: Vec<String>,
     ) -> BoxFuture<'a, Result<(), SandboxError>> {
-        Box::pin(self.with_workdir(&sb.id, move |w| {
-            paths.iter().try_for_each(|p| w.check_writable(p))
+        Box::pin(self.with_workdir(sb, move |w| {
+            paths
+                .iter()
+                .try_for_each(|p| w.check_writable(p.as_bytes()))
         }))
     }
 
     fn read_file<'a>(
         &'a self,
         sb: &'a Sandbox,
-        path: &'a str,
+        path: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>> {
-        let (rel, max) = (path.to_string(), sb.limits.disk_bytes);
-        Box::pin(self.with_workdir(&sb.id, move |w| w.read(&rel, max)))
+        let (rel, max) = (path.to_vec(), sb.limits.disk_bytes);
+        Box::pin(self.with_workdir(sb, move |w| {
+            let mut out = Vec::new();
+            w.read(&rel, max, &mut out).map(|_| out)
+        }))
     }
 
     fn write_file<'a>(
         &'a self,
         sb: &'a Sandbox,
-        path: &'a str,
+        path: &'a [u8],
         content: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), SandboxError>> {
-        let (rel, max) = (path.to_string(), sb.limits.disk_bytes);
-        Box::pin(self.with_workdir(&sb.id, move |w| {
+        let (rel, max) = (path.to_vec(), sb.limits.disk_bytes);
+        Box::pin(self.with_workdir(sb, move |w| {
             let used = w.usage()?;
             if used + content.len() as u64 > max {
                 return Err(FsError::TooLarge {
-                    what: format!("writing {} bytes to {rel}", content.len()),
+                    what: format!(
+                        "writing {} bytes to {}",
+                        content.len(),
+                        super::names::shown(&rel)
+                    ),
                     max,
                 });
             }
-            w.write(&rel, &content)
+            w.write(&rel, false, None, &mut content.as_slice())
+                .map(drop)
         }))
     }
 
     fn list<'a>(
         &'a self,
         sb: &'a Sandbox,
-        dir: &'a str,
+        dir: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<FileEntry>, SandboxError>> {
-        let rel = dir.to_string();
-        Box::pin(self.with_workdir(&sb.id, move |w| w.list(&rel)))
+        let rel = dir.to_vec();
+        Box::pin(self.with_workdir(sb, move |w| {
+            Ok(w.list(&rel)?
+                .into_iter()
+                .map(|e| FileEntry::new(&e.path, e.size, e.kind))
+                .collect())
+        }))
     }
 
     fn export_tar<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>> {
-        Box::pin(self.with_workdir(&sb.id, |w| w.export_tar()))
+        Box::pin(self.with_workdir(sb, |w| {
+            let mut out = Vec::new();
+            w.export_tar(&mut out).map(|()| out)
+        }))
     }
 
     fn import_tar<'a>(
@@ -137,9 +164,9 @@ impl SandboxBackend for LocalSandboxes {
         tar: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), SandboxError>> {
         let max = sb.limits.disk_bytes;
-        Box::pin(self.with_workdir(&sb.id, move |w| {
+        Box::pin(self.with_workdir(sb, move |w| {
             let used = w.usage()?;
-            w.import_tar(&tar, max.saturating_sub(used))
+            w.import_tar(&mut tar.as_slice(), None, max.saturating_sub(used))
         }))
     }
 
@@ -182,12 +209,7 @@ impl SandboxBackend for LocalSandboxes {
             }
             known
                 .iter()
-                .filter(|k| {
-                    !self
-                        .dir(&k.id)
-                        .join(crate::exec::local::workspace::WORK)
-                        .is_dir()
-                })
+                .filter(|k| !self.dir(&k.id).join(WORK).is_dir())
                 .map(|k| k.id.clone())
                 .collect()
         })

@@ -6,6 +6,7 @@ pub mod docker;
 pub mod fs;
 pub mod local;
 pub mod manager;
+pub mod names;
 pub mod stateful;
 
 use std::collections::BTreeMap;
@@ -51,13 +52,29 @@ pub enum FileKind {
     Symlink,
 }
 
-/// One entry of a listing; `path` is relative to the work dir.
+/// One entry of a listing; `path` is relative to the work dir, in the form `path_encoding`
+/// says (see `names.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FileEntry {
+    /// The name as is when it is valid UTF-8; else percent-encoded (`path_encoding` says which).
     pub path: String,
+    pub path_encoding: names::Encoding,
     pub size: u64,
     #[serde(rename = "type")]
     pub kind: FileKind,
+}
+
+impl FileEntry {
+    /// The entry of the raw name `path`.
+    pub fn new(path: &[u8], size: u64, kind: FileKind) -> FileEntry {
+        let (path, path_encoding) = names::encode(path);
+        FileEntry {
+            path,
+            path_encoding,
+            size,
+            kind,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,22 +124,23 @@ pub trait SandboxBackend: Send + Sync {
         sb: &'a Sandbox,
         paths: Vec<String>,
     ) -> BoxFuture<'a, Result<(), SandboxError>>;
+    /// File names are raw bytes, checked by `exec::path::check_raw`.
     fn read_file<'a>(
         &'a self,
         sb: &'a Sandbox,
-        path: &'a str,
+        path: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>>;
     fn write_file<'a>(
         &'a self,
         sb: &'a Sandbox,
-        path: &'a str,
+        path: &'a [u8],
         content: Vec<u8>,
     ) -> BoxFuture<'a, Result<(), SandboxError>>;
     /// Everything below `dir` (recursively), without following links.
     fn list<'a>(
         &'a self,
         sb: &'a Sandbox,
-        dir: &'a str,
+        dir: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<FileEntry>, SandboxError>>;
     fn export_tar<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>>;
     fn import_tar<'a>(

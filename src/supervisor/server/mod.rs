@@ -8,9 +8,11 @@
 //! sandbox's pids limit, and a tree's pid must be registered with the reaper before the reaper
 //! can run (`tree::spawn_tree`).
 
+pub mod bridge;
 pub mod call;
 pub mod context;
 pub mod process;
+pub mod files;
 pub mod staging;
 pub mod tree;
 
@@ -207,6 +209,56 @@ async fn dispatch(
             Some(shared.processes.logs(&id, follow, rd, wr).await)
         }
         Request::ProcessKill { id } => Some(shared.processes.kill(&id).await),
+        Request::CheckPaths { paths } => Some(
+            answer(
+                paths_of(&paths)
+                    .map(|paths| bridge::plain(shared, move |w| files::check_paths(w, &paths))),
+                |()| Reply::default(),
+            )
+            .await,
+        ),
+        Request::List { path } => Some(
+            answer(
+                files::raw_path(&path)
+                    .map_err(Response::Error)
+                    .map(|p| bridge::plain(shared, move |w| files::list(w, &p))),
+                |entries| Reply {
+                    entries: Some(entries),
+                    ..Default::default()
+                },
+            )
+            .await,
+        ),
+        Request::Read { path, max } => {
+            let path = match files::raw_path(&path) {
+                Ok(p) => p,
+                Err(e) => return Some(Response::Error(e)),
+            };
+            bridge::output(shared, wr, move |w, out| files::read(w, &path, max, out))
+                .await
+                .map(|r| r.map_or_else(|e| e, |_| ok(Reply::default())))
+        }
+        Request::TarOut => bridge::output(shared, wr, files::tar_out)
+            .await
+            .map(|r| r.map_or_else(|e| e, |()| ok(Reply::default()))),
+        Request::Write { path, executable } => {
+            let path = match files::raw_path(&path) {
+                Ok(p) => p,
+                Err(e) => return Some(Response::Error(e)),
+            };
+            let owner = shared.owner();
+            bridge::input(shared, rd, move |w, input| {
+                files::write(w, &path, executable, owner, input)
+            })
+            .await
+            .map(|r| r.map_or_else(|e| e, |()| ok(Reply::default())))
+        }
+        Request::TarIn => {
+            let owner = shared.owner();
+            bridge::input(shared, rd, move |w, input| files::tar_in(w, input, owner))
+                .await
+                .map(|r| r.map_or_else(|e| e, |()| ok(Reply::default())))
+        }
         Request::KillAll if std::process::id() == 1 => {
             shared.contexts.kill_all().await;
             shared.processes.kill_all().await;
@@ -217,11 +269,27 @@ async fn dispatch(
             ErrorKind::Protocol,
             "kill_all needs the supervisor to be its sandbox's init",
         )),
-        other => Some(error(
-            ErrorKind::Protocol,
-            format!("this supervisor does not serve {other:?}"),
-        )),
     }
+}
+
+/// The answer of a plain operation: its reply, or the error it failed with.
+async fn answer<T, F: std::future::Future<Output = Result<T, Response>>>(
+    op: Result<F, Response>,
+    reply: impl FnOnce(T) -> Reply,
+) -> Response {
+    match op {
+        Ok(f) => match f.await {
+            Ok(v) => ok(reply(v)),
+            Err(e) => e,
+        },
+        Err(e) => e,
+    }
+}
+
+fn paths_of(raw: &[proto::RawPath]) -> Result<Vec<Vec<u8>>, Response> {
+    raw.iter()
+        .map(|p| files::raw_path(p).map_err(Response::Error))
+        .collect()
 }
 
 /// SIGKILL every process of the sandbox but the supervisor itself.

@@ -9,27 +9,6 @@ use super::{error, Shared};
 use crate::sandbox::fs::{FsError, WorkDir};
 use crate::supervisor::proto::{self, ErrorKind, InlineFile, Response};
 
-/// Run `f` with the calling thread's filesystem identity set to the sandbox's user, so what it
-/// creates is the user's and what the user may not touch it cannot either.
-pub fn as_user<T>(shared: &Shared, f: impl FnOnce() -> T) -> T {
-    let (uid, gid) = shared.owner();
-    // SAFETY: setfsuid/setfsgid change only the calling thread's filesystem identity; the raw
-    // system calls return the previous value, which is restored below.
-    let (old_gid, old_uid) = unsafe {
-        (
-            libc::syscall(libc::SYS_setfsgid, gid),
-            libc::syscall(libc::SYS_setfsuid, uid),
-        )
-    };
-    let out = f();
-    // SAFETY: as above.
-    unsafe {
-        libc::syscall(libc::SYS_setfsuid, old_uid);
-        libc::syscall(libc::SYS_setfsgid, old_gid);
-    }
-    out
-}
-
 pub fn write_inline(shared: &Shared, files: &[InlineFile]) -> Result<(), Response> {
     use base64::Engine;
     if files.is_empty() {
@@ -38,12 +17,11 @@ pub fn write_inline(shared: &Shared, files: &[InlineFile]) -> Result<(), Respons
     let work = WorkDir::open(&shared.cfg.work).map_err(fs_error)?;
     for f in files {
         let path = proto::path_bytes(&f.path).map_err(|e| error(ErrorKind::Refused, e))?;
-        let path = String::from_utf8(path)
-            .map_err(|_| error(ErrorKind::Refused, "a call's file path must be UTF-8"))?;
         let content = base64::engine::general_purpose::STANDARD
             .decode(&f.content)
             .map_err(|e| error(ErrorKind::Protocol, format!("file content: {e}")))?;
-        as_user(shared, || work.write(&path, &content)).map_err(fs_error)?;
+        work.write(&path, false, Some(shared.owner()), &mut &content[..])
+            .map_err(fs_error)?;
     }
     Ok(())
 }
@@ -68,13 +46,5 @@ pub fn cwd(shared: &Shared, raw: &proto::RawPath) -> Result<PathBuf, Response> {
 }
 
 pub fn fs_error(e: FsError) -> Response {
-    let kind = match &e {
-        FsError::NotFound(_) => ErrorKind::NotFound,
-        FsError::Refused(_) => ErrorKind::Refused,
-        FsError::Conflict(_) => ErrorKind::Conflict,
-        FsError::TooLarge { .. } => ErrorKind::TooLarge,
-        FsError::NotArchive(_) => ErrorKind::InvalidArchive,
-        FsError::Io(..) => ErrorKind::Io,
-    };
-    error(kind, e.to_string())
+    Response::Error(super::files::error_reply(&e))
 }
