@@ -514,6 +514,8 @@ async fn followed_logs_end_with_the_exit_and_a_missing_program_exits_127() {
     let (_, err, info) = logs(&s, &id, true).await;
     assert_eq!(info.exit_code, Some(127));
     assert!(err.starts_with("execbox: "), "{err}");
+}
+
 fn chunks(data: &[u8]) -> impl futures_util::Stream<Item = Result<Vec<u8>, String>> + Send + '_ {
     futures_util::stream::iter(data.chunks(100_000).map(|c| Ok(c.to_vec())))
 }
