@@ -11,8 +11,8 @@
 pub mod bridge;
 pub mod call;
 pub mod context;
-pub mod process;
 pub mod files;
+pub mod process;
 pub mod staging;
 pub mod tree;
 
