@@ -157,6 +157,8 @@ def _execbox_context():
     # Subprocesses get a headless backend; this interpreter gets Agg with a show() of its own.
     user_backend = "MPLBACKEND" in os.environ
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # Its font cache and config go to /tmp, not into the work dir as ~/.config and ~/.cache.
+    os.environ.setdefault("MPLCONFIGDIR", "/tmp/.matplotlib")
     inline = "_execbox_inline"
 
     class InlineLoader:

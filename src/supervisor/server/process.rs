@@ -123,6 +123,22 @@ impl Processes {
             Ok(c) => c,
             Err(r) => return r,
         };
+        // Said now, rather than as a process that could not start.
+        match std::fs::metadata(&cwd) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                return error(
+                    ErrorKind::Conflict,
+                    format!("{} is not a directory", cwd.display()),
+                )
+            }
+            Err(e) => {
+                return error(
+                    ErrorKind::NotFound,
+                    format!("no directory {} in the sandbox: {e}", cwd.display()),
+                )
+            }
+        }
         let tree_spec = TreeSpec {
             argv: spec.argv.clone(),
             env: spec.env,
