@@ -19,8 +19,9 @@ use crate::exec::uids::{UidRange, Uids};
 use crate::exec::Executor;
 use crate::policy::PolicySet;
 use crate::sandbox::docker::DockerSandboxes;
-use crate::sandbox::local::LocalSandboxes;
+use crate::sandbox::local::LocalHost;
 use crate::sandbox::manager::Manager;
+use crate::sandbox::supervised::Supervised;
 use crate::sandbox::SandboxBackend;
 use crate::store::{Quotas, Store, DEFAULT_TEAM};
 
@@ -105,10 +106,10 @@ async fn build_sandboxes(
     let mut backends: HashMap<&'static str, Arc<dyn SandboxBackend>> = HashMap::new();
     backends.insert(
         "local",
-        Arc::new(LocalSandboxes::new(
+        Arc::new(Supervised::new(Arc::new(LocalHost::new(
             local.clone(),
             cfg.data_dir.join("sandboxes"),
-        )),
+        )))),
     );
     if let Some(d) = docker {
         backends.insert(

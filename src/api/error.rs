@@ -112,6 +112,9 @@ impl From<ExecError> for ApiError {
             ExecError::Context(ContextFailure::Lost, m) => {
                 ApiError::new(StatusCode::GONE, "context_lost", m)
             }
+            ExecError::DiskFull(..) => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
+            }
             ExecError::NoUid(..) => ApiError {
                 retry_after: Some(5),
                 ..ApiError::new(

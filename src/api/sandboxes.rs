@@ -18,7 +18,7 @@ use crate::exec::request::object::Object;
 use crate::exec::request::SandboxCallRequest;
 use crate::exec::{BoxFuture, ExecError, Executor, Job, Readiness, RunResult};
 use crate::sandbox::manager::{CreateSandbox, ManagerError};
-use crate::sandbox::names::{self, Encoding};
+use crate::sandbox::names::{self, PathEncoding};
 use crate::sandbox::{FileEntry, Sandbox, SandboxBackend, SandboxError};
 use crate::store::{rfc3339, Team};
 
@@ -131,7 +131,7 @@ pub struct FileList {
 pub struct FileWritten {
     /// As a listing shows it: as is when valid UTF-8, else percent-encoded.
     pub path: String,
-    pub path_encoding: Encoding,
+    pub path_encoding: PathEncoding,
     pub size: usize,
 }
 
@@ -165,7 +165,7 @@ pub struct FileQuery {
     /// form a listing shows for a name that is not UTF-8 (`%XX` for the byte XX, `%25` for `%`).
     #[serde(default)]
     #[param(inline)]
-    path_encoding: Option<Encoding>,
+    path_encoding: Option<PathEncoding>,
 }
 
 /// The 404 of every `/v1/sandboxes/{id}...` route.
@@ -484,7 +484,7 @@ fn path_refused(e: impl ToString) -> ApiError {
 /// A file path from the URL (already percent-decoded by the router) in its `encoding`, as raw
 /// bytes by the one path rule of `exec::path` — so `%2e%2e/` arrives as `../` and is refused,
 /// in either encoding.
-fn rel_path(shown: &str, encoding: Encoding) -> Result<Vec<u8>, ApiError> {
+fn rel_path(shown: &str, encoding: PathEncoding) -> Result<Vec<u8>, ApiError> {
     let raw = names::decode(shown, encoding).map_err(path_refused)?;
     crate::exec::path::check_raw(&raw).map_err(path_refused)?;
     Ok(raw)
@@ -573,7 +573,7 @@ pub struct ListQuery {
     /// a name that is not UTF-8).
     #[serde(default)]
     #[param(inline)]
-    path_encoding: Option<Encoding>,
+    path_encoding: Option<PathEncoding>,
 }
 
 #[utoipa::path(get, path = "/v1/sandboxes/{id}/files", operation_id = "list_files", summary = "List files", tag = "files", params(SandboxId, ListQuery),
@@ -619,10 +619,20 @@ pub async fn get_archive(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let m = manager(&state)?;
-    let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
+    let (sandbox, guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;
     let tar = backend.export_tar(&sandbox).await?;
-    Ok(([(header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
+    // The sandbox stays locked until the whole archive is sent (or the client goes away).
+    use futures_util::StreamExt;
+    let tar = tar.map(move |chunk| {
+        let _held = &guard;
+        chunk
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-tar")],
+        axum::body::Body::from_stream(tar),
+    )
+        .into_response())
 }
 
 /// `POST /v1/sandboxes/{id}/archive`: unpack a tar into the work dir.
@@ -642,9 +652,12 @@ pub async fn post_archive(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<StatusCode, ApiError> {
-    let tar = body_bytes(body)?.to_vec();
+    use futures_util::TryStreamExt;
+    // Streamed into the sandbox as it arrives: its disk, not the service's memory, bounds it.
+    let tar = body.into_data_stream().map_err(std::io::Error::other);
+    let tar: crate::sandbox::TarStream = Box::pin(tar);
     let m = manager(&state)?;
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;

@@ -215,6 +215,9 @@ pub enum ExecError {
     Setup(String),
     #[error("i/o error while {0}: {1}")]
     Io(String, #[source] std::io::Error),
+    /// A sandbox's disk is too full to take the call's files (its program never ran).
+    #[error("{0}")]
+    DiskFull(String),
     /// Every uid of `sandbox_uids` is held by a live run or sandbox (it is never shared).
     #[error("no sandbox uid is free: {0}")]
     NoUid(String),
@@ -250,6 +253,41 @@ pub trait Executor: Send + Sync {
     /// The container image behind a language, for executors that have one.
     fn image(&self, _language: &str) -> Option<String> {
         None
+    }
+}
+
+/// How a step's program ended, as its executor saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepEnd {
+    /// It ended by itself (or was killed by something other than the executor's watch).
+    Exited {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    },
+    /// The executor stopped it at its wall-clock deadline.
+    Deadline,
+    /// The executor stopped it when its CPU time reached the limit.
+    CpuLimit,
+}
+
+/// The one status classification of a step, for every executor path: `oom` is the kernel's
+/// OOM record of the step's cgroup, `cpu_over` whether its CPU time reached the limit.
+/// Returns the exit code and signal to report, and the status.
+pub fn classify(end: StepEnd, oom: bool, cpu_over: bool) -> (Option<i32>, Option<i32>, Status) {
+    match end {
+        StepEnd::Deadline => (None, Some(libc::SIGKILL), Status::Timeout),
+        StepEnd::CpuLimit => (None, Some(libc::SIGKILL), Status::CpuLimit),
+        StepEnd::Exited { exit_code, signal } => {
+            let status = match (exit_code, signal) {
+                (Some(0), _) => Status::Ok,
+                _ if oom => Status::MemoryLimit,
+                (_, Some(libc::SIGXCPU)) => Status::CpuLimit,
+                (_, Some(libc::SIGKILL)) if cpu_over => Status::CpuLimit,
+                (_, Some(_)) => Status::Killed,
+                _ => Status::Error,
+            };
+            (exit_code, signal, status)
+        }
     }
 }
 

@@ -922,16 +922,33 @@ impl SandboxBackend for DockerSandboxes {
         Box::pin(async move { self.list_abs(sb, utf8(dir)?).await })
     }
 
-    fn export_tar<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>> {
-        Box::pin(self.export(sb))
+    fn export_tar<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+    ) -> BoxFuture<'a, Result<super::TarStream, SandboxError>> {
+        Box::pin(async move {
+            let tar = bytes::Bytes::from(self.export(sb).await?);
+            let once = futures_util::stream::once(async move { Ok(tar) });
+            Ok(Box::pin(once) as super::TarStream)
+        })
     }
 
     fn import_tar<'a>(
         &'a self,
         sb: &'a Sandbox,
-        tar: Vec<u8>,
+        tar: super::TarStream,
     ) -> BoxFuture<'a, Result<(), SandboxError>> {
-        Box::pin(self.import(sb, tar))
+        Box::pin(async move {
+            use futures_util::TryStreamExt;
+            let tar: Vec<u8> = tar
+                .try_fold(Vec::new(), |mut all, chunk| async move {
+                    all.extend_from_slice(&chunk);
+                    Ok(all)
+                })
+                .await
+                .map_err(|e| SandboxError::Io("receiving the archive".into(), e))?;
+            self.import(sb, tar).await
+        })
     }
 
     fn destroy<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>> {
@@ -1504,7 +1521,14 @@ echo $n"#;
         );
         let tar = archive(&[("d/new", tar::EntryType::Regular, "x")]);
         refused(
-            env.sbx.import_tar(&sb, tar).await,
+            env.sbx
+                .import_tar(
+                    &sb,
+                    Box::pin(futures_util::stream::once(async move {
+                        Ok(bytes::Bytes::from(tar))
+                    })),
+                )
+                .await,
             "unpack beneath a planted link",
         );
         assert!(matches!(

@@ -2,12 +2,14 @@
 //! run again). The manager (`manager.rs`) keeps the records in the store, enforces team scoping,
 //! quotas and expiry; a [`SandboxBackend`] per executor holds the files and runs the calls.
 
+pub mod disk;
 pub mod docker;
 pub mod fs;
 pub mod local;
 pub mod manager;
 pub mod names;
 pub mod stateful;
+pub mod supervised;
 
 use std::collections::BTreeMap;
 
@@ -58,7 +60,7 @@ pub enum FileKind {
 pub struct FileEntry {
     /// The name as is when it is valid UTF-8; else percent-encoded (`path_encoding` says which).
     pub path: String,
-    pub path_encoding: names::Encoding,
+    pub path_encoding: names::PathEncoding,
     pub size: u64,
     #[serde(rename = "type")]
     pub kind: FileKind,
@@ -105,6 +107,10 @@ pub enum SandboxError {
     Unsupported(String),
 }
 
+/// An archive as it streams (a `GET /archive` body out, a `POST /archive` body in), so no
+/// archive is ever whole in the service's memory.
+pub type TarStream = futures_util::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>;
+
 /// Where a sandbox's files live and how its calls run: one per executor.
 pub trait SandboxBackend: Send + Sync {
     /// Allocate what the sandbox needs (local: a work dir; docker: a long-lived container).
@@ -142,11 +148,13 @@ pub trait SandboxBackend: Send + Sync {
         sb: &'a Sandbox,
         dir: &'a [u8],
     ) -> BoxFuture<'a, Result<Vec<FileEntry>, SandboxError>>;
-    fn export_tar<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<Vec<u8>, SandboxError>>;
+    /// The work dir as a tar, streamed as the supervisor makes it.
+    fn export_tar<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<TarStream, SandboxError>>;
+    /// Unpack a tar into the work dir as it arrives.
     fn import_tar<'a>(
         &'a self,
         sb: &'a Sandbox,
-        tar: Vec<u8>,
+        tar: TarStream,
     ) -> BoxFuture<'a, Result<(), SandboxError>>;
     /// Free everything the sandbox holds; a missing one is fine.
     fn destroy<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>>;

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// How a name in the files API is written.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub enum Encoding {
+pub enum PathEncoding {
     /// The name is its own text.
     #[default]
     #[serde(rename = "utf-8")]
@@ -26,9 +26,9 @@ pub struct DecodeError {
 }
 
 /// The name's text and how to read it back.
-pub fn encode(raw: &[u8]) -> (String, Encoding) {
+pub fn encode(raw: &[u8]) -> (String, PathEncoding) {
     if let Ok(text) = std::str::from_utf8(raw) {
-        return (text.to_string(), Encoding::Utf8);
+        return (text.to_string(), PathEncoding::Utf8);
     }
     let mut out = String::with_capacity(raw.len() * 2);
     for chunk in raw.utf8_chunks() {
@@ -42,13 +42,13 @@ pub fn encode(raw: &[u8]) -> (String, Encoding) {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    (out, Encoding::Percent)
+    (out, PathEncoding::Percent)
 }
 
 /// The name's bytes: the exact inverse of [`encode`]. The percent form also takes lowercase
 /// hex and any byte written as `%XX`; a `%` without two hex digits after it is refused.
-pub fn decode(shown: &str, encoding: Encoding) -> Result<Vec<u8>, DecodeError> {
-    if encoding == Encoding::Utf8 {
+pub fn decode(shown: &str, encoding: PathEncoding) -> Result<Vec<u8>, DecodeError> {
+    if encoding == PathEncoding::Utf8 {
         return Ok(shown.as_bytes().to_vec());
     }
     let b = shown.as_bytes();
@@ -98,22 +98,28 @@ mod tests {
 
     #[test]
     fn the_forms_are_as_documented() {
-        assert_eq!(encode(b"a/b c.txt"), ("a/b c.txt".into(), Encoding::Utf8));
-        assert_eq!(encode(b"100%.txt"), ("100%.txt".into(), Encoding::Utf8));
+        assert_eq!(
+            encode(b"a/b c.txt"),
+            ("a/b c.txt".into(), PathEncoding::Utf8)
+        );
+        assert_eq!(encode(b"100%.txt"), ("100%.txt".into(), PathEncoding::Utf8));
         assert_eq!(
             encode(b"caf\xc3\xa9/100%\xff\x00"),
-            ("café/100%25%FF\0".into(), Encoding::Percent)
+            ("café/100%25%FF\0".into(), PathEncoding::Percent)
         );
         // A cut multi-byte sequence is bytes that are not part of valid UTF-8.
-        assert_eq!(encode(b"\xc3x"), ("%C3x".into(), Encoding::Percent));
-        assert_eq!(decode("%ff%41/%25", Encoding::Percent).unwrap(), b"\xffA/%");
-        assert_eq!(decode("%ff", Encoding::Utf8).unwrap(), b"%ff");
+        assert_eq!(encode(b"\xc3x"), ("%C3x".into(), PathEncoding::Percent));
+        assert_eq!(
+            decode("%ff%41/%25", PathEncoding::Percent).unwrap(),
+            b"\xffA/%"
+        );
+        assert_eq!(decode("%ff", PathEncoding::Utf8).unwrap(), b"%ff");
         for bad in ["%", "a%f", "%zz", "%%41", "%-1"] {
-            let e = decode(bad, Encoding::Percent).unwrap_err();
+            let e = decode(bad, PathEncoding::Percent).unwrap_err();
             assert!(e.to_string().contains("%25"), "{bad}: {e}");
         }
         assert_eq!(
-            serde_json::to_string(&[Encoding::Utf8, Encoding::Percent]).unwrap(),
+            serde_json::to_string(&[PathEncoding::Utf8, PathEncoding::Percent]).unwrap(),
             r#"["utf-8","percent"]"#
         );
     }
@@ -133,12 +139,12 @@ mod tests {
                 .collect();
             let (text, enc) = encode(&raw);
             assert_eq!(
-                enc == Encoding::Utf8,
+                enc == PathEncoding::Utf8,
                 std::str::from_utf8(&raw).is_ok(),
                 "round {round}: {raw:?}"
             );
             assert_eq!(decode(&text, enc).unwrap(), raw, "round {round}: {text}");
-            if enc == Encoding::Percent {
+            if enc == PathEncoding::Percent {
                 // The form is canonical: only `%XX` with uppercase hex, and nothing that was
                 // valid UTF-8 other than `%` is escaped.
                 assert_eq!(encode(&decode(&text, enc).unwrap()).0, text);

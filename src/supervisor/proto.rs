@@ -229,6 +229,7 @@ pub enum Ended {
 }
 
 /// The last frame of every connection.
+#[allow(clippy::large_enum_variant)] // one per operation, serialized at once
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Response {

@@ -16,6 +16,7 @@ mod eval;
 mod gvisor;
 mod kernel_isolation;
 mod lifecycle;
+mod local_sandboxes;
 mod model_clients;
 mod openapi;
 mod quotas;

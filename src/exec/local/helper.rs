@@ -17,7 +17,6 @@ use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Instant;
 
 use nix::fcntl::{openat, OFlag};
@@ -69,17 +68,6 @@ fn run(staging: &Path) -> Result<i32, String> {
         .map_err(|e| format!("open staging dir: {e}"))?
         .into();
     let filters = seccomp::compile()?;
-    let workspace: Option<OwnedFd> = match &boot.workspace {
-        Some(dir) => Some(
-            fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
-                .open(dir)
-                .map_err(|e| format!("open workspace {dir}: {e}"))?
-                .into(),
-        ),
-        None => None,
-    };
 
     let (host_uid, host_gid) = (nix::unistd::getuid(), nix::unistd::getgid());
     let mut flags = CloneFlags::CLONE_NEWNS
@@ -103,9 +91,6 @@ fn run(staging: &Path) -> Result<i32, String> {
     match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
         ForkResult::Parent { child } => {
             drop(alive_r);
-            // The service asks for a stop (SIGUSR1) at a workspace call's deadline: pass it on.
-            CHILD.store(child.as_raw(), Ordering::SeqCst);
-            install(forward_stop)?;
             let _keep = alive_w;
             loop {
                 match waitpid(child, None) {
@@ -119,7 +104,7 @@ fn run(staging: &Path) -> Result<i32, String> {
         }
         ForkResult::Child => {
             drop(alive_w);
-            let code = pid1(staging, &boot, staging_fd, workspace, &filters, alive_r);
+            let code = pid1(staging, &boot, staging_fd, &filters, alive_r);
             std::process::exit(code)
         }
     }
@@ -131,7 +116,6 @@ fn pid1(
     staging: &Path,
     boot: &BootSpec,
     staging_fd: OwnedFd,
-    workspace: Option<OwnedFd>,
     filters: &[seccompiler::BpfProgram],
     helper_alive: OwnedFd,
 ) -> i32 {
@@ -166,6 +150,21 @@ fn pid1(
     if let Err(e) = super::mounts::build_root(staging, boot) {
         return fail(e);
     }
+    if let Some(sup) = &boot.supervisor {
+        // A persistent sandbox: its uid is known now, and PID 1 becomes its supervisor.
+        if let Err(e) = super::mounts::set_identity_of(sup.uid, sup.gid, boot) {
+            return fail(e);
+        }
+        drop(staging_fd);
+        crate::supervisor::server::serve(crate::supervisor::server::ServeConfig {
+            socket: PathBuf::from(super::spec::SUPERVISOR_RUN).join(super::spec::SUPERVISOR_SOCKET),
+            work: PathBuf::from("/work"),
+            uid: sup.uid,
+            gid: sup.gid,
+            path: boot.path.clone(),
+            user_namespace: boot.user_namespace,
+        });
+    }
 
     // Ready: wait for the run (a warm sandbox may wait here a long time).
     let run: RunSpec = {
@@ -178,33 +177,12 @@ fn pid1(
             Err(e) => return fail(format!("parse run spec: {e}")),
         }
     };
-    if let Err(e) = install(note_stop) {
-        return fail(e);
-    }
     if let Err(e) = super::mounts::resize_work(&run) {
         return fail(e);
     }
     if let Err(e) = super::mounts::set_identity(&run, boot) {
         return fail(e);
     }
-    let work_fd: Option<OwnedFd> = match &workspace {
-        Some(ws) => {
-            let work = match File::open("/work") {
-                Ok(f) => OwnedFd::from(f),
-                Err(e) => return fail(format!("open /work: {e}")),
-            };
-            let owner = if boot.user_namespace {
-                (0, 0)
-            } else {
-                (run.uid, run.gid)
-            };
-            if let Err(e) = super::workspace::copy_in(ws, &work, owner) {
-                return fail(format!("copying the workspace in: {e}"));
-            }
-            Some(work)
-        }
-        None => None,
-    };
     if let Err(e) = super::mounts::write_files(&run, boot) {
         return fail(e);
     }
@@ -244,9 +222,6 @@ fn pid1(
 
     // Reap everything; the run ends when the program itself ends.
     let status = loop {
-        if STOP.load(Ordering::SeqCst) {
-            kill_all_but_me();
-        }
         match waitpid(Pid::from_raw(-1), None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == program => break (Some(code), None),
             Ok(WaitStatus::Signaled(pid, sig, _)) if pid == program => {
@@ -256,17 +231,6 @@ fn pid1(
             Err(e) => return fail(format!("wait for program: {e}")),
         }
     };
-    if let (Some(ws), Some(work)) = (&workspace, &work_fd) {
-        // Nothing of the call may touch /work while it is copied back, nor outlive the call.
-        kill_all_but_me();
-        while !matches!(
-            waitpid(Pid::from_raw(-1), None),
-            Err(nix::errno::Errno::ECHILD)
-        ) {}
-        if let Err(e) = super::workspace::copy_out(ws, work) {
-            return fail(format!("copying the workspace back: {e}"));
-        }
-    }
     let wall_time_ms = started.elapsed().as_millis() as u64;
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).ok();
     let cpu_time_ms = usage
@@ -351,43 +315,6 @@ fn exec_program(
     let program = resolve(&argv[0], boot);
     let e = nix::unistd::execve(&program, argv, envp).unwrap_err();
     die(&format!("cannot run {}", argv[0].to_string_lossy()), &e)
-}
-
-/// Set by SIGUSR1 in PID 1: the call's deadline passed; kill the program, keep its files.
-static STOP: AtomicBool = AtomicBool::new(false);
-/// The helper's child (PID 1), to which it forwards SIGUSR1.
-static CHILD: AtomicI32 = AtomicI32::new(0);
-
-extern "C" fn note_stop(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-extern "C" fn forward_stop(_: libc::c_int) {
-    let child = CHILD.load(Ordering::SeqCst);
-    if child > 0 {
-        // SAFETY: kill(2) is async-signal-safe.
-        unsafe { libc::kill(child, libc::SIGUSR1) };
-    }
-}
-
-/// SIGUSR1 runs `handler` (without SA_RESTART, so a blocked waitpid returns EINTR).
-fn install(handler: extern "C" fn(libc::c_int)) -> Result<(), String> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let action = SigAction::new(
-        SigHandler::Handler(handler),
-        SaFlags::empty(),
-        SigSet::empty(),
-    );
-    // SAFETY: both handlers only touch atomics and call kill(2), which are async-signal-safe.
-    unsafe { sigaction(Signal::SIGUSR1, &action) }
-        .map(|_| ())
-        .map_err(|e| format!("sigaction: {e}"))
-}
-
-/// From PID 1: SIGKILL every other process of the sandbox (kill(-1) spares the caller).
-fn kill_all_but_me() {
-    // SAFETY: kill(2) with pid -1 from the namespace's init signals only that namespace.
-    unsafe { libc::kill(-1, libc::SIGKILL) };
 }
 
 /// A bare command name is looked up on the runtime table's PATH, as a shell would; a request's

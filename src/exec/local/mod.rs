@@ -11,7 +11,6 @@ mod output;
 pub mod seccomp;
 pub mod spec;
 mod warm;
-pub mod workspace;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,7 +27,7 @@ use super::runtime::{Runtime, RuntimeTable};
 use super::uids::{UidLease, Uids};
 use super::{
     BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status,
-    StepResult, Usage,
+    StepEnd, StepResult, Usage,
 };
 use crate::policy::Limits;
 
@@ -71,8 +70,6 @@ struct Step<'a> {
     open_files: u64,
     collect: Option<String>,
     stream: Option<super::OutputSink>,
-    /// A sandbox's host directory: its `work/` is copied in and back.
-    workspace: Option<&'a Path>,
     /// The run's uid, held until every step's processes are gone.
     uid: Arc<UidLease>,
 }
@@ -191,7 +188,7 @@ impl LocalExecutor {
                 cgroup_procs: vec![],
                 initial_disk_bytes: 64 << 20,
                 hostname: "sandbox".into(),
-                workspace: None,
+                supervisor: None,
             },
         };
         let pool = WarmPool::new(preparer, cfg.warm);
@@ -241,7 +238,6 @@ impl LocalExecutor {
                 open_files: 64,
                 collect: None,
                 stream: None,
-                workspace: None,
                 uid,
             };
             let outcome = match self.step(step).await {
@@ -299,7 +295,39 @@ impl LocalExecutor {
         let _ = std::fs::remove_dir_all(&self.cfg.staging_root);
     }
 
-    fn base_env(&self) -> Vec<(String, String)> {
+    /// The helper binary re-executed for every sandbox.
+    pub fn helper(&self) -> &Path {
+        &self.cfg.helper
+    }
+
+    pub fn cgroups(&self) -> Option<Arc<dyn CgroupBackend>> {
+        self.cgroups.clone()
+    }
+
+    pub fn uids(&self) -> &Arc<Uids> {
+        &self.cfg.uids
+    }
+
+    /// Whether sandboxes get a user namespace (the service is not root).
+    pub fn user_namespace(&self) -> bool {
+        self.user_namespace
+    }
+
+    /// The boot spec every sandbox starts from (a persistent one adds its supervisor part).
+    pub fn boot_template(&self) -> BootSpec {
+        BootSpec {
+            user_namespace: self.user_namespace,
+            ro_paths: self.table.sandbox.ro_paths.clone(),
+            path: self.table.sandbox.path.clone(),
+            cgroup_procs: vec![],
+            initial_disk_bytes: 64 << 20,
+            hostname: "sandbox".into(),
+            supervisor: None,
+        }
+    }
+
+    /// The environment every program starts from.
+    pub fn base_env(&self) -> Vec<(String, String)> {
         vec![
             ("PATH".into(), self.table.sandbox.path.clone()),
             ("HOME".into(), "/work".into()),
@@ -308,18 +336,7 @@ impl LocalExecutor {
         ]
     }
 
-    /// Run `job` in a sandbox's persistent work dir (`<workspace>/work`): it is copied into the
-    /// call's fresh /work and back when the call ends, also at its deadline (only then is the
-    /// program killed, so the files it wrote before are kept).
-    pub async fn run_in_workspace(
-        &self,
-        job: &Job,
-        workspace: &Path,
-    ) -> Result<RunResult, ExecError> {
-        self.run_job(job, Some(workspace)).await
-    }
-
-    async fn run_job(&self, job: &Job, workspace: Option<&Path>) -> Result<RunResult, ExecError> {
+    async fn run_job(&self, job: &Job) -> Result<RunResult, ExecError> {
         let rt: &Runtime = &job.runtime;
         let version = self.available().get(&rt.language).cloned().ok_or_else(|| {
             ExecError::Unavailable(
@@ -355,7 +372,6 @@ impl LocalExecutor {
                     open_files: job.open_files.max(256),
                     collect: Some(name.clone()),
                     stream: None,
-                    workspace,
                     uid: uid.clone(),
                 })
                 .await?;
@@ -382,7 +398,6 @@ impl LocalExecutor {
                 open_files: job.open_files,
                 collect: None,
                 stream: job.stream.clone(),
-                workspace,
                 uid,
             })
             .await;
@@ -407,14 +422,7 @@ impl LocalExecutor {
     /// Hand a prepared sandbox its run, wait (owning the deadline), collect.
     async fn step(&self, step: Step<'_>) -> Result<StepOutcome, ExecError> {
         // Not on the blocking pool: see `warm::WarmPool::refill` on PDEATHSIG and threads.
-        let sb = match step.workspace {
-            Some(ws) => {
-                // A call that died half-way may have left its copy back; it is not the workspace.
-                remove_if_present(&ws.join(workspace::NEXT));
-                self.pool.take_for(ws)?
-            }
-            None => self.pool.take()?,
-        };
+        let sb = self.pool.take()?;
         let dir = sb.dir.clone();
         let (uid, gid) = (step.uid.uid(), step.uid.uid());
         let guard = StagingGuard {
@@ -499,17 +507,6 @@ impl LocalExecutor {
                 }
             }
         };
-        if !matches!(ended, Ended::Exited) && step.workspace.is_some() {
-            // A workspace call keeps what it wrote: PID 1 kills the program and copies /work
-            // back when asked (SIGUSR1), within a grace period; past it, the hard kill below.
-            if let Some(pid) = child.id() {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGUSR1,
-                );
-            }
-            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-        }
         if !matches!(ended, Ended::Exited) {
             // PID 1 dies with the helper (PDEATHSIG), and the kernel then kills the whole pid
             // namespace; kill_all covers anything that raced into the cgroup meanwhile.
@@ -546,9 +543,6 @@ impl LocalExecutor {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
 
-        if let Some(ws) = step.workspace {
-            remove_if_present(&ws.join(workspace::NEXT));
-        }
         if let Some(SandboxReport {
             setup_error: Some(e),
             ..
@@ -556,29 +550,25 @@ impl LocalExecutor {
         {
             return Err(ExecError::Setup(e.clone()));
         }
-        let (exit_code, signal, status) = match (&ended, &report) {
-            (Ended::Deadline, _) => (None, Some(libc::SIGKILL), Status::Timeout),
-            (Ended::CpuLimit, _) => (None, Some(libc::SIGKILL), Status::CpuLimit),
+        let end = match (&ended, &report) {
+            (Ended::Deadline, _) => StepEnd::Deadline,
+            (Ended::CpuLimit, _) => StepEnd::CpuLimit,
             (Ended::Exited, None) => {
                 return Err(ExecError::Setup(format!(
                     "the sandbox helper ended without a report: {}",
                     stderr.lossy().trim()
                 )))
             }
-            (Ended::Exited, Some(r)) => {
-                let oom = cg_usage.is_some_and(|u| u.oom_kills > 0);
-                let cpu_over = cg_usage.is_some_and(|u| u.cpu_time_ns >= cpu_limit_ns);
-                let status = match (r.exit_code, r.signal) {
-                    (Some(0), _) => Status::Ok,
-                    _ if oom => Status::MemoryLimit,
-                    (_, Some(libc::SIGXCPU)) => Status::CpuLimit,
-                    (_, Some(libc::SIGKILL)) if cpu_over => Status::CpuLimit,
-                    (_, Some(_)) => Status::Killed,
-                    _ => Status::Error,
-                };
-                (r.exit_code, r.signal, status)
-            }
+            (Ended::Exited, Some(r)) => StepEnd::Exited {
+                exit_code: r.exit_code,
+                signal: r.signal,
+            },
         };
+        let (exit_code, signal, status) = super::classify(
+            end,
+            cg_usage.is_some_and(|u| u.oom_kills > 0),
+            cg_usage.is_some_and(|u| u.cpu_time_ns >= cpu_limit_ns),
+        );
         let usage = Usage {
             wall_time_ms: report
                 .as_ref()
@@ -622,7 +612,7 @@ impl Executor for LocalExecutor {
     }
 
     fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>> {
-        Box::pin(self.run_job(job, None))
+        Box::pin(self.run_job(job))
     }
 
     fn runtimes(&self) -> HashMap<String, String> {
@@ -658,15 +648,6 @@ impl Executor for LocalExecutor {
                 (None, true) => "full isolation".into(),
             },
             features,
-        }
-    }
-}
-
-/// Remove a directory tree without following links (std's remove_dir_all does not).
-fn remove_if_present(path: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(path) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %path.display(), error = %e, "could not remove");
         }
     }
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::unistd::{chown, pivot_root, Gid, Uid};
 
-use super::spec::{BootSpec, RunSpec, DATA, ROOT};
+use super::spec::{BootSpec, RunSpec, DATA, ROOT, SUPERVISOR_RUN};
 
 type R<T> = Result<T, String>;
 
@@ -66,7 +66,24 @@ pub fn build_root(staging: &Path, spec: &BootSpec) -> R<()> {
     }
     write_etc(&root, spec)?;
     build_dev(&root, &data)?;
-    for (dir, src) in [("work", data.join("work")), ("tmp", data.join("tmp"))] {
+    // A persistent sandbox's /work is its disk on the host; a one-shot run's is on the tmpfs.
+    let work = match &spec.supervisor {
+        Some(sup) => PathBuf::from(&sup.work),
+        None => data.join("work"),
+    };
+    if let Some(sup) = &spec.supervisor {
+        let target = root.join(SUPERVISOR_RUN.trim_start_matches('/'));
+        ctx(fs::create_dir_all(&target), || {
+            format!("mkdir {}", target.display())
+        })?;
+        bind(
+            Path::new(&sup.run),
+            &target,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            false,
+        )?;
+    }
+    for (dir, src) in [("work", work), ("tmp", data.join("tmp"))] {
         let target = root.join(dir);
         ctx(fs::create_dir_all(&target), || {
             format!("mkdir {}", target.display())
@@ -207,10 +224,15 @@ fn write_etc(root: &Path, spec: &BootSpec) -> R<()> {
 /// The run's identity, once a run has taken the sandbox: `/etc/passwd` and `/etc/group` name
 /// its uid (the read-only root is made writable for the moment it takes), and `/work` is its.
 pub fn set_identity(run: &RunSpec, boot: &BootSpec) -> R<()> {
+    set_identity_of(run.uid, run.gid, boot)
+}
+
+/// As [`set_identity`], for a uid known at boot (a persistent sandbox's).
+pub fn set_identity_of(uid: u32, gid: u32, boot: &BootSpec) -> R<()> {
     let (uid, gid) = if boot.user_namespace {
         (0, 0)
     } else {
-        (run.uid, run.gid)
+        (uid, gid)
     };
     let (passwd, group) = if uid == 0 {
         (

@@ -20,10 +20,27 @@ pub struct BootSpec {
     /// Size of the tmpfs holding /work, /tmp and /dev/shm until the run sets its own.
     pub initial_disk_bytes: u64,
     pub hostname: String,
-    /// A sandbox's host directory (holding `work/`): copied into /work before the program and
-    /// back after it. None for one-shot runs.
-    pub workspace: Option<String>,
+    /// A persistent sandbox: PID 1 serves the sandbox's supervisor instead of waiting for a
+    /// run. None for one-shot runs.
+    #[serde(default)]
+    pub supervisor: Option<SupervisorBoot>,
 }
+
+/// What a persistent sandbox's PID 1 needs besides the root every sandbox gets.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SupervisorBoot {
+    /// The host's work dir (the sandbox's mounted disk image), bound at /work.
+    pub work: String,
+    /// The host dir (mode 0700, root's) bound at `/.execbox/run`: the supervisor's socket.
+    pub run: String,
+    /// The sandbox's uid and gid for its whole life; ignored when `user_namespace`.
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Where the supervisor's run dir is inside a sandbox, and its socket there.
+pub const SUPERVISOR_RUN: &str = "/.execbox/run";
+pub const SUPERVISOR_SOCKET: &str = "sup.sock";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSpec {

@@ -45,8 +45,8 @@ const WAITING: Limits = Limits {
 };
 
 impl Preparer {
-    /// A sandbox for one-shot runs (None) or for a call in a workspace.
-    pub fn prepare(&self, workspace: Option<&std::path::Path>) -> Result<Sandbox, ExecError> {
+    /// A sandbox for one one-shot run.
+    pub fn prepare(&self) -> Result<Sandbox, ExecError> {
         let id = format!("sb-{}", uuid::Uuid::new_v4().simple());
         let dir = self.staging_root.join(&id);
         let io = |what: &'static str| {
@@ -72,7 +72,6 @@ impl Preparer {
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
-            workspace: workspace.map(|w| w.display().to_string()),
             ..self.boot.clone()
         };
         let cleanup = |cgroup: Option<Box<dyn RunCgroup>>| {
@@ -145,18 +144,13 @@ impl WarmPool {
         })
     }
 
-    /// A sandbox for a call in a workspace: never warm, since the workspace is opened at boot.
-    pub fn take_for(&self, workspace: &std::path::Path) -> Result<Sandbox, ExecError> {
-        self.preparer.prepare(Some(workspace))
-    }
-
     /// A prepared sandbox: a warm one when there is one, else one started now.
     pub fn take(self: &Arc<Self>) -> Result<Sandbox, ExecError> {
         let warm = self.ready.lock().unwrap().pop();
         self.refill();
         match warm {
             Some(sb) => Ok(sb),
-            None => self.preparer.prepare(None),
+            None => self.preparer.prepare(),
         }
     }
 
@@ -180,7 +174,7 @@ impl WarmPool {
                 // Prepared on a runtime worker, never on the blocking pool: the helper's
                 // PDEATHSIG fires when the *thread* that spawned it exits, and blocking-pool
                 // threads exit when idle.
-                let made = pool.preparer.prepare(None);
+                let made = pool.preparer.prepare();
                 *pool.creating.lock().unwrap() -= 1;
                 match made {
                     Ok(sb) if !pool.closed.load(std::sync::atomic::Ordering::SeqCst) => {

@@ -143,9 +143,7 @@ pub async fn exec(
                 // The service is gone: the call ends with it (the tree dies on drop).
                 Ok(None) | Err(_) => {
                     control_open = false;
-                    if exit.is_none() {
-                        return None;
-                    }
+                    exit?;
                 }
             },
         }

@@ -6,24 +6,20 @@
 
 use std::io::{Read, Write};
 
-use base64::Engine;
-
 use crate::sandbox::fs::{FsError, WorkDir};
 use crate::sandbox::FileKind;
 use crate::supervisor::proto::{self, ErrorKind, ErrorReply};
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
-
 /// A path as it travels ([`proto::RawPath`]): base64 of the raw bytes.
 pub fn wire_path(raw: &[u8]) -> proto::RawPath {
-    B64.encode(raw)
+    proto::raw_path(raw)
 }
 
 /// The raw bytes of a path off the wire; one that is not base64 is a protocol error.
-pub fn raw_path(p: &str) -> Result<Vec<u8>, ErrorReply> {
-    B64.decode(p).map_err(|e| ErrorReply {
+pub fn raw_path(p: &proto::RawPath) -> Result<Vec<u8>, ErrorReply> {
+    proto::path_bytes(p).map_err(|message| ErrorReply {
         kind: ErrorKind::Protocol,
-        message: format!("a path that is not base64: {e}"),
+        message,
     })
 }
 

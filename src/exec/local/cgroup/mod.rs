@@ -75,11 +75,33 @@ pub trait RunCgroup: Send + Sync {
     fn destroy(&self) -> Result<(), CgroupError>;
 }
 
+/// A persistent sandbox's cgroup, `execbox/<instance>/<id>`: the sandbox's limits over
+/// everything in it, its own processes (helper, init, supervisor) in the leaf `sup`, and one
+/// child per call with the call's limits (the parent's limits still hold over their sum).
+pub trait SandboxCgroup: Send + Sync {
+    /// `cgroup.procs` files of the `sup` leaf, one per hierarchy: the helper joins them first.
+    fn supervisor_procs(&self) -> Vec<PathBuf>;
+    /// `<id>/<name>` with the call's memory (swap off) and pids limits.
+    fn call(&self, name: &str, limits: &Limits) -> Result<Box<dyn RunCgroup>, CgroupError>;
+    /// Kill everything in the sandbox's cgroups and remove them.
+    fn destroy(&self) -> Result<(), CgroupError>;
+}
+
+/// The leaf of a sandbox's cgroup that holds the sandbox's own processes (cgroup v2 lets only
+/// leaves hold processes once children have controllers).
+pub const SUPERVISOR_LEAF: &str = "sup";
+
 /// A cgroup backend (v1 or v2) rooted at `execbox/<instance>`.
 pub trait CgroupBackend: Send + Sync {
     fn features(&self) -> CgroupFeatures;
     /// Create `execbox/<instance>/<run_id>` with the run's memory (swap off) and pids limits.
     fn create(&self, run_id: &str, limits: &Limits) -> Result<Box<dyn RunCgroup>, CgroupError>;
+    /// Create `execbox/<instance>/<id>` for a persistent sandbox, with its `sup` leaf.
+    fn create_sandbox(
+        &self,
+        id: &str,
+        limits: &Limits,
+    ) -> Result<Box<dyn SandboxCgroup>, CgroupError>;
     /// Remove every run cgroup of this instance (processes in them are killed first).
     fn sweep(&self) -> Result<usize, CgroupError>;
     /// Remove this instance's own directory (graceful stop).

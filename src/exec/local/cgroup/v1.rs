@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{
     cgroup_mounts, CgroupBackend, CgroupError, CgroupFeatures, CgroupUsage, CgroupVersion,
-    RunCgroup,
+    RunCgroup, SandboxCgroup, SUPERVISOR_LEAF,
 };
 use crate::policy::Limits;
 
@@ -77,27 +77,6 @@ impl V1 {
             tcp_limit: self.tcp_limit,
         }
     }
-
-    fn apply_limits(&self, run: &V1Run, limits: &Limits) -> Result<(), CgroupError> {
-        let bytes = limits.memory_bytes.to_string();
-        // limit_in_bytes first: the kernel refuses a memsw limit below the memory limit.
-        write_file(&run.memory.join("memory.limit_in_bytes"), &bytes)?;
-        if self.swap_limit {
-            // memory+swap == memory: the run may not swap at all.
-            write_file(&run.memory.join("memory.memsw.limit_in_bytes"), &bytes)?;
-        } else {
-            // No swap accounting: the best we can do is ask the kernel not to swap this cgroup.
-            write_file(&run.memory.join("memory.swappiness"), "0")?;
-        }
-        if self.tcp_limit {
-            // v1 charges TCP buffers to a counter of their own, unlimited and outside
-            // limit_in_bytes: without this a run pins host memory far past its limit. Written
-            // before anything joins, so every socket of the run is charged (v1 starts
-            // accounting a cgroup's sockets at the first write).
-            write_file(&run.memory.join("memory.kmem.tcp.limit_in_bytes"), &bytes)?;
-        }
-        write_file(&run.pids.join("pids.max"), &limits.pids.to_string())
-    }
 }
 
 impl CgroupBackend for V1 {
@@ -115,22 +94,29 @@ impl CgroupBackend for V1 {
     fn create(&self, run_id: &str, limits: &Limits) -> Result<Box<dyn RunCgroup>, CgroupError> {
         check_name(run_id, "run id")?;
         let run = self.run(run_id);
-        let mut created = Vec::new();
-        let result = (|| {
-            for dir in run.dirs() {
-                std::fs::create_dir(dir).map_err(io_err(dir, "mkdir"))?;
-                created.push(dir.clone());
-            }
-            self.apply_limits(&run, limits)
-        })();
-        if let Err(e) = result {
-            // Nothing has joined yet, so the directories are empty and rmdir succeeds.
-            for dir in &created {
-                let _ = rmdir_retry(dir);
-            }
-            return Err(e);
-        }
+        run.make(limits)?;
         Ok(Box::new(run))
+    }
+
+    fn create_sandbox(
+        &self,
+        id: &str,
+        limits: &Limits,
+    ) -> Result<Box<dyn SandboxCgroup>, CgroupError> {
+        check_name(id, "sandbox id")?;
+        let run = self.run(id);
+        run.make(limits)?;
+        // Always 1 on current kernels (and no longer writable); older ones need it before the
+        // first child, so a call's memory counts against the sandbox's.
+        let _ = std::fs::write(run.memory.join("memory.use_hierarchy"), "1");
+        let leaf = run.child(SUPERVISOR_LEAF);
+        for dir in leaf.dirs() {
+            if let Err(e) = std::fs::create_dir(dir) {
+                let _ = run.destroy();
+                return Err(io_err(dir, "mkdir")(e));
+            }
+        }
+        Ok(Box::new(V1Sandbox { run }))
     }
 
     fn sweep(&self) -> Result<usize, CgroupError> {
@@ -166,6 +152,80 @@ struct V1Run {
 impl V1Run {
     fn dirs(&self) -> [&PathBuf; 3] {
         [&self.memory, &self.pids, &self.cpuacct]
+    }
+
+    fn child(&self, name: &str) -> V1Run {
+        V1Run {
+            memory: self.memory.join(name),
+            pids: self.pids.join(name),
+            cpuacct: self.cpuacct.join(name),
+            swap_limit: self.swap_limit,
+            tcp_limit: self.tcp_limit,
+        }
+    }
+
+    /// Make the directories and write the limits; on error remove what was made.
+    fn make(&self, limits: &Limits) -> Result<(), CgroupError> {
+        let mut created = Vec::new();
+        let result = (|| {
+            for dir in self.dirs() {
+                std::fs::create_dir(dir).map_err(io_err(dir, "mkdir"))?;
+                created.push(dir.clone());
+            }
+            self.apply_limits(limits)
+        })();
+        if let Err(e) = result {
+            // Nothing has joined yet, so the directories are empty and rmdir succeeds.
+            for dir in &created {
+                let _ = rmdir_retry(dir);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn apply_limits(&self, limits: &Limits) -> Result<(), CgroupError> {
+        let bytes = limits.memory_bytes.to_string();
+        // limit_in_bytes first: the kernel refuses a memsw limit below the memory limit.
+        write_file(&self.memory.join("memory.limit_in_bytes"), &bytes)?;
+        if self.swap_limit {
+            // memory+swap == memory: the run may not swap at all.
+            write_file(&self.memory.join("memory.memsw.limit_in_bytes"), &bytes)?;
+        } else {
+            // No swap accounting: the best we can do is ask the kernel not to swap this cgroup.
+            write_file(&self.memory.join("memory.swappiness"), "0")?;
+        }
+        if self.tcp_limit {
+            // v1 charges TCP buffers to a counter of their own, unlimited and outside
+            // limit_in_bytes: without this a run pins host memory far past its limit. Written
+            // before anything joins, so every socket of the run is charged (v1 starts
+            // accounting a cgroup's sockets at the first write).
+            write_file(&self.memory.join("memory.kmem.tcp.limit_in_bytes"), &bytes)?;
+        }
+        write_file(&self.pids.join("pids.max"), &limits.pids.to_string())
+    }
+}
+
+/// A sandbox's directories in the three hierarchies; calls are children of them.
+#[derive(Debug)]
+struct V1Sandbox {
+    run: V1Run,
+}
+
+impl SandboxCgroup for V1Sandbox {
+    fn supervisor_procs(&self) -> Vec<PathBuf> {
+        self.run.child(SUPERVISOR_LEAF).procs_files()
+    }
+
+    fn call(&self, name: &str, limits: &Limits) -> Result<Box<dyn RunCgroup>, CgroupError> {
+        check_name(name, "call id")?;
+        let call = self.run.child(name);
+        call.make(limits)?;
+        Ok(Box::new(call))
+    }
+
+    fn destroy(&self) -> Result<(), CgroupError> {
+        self.run.destroy()
     }
 }
 
@@ -213,19 +273,11 @@ impl RunCgroup for V1Run {
     }
 
     fn kill_all(&self) {
-        kill_until_empty(&self.procs_files());
+        kill_until_empty(&tree_procs(&self.dirs()));
     }
 
     fn destroy(&self) -> Result<(), CgroupError> {
-        self.kill_all();
-        // Try every hierarchy even if one fails, so one stuck directory leaves no others behind.
-        let mut first_err = None;
-        for dir in self.dirs() {
-            if let Err(e) = rmdir_retry(dir) {
-                first_err.get_or_insert(e);
-            }
-        }
-        first_err.map_or(Ok(()), Err)
+        remove_trees(&self.dirs())
     }
 }
 
@@ -322,6 +374,48 @@ pub(super) fn kill_until_empty(procs_files: &[PathBuf]) {
         std::thread::sleep(Duration::from_millis(2));
     }
     tracing::warn!(files = ?procs_files, "cgroup still has processes after 200 kill rounds");
+}
+
+/// Every directory of the cgroup trees at `roots`, children before their parents.
+fn tree_dirs(roots: &[&PathBuf]) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for name in subdirs(dir).unwrap_or_default() {
+            walk(&dir.join(name), out);
+        }
+        out.push(dir.to_path_buf());
+    }
+    let mut out = Vec::new();
+    for root in roots {
+        walk(root, &mut out);
+    }
+    out
+}
+
+/// The `cgroup.procs` files of the whole trees at `roots` (a sandbox's calls are its children).
+pub(super) fn tree_procs(roots: &[&PathBuf]) -> Vec<PathBuf> {
+    tree_dirs(roots)
+        .iter()
+        .map(|d| d.join("cgroup.procs"))
+        .collect()
+}
+
+/// Kill everything in the trees at `roots`, then remove them, children first. Every directory
+/// is tried even if one fails, so one stuck directory leaves no others behind.
+pub(super) fn remove_trees(roots: &[&PathBuf]) -> Result<(), CgroupError> {
+    let dirs = tree_dirs(roots);
+    kill_until_empty(
+        &dirs
+            .iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect::<Vec<_>>(),
+    );
+    let mut first_err = None;
+    for dir in &dirs {
+        if let Err(e) = rmdir_retry(dir) {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
 }
 
 /// rmdir a cgroup, retrying while the kernel still reports it busy (killed processes are still
@@ -536,6 +630,61 @@ mod tests {
     }
 
     /// Against the host's real cgroup v1 hierarchies (needs root and a v1 memory controller).
+    #[test]
+    fn live_v1_sandbox_with_calls_nests_and_is_removed_whole() {
+        use std::os::unix::process::ExitStatusExt;
+        if !Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+            || !nix::unistd::geteuid().is_root()
+        {
+            eprintln!("!!! SKIPPED live_v1_sandbox_with_calls_nests_and_is_removed_whole: needs root and cgroup v1 !!!");
+            return;
+        }
+        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let v1 =
+            V1::from_mountinfo(&mountinfo, &format!("unit-nest-{}", std::process::id())).unwrap();
+        let sb = v1.create_sandbox("sb1", &limits(128 << 20, 32)).unwrap();
+        assert_eq!(
+            sb.supervisor_procs(),
+            vec![
+                v1.memory.join("sb1/sup/cgroup.procs"),
+                v1.pids.join("sb1/sup/cgroup.procs"),
+                v1.cpuacct.join("sb1/sup/cgroup.procs"),
+            ]
+        );
+        let call = sb.call("call1", &limits(32 << 20, 8)).unwrap();
+        assert_eq!(
+            read_u64(&v1.memory.join("sb1/call1/memory.limit_in_bytes")),
+            Some(32 << 20)
+        );
+        assert_eq!(
+            read_u64(&v1.memory.join("sb1/memory.limit_in_bytes")),
+            Some(128 << 20)
+        );
+        let mut sup = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let mut prog = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        for f in sb.supervisor_procs() {
+            write_file(&f, &sup.id().to_string()).unwrap();
+        }
+        for f in call.procs_files() {
+            write_file(&f, &prog.id().to_string()).unwrap();
+        }
+        // A call's pids count in the sandbox's (hierarchical).
+        assert_eq!(read_u64(&v1.pids.join("sb1/pids.current")), Some(2));
+        // Removing the sandbox kills and removes everything in it, calls included.
+        sb.destroy().unwrap();
+        assert_eq!(sup.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert_eq!(prog.wait().unwrap().signal(), Some(libc::SIGKILL));
+        assert!(v1.dirs().iter().all(|d| !d.join("sb1").exists()));
+        drop(call);
+        v1.remove_instance().unwrap();
+    }
+
     #[test]
     fn live_v1_kill_and_destroy() {
         use std::os::unix::process::ExitStatusExt;

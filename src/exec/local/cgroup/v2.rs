@@ -11,11 +11,12 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use super::v1::{
-    check_name, io_err, keyed_value, kill_until_empty, read_u64, rmdir_retry, subdirs, write_file,
+    check_name, io_err, keyed_value, kill_until_empty, read_u64, remove_trees, rmdir_retry,
+    subdirs, tree_procs, write_file,
 };
 use super::{
     unescape_octal, CgroupBackend, CgroupError, CgroupFeatures, CgroupUsage, CgroupVersion,
-    RunCgroup,
+    RunCgroup, SandboxCgroup, SUPERVISOR_LEAF,
 };
 use crate::policy::Limits;
 
@@ -214,26 +215,44 @@ impl CgroupBackend for V2 {
 
     fn create(&self, run_id: &str, limits: &Limits) -> Result<Box<dyn RunCgroup>, CgroupError> {
         check_name(run_id, "run id")?;
-        let run = V2Run {
-            dir: self.dir.join(run_id),
-        };
-        std::fs::create_dir(&run.dir).map_err(io_err(&run.dir, "mkdir"))?;
-        let result = (|| {
-            write_file(
-                &run.dir.join("memory.max"),
-                &limits.memory_bytes.to_string(),
-            )?;
-            if self.swap_limit {
-                write_file(&run.dir.join("memory.swap.max"), "0")?;
-            }
-            write_file(&run.dir.join("pids.max"), &limits.pids.to_string())
-        })();
-        if let Err(e) = result {
-            // Nothing has joined yet, so the directory is empty and rmdir succeeds.
-            let _ = rmdir_retry(&run.dir);
+        Ok(Box::new(make_run(
+            self.dir.join(run_id),
+            limits,
+            self.swap_limit,
+        )?))
+    }
+
+    fn create_sandbox(
+        &self,
+        id: &str,
+        limits: &Limits,
+    ) -> Result<Box<dyn SandboxCgroup>, CgroupError> {
+        check_name(id, "sandbox id")?;
+        let run = make_run(self.dir.join(id), limits, self.swap_limit)?;
+        // The sandbox's own processes go to a leaf, so the sandbox's cgroup holds none itself
+        // and may hand its controllers to the calls' cgroups (v2's no-internal-processes rule).
+        let own =
+            std::fs::read_to_string(self.dir.join("cgroup.subtree_control")).unwrap_or_default();
+        let want: Vec<&str> = own
+            .split_whitespace()
+            .map(|c| c.trim_start_matches('+'))
+            .collect();
+        let leaf = run.dir.join(SUPERVISOR_LEAF);
+        let made = enable(&run.dir, &want, false)
+            .map_err(|e| CgroupError::Io {
+                path: run.dir.clone(),
+                op: "enable controllers",
+                source: std::io::Error::other(e),
+            })
+            .and_then(|()| std::fs::create_dir(&leaf).map_err(io_err(&leaf, "mkdir")));
+        if let Err(e) = made {
+            let _ = run.destroy();
             return Err(e);
         }
-        Ok(Box::new(run))
+        Ok(Box::new(V2Sandbox {
+            run,
+            swap_limit: self.swap_limit,
+        }))
     }
 
     fn sweep(&self) -> Result<usize, CgroupError> {
@@ -266,9 +285,56 @@ impl CgroupBackend for V2 {
     }
 }
 
+/// Make a run's (or a call's, or a sandbox's) directory with its limits; on error remove it.
+fn make_run(dir: PathBuf, limits: &Limits, swap_limit: bool) -> Result<V2Run, CgroupError> {
+    std::fs::create_dir(&dir).map_err(io_err(&dir, "mkdir"))?;
+    let run = V2Run { dir };
+    let result = (|| {
+        write_file(
+            &run.dir.join("memory.max"),
+            &limits.memory_bytes.to_string(),
+        )?;
+        if swap_limit {
+            write_file(&run.dir.join("memory.swap.max"), "0")?;
+        }
+        write_file(&run.dir.join("pids.max"), &limits.pids.to_string())
+    })();
+    if let Err(e) = result {
+        // Nothing has joined yet, so the directory is empty and rmdir succeeds.
+        let _ = rmdir_retry(&run.dir);
+        return Err(e);
+    }
+    Ok(run)
+}
+
 #[derive(Debug)]
 struct V2Run {
     dir: PathBuf,
+}
+
+#[derive(Debug)]
+struct V2Sandbox {
+    run: V2Run,
+    swap_limit: bool,
+}
+
+impl SandboxCgroup for V2Sandbox {
+    fn supervisor_procs(&self) -> Vec<PathBuf> {
+        vec![self.run.dir.join(SUPERVISOR_LEAF).join("cgroup.procs")]
+    }
+
+    fn call(&self, name: &str, limits: &Limits) -> Result<Box<dyn RunCgroup>, CgroupError> {
+        check_name(name, "call id")?;
+        Ok(Box::new(make_run(
+            self.run.dir.join(name),
+            limits,
+            self.swap_limit,
+        )?))
+    }
+
+    fn destroy(&self) -> Result<(), CgroupError> {
+        self.run.destroy()
+    }
 }
 
 impl RunCgroup for V2Run {
@@ -314,12 +380,15 @@ impl RunCgroup for V2Run {
                 tracing::debug!(path = %kill.display(), error = %e, "cgroup.kill failed; falling back to signals");
             }
         }
-        kill_until_empty(&self.procs_files());
+        kill_until_empty(&tree_procs(&[&self.dir]));
     }
 
     fn destroy(&self) -> Result<(), CgroupError> {
-        self.kill_all();
-        rmdir_retry(&self.dir)
+        let kill = self.dir.join("cgroup.kill");
+        if kill.exists() {
+            let _ = std::fs::write(&kill, "1");
+        }
+        remove_trees(&[&self.dir])
     }
 }
 
@@ -481,6 +550,29 @@ mod tests {
         assert!(!v2.features().swap_limit);
         v2.create("r2", &limits(8 << 20, 4)).unwrap();
         assert!(!tmp.path().join("execbox/i1/r2/memory.swap.max").exists());
+    }
+
+    #[test]
+    fn a_sandbox_hands_its_controllers_to_its_calls() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake(tmp.path(), "memory pids cpu\n", "");
+        let v2 = V2::at(tmp.path().to_path_buf(), "i1").unwrap();
+        let sb = v2.create_sandbox("sb1", &limits(128 << 20, 32)).unwrap();
+        let dir = tmp.path().join("execbox/i1/sb1");
+        assert_eq!(
+            fs::read_to_string(dir.join("memory.max")).unwrap(),
+            (128u64 << 20).to_string()
+        );
+        // The sandbox holds no process itself: its own are in `sup`, its calls below it.
+        assert_eq!(
+            fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap(),
+            "+memory +pids +cpu"
+        );
+        assert_eq!(sb.supervisor_procs(), vec![dir.join("sup/cgroup.procs")]);
+        let call = sb.call("c1", &limits(32 << 20, 8)).unwrap();
+        assert_eq!(call.procs_files(), vec![dir.join("c1/cgroup.procs")]);
+        assert_eq!(fs::read_to_string(dir.join("c1/pids.max")).unwrap(), "8");
+        assert!(sb.call("../x", &limits(1, 1)).is_err());
     }
 
     #[test]

@@ -238,6 +238,37 @@ fn tar_in_refuses_metadata_it_would_have_to_hold_whole() {
     assert_eq!(read_all(&w, &deep).unwrap(), b"x");
 }
 
+#[test]
+fn tar_in_refuses_a_cut_archive_and_what_would_misplace_the_next_header() {
+    needs_root!();
+    let (_t, w, _) = setup();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(4096);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "cut", &[5u8; 4096][..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    // Cut inside the file's data: the file is not written short.
+    let e = tar_in(&w, &mut &tar[..2048], OWNER).unwrap_err();
+    assert_eq!(error_reply(&e).kind, ErrorKind::InvalidArchive, "{e}");
+    assert_eq!(listed(&w, b""), vec![], "no file and no temp file");
+    // A pax `size` record moves the next header where a reader of the plain header would not
+    // look; a GNU sparse entry carries blocks of its own.
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([("size", &b"10"[..])]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_size(10);
+    h.set_mode(0o644);
+    b.append_data(&mut h, "p", &[1u8; 10][..]).unwrap();
+    let e = tar_in(&w, &mut &b.into_inner().unwrap()[..], OWNER).unwrap_err();
+    assert!(e.to_string().contains("pax size records"), "{e}");
+    let mut b = tar::Builder::new(Vec::new());
+    entry(&mut b, b"sparse", tar::EntryType::GNUSparse, b"", b"");
+    let e = tar_in(&w, &mut &b.into_inner().unwrap()[..], OWNER).unwrap_err();
+    assert!(e.to_string().contains("sparse"), "{e}");
+    assert_eq!(listed(&w, b""), vec![]);
+}
+
 /// A small tmpfs as the work dir's filesystem, unmounted when dropped.
 struct Tmpfs(tempfile::TempDir);
 
@@ -424,7 +455,7 @@ fn errors_map_to_the_protocols_kinds() {
         .ends_with("Input/output error (os error 5)"));
     assert_eq!(raw_path(&wire_path(b"\xff/a")).unwrap(), b"\xff/a");
     assert_eq!(
-        raw_path("not base64!").unwrap_err().kind,
+        raw_path(&"not base64!".to_string()).unwrap_err().kind,
         ErrorKind::Protocol
     );
 }
