@@ -15,7 +15,8 @@
 set -euo pipefail
 
 SUITE=bookworm
-PACKAGES=python3,nodejs,gcc,g++,libc6-dev,tar,ca-certificates
+# python3-numpy/pandas/matplotlib: what data work in a context expects (from Debian, not PyPI).
+PACKAGES=python3,python3-numpy,python3-pandas,python3-matplotlib,nodejs,gcc,g++,libc6-dev,tar,ca-certificates
 PRIMARY=execbox/python:bookworm
 ALIASES=(execbox/node:bookworm execbox/gcc:bookworm)
 TAGS=("$PRIMARY" "${ALIASES[@]}")
@@ -82,6 +83,8 @@ for c in sh bash tar sleep python3 node gcc g++; do
     chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin sh -c "command -v $c" >/dev/null \
         || die "rootfs lacks $c"
 done
+chroot "$ROOT" /usr/bin/python3 -c 'import numpy, pandas, matplotlib' \
+    || die "rootfs python3 lacks numpy, pandas or matplotlib"
 # shrink: package caches and lists, docs (copyright files kept), man/info, locales, logs
 rm -rf "$ROOT"/var/cache/apt/* "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/debconf/*-old \
     "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* "$ROOT"/usr/share/locale/* \
@@ -102,6 +105,7 @@ t=$EPOCHREALTIME
 new_id=$(tar -C "$ROOT" --numeric-owner -c . | docker import \
     --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
     --change 'LABEL execbox.image=offline' \
+    --change 'LABEL execbox.python-data=numpy,pandas,matplotlib' \
     --change 'WORKDIR /work' \
     - "$PRIMARY") || die "docker import failed"
 for tag in "${ALIASES[@]}"; do docker tag "$PRIMARY" "$tag"; done

@@ -18,7 +18,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # tag | dockerfile | base image
 IMAGES=(
-    "execbox/python:bookworm|python.Dockerfile|python:3.11-slim-bookworm"
+    "execbox/python:bookworm|python.Dockerfile|debian:bookworm-slim"
     "execbox/node:bookworm|node.Dockerfile|node:20-bookworm-slim"
     "execbox/gcc:bookworm|gcc.Dockerfile|gcc:12-bookworm"
 )
@@ -41,6 +41,15 @@ command -v docker >/dev/null || die "docker CLI not found"
 docker info >/dev/null 2>&1 || die "cannot reach the Docker engine (docker info failed; check DOCKER_HOST / the daemon)"
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
+# The python image also carries the data packages contexts expect; one built before they were
+# added lacks this label and is built again.
+DATA_LABEL=execbox.python-data
+DATA_PACKAGES=numpy,pandas,matplotlib
+current() {
+    have "$1" || return 1
+    [[ $1 != execbox/python:* ]] && return 0
+    [[ $(docker image inspect -f "{{index .Config.Labels \"$DATA_LABEL\"}}" "$1" 2>/dev/null) == "$DATA_PACKAGES" ]]
+}
 
 # Test binaries may call this concurrently: one build at a time; the others wait
 # and then find the images present (with --if-missing).
@@ -52,7 +61,7 @@ fi
 missing=()
 for entry in "${IMAGES[@]}"; do
     tag=${entry%%|*}
-    have "$tag" || missing+=("$tag")
+    current "$tag" || missing+=("$tag")
 done
 
 if ((if_missing)) && ((${#missing[@]} == 0)); then

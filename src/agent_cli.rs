@@ -118,6 +118,7 @@ pub async fn run(cfg: Config, a: AgentArgs) -> anyhow::Result<i32> {
         default_language: None,
         max_output_chars: None,
         require_approval: a.approve,
+        stateful: false,
     };
     let docker = a.executor.as_deref() == Some("docker");
     with_state(cfg, docker, async |state| {

@@ -317,6 +317,7 @@ async fn one(ctx: &Ctx<'_>, i: usize, p: &Problem) -> anyhow::Result<Line> {
         default_language: None,
         max_output_chars: None,
         require_approval: false,
+        stateful: false,
     };
     let view = match start(ctx, req).await? {
         Ok(run) => {

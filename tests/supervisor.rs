@@ -259,6 +259,263 @@ fn base64_of(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
+// --- contexts and background processes ------------------------------------------------------
+
+fn context_spec() -> proto::ContextSpec {
+    proto::ContextSpec {
+        language: "python".into(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: String::new(),
+    }
+}
+
+fn code(id: &str, code: &str, wall_ms: u64) -> proto::ContextExecSpec {
+    proto::ContextExecSpec {
+        id: id.into(),
+        code: code.into(),
+        limits: ProcLimits {
+            wall_time_ms: wall_ms,
+            cpu_time_ms: 10_000,
+            output_bytes: 1 << 20,
+            open_files: 256,
+            file_bytes: 64 << 20,
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_context_keeps_its_state_and_survives_an_interrupt() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let id = s.client.context_create(context_spec()).await.unwrap();
+    let out = s
+        .client
+        .context_exec(
+            code(&id, "import os\nx = 41\nprint(os.getuid())", 10_000),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{UID}\n"));
+    assert_eq!(out.exit.ended, Some(Ended::Exited));
+    let out = s
+        .client
+        .context_exec(code(&id, "x + 1", 10_000), None)
+        .await
+        .unwrap();
+    assert_eq!(out.result.results[0]["text/plain"], "42");
+    assert!(out.result.error.is_none());
+    // The deadline interrupts; the namespace stays.
+    let started = Instant::now();
+    let out = s
+        .client
+        .context_exec(code(&id, "import time\nx = 7\ntime.sleep(60)", 500), None)
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(out.exit.ended, Some(Ended::Deadline));
+    assert_eq!(out.result.error.unwrap().name, "KeyboardInterrupt");
+    let out = s
+        .client
+        .context_exec(code(&id, "x", 10_000), None)
+        .await
+        .unwrap();
+    assert_eq!(out.result.results[0]["text/plain"], "7");
+    // A call whose connection closes is interrupted too; the next call finds the context idle.
+    let dropped = s
+        .client
+        .context_exec(code(&id, "x = 9\ntime.sleep(60)", 60_000), None);
+    assert!(tokio::time::timeout(Duration::from_millis(500), dropped)
+        .await
+        .is_err());
+    let out = s
+        .client
+        .context_exec(code(&id, "x", 10_000), None)
+        .await
+        .unwrap();
+    assert_eq!(out.result.results[0]["text/plain"], "9");
+    let list = s.client.context_list().await.unwrap();
+    assert_eq!(
+        (list.len(), list[0].id.as_str(), list[0].state.as_str()),
+        (1, id.as_str(), "idle")
+    );
+}
+
+#[tokio::test]
+async fn a_context_that_ignores_the_interrupt_is_killed_and_lost() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let id = s.client.context_create(context_spec()).await.unwrap();
+    let stubborn = "import subprocess, time\n\
+        subprocess.Popen(['sleep', '1061'])\n\
+        while True:\n    try:\n        time.sleep(0.1)\n    except KeyboardInterrupt:\n        pass";
+    let started = Instant::now();
+    let err = s
+        .client
+        .context_exec(code(&id, stubborn, 500), None)
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2400) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    match err {
+        SupError::Remote(ErrorKind::ContextLost, m) => assert!(m.contains("was lost"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(processes_with("sleep\01061").is_empty(), "its tree is gone");
+    assert!(matches!(
+        s.client.context_exec(code(&id, "1", 1000), None).await,
+        Err(SupError::Remote(ErrorKind::ContextLost, _))
+    ));
+    assert_eq!(s.client.context_list().await.unwrap()[0].state, "lost");
+    s.client.context_delete(&id).await.unwrap();
+    assert!(matches!(
+        s.client.context_exec(code(&id, "1", 1000), None).await,
+        Err(SupError::Remote(ErrorKind::NoSuchContext, _))
+    ));
+    assert!(matches!(
+        s.client.context_delete(&id).await,
+        Err(SupError::Remote(ErrorKind::NoSuchContext, _))
+    ));
+}
+
+#[tokio::test]
+async fn deleting_a_context_kills_what_it_started() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let id = s.client.context_create(context_spec()).await.unwrap();
+    s.client
+        .context_exec(
+            code(
+                &id,
+                "import subprocess\np = subprocess.Popen(['sleep', '1062'])",
+                10_000,
+            ),
+            None,
+        )
+        .await
+        .unwrap();
+    let t = Instant::now();
+    while processes_with("sleep\01062").is_empty() && t.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(processes_with("sleep\01062").len(), 1);
+    s.client.context_delete(&id).await.unwrap();
+    assert!(processes_with("sleep\01062").is_empty());
+    assert!(s.client.context_list().await.unwrap().is_empty());
+}
+
+fn process(argv: &[&str]) -> proto::ProcessSpec {
+    proto::ProcessSpec {
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: String::new(),
+        open_files: 256,
+        log_bytes: 64,
+    }
+}
+
+async fn logs(s: &Running, id: &str, follow: bool) -> (String, String, proto::ProcessInfo) {
+    use execbox::supervisor::client::LogItem;
+    use futures_util::StreamExt;
+    let mut stream = std::pin::pin!(s.client.process_logs(id, follow).await.unwrap());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    while let Some(item) = stream.next().await {
+        match item.unwrap() {
+            LogItem::Output(execbox::exec::StreamKind::Stdout, b) => out.extend(b),
+            LogItem::Output(_, b) => err.extend(b),
+            LogItem::End(info) => {
+                return (
+                    String::from_utf8(out).unwrap(),
+                    String::from_utf8(err).unwrap(),
+                    info.unwrap(),
+                )
+            }
+        }
+    }
+    panic!("logs without an end");
+}
+
+#[tokio::test]
+async fn a_background_process_outlives_calls_keeps_its_newest_logs_and_dies_whole() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let script =
+        "for i in $(seq 1 40); do echo line$i; done; echo oops >&2; sleep 1063 & sleep 1064";
+    let id = s
+        .client
+        .process_start(process(&["sh", "-c", script]))
+        .await
+        .unwrap();
+    // A call in between does not touch it.
+    let out = s
+        .client
+        .exec(call(&["true"], 5_000), b"", vec![], None, None)
+        .await
+        .unwrap();
+    assert_eq!(out.exit.exit_code, Some(0));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(processes_with("sleep\0106").len(), 2);
+    let (out, err, info) = logs(&s, &id, false).await;
+    // The newest 64 bytes of stdout.
+    assert!(
+        out.ends_with("line39\nline40\n") && out.len() == 64,
+        "{out:?}"
+    );
+    assert_eq!(err, "oops\n");
+    assert_eq!((info.state.as_str(), info.exit_code), ("running", None));
+    s.client.process_kill(&id).await.unwrap();
+    assert!(
+        processes_with("sleep\0106").is_empty(),
+        "the whole tree is gone"
+    );
+    assert!(s.client.process_list().await.unwrap().is_empty());
+    assert!(matches!(
+        s.client.process_kill(&id).await,
+        Err(SupError::Remote(ErrorKind::NoSuchProcess, _))
+    ));
+}
+
+#[tokio::test]
+async fn followed_logs_end_with_the_exit_and_a_missing_program_exits_127() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let id = s
+        .client
+        .process_start(process(&[
+            "sh",
+            "-c",
+            "for i in 1 2 3; do echo $i; sleep 0.2; done; exit 4",
+        ]))
+        .await
+        .unwrap();
+    let (out, _, info) = logs(&s, &id, true).await;
+    assert_eq!(out, "1\n2\n3\n");
+    assert_eq!((info.state.as_str(), info.exit_code), ("exited", Some(4)));
+    let list = s.client.process_list().await.unwrap();
+    assert_eq!((list.len(), list[0].exit_code), (1, Some(4)));
+    let id = s
+        .client
+        .process_start(process(&["no-such-program-1065"]))
+        .await
+        .unwrap();
+    let (_, err, info) = logs(&s, &id, true).await;
+    assert_eq!(info.exit_code, Some(127));
+    assert!(err.starts_with("execbox: "), "{err}");
+}
+
 fn chunks(data: &[u8]) -> impl futures_util::Stream<Item = Result<Vec<u8>, String>> + Send + '_ {
     futures_util::stream::iter(data.chunks(100_000).map(|c| Ok(c.to_vec())))
 }

@@ -46,6 +46,11 @@ pub struct AgentRequest {
     /// Hold every block until `POST /v1/agent/runs/{id}/approval` approves or rejects it.
     #[serde(default)]
     pub require_approval: bool,
+    /// Run the Python blocks in one stateful context of the sandbox (as AutoGen's Jupyter
+    /// executor does): variables, imports and definitions carry from block to block, and a
+    /// trailing expression's value and an exception's traceback are part of the output.
+    #[serde(default)]
+    pub stateful: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ErrorBody;
 use super::execute::{admit_and_spawn, join, AbortOnDrop, Origin};
-use super::{sandboxes, ApiError, AppState};
+use super::{contexts, sandboxes, ApiError, AppState};
 use crate::agent::conversation::{CodeRunner, Decision};
 use crate::agent::model::{guard, normalize_url, ClientSettings, ModelClient};
 use crate::agent::request::AgentRequest;
@@ -204,6 +204,7 @@ pub async fn start_run(
         state: state.clone(),
         team: team.clone(),
         sandbox_id: sandbox.id.clone(),
+        context: req.stateful.then(Default::default),
     });
     Ok(state
         .agent
@@ -226,6 +227,8 @@ struct SandboxRunner {
     state: Arc<AppState>,
     team: Team,
     sandbox_id: String,
+    /// With `"stateful": true`: the context its Python blocks run in, started by the first.
+    context: Option<tokio::sync::Mutex<Option<String>>>,
 }
 
 impl CodeRunner for SandboxRunner {
@@ -263,7 +266,7 @@ impl CodeRunner for SandboxRunner {
 
 impl SandboxRunner {
     async fn call(&self, language: &str, code: &str) -> Result<RunResult, ApiError> {
-        let req = SandboxCallRequest {
+        let mut req = SandboxCallRequest {
             language: language.to_string(),
             code: code.to_string(),
             files: vec![],
@@ -271,16 +274,78 @@ impl SandboxRunner {
             args: vec![],
             env: Default::default(),
             limits: Default::default(),
+            context: None,
         };
-        let (job, call) = sandboxes::call(&self.state, &self.team, &self.sandbox_id, req).await?;
         let origin = Origin {
             team: self.team.clone(),
             sandbox_id: Some(self.sandbox_id.clone()),
         };
+        let stateful = self
+            .context
+            .as_ref()
+            .filter(|_| contexts::speaks(&self.state, language));
+        let Some(slot) = stateful else {
+            let (job, call) =
+                sandboxes::call(&self.state, &self.team, &self.sandbox_id, req).await?;
+            let task = admit_and_spawn(&self.state, origin, job, Arc::new(call)).await?;
+            let _kill_on_drop = AbortOnDrop(task.abort_handle());
+            return join(task).await;
+        };
+        // One block at a time in the context (blocks of a reply run in order anyway).
+        let mut ctx = slot.lock().await;
+        let id = match &*ctx {
+            Some(id) => id.clone(),
+            None => {
+                let id =
+                    contexts::start_context(&self.state, &self.team, &self.sandbox_id, language)
+                        .await?;
+                *ctx = Some(id.clone());
+                id
+            }
+        };
+        req.context = Some(id);
+        let (job, call) =
+            contexts::context_call(&self.state, &self.team, &self.sandbox_id, req).await?;
         let task = admit_and_spawn(&self.state, origin, job, Arc::new(call)).await?;
         let _kill_on_drop = AbortOnDrop(task.abort_handle());
-        join(task).await
+        match join(task).await {
+            Ok(r) => Ok(as_output(r)),
+            Err(e) => {
+                if e.code == "context_lost" || e.code == "context_not_found" {
+                    // The next block starts a fresh interpreter.
+                    *ctx = None;
+                }
+                Err(e)
+            }
+        }
     }
+}
+
+/// A context call's display results and error, folded into its output the way a notebook
+/// shows them, for the model to read: each result's text after stdout, the traceback after
+/// stderr.
+fn as_output(mut r: RunResult) -> RunResult {
+    for bundle in r.results.iter().flatten() {
+        let text = match bundle.get("text/plain").and_then(|v| v.as_str()) {
+            Some(t) => t.to_string(),
+            None => "<a display result without text>".to_string(),
+        };
+        if !r.stdout.is_empty() && !r.stdout.ends_with('\n') {
+            r.stdout.push('\n');
+        }
+        r.stdout.push_str(&text);
+        r.stdout.push('\n');
+        if bundle.contains_key("image/png") {
+            r.stdout.push_str("[an image/png figure was displayed]\n");
+        }
+    }
+    if let Some(Some(e)) = &r.error {
+        if !r.stderr.is_empty() && !r.stderr.ends_with('\n') {
+            r.stderr.push('\n');
+        }
+        r.stderr.push_str(&e.traceback);
+    }
+    r
 }
 
 /// `GET /v1/agent/runs`: the team's runs, newest first, without their messages.

@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::exec::request::RequestError;
-use crate::exec::ExecError;
+use crate::exec::{ContextFailure, ExecError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -106,6 +106,12 @@ impl From<ExecError> for ApiError {
                 "executor_unavailable",
                 e.to_string(),
             ),
+            ExecError::Context(ContextFailure::NotFound, m) => {
+                ApiError::new(StatusCode::NOT_FOUND, "context_not_found", m)
+            }
+            ExecError::Context(ContextFailure::Lost, m) => {
+                ApiError::new(StatusCode::GONE, "context_lost", m)
+            }
             ExecError::DiskFull(..) => {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
             }

@@ -92,7 +92,7 @@ pub(super) struct Origin {
     pub(super) sandbox_id: Option<String>,
 }
 
-fn wants_events(headers: &HeaderMap) -> bool {
+pub(super) fn wants_events(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()
@@ -358,7 +358,7 @@ fn events(
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// One `stdout` or `stderr` event (JSON has no raw newline, so the data is one line).
-fn output_event(name: &str, text: String) -> Bytes {
+pub(super) fn output_event(name: &str, text: String) -> Bytes {
     let mut out = format!("event: {name}\ndata: ").into_bytes();
     serde_json::to_writer(&mut out, &OutputEvent { data: text }).expect("output serializes");
     out.extend_from_slice(b"\n\n");
@@ -368,12 +368,12 @@ fn output_event(name: &str, text: String) -> Bytes {
 /// Turns byte chunks into text without splitting a UTF-8 sequence across events; invalid bytes
 /// become U+FFFD, as in the JSON result.
 #[derive(Default)]
-struct Utf8Chunks {
+pub(super) struct Utf8Chunks {
     pending: Vec<u8>,
 }
 
 impl Utf8Chunks {
-    fn push(&mut self, bytes: &[u8]) -> String {
+    pub(super) fn push(&mut self, bytes: &[u8]) -> String {
         self.pending.extend_from_slice(bytes);
         let valid = match std::str::from_utf8(&self.pending) {
             Ok(_) => self.pending.len(),
@@ -386,7 +386,7 @@ impl Utf8Chunks {
         text
     }
 
-    fn finish(&mut self) -> String {
+    pub(super) fn finish(&mut self) -> String {
         String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned()
     }
 }

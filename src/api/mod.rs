@@ -3,12 +3,14 @@
 pub mod agent;
 pub mod auth;
 mod batch;
+mod contexts;
 mod error;
 mod execute;
 mod info;
 pub mod json_stream;
 pub mod metrics;
 mod openapi;
+mod processes;
 mod sandboxes;
 pub mod serve;
 
@@ -93,6 +95,25 @@ pub fn routes() -> Vec<Route> {
         ),
         route(M::POST, "/v1/sandboxes/{id}/execute", sandboxes::execute),
         route(M::GET, "/v1/sandboxes/{id}/files", sandboxes::list_files),
+        route(M::POST, "/v1/sandboxes/{id}/contexts", contexts::create),
+        route(M::GET, "/v1/sandboxes/{id}/contexts", contexts::list),
+        route(
+            M::DELETE,
+            "/v1/sandboxes/{id}/contexts/{context_id}",
+            contexts::delete,
+        ),
+        route(M::POST, "/v1/sandboxes/{id}/processes", processes::create),
+        route(M::GET, "/v1/sandboxes/{id}/processes", processes::list),
+        route(
+            M::DELETE,
+            "/v1/sandboxes/{id}/processes/{process_id}",
+            processes::delete,
+        ),
+        route(
+            M::GET,
+            "/v1/sandboxes/{id}/processes/{process_id}/logs",
+            processes::logs,
+        ),
         route(
             M::GET,
             "/v1/sandboxes/{id}/files/{*path}",

@@ -18,7 +18,7 @@ use utoipa::OpenApi;
 use super::auth::{self, Auth};
 use super::error::ErrorBody;
 use super::execute::OutputEvent;
-use super::{agent, batch, execute, info, sandboxes, AppState};
+use super::{agent, batch, contexts, execute, info, processes, sandboxes, AppState};
 use crate::exec::request::{ENV_NAME_PATTERN, KNOWN_EXECUTORS, PATH_PATTERN};
 
 #[derive(OpenApi)]
@@ -47,6 +47,13 @@ use crate::exec::request::{ENV_NAME_PATTERN, KNOWN_EXECUTORS, PATH_PATTERN};
         sandboxes::put_file,
         sandboxes::get_archive,
         sandboxes::post_archive,
+        contexts::create,
+        contexts::list,
+        contexts::delete,
+        processes::create,
+        processes::list,
+        processes::delete,
+        processes::logs,
         agent::start,
         agent::list,
         agent::get,
@@ -64,6 +71,8 @@ use crate::exec::request::{ENV_NAME_PATTERN, KNOWN_EXECUTORS, PATH_PATTERN};
         (name = "runs", description = "One-off runs"),
         (name = "sandboxes", description = "A team's persistent workspaces and the calls in them"),
         (name = "files", description = "The files of a sandbox's work dir"),
+        (name = "contexts", description = "Stateful Python interpreters in a sandbox: variables, imports and definitions persist between calls (`POST /v1/sandboxes/{id}/execute` with `context`)"),
+        (name = "processes", description = "Background processes of a sandbox: they outlive the call that started them and are reached over the sandbox's own loopback"),
         (name = "agent", description = "Agent runs: a model writes code, a sandbox runs it, the output goes back, until a termination condition fires"),
         (name = "service", description = "What the service offers and how it is"),
     ),
@@ -400,6 +409,48 @@ fn constrain(doc: &mut Value, state: &AppState) {
         doc,
         &format!("{props}/policy"),
         json!({"enum": nullable(&names)}),
+    );
+
+    // Contexts speak Python; a context call brings only code (the interpreter is running).
+    let python: Vec<&str> = state
+        .runtimes
+        .runtimes
+        .iter()
+        .filter(|r| crate::sandbox::stateful::CONTEXT_LANGUAGES.contains(&r.language.as_str()))
+        .flat_map(|r| {
+            std::iter::once(r.language.as_str()).chain(r.aliases.iter().map(String::as_str))
+        })
+        .collect();
+    add(
+        doc,
+        &format!("{schemas}/CreateContext/properties/language"),
+        json!({"enum": python}),
+    );
+    add(
+        doc,
+        &format!("{schemas}/SandboxCallRequest"),
+        json!({"allOf": [{"anyOf": [
+            {"properties": {"context": {"type": "null"}}},
+            {"properties": {
+                "language": {"enum": python},
+                "files": {"maxItems": 0},
+                "stdin": {"maxLength": 0},
+                "args": {"maxItems": 0},
+                "env": {"maxProperties": 0},
+            }},
+        ]}]}),
+    );
+    let props = format!("{schemas}/CreateProcess/properties");
+    add(
+        doc,
+        &format!("{props}/command"),
+        json!({"items": {"type": "string", "pattern": NO_NUL}}),
+    );
+    add(doc, &format!("{props}/env"), env_map());
+    add(
+        doc,
+        &format!("{props}/cwd"),
+        json!({"pattern": format!("^(?:(?:\\./?)?|{}/?)$", &PATH_PATTERN[1..PATH_PATTERN.len() - 1])}),
     );
 
     // Paths in URLs: a file, or the directory to list (the whole work dir when empty or `.`).

@@ -62,6 +62,16 @@ impl From<SandboxError> for ApiError {
                 format!("{e}; send a tar (ustar, GNU or pax)"),
             ),
             SandboxError::Exec(x) => x.into(),
+            SandboxError::ContextNotFound(m) => {
+                ApiError::new(StatusCode::NOT_FOUND, "context_not_found", m)
+            }
+            SandboxError::ContextLost(m) => ApiError::new(StatusCode::GONE, "context_lost", m),
+            SandboxError::ProcessNotFound(m) => {
+                ApiError::new(StatusCode::NOT_FOUND, "process_not_found", m)
+            }
+            SandboxError::Unsupported(m) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported", m)
+            }
             SandboxError::Io(..) => {
                 tracing::error!(error = %e, "sandbox file operation failed");
                 ApiError::new(
@@ -129,7 +139,7 @@ pub struct FileWritten {
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Path)]
 #[allow(dead_code)]
-struct SandboxId {
+pub(super) struct SandboxId {
     /// As `POST /v1/sandboxes` answered (`sb_...`).
     id: String,
 }
@@ -159,7 +169,7 @@ pub struct FileQuery {
 }
 
 /// The 404 of every `/v1/sandboxes/{id}...` route.
-const NOT_FOUND: &str = "`sandbox_not_found`: the team has no such sandbox (another team's is exactly as missing), or it expired or was deleted";
+pub(super) const NOT_FOUND: &str = "`sandbox_not_found`: the team has no such sandbox (another team's is exactly as missing), or it expired or was deleted";
 
 pub(super) fn manager(
     state: &AppState,
@@ -353,6 +363,9 @@ pub async fn execute(
     body: Result<Json<Object<SandboxCallRequest>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(Object(req)) = body?;
+    if req.context.is_some() {
+        return super::contexts::execute(&state, &team, &id, req, &headers).await;
+    }
     let (job, call) = call(&state, &team, &id, req).await?;
     let sandbox_id = call.sandbox.id.clone();
     respond(
@@ -448,7 +461,7 @@ impl Executor for SandboxCall {
     }
 }
 
-fn backend_of(
+pub(super) fn backend_of(
     m: &crate::sandbox::manager::Manager,
     sandbox: &Sandbox,
 ) -> Result<Arc<dyn SandboxBackend>, ApiError> {

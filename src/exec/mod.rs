@@ -113,6 +113,27 @@ pub struct RunResult {
     pub policy: String,
     pub language: String,
     pub runtime_version: String,
+    /// A context call's display results (`POST /v1/sandboxes/{id}/execute` with `context`):
+    /// bundles keyed by MIME type, as Jupyter's display data (`text/plain`, `image/png` as
+    /// base64, `text/html`, ...), in the order the code made them. Absent for other runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub results: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
+    /// A context call's uncaught exception (null when there was none). Absent for other runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<DisplayError>, nullable = true)]
+    pub error: Option<Option<DisplayError>>,
+}
+
+/// The uncaught exception of a context call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct DisplayError {
+    /// The exception's class, e.g. `ZeroDivisionError` (`KeyboardInterrupt` at a deadline).
+    pub name: String,
+    /// Its message (`str()` of it).
+    pub value: String,
+    /// The formatted traceback, as Python prints it.
+    pub traceback: String,
 }
 
 /// Which of the program's streams a chunk of output came from.
@@ -150,6 +171,8 @@ impl RunResult {
             policy: job.policy.clone(),
             language: job.runtime.language.clone(),
             runtime_version,
+            results: None,
+            error: None,
         }
     }
 }
@@ -198,6 +221,17 @@ pub enum ExecError {
     /// Every uid of `sandbox_uids` is held by a live run or sandbox (it is never shared).
     #[error("no sandbox uid is free: {0}")]
     NoUid(String),
+    /// A context call found no usable context (the caller's to fix, not the service's failure).
+    #[error("{1}")]
+    Context(ContextFailure, String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContextFailure {
+    /// No such context in the sandbox (never created, or deleted).
+    NotFound,
+    /// Its interpreter was killed (it ignored the interrupt at a deadline) or died.
+    Lost,
 }
 
 /// Readiness as shown on `/readyz`.

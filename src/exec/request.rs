@@ -200,6 +200,11 @@ pub struct SandboxCallRequest {
     /// most the sandbox's own disk.
     #[serde(default, deserialize_with = "object::field")]
     pub limits: LimitOverrides,
+    /// Run `code` in this stateful context (`POST /v1/sandboxes/{id}/contexts`) instead of as
+    /// a new program: its variables, imports and definitions persist between calls. The
+    /// language must be the context's; `files`, `stdin`, `args` and `env` are refused with it.
+    #[serde(default)]
+    pub context: Option<String>,
 }
 
 impl SandboxCallRequest {
@@ -213,6 +218,7 @@ impl SandboxCallRequest {
             args,
             env,
             limits,
+            context: _,
         } = self;
         ExecuteRequest {
             language,

@@ -8,6 +8,7 @@ pub mod fs;
 pub mod local;
 pub mod manager;
 pub mod names;
+pub mod stateful;
 pub mod supervised;
 
 use std::collections::BTreeMap;
@@ -95,6 +96,15 @@ pub enum SandboxError {
     Exec(#[from] ExecError),
     #[error("sandbox i/o failed while {0}: {1}")]
     Io(String, #[source] std::io::Error),
+    #[error("{0}")]
+    ContextNotFound(String),
+    #[error("{0}")]
+    ContextLost(String),
+    #[error("{0}")]
+    ProcessNotFound(String),
+    /// The executor's sandboxes have no contexts or background processes.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 /// An archive as it streams (a `GET /archive` body out, a `POST /archive` body in), so no
@@ -154,4 +164,15 @@ pub trait SandboxBackend: Send + Sync {
     fn reconcile<'a>(&'a self, known: &'a [Sandbox]) -> BoxFuture<'a, Vec<String>>;
     /// Graceful stop: release what must not outlive the service, keep what must survive a restart.
     fn shutdown(&self) -> BoxFuture<'_, ()>;
+    /// The sandbox's supervisor, for contexts and background processes (`stateful.rs`).
+    fn session<'a>(
+        &'a self,
+        _sb: &'a Sandbox,
+    ) -> BoxFuture<'a, Result<stateful::Session, SandboxError>> {
+        Box::pin(async {
+            Err(SandboxError::Unsupported(
+                "this executor's sandboxes have no contexts or background processes".into(),
+            ))
+        })
+    }
 }

@@ -503,4 +503,16 @@ impl SandboxBackend for Supervised {
     fn shutdown(&self) -> BoxFuture<'_, ()> {
         self.host.shutdown()
     }
+
+    fn session<'a>(
+        &'a self,
+        sb: &'a Sandbox,
+    ) -> BoxFuture<'a, Result<super::stateful::Session, SandboxError>> {
+        Box::pin(async move {
+            Ok(super::stateful::Session {
+                sup: self.sup(sb).await?,
+                base_env: self.host.base_env(sb),
+            })
+        })
+    }
 }

@@ -12,6 +12,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 
+mod stateful;
+pub use stateful::{ContextOutput, LogItem};
+
 use super::proto::{
     self, io_async, CallExit, CallSpec, Control, ErrorKind, Hello, Kind, Reply, Request, Response,
 };

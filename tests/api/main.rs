@@ -9,6 +9,7 @@ mod auth;
 mod batch;
 mod cli;
 mod containment;
+mod contexts;
 mod contract;
 mod docker_sandboxes;
 mod errors;

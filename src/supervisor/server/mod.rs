@@ -14,7 +14,9 @@
 
 pub mod bridge;
 pub mod call;
+pub mod context;
 pub mod files;
+pub mod process;
 pub mod staging;
 pub mod tree;
 
@@ -52,6 +54,8 @@ pub struct Shared {
     pub reaper: tree::Reaper,
     /// Whether trees get pid namespaces of their own (probed at start).
     pub pid_namespaces: bool,
+    pub contexts: context::Contexts,
+    pub processes: process::Processes,
 }
 
 impl Shared {
@@ -106,6 +110,8 @@ async fn run(cfg: ServeConfig) -> io::Result<()> {
         cfg,
         filters,
         reaper: tree::Reaper::default(),
+        contexts: Default::default(),
+        processes: Default::default(),
     });
     let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
     {
@@ -200,6 +206,16 @@ async fn dispatch(
             ..Default::default()
         })),
         Request::Exec(spec) => call::exec(shared, spec, fds, rd, wr).await,
+        Request::ContextCreate(spec) => Some(shared.contexts.create(shared, spec).await),
+        Request::ContextExec(spec) => Some(shared.contexts.exec(spec, rd, wr).await),
+        Request::ContextDelete { id } => Some(shared.contexts.delete(&id).await),
+        Request::ContextList => Some(shared.contexts.list()),
+        Request::ProcessStart(spec) => Some(shared.processes.start(shared, spec)),
+        Request::ProcessList => Some(shared.processes.list()),
+        Request::ProcessLogs { id, follow } => {
+            Some(shared.processes.logs(&id, follow, rd, wr).await)
+        }
+        Request::ProcessKill { id } => Some(shared.processes.kill(&id).await),
         Request::CheckPaths { paths } => Some(
             answer(
                 paths_of(&paths)
@@ -251,16 +267,14 @@ async fn dispatch(
                 .map(|r| r.map_or_else(|e| e, |()| ok(Reply::default())))
         }
         Request::KillAll if std::process::id() == 1 => {
+            shared.contexts.kill_all().await;
+            shared.processes.kill_all().await;
             kill_all();
             Some(ok(Reply::default()))
         }
         Request::KillAll => Some(error(
             ErrorKind::Protocol,
             "kill_all needs the supervisor to be its sandbox's init",
-        )),
-        other => Some(error(
-            ErrorKind::Protocol,
-            format!("this supervisor does not serve {other:?}"),
         )),
     }
 }
