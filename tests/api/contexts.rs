@@ -635,57 +635,15 @@ async fn exits_logs_and_followed_logs(ex: &str) {
     assert_eq!(delete(app, &format!("/v1/sandboxes/{sb}")).await, 204);
 }
 
-// Local only for now: main's docker sandboxes (`DockerSandboxes`) do not offer a `session` yet;
-// once docker sandboxes are `Supervised` (as on the docker branch), use on_both_executors!.
-mod local {
-    #[tokio::test]
-    async fn state_persists_and_values_display() {
-        crate::helpers::needs_root!();
-        super::state_persists_and_values_display("local").await
-    }
-    #[tokio::test]
-    async fn figures_come_back_as_png() {
-        crate::helpers::needs_root!();
-        super::figures_come_back_as_png("local").await
-    }
-    #[tokio::test]
-    async fn an_exception_is_reported_and_the_context_goes_on() {
-        crate::helpers::needs_root!();
-        super::an_exception_is_reported_and_the_context_goes_on("local").await
-    }
-    #[tokio::test]
-    async fn a_deadline_interrupts_and_the_state_survives() {
-        crate::helpers::needs_root!();
-        super::a_deadline_interrupts_and_the_state_survives("local").await
-    }
-    #[tokio::test]
-    async fn a_context_that_ignores_the_interrupt_is_lost() {
-        crate::helpers::needs_root!();
-        super::a_context_that_ignores_the_interrupt_is_lost("local").await
-    }
-    #[tokio::test]
-    async fn context_errors_are_clear() {
-        crate::helpers::needs_root!();
-        super::context_errors_are_clear("local").await
-    }
-    #[tokio::test]
-    async fn a_context_call_streams_its_output() {
-        crate::helpers::needs_root!();
-        super::a_context_call_streams_its_output("local").await
-    }
-    #[tokio::test]
-    async fn a_background_server_is_reached_over_loopback() {
-        crate::helpers::needs_root!();
-        super::a_background_server_is_reached_over_loopback("local").await
-    }
-    #[tokio::test]
-    async fn a_kill_takes_the_whole_tree_and_the_sandbox_takes_the_rest() {
-        crate::helpers::needs_root!();
-        super::a_kill_takes_the_whole_tree_and_the_sandbox_takes_the_rest("local").await
-    }
-    #[tokio::test]
-    async fn exits_logs_and_followed_logs() {
-        crate::helpers::needs_root!();
-        super::exits_logs_and_followed_logs("local").await
-    }
-}
+on_both_executors!(
+    state_persists_and_values_display,
+    figures_come_back_as_png,
+    an_exception_is_reported_and_the_context_goes_on,
+    a_deadline_interrupts_and_the_state_survives,
+    a_context_that_ignores_the_interrupt_is_lost,
+    context_errors_are_clear,
+    a_context_call_streams_its_output,
+    a_background_server_is_reached_over_loopback,
+    a_kill_takes_the_whole_tree_and_the_sandbox_takes_the_rest,
+    exits_logs_and_followed_logs,
+);

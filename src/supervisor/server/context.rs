@@ -646,7 +646,7 @@ mod tests {
             let mut it = Interpreter {
                 child,
                 commands: std::fs::File::from(cmd_w),
-                answers: BufReader::new(std::fs::File::from(OwnedFd::from(ans_r))),
+                answers: BufReader::new(std::fs::File::from(ans_r)),
             };
             let ready = it.answer();
             (it, ready)
