@@ -607,7 +607,7 @@ mod tests {
     //! The driver on its own: python3 started as the supervisor starts it, spoken to over
     //! fds 3 and 4.
     use std::io::{BufRead, BufReader, Write};
-    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     use std::process::{Child, Command, Stdio};
 
