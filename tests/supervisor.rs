@@ -82,7 +82,7 @@ fn call(argv: &[&str], wall_ms: u64) -> CallSpec {
     }
 }
 
-/// Host pids whose command line contains `token`.
+/// Host pids whose command line is `token`.
 fn processes_with(token: &str) -> Vec<i32> {
     let mut found = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
@@ -90,7 +90,9 @@ fn processes_with(token: &str) -> Vec<i32> {
             continue;
         };
         if let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) {
-            if String::from_utf8_lossy(&cmd).contains(token) {
+            // The whole command line, arguments joined by spaces: a shell whose script names
+            // the token is not the process.
+            if String::from_utf8_lossy(&cmd).replace('\0', " ").trim() == token {
                 found.push(pid);
             }
         }
@@ -137,13 +139,28 @@ async fn nothing_a_call_starts_outlives_it() {
         return;
     }
     let s = start().await;
-    let script =
-        "setsid sleep 1031 & (sleep 1032 &) ; nohup sleep 1033 >/dev/null 2>&1 & echo started";
-    let out = s
+    let script = "setsid sleep 1031 & (sleep 1032 &) ; nohup sleep 1033 >/dev/null 2>&1 & sleep 1; echo started";
+    let exec = s
         .client
-        .exec(call(&["sh", "-c", script], 10_000), b"", vec![], None, None)
-        .await
-        .unwrap();
+        .exec(call(&["sh", "-c", script], 10_000), b"", vec![], None, None);
+    // The escapees are seen running while the call runs, so their absence after it means
+    // something.
+    let watch = async {
+        let until = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < until {
+            if ["sleep 1031", "sleep 1032", "sleep 1033"]
+                .iter()
+                .all(|t| processes_with(t).len() == 1)
+            {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+    let (out, seen) = tokio::join!(exec, watch);
+    let out = out.unwrap();
+    assert!(seen, "the escapees never ran");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "started\n");
     assert_eq!(out.exit.exit_code, Some(0));
     for token in ["sleep 1031", "sleep 1032", "sleep 1033"] {
@@ -176,7 +193,7 @@ async fn the_deadline_kills_the_whole_tree_and_says_so() {
     assert_eq!(out.exit.signal, Some(libc::SIGKILL));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "up\n");
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert!(processes_with("sleep 104").is_empty());
+    assert!(processes_with("sleep 1041").is_empty() && processes_with("sleep 1042").is_empty());
 }
 
 #[tokio::test]
@@ -368,7 +385,7 @@ async fn a_context_that_ignores_the_interrupt_is_killed_and_lost() {
         SupError::Remote(ErrorKind::ContextLost, m) => assert!(m.contains("was lost"), "{m}"),
         other => panic!("{other:?}"),
     }
-    assert!(processes_with("sleep\01061").is_empty(), "its tree is gone");
+    assert!(processes_with("sleep 1061").is_empty(), "its tree is gone");
     assert!(matches!(
         s.client.context_exec(code(&id, "1", 1000), None).await,
         Err(SupError::Remote(ErrorKind::ContextLost, _))
@@ -404,12 +421,12 @@ async fn deleting_a_context_kills_what_it_started() {
         .await
         .unwrap();
     let t = Instant::now();
-    while processes_with("sleep\01062").is_empty() && t.elapsed() < Duration::from_secs(5) {
+    while processes_with("sleep 1062").is_empty() && t.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(processes_with("sleep\01062").len(), 1);
+    assert_eq!(processes_with("sleep 1062").len(), 1);
     s.client.context_delete(&id).await.unwrap();
-    assert!(processes_with("sleep\01062").is_empty());
+    assert!(processes_with("sleep 1062").is_empty());
     assert!(s.client.context_list().await.unwrap().is_empty());
 }
 
@@ -465,7 +482,10 @@ async fn a_background_process_outlives_calls_keeps_its_newest_logs_and_dies_whol
         .unwrap();
     assert_eq!(out.exit.exit_code, Some(0));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(processes_with("sleep\0106").len(), 2);
+    assert_eq!(
+        processes_with("sleep 1063").len() + processes_with("sleep 1064").len(),
+        2
+    );
     let (out, err, info) = logs(&s, &id, false).await;
     // The newest 64 bytes of stdout.
     assert!(
@@ -476,7 +496,7 @@ async fn a_background_process_outlives_calls_keeps_its_newest_logs_and_dies_whol
     assert_eq!((info.state.as_str(), info.exit_code), ("running", None));
     s.client.process_kill(&id).await.unwrap();
     assert!(
-        processes_with("sleep\0106").is_empty(),
+        processes_with("sleep 1063").is_empty() && processes_with("sleep 1064").is_empty(),
         "the whole tree is gone"
     );
     assert!(s.client.process_list().await.unwrap().is_empty());

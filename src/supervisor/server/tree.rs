@@ -395,6 +395,9 @@ extern "C" fn forward(sig: libc::c_int) {
 unsafe fn init(p: &Prepared, namespaced: bool, own_proc: bool) -> ! {
     // Signal dispositions are the supervisor's (its runtime's SIGCHLD handler writes to a
     // descriptor of the parent's): back to the defaults, then forward SIGINT and SIGTERM.
+    // The tree never outlives its supervisor (as the sandbox's init, its death ends the
+    // sandbox anyway); dying, this init takes its pid namespace along.
+    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
     for sig in 1..=64 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
             libc::signal(sig, libc::SIG_DFL);
