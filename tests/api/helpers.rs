@@ -165,7 +165,12 @@ pub fn client() -> reqwest::Client {
 /// process, and killed with it (PDEATHSIG), so no test leaves it behind.
 pub fn spawn_app() -> &'static TestApp {
     static APP: OnceLock<&'static TestApp> = OnceLock::new();
-    shared(&APP, "test", &[])
+    // Every test of the binary creates its sandboxes here, as the one built-in team.
+    shared(
+        &APP,
+        "test",
+        &[("EXECBOX_QUOTAS__MAX_SANDBOXES_PER_TEAM", "1000")],
+    )
 }
 
 /// The model clients' settings of the agent tests: quick retries, a short timeout.

@@ -390,8 +390,8 @@ async fn every_admitted_run_is_in_the_audit_log(ex: &str) {
     );
 
     if ex == "local" {
-        // The executor fails mid-call: the sandbox's work dir vanishes under it (an operator's
-        // slip), so the call cannot be copied back. A 500, and a row that says so.
+        // The executor fails mid-call: the sandbox's supervisor is killed under it (an
+        // operator's slip). A 500, and a row that says so.
         let id = create_sandbox(&app, ex).await;
         let failed = format!("sleep 10 # {}", token());
         let call = tokio::spawn({
@@ -409,7 +409,16 @@ async fn every_admitted_run_is_in_the_audit_log(ex: &str) {
             }
         });
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        std::fs::remove_dir_all(app.data_dir.join("sandboxes").join(&id).join("work")).unwrap();
+        // The sandbox's supervisor dies under the call (its helper killed by someone else):
+        // the call's connection breaks.
+        let helpers = host_processes_with(&format!("sandboxes/{id}/stage"));
+        assert!(!helpers.is_empty(), "the sandbox's helper is running");
+        for pid in helpers {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         assert_eq!(call.await.unwrap(), 500);
         assert_eq!(
             audit_rows(&app, &failed),
