@@ -4,7 +4,8 @@ other (`a` with `a`, or `a` with `a/b`): the service answers 400 `invalid_file`,
 document's description of `files` says so, but no schema keyword compares two items of an array
 by a part of them. Generated bodies that break it are dropped, so the fuzzer's
 `positive_data_acceptance` check does not count that documented refusal against the service.
-Second, a files path given with `path_encoding=percent` (see below). Nothing else is filtered."""
+Second, a files path given with `path_encoding=percent` (see below). Third, a sandbox call's
+limits (see below). Nothing else is filtered."""
 
 import schemathesis
 
@@ -20,8 +21,35 @@ def _files_clash(request) -> bool:
     return any(_clash(a, b) for i, a in enumerate(paths) for b in paths[i + 1:])
 
 
+# The third: a sandbox call runs under its sandbox's policy, which its body does not name. The
+# document bounds its limits by what a sandbox of every policy takes (so a call within them is
+# never refused), and says that one above them is refused unless the sandbox's policy allows it;
+# whether it is depends on a sandbox made by another request. Calls with a limit above the
+# documented maximum are dropped; every other case of the operation is kept.
+
+
+def _over_sandbox_maxima(context, body) -> bool:
+    op = getattr(context, "operation", None)
+    if op is None or op.path != "/v1/sandboxes/{id}/execute" or not isinstance(body, dict):
+        return False
+    limits = body.get("limits")
+    if not isinstance(limits, dict):
+        return False
+    props = (
+        op.schema.raw_schema["components"]["schemas"]["SandboxCallRequest"]["properties"]["limits"]
+        .get("properties", {})
+    )
+    for name, value in limits.items():
+        maximum = props.get(name, {}).get("maximum") if isinstance(props.get(name), dict) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and maximum is not None and value > maximum:
+            return True
+    return False
+
+
 @schemathesis.hook
 def filter_body(context, body):
+    if _over_sandbox_maxima(context, body):
+        return False
     if isinstance(body, dict) and isinstance(body.get("requests"), list):
         return not any(_files_clash(r) for r in body["requests"])
     return not _files_clash(body)
