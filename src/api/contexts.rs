@@ -110,7 +110,11 @@ pub async fn list(
     // A backend without contexts has none.
     let contexts = match stateful::context_list(&*backend, &sandbox).await {
         Err(crate::sandbox::SandboxError::Unsupported(_)) => Vec::new(),
-        other => other?,
+        Err(e) => {
+            m.get(&team, &id).await?; // deleted meanwhile: just gone
+            return Err(e.into());
+        }
+        Ok(c) => c,
     };
     Ok(Json(ContextList { contexts }))
 }
@@ -133,7 +137,13 @@ pub async fn delete(
     let backend = backend_of(m, &sandbox)?;
     match stateful::context_delete(&*backend, &sandbox, &ctx).await {
         Err(crate::sandbox::SandboxError::Unsupported(_)) => Err(no_context(&ctx)),
-        other => other.map_err(ApiError::from),
+        Err(e) => {
+            // The sandbox may have been deleted meanwhile (its record goes first, then its
+            // supervisor, and with it this operation's connection): then it is just gone.
+            m.get(&team, &id).await?;
+            Err(ApiError::from(e))
+        }
+        Ok(()) => Ok(()),
     }?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -149,7 +149,13 @@ pub async fn list(
     let backend = backend_of(m, &sandbox)?;
     let processes = match stateful::process_list(&*backend, &sandbox).await {
         Err(SandboxError::Unsupported(_)) => Vec::new(),
-        other => other?,
+        Err(e) => {
+            // Not behind the sandbox's lock: the sandbox may have been deleted meanwhile (its
+            // record goes first, then its supervisor); then it is just gone.
+            m.get(&team, &id).await?;
+            return Err(e.into());
+        }
+        Ok(p) => p,
     };
     Ok(Json(ProcessList { processes }))
 }
@@ -171,7 +177,11 @@ pub async fn delete(
     let backend = backend_of(m, &sandbox)?;
     match stateful::process_kill(&*backend, &sandbox, &process).await {
         Err(SandboxError::Unsupported(_)) => Err(no_process(&process)),
-        other => other.map_err(ApiError::from),
+        Err(e) => {
+            m.get(&team, &id).await?; // deleted meanwhile: just gone
+            Err(ApiError::from(e))
+        }
+        Ok(()) => Ok(()),
     }?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -208,7 +218,11 @@ pub async fn logs(
     let follow = wants_events(&headers);
     let logs = match stateful::process_logs(&*backend, &sandbox, &process, follow).await {
         Err(SandboxError::Unsupported(_)) => return Err(no_process(&process)),
-        other => other?,
+        Err(e) => {
+            m.get(&team, &id).await?; // deleted meanwhile: just gone
+            return Err(e.into());
+        }
+        Ok(l) => l,
     };
     if !follow {
         let (stdout, stderr, process) = stateful::collect_logs(logs).await?;
