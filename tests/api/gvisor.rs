@@ -199,6 +199,11 @@ async fn a_runsc_start_that_fails_answers_a_clear_error_and_leaves_nothing() {
             && msg.contains("ask for more memory"),
         "{msg}"
     );
+    // The failed container is removed as the run answers, in the background: soon, not at once.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !containers_of(&instance).is_empty() && std::time::Instant::now() < until {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     assert!(
         containers_of(&instance).is_empty(),
         "the failed container was removed: {:?}",
