@@ -7,32 +7,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-async fn create(app: &TestApp, body: Value) -> String {
-    let r = client()
-        .post(app.url("/v1/sandboxes"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{v}");
-    s(&v, "id")
-}
-
-async fn call(app: &TestApp, id: &str, body: Value) -> Value {
-    let r = client()
-        .post(app.url(&format!("/v1/sandboxes/{id}/execute")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{v}");
-    v
-}
-
 /// The sandbox's container, as the engine lists it (running or not).
 fn container_of(id: &str) -> String {
     let out = std::process::Command::new("docker")
@@ -87,8 +61,8 @@ async fn a_call_in_flight_when_the_service_is_killed_leaves_no_process() {
     let data = tempfile::tempdir().unwrap();
     let instance = format!("k9-{}", std::process::id());
     let mut app = TestApp::start_in(&instance, data.path(), &[]);
-    let id = create(&app, json!({"executor": "docker", "ttl_seconds": 600})).await;
-    let r = call(
+    let id = create_sandbox_with(&app, json!({"executor": "docker", "ttl_seconds": 600})).await;
+    let r = sandbox_call_ok(
         &app,
         &id,
         json!({"language": "bash", "code": "echo kept > keep.txt"}),
@@ -118,7 +92,7 @@ async fn a_call_in_flight_when_the_service_is_killed_leaves_no_process() {
     assert!(left.is_empty(), "the call outlived the service: {left:?}");
 
     let app = TestApp::start_in(&instance, data.path(), &[]);
-    let r = call(
+    let r = sandbox_call_ok(
         &app,
         &id,
         json!({"language": "bash", "code": "cat keep.txt"}),
@@ -139,8 +113,8 @@ async fn a_stopped_container_is_started_again_with_its_work_dir() {
     let Some(app) = app_for("docker").await else {
         return;
     };
-    let id = create(app, json!({"executor": "docker", "ttl_seconds": 600})).await;
-    let r = call(
+    let id = create_sandbox_with(app, json!({"executor": "docker", "ttl_seconds": 600})).await;
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "python", "code": "import os\nos.makedirs('d', exist_ok=True)\nopen('d/f.txt', 'w').write('x' * 100000)\nprint('written')"}),
@@ -153,7 +127,7 @@ async fn a_stopped_container_is_started_again_with_its_work_dir() {
         docker(&["inspect", "-f", "{{.State.Running}}", &c]),
         "false"
     );
-    let r = call(
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "bash", "code": "wc -c < d/f.txt"}),
@@ -183,7 +157,7 @@ async fn a_sandbox_container_is_the_supervisor_with_few_capabilities() {
     let Some(app) = app_for("docker").await else {
         return;
     };
-    let id = create(app, json!({"executor": "docker", "ttl_seconds": 600})).await;
+    let id = create_sandbox_with(app, json!({"executor": "docker", "ttl_seconds": 600})).await;
     let c = container_of(&id);
     assert_eq!(
         docker(&["inspect", "-f", "{{json .Config.Entrypoint}}", &c])
@@ -227,7 +201,7 @@ async fn a_sandbox_container_is_the_supervisor_with_few_capabilities() {
         ]
     );
     // A program has no capability, its own seccomp filter, and cannot enter the run dir.
-    let r = call(
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "bash", "code": "grep -E '^(CapEff|CapPrm|NoNewPrivs|Seccomp):' /proc/self/status; ls /.execbox/run 2>&1 | head -1; id -u"}),
@@ -250,12 +224,12 @@ async fn a_gvisor_sandbox_runs_calls_and_keeps_files() {
     let Some(app) = app_for(GVISOR).await else {
         return;
     };
-    let id = create(
+    let id = create_sandbox_with(
         app,
         json!({"executor": "docker", "policy": "gvisor", "ttl_seconds": 600}),
     )
     .await;
-    let r = call(
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "python", "code": "open('n.txt', 'w').write('41')\nprint(open('/proc/version').read().split()[0])"}),
@@ -267,7 +241,7 @@ async fn a_gvisor_sandbox_runs_calls_and_keeps_files() {
         "{r}"
     );
     let host = std::fs::read_to_string("/proc/version").unwrap();
-    let r = call(
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "python", "code": "print(int(open('n.txt').read()) + 1)\nprint(open('/proc/version').read())"}),
@@ -279,7 +253,7 @@ async fn a_gvisor_sandbox_runs_calls_and_keeps_files() {
         !out.contains(host.trim()),
         "gVisor's kernel answers, not the host's: {out}"
     );
-    let r = call(
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "bash", "code": "sleep 30", "limits": {"wall_time_ms": 1000}}),

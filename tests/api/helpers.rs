@@ -460,3 +460,31 @@ pub async fn read_events(resp: reqwest::Response, stop: impl Fn(&Ev) -> bool) ->
     }
     out
 }
+
+/// Create a sandbox with `body`; its id (201 asserted).
+pub async fn create_sandbox_with(app: &TestApp, body: Value) -> String {
+    let r = client()
+        .post(app.url("/v1/sandboxes"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{v}");
+    s(&v, "id")
+}
+
+/// A sandbox call that must answer 200; its body.
+pub async fn sandbox_call_ok(app: &TestApp, id: &str, body: Value) -> Value {
+    let r = client()
+        .post(app.url(&format!("/v1/sandboxes/{id}/execute")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    v
+}

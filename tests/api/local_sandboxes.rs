@@ -9,32 +9,6 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-async fn create(app: &TestApp, body: Value) -> String {
-    let r = client()
-        .post(app.url("/v1/sandboxes"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 201, "{v}");
-    s(&v, "id")
-}
-
-async fn call(app: &TestApp, id: &str, body: Value) -> Value {
-    let r = client()
-        .post(app.url(&format!("/v1/sandboxes/{id}/execute")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{v}");
-    v
-}
-
 /// Shared-app tests delete what they made: the team's sandbox quota is shared by the binary.
 async fn delete(app: &TestApp, id: &str) {
     let r = client()
@@ -47,7 +21,7 @@ async fn delete(app: &TestApp, id: &str) {
 }
 
 async fn bash(app: &TestApp, id: &str, code: &str) -> Value {
-    call(app, id, json!({"language": "bash", "code": code})).await
+    sandbox_call_ok(app, id, json!({"language": "bash", "code": code})).await
 }
 
 /// A grep pattern for `token` that grep's own command line does not match.
@@ -71,10 +45,10 @@ async fn a_call_sees_earlier_files_and_its_writes_persist() {
     let Some(app) = app_for("local").await else {
         return;
     };
-    let id = create(app, json!({"ttl_seconds": 600})).await;
+    let id = create_sandbox_with(app, json!({"ttl_seconds": 600})).await;
     let r = bash(app, &id, "mkdir -p d && echo one > d/f && echo made").await;
     assert_eq!(r["stdout"], "made\n", "{r}");
-    let r = call(
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "python", "code": "open('d/f','a').write('two\\n'); print(open('d/f').read(), end='')"}),
@@ -82,7 +56,7 @@ async fn a_call_sees_earlier_files_and_its_writes_persist() {
     .await;
     assert_eq!(r["stdout"], "one\ntwo\n", "{r}");
     // A compiled program stays where its call left it.
-    let r = call(
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "c", "code": "#include <stdio.h>\nint main(){FILE*f=fopen(\"d/f\",\"a\");fputs(\"three\\n\",f);fclose(f);puts(\"c\");}"}),
@@ -113,7 +87,7 @@ async fn sparse_files_and_hard_links_never_grow_the_image_past_disk_bytes() {
     };
     // strict: disk_bytes = 16 MiB.
     let disk: u64 = 16 << 20;
-    let id = create(app, json!({"ttl_seconds": 600, "policy": "strict"})).await;
+    let id = create_sandbox_with(app, json!({"ttl_seconds": 600, "policy": "strict"})).await;
     let code = format!(
         r#"
 import os, errno
@@ -145,7 +119,7 @@ for i in range(3000):
 print(bool(made), full, links)
 "#
     );
-    let r = call(
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "python", "code": code, "limits": {"wall_time_ms": 10000}}),
@@ -175,8 +149,8 @@ async fn a_non_utf8_file_name_survives_calls_and_lists_percent_encoded() {
     let Some(app) = app_for("local").await else {
         return;
     };
-    let id = create(app, json!({"ttl_seconds": 600})).await;
-    let r = call(
+    let id = create_sandbox_with(app, json!({"ttl_seconds": 600})).await;
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "python", "code": "open(b'caf\\xe9.txt', 'wb').write(b'latin-1')\nprint('ok')"}),
@@ -184,7 +158,7 @@ async fn a_non_utf8_file_name_survives_calls_and_lists_percent_encoded() {
     .await;
     assert_eq!(r["stdout"], "ok\n", "{r}");
     // Later calls still work and still see it.
-    let r = call(
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "python", "code": "import os\nprint(sorted(n for n in os.listdir(b'.') if n.startswith(b'caf')))"}),
@@ -212,7 +186,7 @@ async fn no_process_of_a_call_survives_it() {
     let Some(app) = app_for("local").await else {
         return;
     };
-    let id = create(app, json!({"ttl_seconds": 600})).await;
+    let id = create_sandbox_with(app, json!({"ttl_seconds": 600})).await;
     let t = token();
     // setsid and a double fork: the grandchild is nobody's child and in a session of its own.
     // The call waits until both are seen running before it ends.
@@ -251,8 +225,8 @@ async fn usage_and_oom_are_reported_per_call() {
     let Some(app) = app_for("local").await else {
         return;
     };
-    let id = create(app, json!({"ttl_seconds": 600})).await;
-    let r = call(
+    let id = create_sandbox_with(app, json!({"ttl_seconds": 600})).await;
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "python", "code": "x = bytearray(200 << 20)\nprint('no')", "limits": {"memory_bytes": 64 << 20}}),
@@ -261,12 +235,12 @@ async fn usage_and_oom_are_reported_per_call() {
     assert_eq!(r["status"], "memory_limit", "{r}");
     assert_eq!(r["signal"], "SIGKILL", "{r}");
     // The next call is measured on its own: no OOM, its own small peak.
-    let r = call(app, &id, json!({"language": "python", "code": "print(1)"})).await;
+    let r = sandbox_call_ok(app, &id, json!({"language": "python", "code": "print(1)"})).await;
     assert_eq!(r["status"], "ok", "{r}");
     let peak = r["usage"]["peak_memory_bytes"].as_u64().unwrap();
     assert!(peak > 0 && peak < 48 << 20, "{r}");
     assert!(r["usage"]["cpu_time_ms"].as_u64().unwrap() < 2000, "{r}");
-    let r = call(
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "python", "code": "while True: pass", "limits": {"cpu_time_ms": 400}}),
@@ -275,7 +249,7 @@ async fn usage_and_oom_are_reported_per_call() {
     assert_eq!(r["status"], "cpu_limit", "{r}");
     let cpu = r["usage"]["cpu_time_ms"].as_u64().unwrap();
     assert!((400..1500).contains(&cpu), "{r}");
-    let r = call(
+    let r = sandbox_call_ok(
         app,
         &id,
         json!({"language": "bash", "code": "sleep 5", "limits": {"wall_time_ms": 500}}),
@@ -296,7 +270,7 @@ async fn a_restart_keeps_the_files_and_a_kill_9_leaves_nothing_of_its_call() {
     let data = tempfile::tempdir().unwrap();
     let instance = format!("lsurv-{}", std::process::id());
     let app = TestApp::start_in(&instance, data.path(), &[]);
-    let id = create(&app, json!({"ttl_seconds": 600})).await;
+    let id = create_sandbox_with(&app, json!({"ttl_seconds": 600})).await;
     bash(&app, &id, "echo survives > keep.txt").await;
     let status = tokio::task::spawn_blocking(move || app.stop_for_restart())
         .await
