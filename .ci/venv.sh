@@ -1,22 +1,28 @@
 #!/usr/bin/env bash
-# The Python tools of the API fuzz test (tests/fuzz.rs): schemathesis and openapi-spec-validator,
-# pinned in .ci/fuzz-requirements.txt, in a venv at target/ci-venv (inside the repo's target dir,
-# so a clean clone gets its own). Re-run cheaply: does nothing when the venv already has exactly
-# these pins.
+# The pinned Python venvs the tests drive third-party clients from, each at target/venv-<name>
+# (inside the repo's target dir, so a clean clone gets its own), from .ci/venvs/<name>.txt.
+# With no argument, every venv listed there; with names, only those. Re-run cheaply: a venv that
+# already has exactly its pins is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-venv=target/ci-venv
-req=.ci/fuzz-requirements.txt
-if [ -x "$venv/bin/schemathesis" ] && cmp -s "$req" "$venv/.requirements"; then
-  exit 0
-fi
 # Debian's python3 with its venv module (python3-venv), not whatever python is first on PATH.
 if ! /usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv
 fi
-rm -rf "$venv"
+names=("$@")
+if [ ${#names[@]} -eq 0 ]; then
+  for req in .ci/venvs/*.txt; do names+=("$(basename "$req" .txt)"); done
+fi
 mkdir -p target
-/usr/bin/python3 -m venv "$venv"
-"$venv/bin/pip" install -q --no-input -r "$req"
-cp "$req" "$venv/.requirements"
-"$venv/bin/schemathesis" --version
+for name in "${names[@]}"; do
+  req=.ci/venvs/$name.txt
+  venv=target/venv-$name
+  if [ -x "$venv/bin/python" ] && cmp -s "$req" "$venv/.requirements"; then
+    continue
+  fi
+  echo "venv $name: installing $req"
+  rm -rf "$venv"
+  /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --no-input -r "$req"
+  cp "$req" "$venv/.requirements"
+done

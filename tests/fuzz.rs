@@ -2,7 +2,7 @@
 //! schemathesis, a property-based API fuzzer, finds nothing against it with all its checks —
 //! with and without auth. Its own test binary, so it runs after the api suite, not beside it.
 //!
-//! The Python tools come from `.ci/venv.sh` (pinned, in `target/ci-venv`). Without them the test
+//! The Python tools come from `.ci/venv.sh` (pinned, in `target/venv-fuzz`). Without them the test
 //! skips loudly, and fails under `CI`.
 //!
 //! Left out of the fuzzing: `POST /v1/agent/runs` (`start_agent_run`). A generated request may
@@ -27,7 +27,7 @@ use helpers::*;
 /// so the README's test command alone brings what this test needs.
 fn venv() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/ci-venv/bin");
+    let venv = root.join("target/venv-fuzz/bin");
     let ready =
         || venv.join("schemathesis").is_file() && venv.join("openapi-spec-validator").is_file();
     if !ready() {
