@@ -50,7 +50,13 @@ fn venv() -> Option<PathBuf> {
 /// `pip install clients/python` into the venv, as a user would, from this checkout.
 fn install_sdk(bin: &Path) {
     let out = Command::new(bin.join("pip"))
-        .args(["install", "-q", "--no-deps", "--no-build-isolation", "--no-index"])
+        .args([
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+        ])
         .arg(Path::new(ROOT).join("clients/python"))
         .output()
         .unwrap();

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 from types import TracebackType
-from typing import Any, Iterator, Mapping, Optional, Sequence, TypeVar, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, TypeVar, Union
 
 import httpx
 
@@ -38,7 +38,7 @@ class _Transport:
             method, self.base_url + path, headers={**self.headers, **extra}, **kw
         )
 
-    def _send(self, build: Any, stream: bool = False) -> httpx.Response:
+    def _send(self, build: Callable[[], httpx.Request], stream: bool = False) -> httpx.Response:
         attempt = 0
         while True:
             resp = self.http.send(build(), stream=stream)

@@ -103,6 +103,7 @@ class ExecboxCodeExecutor(CodeExecutor, Component[ExecboxCodeExecutorConfig]):
         self._sandbox: Optional[AsyncSandbox] = None
         self._context_id: Optional[str] = None
         self._renew_at = 0.0
+        self._starting = asyncio.Lock()  # two first blocks at once make one sandbox
 
     @property
     def timeout(self) -> int:
@@ -115,18 +116,19 @@ class ExecboxCodeExecutor(CodeExecutor, Component[ExecboxCodeExecutorConfig]):
 
     async def start(self) -> None:
         """Make the sandbox (done by the first block if not called)."""
-        if self._sandbox is not None:
-            return
-        self._client = AsyncClient(self._base_url, self._api_key or None)
-        try:
-            self._sandbox = await self._client.sandboxes.create(
-                self._ttl_seconds, executor=self._executor, policy=self._policy
-            )
-        except BaseException:
-            await self._client.close()
-            self._client = None
-            raise
-        self._renew_at = time.monotonic() + self._ttl_seconds / 2
+        async with self._starting:
+            if self._sandbox is not None:
+                return
+            client = AsyncClient(self._base_url, self._api_key or None)
+            try:
+                self._sandbox = await client.sandboxes.create(
+                    self._ttl_seconds, executor=self._executor, policy=self._policy
+                )
+            except BaseException:
+                await client.close()
+                raise
+            self._client = client
+            self._renew_at = time.monotonic() + self._ttl_seconds / 2
 
     async def stop(self) -> None:
         """Delete the sandbox with its files, contexts and processes."""
