@@ -284,9 +284,15 @@ impl Pool {
             .await;
             match ran {
                 Ok(Ok(out)) if out.exit.exit_code == Some(0) => {}
-                Ok(Ok(out)) => tracing::debug!(image = %shape.image, ?argv, exit = ?out.exit, "a warm-up command failed"),
-                Ok(Err(e)) => tracing::debug!(image = %shape.image, ?argv, error = %e, "a warm-up command failed"),
-                Err(_) => tracing::debug!(image = %shape.image, ?argv, "a warm-up command timed out"),
+                Ok(Ok(out)) => {
+                    tracing::debug!(image = %shape.image, ?argv, exit = ?out.exit, "a warm-up command failed")
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(image = %shape.image, ?argv, error = %e, "a warm-up command failed")
+                }
+                Err(_) => {
+                    tracing::debug!(image = %shape.image, ?argv, "a warm-up command timed out")
+                }
             }
         }
     }
