@@ -26,7 +26,7 @@ function startForm(catalog) {
   const key = h('input', { type: 'password', testid: 'agent-key', autocomplete: 'off' });
   const task = h('textarea', { testid: 'agent-task', rows: 4, required: true });
   const maxTurns = h('input', { type: 'number', min: 1, testid: 'agent-max-turns', placeholder: 'the service default' });
-  const executor = select(catalog.executors, { testid: 'agent-executor' });
+  const executor = select(catalog.executors, { testid: 'agent-executor' }, 'local');
   const policy = select([], { testid: 'agent-policy' });
   const sandbox = select([['', 'a new one, deleted at the end']], { testid: 'agent-sandbox' });
   const critic = checkbox('Critic: a second model reviews each round', { testid: 'agent-critic' });
@@ -45,7 +45,7 @@ function startForm(catalog) {
     keyEnv.placeholder = env;
   });
   const policies = () =>
-    setOptions(policy, catalog.policies.filter((p) => p.executors.includes(executor.value)).map((p) => p.name));
+    setOptions(policy, catalog.policies.filter((p) => p.executors.includes(executor.value)).map((p) => p.name), 'default');
   executor.addEventListener('change', policies);
   policies();
   get('/v1/sandboxes')
@@ -241,7 +241,7 @@ async function runPage(main, signal, id) {
     const head = h('div', { class: 'msg-head' }, h('strong', {}, m.source), ' · ', m.type.replace(/_/g, ' '), ' · ', time(m.at));
     const body = [];
     if (m.type === 'task' || m.type === 'text') {
-      body.push(h('div', { class: 'text' }, m.content));
+      body.push(richText(m.content));
       if (m.usage) body.push(h('small', { class: 'muted' }, `${m.usage.input_tokens} in, ${m.usage.output_tokens} out`));
     } else if (m.type === 'code_execution') {
       const r = m.result;
@@ -292,4 +292,20 @@ async function runPage(main, signal, id) {
 
 function code(language, text) {
   return h('figure', { class: 'code' }, h('figcaption', {}, language), h('pre', { class: 'out' }, h('code', {}, text)));
+}
+
+/** A model's text with its fenced blocks shown as code, the rest as it was written. */
+function richText(content) {
+  const parts = [];
+  const fence = /```([\w+#-]*)[^\n]*\n([\s\S]*?)```/g;
+  let at = 0;
+  for (let m = fence.exec(content); m; m = fence.exec(content)) {
+    const before = content.slice(at, m.index).trim();
+    if (before) parts.push(h('div', { class: 'text' }, before));
+    parts.push(code(m[1] || 'code', m[2].replace(/\n$/, '')));
+    at = fence.lastIndex;
+  }
+  const rest = content.slice(at).trim();
+  if (rest || !parts.length) parts.push(h('div', { class: 'text' }, rest));
+  return parts;
 }

@@ -56,14 +56,15 @@ export function checkbox(label, attrs = {}) {
   return { box, el: h('div', { class: 'check' }, box, h('label', { for: box.id }, label)) };
 }
 
-/** A <select> of [value, label] pairs (or plain values). */
-export function select(options, attrs = {}) {
+/** A <select> of [value, label] pairs (or plain values), on `prefer` when it is offered. */
+export function select(options, attrs = {}, prefer = undefined) {
   const el = h('select', attrs);
-  setOptions(el, options);
+  setOptions(el, options, prefer);
   return el;
 }
 
-export function setOptions(sel, options, keep = true) {
+/** Replace a select's options, keeping its choice when it is still offered, else `prefer`. */
+export function setOptions(sel, options, prefer) {
   const before = sel.value;
   sel.replaceChildren(
     ...options.map((o) => {
@@ -71,7 +72,9 @@ export function setOptions(sel, options, keep = true) {
       return h('option', { value }, label);
     }),
   );
-  if (keep && [...sel.options].some((o) => o.value === before)) sel.value = before;
+  const offered = (v) => [...sel.options].some((o) => o.value === v);
+  if (offered(before)) sel.value = before;
+  else if (prefer !== undefined && offered(prefer)) sel.value = prefer;
 }
 
 /** The place a section shows the API's error message, announced to screen readers. */

@@ -40,6 +40,7 @@ export function runPanel({ catalog, sandbox = null, signal, runTestid = 'run' })
   const executor = select(
     catalog.executors.map((e) => [e, catalog.ready[e].ready ? e : `${e} (not ready)`]),
     { testid: 'executor' },
+    'local',
   );
   const policy = select([], { testid: 'policy' });
   const context = select([], { testid: 'context' });
@@ -72,11 +73,13 @@ export function runPanel({ catalog, sandbox = null, signal, runTestid = 'run' })
     setOptions(
       language,
       langs.map((r) => [r.language, `${r.language} (${r.versions[ex]})`]),
+      'python',
     );
     if (!sandbox) {
       setOptions(
         policy,
         catalog.policies.filter((p) => p.executors.includes(ex)).map((p) => [p.name, p.name]),
+        'default',
       );
     }
     refreshLimits();
@@ -235,7 +238,7 @@ export function runPanel({ catalog, sandbox = null, signal, runTestid = 'run' })
       ...fact('Wall time', ms(r.usage.wall_time_ms), 'wall-time'),
       ...fact('CPU time', ms(r.usage.cpu_time_ms), 'cpu-time'),
       ...fact('Peak memory', bytes(r.usage.peak_memory_bytes), 'peak-memory'),
-      ...fact('Ran', `${r.language} ${r.runtime_version} · ${r.executor} · ${r.policy}`, 'ran'),
+      ...fact('Ran', `${r.runtime_version} · ${r.executor} · ${r.policy}`, 'ran'),
     );
     if (r.stdout_truncated || r.stderr_truncated) {
       extra.append(h('p', { class: 'muted' }, 'Output was cut at the run\'s output_bytes.'));

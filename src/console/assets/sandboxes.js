@@ -65,7 +65,7 @@ function listPage(main, catalog) {
     createForm(catalog, errors, refresh),
     h(
       'form',
-      { class: 'row filter', onsubmit: (e) => { e.preventDefault(); refresh(); } },
+      { class: 'row compact', onsubmit: (e) => { e.preventDefault(); refresh(); } },
       field('Filter by metadata', filter, 'KEY=VALUE, one pair per line, all must match'),
       h('div', { class: 'actions' }, h('button', { type: 'submit' }, 'Filter')),
     ),
@@ -76,14 +76,14 @@ function listPage(main, catalog) {
 }
 
 function createForm(catalog, errors, refresh) {
-  const executor = select(catalog.executors, { testid: 'sandbox-executor' });
+  const executor = select(catalog.executors, { testid: 'sandbox-executor' }, 'local');
   const policy = select([], { testid: 'sandbox-policy' });
   const ttl = h('input', { type: 'number', min: 1, value: '3600', testid: 'sandbox-ttl' });
   const idle = h('input', { type: 'number', min: 1, testid: 'sandbox-idle' });
   const metadata = h('textarea', { rows: 2, testid: 'sandbox-metadata', placeholder: 'project=demo' });
   const env = h('textarea', { rows: 2, testid: 'sandbox-env', placeholder: 'GREETING=hello' });
   const policies = () =>
-    setOptions(policy, catalog.policies.filter((p) => p.executors.includes(executor.value)).map((p) => p.name));
+    setOptions(policy, catalog.policies.filter((p) => p.executors.includes(executor.value)).map((p) => p.name), 'default');
   executor.addEventListener('change', policies);
   policies();
   const create = () =>
@@ -178,7 +178,7 @@ async function sandboxPage(main, signal, catalog, id) {
     facts,
     h(
       'form',
-      { class: 'row', novalidate: true, onsubmit: (e) => { e.preventDefault(); keepalive(); } },
+      { class: 'row compact', novalidate: true, onsubmit: (e) => { e.preventDefault(); keepalive(); } },
       field('Keep alive for (seconds)', ttl),
       h(
         'div',

@@ -56,7 +56,7 @@ function teamView(team) {
 }
 
 function executors(ready) {
-  return Object.entries(ready).map(([name, r]) =>
+  return h('div', { class: 'cards' }, Object.entries(ready).map(([name, r]) =>
     h(
       'article',
       { class: 'card executor', testid: 'executor-card', 'data-executor': name },
@@ -70,7 +70,7 @@ function executors(ready) {
       r.detail ? h('p', {}, r.detail) : null,
       h('details', {}, h('summary', {}, 'Features'), features(r.features)),
     ),
-  );
+  ));
 }
 
 function features(f) {
