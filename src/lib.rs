@@ -7,6 +7,7 @@ pub mod agent_eval;
 pub mod api;
 pub mod app;
 pub mod config;
+pub mod console;
 pub mod eval;
 pub mod exec;
 pub mod oneshot;

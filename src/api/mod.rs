@@ -13,6 +13,7 @@ mod openapi;
 mod processes;
 mod sandboxes;
 pub mod serve;
+mod team;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,6 +85,7 @@ pub fn routes() -> Vec<Route> {
         route(M::POST, "/v1/execute/batch", batch::batch),
         route(M::GET, "/v1/runtimes", info::runtimes),
         route(M::GET, "/v1/policies", info::policies),
+        route(M::GET, "/v1/team", team::get),
         route(M::POST, "/v1/sandboxes", sandboxes::create),
         route(M::GET, "/v1/sandboxes", sandboxes::list),
         route(M::GET, "/v1/sandboxes/{id}", sandboxes::get),
@@ -160,6 +162,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             auth::require_team,
         ))
         .with_state(state)
+        .merge(crate::console::router())
 }
 
 async fn not_found() -> ApiError {

@@ -18,7 +18,7 @@ use utoipa::OpenApi;
 use super::auth::{self, Auth};
 use super::error::ErrorBody;
 use super::execute::OutputEvent;
-use super::{agent, batch, contexts, execute, info, processes, sandboxes, AppState};
+use super::{agent, batch, contexts, execute, info, processes, sandboxes, team, AppState};
 use crate::exec::request::{ENV_NAME_PATTERN, KNOWN_EXECUTORS, PATH_PATTERN};
 
 #[derive(OpenApi)]
@@ -36,6 +36,7 @@ use crate::exec::request::{ENV_NAME_PATTERN, KNOWN_EXECUTORS, PATH_PATTERN};
         batch::batch,
         info::runtimes,
         info::policies,
+        team::get,
         sandboxes::create,
         sandboxes::list,
         sandboxes::get,

@@ -8,6 +8,7 @@ mod agent_eval;
 mod auth;
 mod batch;
 mod cli;
+mod console;
 mod containment;
 mod contexts;
 mod contract;
