@@ -9,6 +9,7 @@ pub mod app;
 pub mod config;
 pub mod eval;
 pub mod exec;
+pub mod mcp;
 pub mod oneshot;
 pub mod policy;
 pub mod sandbox;
