@@ -57,13 +57,20 @@ fn script(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Run `script` of venv `venv` with `args`, `input` as JSON on its stdin; what it printed.
-fn drive(python: &Path, script_name: &str, args: &[String], input: &Value) -> Value {
+/// Run `script_name` with the venv's `python`, `input` as JSON on its stdin; what it printed.
+/// A stdio server is the script's child and inherits its environment, `env` included.
+fn drive(
+    python: &Path,
+    script_name: &str,
+    args: &[String],
+    env: &[(&str, &str)],
+    input: &Value,
+) -> Value {
     let mut child = Command::new(python)
         .arg(script(script_name))
         .args(args)
-        // The stdio server is the script's child and inherits this.
         .env("EXECBOX_LOG", "warn")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -85,12 +92,12 @@ fn drive(python: &Path, script_name: &str, args: &[String], input: &Value) -> Va
 }
 
 /// `drive.py stdio` arguments: `execbox mcp` over a data dir of its own.
-fn stdio_args(data_dir: &Path) -> Vec<String> {
+fn stdio_args(data_dir: &Path, executor: &str) -> Vec<String> {
     let mut args = vec![
         "stdio".to_string(),
         env!("CARGO_BIN_EXE_execbox").to_string(),
     ];
-    args.extend(["mcp", "--executor", "local", "--data-dir"].map(String::from));
+    args.extend(["mcp", "--executor", executor, "--data-dir"].map(String::from));
     args.push(data_dir.display().to_string());
     args
 }
@@ -355,15 +362,25 @@ async fn scenario_over_stdio(sdk: &str) {
     let Some(py) = python(sdk) else { return };
     let api = spawn_app();
     let dir = tempfile::tempdir().unwrap();
-    let out = drive(&py, "drive.py", &stdio_args(dir.path()), &plan());
+    let instance = format!("mcp-{sdk}-{}", std::process::id());
+    let env = [("EXECBOX_INSTANCE", instance.as_str())];
+    let out = drive(
+        &py,
+        "drive.py",
+        &stdio_args(dir.path(), "local"),
+        &env,
+        &plan(),
+    );
     check_handshake(&out, sdk);
     check_scenario(&out, api).await;
+    // The client closed the server's stdin and waited for it: it stopped cleanly.
+    assert_eq!(leftover_cgroups(&instance), Vec::<PathBuf>::new());
 }
 
 async fn scenario_over_http(sdk: &str) {
     let Some(py) = python(sdk) else { return };
     let app = spawn_app();
-    let out = drive(&py, "drive.py", &http_args(app, None), &plan());
+    let out = drive(&py, "drive.py", &http_args(app, None), &[], &plan());
     check_handshake(&out, sdk);
     check_scenario(&out, app).await;
 }
@@ -419,7 +436,8 @@ fn autogen_workbench_over_stdio() {
     let out = drive(
         &py,
         "autogen_workbench.py",
-        &stdio_args(dir.path()),
+        &stdio_args(dir.path(), "local"),
+        &[],
         &autogen_call(),
     );
     check_autogen(&out);
@@ -434,9 +452,55 @@ fn autogen_workbench_over_http() {
         &py,
         "autogen_workbench.py",
         &http_args(app, None),
+        &[],
         &autogen_call(),
     );
     check_autogen(&out);
+}
+
+/// `execbox mcp --executor docker`: runs and sandboxes in containers, none left after it.
+#[tokio::test]
+async fn stdio_on_the_docker_executor() {
+    needs_root!();
+    if app_for("docker").await.is_none() {
+        return;
+    }
+    let Some(py) = python("mcp1") else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let instance = format!("mcp-docker-{}", std::process::id());
+    let plan = json!([
+        {"tool": "execute", "arguments": {"language": "python", "code": "print(6 * 7)"}},
+        {"tool": "create_sandbox", "arguments": {}, "save": {"sb": "id"}},
+        {"tool": "sandbox_execute", "arguments": {"sandbox_id": "${sb}", "language": "bash", "code": "pwd"}},
+        {"tool": "delete_sandbox", "arguments": {"sandbox_id": "${sb}"}},
+    ]);
+    let env = [("EXECBOX_INSTANCE", instance.as_str())];
+    let out = drive(
+        &py,
+        "drive.py",
+        &stdio_args(dir.path(), "docker"),
+        &env,
+        &plan,
+    );
+    let a = out["answers"].as_array().unwrap();
+    assert_eq!(
+        text(&a[0]),
+        "status: ok\nexit_code: 0\n--- stdout ---\n42\n--- stderr ---\n"
+    );
+    assert_eq!(a[0]["structuredContent"]["executor"], "docker");
+    assert_eq!(a[1]["structuredContent"]["executor"], "docker");
+    assert_eq!(
+        text(&a[2]),
+        "status: ok\nexit_code: 0\n--- stdout ---\n/work\n--- stderr ---\n"
+    );
+    assert!(!is_error(&a[3]), "{}", a[3]);
+    let left = Command::new("docker")
+        .args(["ps", "-aq", "--filter"])
+        .arg(format!("label=execbox.instance={instance}"))
+        .output()
+        .unwrap();
+    remove_containers_of(&instance);
+    assert_eq!(String::from_utf8_lossy(&left.stdout), "");
 }
 
 /// A key for `team` from `execbox keys create`.
@@ -490,7 +554,7 @@ async fn with_auth_the_key_decides_the_team() {
         {"tool": "create_sandbox", "arguments": {"ttl_seconds": 60}},
         {"tool": "create_sandbox", "arguments": {"ttl_seconds": 60}},
     ]);
-    let out = drive(&py, "drive.py", &http_args(&app, Some(&key)), &plan);
+    let out = drive(&py, "drive.py", &http_args(&app, Some(&key)), &[], &plan);
     let a = out["answers"].as_array().unwrap();
     assert_eq!(
         text(&a[0]),
