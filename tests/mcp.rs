@@ -148,9 +148,13 @@ fn plan() -> Value {
             "context": "${ctx}", "code": "x = 41\nprint('set')"}},
         {"tool": "sandbox_execute", "arguments": {"sandbox_id": "${sb}", "language": "python",
             "context": "${ctx}", "code": "x + 1"}},
+        {"tool": "sandbox_execute", "arguments": {"sandbox_id": "${sb}", "language": "python",
+            "context": "${ctx}", "code": "import matplotlib\nmatplotlib.use('Agg')\nimport matplotlib.pyplot as plt\n_ = plt.plot([1, 2, 3])"}},
         {"tool": "delete_sandbox", "arguments": {"sandbox_id": "${sb}"}},
         {"tool": "read_file", "arguments": {"sandbox_id": "${sb}", "path": "out.txt"}},
         {"tool": "no_such_tool", "arguments": {}},
+        {"tool": "execute", "arguments": {"language": "python", "code": "import time\nprint('slow')\ntime.sleep(5)",
+            "timeout_ms": 300}},
     ])
 }
 
@@ -227,7 +231,7 @@ async fn check_scenario(out: &Value, api: &TestApp) {
     assert_eq!(tools[7]["annotations"]["destructiveHint"], true);
 
     let a = out["answers"].as_array().unwrap();
-    assert_eq!(a.len(), 14, "{out}");
+    assert_eq!(a.len(), 16, "{out}");
     // execute: the run as text, the whole result as structured content; exit 3 is a result.
     assert!(!is_error(&a[0]), "{}", a[0]);
     assert_eq!(text(&a[0]), PROGRAM_TEXT);
@@ -310,8 +314,25 @@ async fn check_scenario(out: &Value, api: &TestApp) {
     );
     assert_eq!(a[10]["structuredContent"]["results"][0]["text/plain"], "42");
 
+    // A figure the code leaves open is shown as an image.
+    // (What the figure's libraries say on stderr is the host's business.)
+    let stderr = a[11]["structuredContent"]["stderr"].as_str().unwrap();
+    assert_eq!(
+        text(&a[11]),
+        format!("status: ok\nexit_code: 0\n--- stdout ---\n--- stderr ---\n{stderr}--- result ---\n<Figure size 640x480 with 1 Axes>\n")
+    );
+    let image = &a[11]["content"][1];
+    assert_eq!(
+        (&image["type"], &image["mimeType"]),
+        (&json!("image"), &json!("image/png"))
+    );
+    assert!(
+        image["data"].as_str().unwrap().starts_with("iVBORw0KGgo"),
+        "{image}"
+    );
+
     // Deleted: the sandbox is gone, as the API says.
-    assert_eq!(text(&a[11]), format!("deleted sandbox {sb}"));
+    assert_eq!(text(&a[12]), format!("deleted sandbox {sb}"));
     let gone = api_error(
         api,
         reqwest::Method::GET,
@@ -320,16 +341,23 @@ async fn check_scenario(out: &Value, api: &TestApp) {
     )
     .await;
     assert_eq!(gone["code"], "sandbox_not_found");
-    assert!(is_error(&a[12]));
+    assert!(is_error(&a[13]));
     assert_eq!(
-        text(&a[12]),
+        text(&a[13]),
         format!("sandbox_not_found: {}", gone["message"].as_str().unwrap())
     );
 
-    // Only a tool that does not exist is a protocol error.
-    assert_eq!(a[13]["rpc_error"]["code"], -32602, "{}", a[13]);
+    // A timeout is a result too.
+    assert!(!is_error(&a[15]), "{}", a[15]);
     assert_eq!(
-        a[13]["rpc_error"]["message"],
+        text(&a[15]),
+        "status: timeout\nsignal: SIGKILL\n--- stdout ---\nslow\n--- stderr ---\n"
+    );
+
+    // Only a tool that does not exist is a protocol error.
+    assert_eq!(a[14]["rpc_error"]["code"], -32602, "{}", a[14]);
+    assert_eq!(
+        a[14]["rpc_error"]["message"],
         "no tool named \"no_such_tool\"; tools/list lists them"
     );
 }
@@ -669,6 +697,19 @@ async fn the_http_protocol_by_hand() {
     let (status, _, v) = post_mcp(app, &[], initialized).await;
     assert_eq!((status, v), (202, Value::Null));
 
+    // Without auth, a request to another host name (a DNS rebinding page) is refused.
+    let r = client()
+        .post(app.url("/mcp"))
+        .header("Host", "rebound.example")
+        .header("Accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "forbidden", "{v}");
+
     let r = client().get(app.url("/mcp")).send().await.unwrap();
     assert_eq!(r.status(), 405);
     let v: Value = r.json().await.unwrap();
@@ -737,4 +778,69 @@ fn stdio_stdout_carries_only_the_protocol() {
     );
     assert_eq!(rest, Vec::<String>::new());
     assert!(status.success(), "{status}");
+}
+
+/// A call the client cancels (`notifications/cancelled`) cancels its run: the program is
+/// killed long before it ends, and the audit log says `cancelled`.
+#[test]
+fn a_cancelled_call_cancels_its_run() {
+    needs_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_execbox"))
+        .args(["mcp", "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut send = |m: Value| writeln!(stdin, "{m}").unwrap();
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}),
+    );
+    lines.next().unwrap().unwrap();
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let token = token();
+    send(
+        json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "execute",
+        "arguments": {"language": "bash", "code": format!("exec -a {token} sleep 60"), "timeout_ms": 60000}}}),
+    );
+    // Cancelled once the program runs.
+    let started = std::time::Instant::now();
+    while host_processes_with(&token).is_empty() {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the program never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}}),
+    );
+    let db = dir.path().join("execbox.db");
+    let status = loop {
+        let db = rusqlite::Connection::open(&db).unwrap();
+        let status: Option<String> = db
+            .query_row("SELECT status FROM runs", [], |r| r.get(0))
+            .ok();
+        if let Some(s) = status {
+            break s;
+        }
+        assert!(started.elapsed().as_secs() < 20, "no run was recorded");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status, "cancelled");
+    while !host_processes_with(&token).is_empty() {
+        assert!(
+            started.elapsed().as_secs() < 20,
+            "the program outlived its call"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(send);
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
 }
