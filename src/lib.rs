@@ -10,6 +10,7 @@ pub mod config;
 pub mod console;
 pub mod eval;
 pub mod exec;
+pub mod mcp;
 pub mod oneshot;
 pub mod policy;
 pub mod sandbox;

@@ -87,9 +87,9 @@ pub async fn respond(
 }
 
 /// Who a run is for, for its quota and its audit record.
-pub(super) struct Origin {
-    pub(super) team: Team,
-    pub(super) sandbox_id: Option<String>,
+pub(crate) struct Origin {
+    pub(crate) team: Team,
+    pub(crate) sandbox_id: Option<String>,
 }
 
 pub(super) fn wants_events(headers: &HeaderMap) -> bool {
@@ -100,7 +100,7 @@ pub(super) fn wants_events(headers: &HeaderMap) -> bool {
 }
 
 /// Validate a request into a job for a ready executor that has the job's runtime.
-pub(super) fn prepare(
+pub(crate) fn prepare(
     state: &AppState,
     req: ExecuteRequest,
 ) -> Result<(Job, Arc<dyn Executor>), ApiError> {
@@ -146,7 +146,7 @@ pub fn ready_executor(
 
 /// Wait for a run slot (or refuse with 429), then run as a task of its own. Dropping the
 /// handle does not stop the run; aborting it does (and the executors clean up on drop).
-pub(super) async fn admit_and_spawn(
+pub(crate) async fn admit_and_spawn(
     state: &Arc<AppState>,
     origin: Origin,
     job: Job,
@@ -261,7 +261,7 @@ impl Drop for AuditOnDrop {
     }
 }
 
-pub(super) async fn join(
+pub(crate) async fn join(
     task: tokio::task::JoinHandle<Result<RunResult, ExecError>>,
 ) -> Result<RunResult, ApiError> {
     let result = task.await.map_err(|e| {
@@ -276,7 +276,7 @@ pub(super) async fn join(
 }
 
 /// Cancels the run when the client goes away (the event stream is dropped).
-pub(super) struct AbortOnDrop(pub(super) tokio::task::AbortHandle);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

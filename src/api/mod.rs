@@ -3,15 +3,15 @@
 pub mod agent;
 pub mod auth;
 mod batch;
-mod contexts;
+pub(crate) mod contexts;
 mod error;
-mod execute;
+pub(crate) mod execute;
 mod info;
 pub mod json_stream;
 pub mod metrics;
 mod openapi;
 mod processes;
-mod sandboxes;
+pub(crate) mod sandboxes;
 pub mod serve;
 mod team;
 
@@ -24,7 +24,7 @@ use axum::http::{Method, StatusCode};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 
 use crate::admission::Admission;
 use crate::exec::docker::DockerExecutor;
@@ -153,6 +153,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .fold(Router::new(), |r, Route { path, handler, .. }| {
             r.route(path, handler)
         })
+        .merge(crate::mcp::http::router(&state, max_body_bytes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
