@@ -5,6 +5,7 @@ pub mod agent;
 pub mod agent_cli;
 pub mod agent_eval;
 pub mod api;
+pub mod compat;
 pub mod app;
 pub mod config;
 pub mod eval;

@@ -87,9 +87,9 @@ pub async fn respond(
 }
 
 /// Who a run is for, for its quota and its audit record.
-pub(super) struct Origin {
-    pub(super) team: Team,
-    pub(super) sandbox_id: Option<String>,
+pub(crate) struct Origin {
+    pub(crate) team: Team,
+    pub(crate) sandbox_id: Option<String>,
 }
 
 pub(super) fn wants_events(headers: &HeaderMap) -> bool {
@@ -100,7 +100,7 @@ pub(super) fn wants_events(headers: &HeaderMap) -> bool {
 }
 
 /// Validate a request into a job for a ready executor that has the job's runtime.
-pub(super) fn prepare(
+pub(crate) fn prepare(
     state: &AppState,
     req: ExecuteRequest,
 ) -> Result<(Job, Arc<dyn Executor>), ApiError> {
@@ -146,7 +146,7 @@ pub fn ready_executor(
 
 /// Wait for a run slot (or refuse with 429), then run as a task of its own. Dropping the
 /// handle does not stop the run; aborting it does (and the executors clean up on drop).
-pub(super) async fn admit_and_spawn(
+pub(crate) async fn admit_and_spawn(
     state: &Arc<AppState>,
     origin: Origin,
     job: Job,
@@ -261,7 +261,7 @@ impl Drop for AuditOnDrop {
     }
 }
 
-pub(super) async fn join(
+pub(crate) async fn join(
     task: tokio::task::JoinHandle<Result<RunResult, ExecError>>,
 ) -> Result<RunResult, ApiError> {
     let result = task.await.map_err(|e| {
@@ -368,12 +368,12 @@ pub(super) fn output_event(name: &str, text: String) -> Bytes {
 /// Turns byte chunks into text without splitting a UTF-8 sequence across events; invalid bytes
 /// become U+FFFD, as in the JSON result.
 #[derive(Default)]
-pub(super) struct Utf8Chunks {
+pub(crate) struct Utf8Chunks {
     pending: Vec<u8>,
 }
 
 impl Utf8Chunks {
-    pub(super) fn push(&mut self, bytes: &[u8]) -> String {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> String {
         self.pending.extend_from_slice(bytes);
         let valid = match std::str::from_utf8(&self.pending) {
             Ok(_) => self.pending.len(),
@@ -386,7 +386,7 @@ impl Utf8Chunks {
         text
     }
 
-    pub(super) fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned()
     }
 }
