@@ -165,14 +165,26 @@ mod tests {
     fn the_peers_headers_carry_the_key_only_on_their_own_doors() {
         let token = [("X-Auth-Token", "exb_1")];
         let bare = [("Authorization", "exb_1")];
-        assert_eq!(credentials(&request("/judge0/submissions", &token)), Some("exb_1"));
+        assert_eq!(
+            credentials(&request("/judge0/submissions", &token)),
+            Some("exb_1")
+        );
         assert_eq!(credentials(&request("/v1/execute", &token)), None);
-        assert_eq!(credentials(&request("/piston/api/v2/execute", &token)), None);
-        assert_eq!(credentials(&request("/piston/api/v2/execute/", &bare)), Some("exb_1"));
+        assert_eq!(
+            credentials(&request("/piston/api/v2/execute", &token)),
+            None
+        );
+        assert_eq!(
+            credentials(&request("/piston/api/v2/execute/", &bare)),
+            Some("exb_1")
+        );
         assert_eq!(credentials(&request("/judge0/about", &bare)), None);
         assert_eq!(credentials(&request("/v1/runtimes", &bare)), None);
         assert_eq!(
-            credentials(&request("/piston/api/v2/runtimes", &[("Authorization", "Basic x")])),
+            credentials(&request(
+                "/piston/api/v2/runtimes",
+                &[("Authorization", "Basic x")]
+            )),
             None
         );
         let both = [("Authorization", "Bearer exb_2"), ("X-Auth-Token", "exb_1")];

@@ -155,7 +155,8 @@ mod tests {
         let mut names: Vec<&str> = rows
             .iter()
             .flat_map(|r| {
-                std::iter::once(r.piston.as_str()).chain(r.piston_aliases.iter().map(String::as_str))
+                std::iter::once(r.piston.as_str())
+                    .chain(r.piston_aliases.iter().map(String::as_str))
             })
             .collect();
         let n = names.len();

@@ -45,7 +45,12 @@ impl Compat {
             format!(
                 "compat.policy \"{}\" is not a loaded policy ({})",
                 settings.policy,
-                policies.policies.keys().cloned().collect::<Vec<_>>().join(", ")
+                policies
+                    .policies
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })?;
         if !policy.executors.contains(&settings.executor) {

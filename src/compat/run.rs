@@ -15,7 +15,10 @@ use crate::store::Team;
 pub type Running = tokio::task::JoinHandle<Result<RunResult, ExecError>>;
 
 /// Validate a run into a job for a ready executor that has its runtime.
-pub fn prepare(state: &AppState, req: ExecuteRequest) -> Result<(Job, Arc<dyn Executor>), ApiError> {
+pub fn prepare(
+    state: &AppState,
+    req: ExecuteRequest,
+) -> Result<(Job, Arc<dyn Executor>), ApiError> {
     execute::prepare(state, req)
 }
 

@@ -113,8 +113,12 @@ mod tests {
         let b = store.ensure_team("b").unwrap();
         let now = now();
         let view = serde_json::json!({"token": "t1"});
-        store.save_submission("t1", a.id, true, &view, now, now + 60).unwrap();
-        store.save_submission("t2", a.id, false, &view, now - 120, now - 60).unwrap();
+        store
+            .save_submission("t1", a.id, true, &view, now, now + 60)
+            .unwrap();
+        store
+            .save_submission("t2", a.id, false, &view, now - 120, now - 60)
+            .unwrap();
         assert_eq!(
             store.submissions(a.id, &["t1", "t2", "t3"]).unwrap(),
             vec![Some(view.clone()), None, None]
@@ -123,7 +127,9 @@ mod tests {
         let pending = store.pending_submissions().unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].0, "t1");
-        store.save_submission("t1", a.id, false, &view, now, now + 60).unwrap();
+        store
+            .save_submission("t1", a.id, false, &view, now, now + 60)
+            .unwrap();
         assert!(store.pending_submissions().unwrap().is_empty());
         assert_eq!(store.sweep_submissions().unwrap(), 1);
         assert_eq!(store.sweep_submissions().unwrap(), 0);

@@ -126,13 +126,21 @@ mod tests {
         let p = PolicySet::embedded().unwrap();
         let c = ConfigInfo::new(p.get("default").unwrap(), 64);
         assert_eq!(
-            (c.cpu_time_limit, c.max_cpu_time_limit, c.cpu_extra_time, c.max_cpu_extra_time),
+            (
+                c.cpu_time_limit,
+                c.max_cpu_time_limit,
+                c.cpu_extra_time,
+                c.max_cpu_extra_time
+            ),
             (5.0, 15.0, 1.0, 5.0)
         );
         assert_eq!((c.wall_time_limit, c.max_wall_time_limit), (10.0, 20.0));
         assert_eq!((c.memory_limit, c.max_memory_limit), (128_000, 512_000));
         assert_eq!(
-            (c.max_processes_and_or_threads, c.max_max_processes_and_or_threads),
+            (
+                c.max_processes_and_or_threads,
+                c.max_max_processes_and_or_threads
+            ),
             (60, 120)
         );
         assert_eq!((c.max_file_size, c.max_max_file_size), (1024, 4096));
@@ -151,7 +159,9 @@ mod tests {
             assert!(c.max_memory_limit * 1024 <= p.maxima.memory_bytes);
             assert!(c.max_max_processes_and_or_threads <= p.maxima.pids);
             assert!(c.max_max_file_size * 1024 <= p.maxima.output_bytes);
-            assert!(c.memory_limit >= MIN_MEMORY_KB && c.max_processes_and_or_threads >= MIN_PROCESSES);
+            assert!(
+                c.memory_limit >= MIN_MEMORY_KB && c.max_processes_and_or_threads >= MIN_PROCESSES
+            );
         }
     }
 }

@@ -308,7 +308,10 @@ pub fn parse(
     });
     if compiler_options.is_some() {
         if !c.enable_compiler_options {
-            errors.add("compiler_options", "setting compiler options is not allowed");
+            errors.add(
+                "compiler_options",
+                "setting compiler options is not allowed",
+            );
         } else if language.is_some_and(|l| l.runtime.compile.is_none()) {
             errors.add(
                 "compiler_options",
@@ -326,7 +329,10 @@ pub fn parse(
         errors.add("callback_url", "setting callback is not allowed");
     }
     if !blank(body.get("additional_files")) && !c.enable_additional_files {
-        errors.add("additional_files", "setting additional files is not allowed");
+        errors.add(
+            "additional_files",
+            "setting additional files is not allowed",
+        );
     }
     if boolean(body.get("enable_network")) == Some(true) && !c.allow_enable_network {
         errors.add("enable_network", "enabling network is not allowed");
@@ -342,7 +348,10 @@ pub fn parse(
         language,
         stdin,
         expected_output,
-        compiler_flags: compiler_options.as_deref().and_then(words).unwrap_or_default(),
+        compiler_flags: compiler_options
+            .as_deref()
+            .and_then(words)
+            .unwrap_or_default(),
         args: command_line_arguments
             .as_deref()
             .and_then(words)
@@ -403,10 +412,17 @@ mod tests {
         assert_eq!(p.language.row.runtime, "python");
         assert_eq!(p.cpu_time_limit, 2.5);
         assert_eq!((p.cpu_extra_time, p.wall_time_limit), (1.0, 10.0));
-        assert_eq!((p.memory_limit, p.max_processes_and_or_threads), (128_000, 60));
+        assert_eq!(
+            (p.memory_limit, p.max_processes_and_or_threads),
+            (128_000, 60)
+        );
         assert_eq!((p.number_of_runs, p.max_file_size), (1, 1024));
         assert!(p.redirect_stderr_to_stdout);
-        let c = parse_json(serde_json::json!({"source_code": "x", "language_id": 48}), false).unwrap();
+        let c = parse_json(
+            serde_json::json!({"source_code": "x", "language_id": 48}),
+            false,
+        )
+        .unwrap();
         assert_eq!((c.language.row.runtime.as_str(), c.language_id), ("c", 48));
     }
 
@@ -424,7 +440,10 @@ mod tests {
             false,
         )
         .unwrap_err();
-        assert_eq!(e.of("command_line_arguments"), ["has a quote that is not closed"]);
+        assert_eq!(
+            e.of("command_line_arguments"),
+            ["has a quote that is not closed"]
+        );
     }
 
     #[test]
@@ -444,8 +463,14 @@ mod tests {
         let e = parse_json(serde_json::json!({"source_code": "  ", "cpu_time_limit": 16, "wall_time_limit": 0.5, "memory_limit": "lots", "number_of_runs": 0, "enable_network": true, "callback_url": "http://x", "enable_per_process_and_thread_time_limit": true}), false).unwrap_err();
         assert_eq!(e.of("source_code"), ["can't be blank"]);
         assert_eq!(e.of("language_id"), ["can't be blank"]);
-        assert_eq!(e.of("cpu_time_limit"), ["must be less than or equal to 15.0"]);
-        assert_eq!(e.of("wall_time_limit"), ["must be greater than or equal to 1.0"]);
+        assert_eq!(
+            e.of("cpu_time_limit"),
+            ["must be less than or equal to 15.0"]
+        );
+        assert_eq!(
+            e.of("wall_time_limit"),
+            ["must be greater than or equal to 1.0"]
+        );
         assert_eq!(e.of("memory_limit"), ["is not a number"]);
         assert_eq!(e.of("number_of_runs"), ["must be greater than 0"]);
         assert_eq!(e.of("enable_network"), ["enabling network is not allowed"]);
@@ -458,9 +483,16 @@ mod tests {
         assert!(json.starts_with(r#"{"source_code":["can't be blank"],"language_id":["can't be blank"],"number_of_runs""#), "{json}");
         let e = parse_json(serde_json::json!({"source_code": "x", "language_id": 9999, "memory_limit": 4096, "compiler_options": "-O3"}), false).unwrap_err();
         assert_eq!(e.of("language_id"), ["language with id 9999 doesn't exist"]);
-        assert_eq!(e.of("memory_limit"), ["must be greater than or equal to 8192"]);
+        assert_eq!(
+            e.of("memory_limit"),
+            ["must be greater than or equal to 8192"]
+        );
         assert!(e.of("compiler_options").is_empty());
-        let e = parse_json(serde_json::json!({"source_code": "x", "language_id": 71, "compiler_options": "-O3"}), false).unwrap_err();
+        let e = parse_json(
+            serde_json::json!({"source_code": "x", "language_id": 71, "compiler_options": "-O3"}),
+            false,
+        )
+        .unwrap_err();
         assert_eq!(
             e.of("compiler_options"),
             ["setting compiler options is only allowed for compiled languages"]

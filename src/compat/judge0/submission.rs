@@ -4,7 +4,7 @@
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::encoding;
 use super::request::Params;
@@ -257,23 +257,45 @@ impl Submission {
                         "command_line_arguments" => self.command_line_arguments.clone().into(),
                         "redirect_stderr_to_stdout" => self.redirect_stderr_to_stdout.into(),
                         "callback_url" | "additional_files" => Value::Null,
-                        "status" => json!({
-                            "id": self.status_id,
-                            "description": verdict::description(self.status_id),
-                        }),
-                        "language" => json!({"id": self.language_id, "name": self.language_name}),
+                        "status" => {
+                            return (
+                                f,
+                                Field::Status {
+                                    id: self.status_id,
+                                    description: verdict::description(self.status_id),
+                                },
+                            )
+                        }
+                        "language" => {
+                            return (
+                                f,
+                                Field::Language {
+                                    id: self.language_id,
+                                    name: self.language_name.clone(),
+                                },
+                            )
+                        }
                         other => unreachable!("{other} is not in FIELDS"),
                     };
-                    (f, v)
+                    (f, Field::Value(v))
                 })
                 .collect(),
         )
     }
 }
 
-/// An answer object whose keys keep Judge0's order.
+/// An answer object whose keys keep Judge0's order (a `serde_json::Value` object would sort
+/// them), nested objects included.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Rendered(pub Vec<(&'static str, Value)>);
+pub struct Rendered(pub Vec<(&'static str, Field)>);
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Field {
+    Value(Value),
+    Status { id: u8, description: &'static str },
+    Language { id: u32, name: String },
+}
 
 impl Serialize for Rendered {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -291,12 +313,28 @@ mod tests {
 
     #[test]
     fn fields_are_parsed_as_judge0_reads_them_and_answered_in_its_order() {
-        assert_eq!(Fields::parse(None).unwrap().0, [
-            "stdout", "time", "memory", "stderr", "token", "compile_output", "message", "status"
-        ]);
-        assert_eq!(Fields::parse(Some("")).unwrap(), Fields::parse(None).unwrap());
+        assert_eq!(
+            Fields::parse(None).unwrap().0,
+            [
+                "stdout",
+                "time",
+                "memory",
+                "stderr",
+                "token",
+                "compile_output",
+                "message",
+                "status"
+            ]
+        );
+        assert_eq!(
+            Fields::parse(Some("")).unwrap(),
+            Fields::parse(None).unwrap()
+        );
         assert_eq!(Fields::parse(Some("*")).unwrap().0.len(), FIELDS.len());
-        assert_eq!(Fields::parse(Some("status,stdout,token")).unwrap().0, ["stdout", "token", "status"]);
+        assert_eq!(
+            Fields::parse(Some("status,stdout,token")).unwrap().0,
+            ["stdout", "token", "status"]
+        );
         assert_eq!(
             Fields::parse(Some("stdout,nope, time")).unwrap_err(),
             ["nope", " time"]

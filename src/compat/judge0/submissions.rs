@@ -14,10 +14,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use super::request::{self, Params};
+use super::request::{self, FieldErrors, Params};
 use super::submission::{Fields, Rendered, Submission};
 use super::verdict::{self, verdict, Judged, Verdict};
 use super::Judge0Error;
@@ -188,8 +188,7 @@ async fn enqueue(
         p.job.clone(),
         p.executor.clone(),
     ));
-    let admitted = match std::future::poll_fn(|cx| Poll::Ready(admission.as_mut().poll(cx))).await
-    {
+    let admitted = match std::future::poll_fn(|cx| Poll::Ready(admission.as_mut().poll(cx))).await {
         Poll::Ready(Err(e)) => return Err(e.into()),
         Poll::Ready(Ok(running)) => {
             sub.status_id = verdict::PROCESSING;
@@ -319,6 +318,15 @@ fn batch_size_error(n: usize, max: usize) -> Option<Judge0Error> {
     }
 }
 
+/// One item of a batch's answer.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Made {
+    Token { token: String },
+    Invalid(FieldErrors),
+    Error { error: String },
+}
+
 /// `POST /submissions/batch`: each submission queued as a single one is, answered in order
 /// with its token or what is wrong with it; 201 when at least one was made, else 422.
 pub async fn create_batch(
@@ -345,7 +353,7 @@ pub async fn create_batch(
         {
             Ok(p) => p,
             Err(errors) => {
-                answers.push(serde_json::to_value(errors).expect("errors serialize"));
+                answers.push(Made::Invalid(errors));
                 continue;
             }
         };
@@ -364,10 +372,10 @@ pub async fn create_batch(
         answers.push(match queued {
             Ok(token) => {
                 made = true;
-                json!({ "token": token })
+                Made::Token { token }
             }
-            Err(Judge0Error::Invalid(errors)) => serde_json::to_value(errors).expect("serializes"),
-            Err(Judge0Error::Error { message, .. }) => json!({ "error": message }),
+            Err(Judge0Error::Invalid(errors)) => Made::Invalid(errors),
+            Err(Judge0Error::Error { message, .. }) => Made::Error { error: message },
         });
     }
     let status = if made {
@@ -385,7 +393,7 @@ pub async fn show_batch(
     Extension(team): Extension<Team>,
     Query(q): Query<Options>,
     headers: HeaderMap,
-) -> Result<Json<Value>, Judge0Error> {
+) -> Result<Json<Found>, Judge0Error> {
     let fields = q.fields()?;
     let listed = headers
         .get("tokens")
@@ -404,14 +412,17 @@ pub async fn show_batch(
     }
     let base64 = q.base64();
     let found = load(&state, &team, tokens).await?;
-    let submissions: Vec<Value> = found
-        .iter()
-        .map(|s| match s {
-            Some(s) => serde_json::to_value(s.render(&fields, base64)).expect("serializes"),
-            None => Value::Null,
-        })
-        .collect();
-    Ok(Json(json!({ "submissions": submissions })))
+    Ok(Json(Found {
+        submissions: found
+            .iter()
+            .map(|s| s.as_ref().map(|s| s.render(&fields, base64)))
+            .collect(),
+    }))
+}
+
+#[derive(Serialize)]
+pub struct Found {
+    submissions: Vec<Option<Rendered>>,
 }
 
 /// At start: a submission still pending belonged to a service that is gone; it ends as an
@@ -446,11 +457,7 @@ pub async fn end_interrupted(state: &Arc<AppState>) -> anyhow::Result<()> {
 
 /// Delete expired submissions every minute (or every retention period, when shorter).
 pub fn spawn_sweeper(state: Arc<AppState>) {
-    let every = state
-        .compat
-        .settings
-        .judge0_retention_seconds
-        .clamp(1, 60);
+    let every = state.compat.settings.judge0_retention_seconds.clamp(1, 60);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
         loop {

@@ -82,7 +82,9 @@ fn nonempty(s: &str) -> Option<String> {
 }
 
 fn signal_number(name: &str) -> Option<i32> {
-    name.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+    name.parse::<nix::sys::signal::Signal>()
+        .ok()
+        .map(|s| s as i32)
 }
 
 pub fn verdict(r: &RunResult, judged: &Judged) -> Verdict {
@@ -245,7 +247,11 @@ mod tests {
             (Some("1  2\n3"), WRONG_ANSWER),
             (None, ACCEPTED),
         ] {
-            assert_eq!(verdict(&ok, &judged(expected)).status_id, status, "{expected:?}");
+            assert_eq!(
+                verdict(&ok, &judged(expected)).status_id,
+                status,
+                "{expected:?}"
+            );
         }
         let silent = result(Status::Ok, Some(0), None, "");
         assert_eq!(verdict(&silent, &judged(Some(""))).status_id, WRONG_ANSWER);
@@ -255,18 +261,54 @@ mod tests {
     #[test]
     fn signals_exits_and_limits_map_to_judge0s_statuses() {
         let cases = [
-            (result(Status::Killed, None, Some("SIGSEGV"), ""), 7, "Caught fatal signal 11"),
-            (result(Status::Killed, None, Some("SIGFPE"), ""), 9, "Caught fatal signal 8"),
-            (result(Status::Killed, None, Some("SIGABRT"), ""), 10, "Caught fatal signal 6"),
-            (result(Status::Killed, None, Some("SIGTERM"), ""), 12, "Caught fatal signal 15"),
-            (result(Status::MemoryLimit, None, Some("SIGKILL"), ""), 12, "Caught fatal signal 9"),
-            (result(Status::Error, Some(3), None, ""), 11, "Exited with error status 3"),
-            (result(Status::Timeout, None, Some("SIGKILL"), ""), 5, "Time limit exceeded (wall clock)"),
-            (result(Status::CpuLimit, None, Some("SIGKILL"), ""), 5, "Time limit exceeded"),
+            (
+                result(Status::Killed, None, Some("SIGSEGV"), ""),
+                7,
+                "Caught fatal signal 11",
+            ),
+            (
+                result(Status::Killed, None, Some("SIGFPE"), ""),
+                9,
+                "Caught fatal signal 8",
+            ),
+            (
+                result(Status::Killed, None, Some("SIGABRT"), ""),
+                10,
+                "Caught fatal signal 6",
+            ),
+            (
+                result(Status::Killed, None, Some("SIGTERM"), ""),
+                12,
+                "Caught fatal signal 15",
+            ),
+            (
+                result(Status::MemoryLimit, None, Some("SIGKILL"), ""),
+                12,
+                "Caught fatal signal 9",
+            ),
+            (
+                result(Status::Error, Some(3), None, ""),
+                11,
+                "Exited with error status 3",
+            ),
+            (
+                result(Status::Timeout, None, Some("SIGKILL"), ""),
+                5,
+                "Time limit exceeded (wall clock)",
+            ),
+            (
+                result(Status::CpuLimit, None, Some("SIGKILL"), ""),
+                5,
+                "Time limit exceeded",
+            ),
         ];
         for (r, status, message) in cases {
             let v = verdict(&r, &judged(None));
-            assert_eq!((v.status_id, v.message.as_deref()), (status, Some(message)), "{r:?}");
+            assert_eq!(
+                (v.status_id, v.message.as_deref()),
+                (status, Some(message)),
+                "{r:?}"
+            );
         }
         let segv = verdict(&cases_segv(), &judged(None));
         assert_eq!((segv.exit_code, segv.exit_signal), (Some(0), Some(11)));

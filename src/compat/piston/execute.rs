@@ -38,7 +38,11 @@ fn string<'a>(body: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
 /// One of Piston's optional limits: absent, null or 0 is "not given" (as Piston reads it), a
 /// negative memory limit is "no limit" (the policy's default), anything else a number at most
 /// `configured`.
-fn limit(body: &Map<String, Value>, name: &str, configured: u64) -> Result<Option<u64>, PistonError> {
+fn limit(
+    body: &Map<String, Value>,
+    name: &str,
+    configured: u64,
+) -> Result<Option<u64>, PistonError> {
     let value = match body.get(name) {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
@@ -89,9 +93,21 @@ fn limits(state: &AppState, body: &Map<String, Value>) -> Result<Asked, PistonEr
         c.memory_bytes = m;
     }
     for (name, value, minimum) in [
-        ("compile_timeout", c.wall_time_ms, crate::policy::MINIMUMS.wall_time_ms),
-        ("compile_cpu_time", c.cpu_time_ms, crate::policy::MINIMUMS.cpu_time_ms),
-        ("compile_memory_limit", c.memory_bytes, crate::policy::MINIMUMS.memory_bytes),
+        (
+            "compile_timeout",
+            c.wall_time_ms,
+            crate::policy::MINIMUMS.wall_time_ms,
+        ),
+        (
+            "compile_cpu_time",
+            c.cpu_time_ms,
+            crate::policy::MINIMUMS.cpu_time_ms,
+        ),
+        (
+            "compile_memory_limit",
+            c.memory_bytes,
+            crate::policy::MINIMUMS.memory_bytes,
+        ),
     ] {
         if value < minimum {
             return Err(PistonError::bad(format!(
@@ -110,11 +126,13 @@ fn files(body: &Map<String, Value>) -> Result<(String, Vec<FileSpec>), PistonErr
     let mut main = None;
     let mut others = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        let content = item
-            .get("content")
+        let content = item.get("content").and_then(Value::as_str).ok_or_else(|| {
+            PistonError::bad(format!("files[{i}].content is required as a string"))
+        })?;
+        let encoding = item
+            .get("encoding")
             .and_then(Value::as_str)
-            .ok_or_else(|| PistonError::bad(format!("files[{i}].content is required as a string")))?;
-        let encoding = item.get("encoding").and_then(Value::as_str).unwrap_or("utf8");
+            .unwrap_or("utf8");
         let encoding = if matches!(encoding, "base64" | "hex") {
             encoding
         } else {
@@ -133,6 +151,8 @@ fn files(body: &Map<String, Value>) -> Result<(String, Vec<FileSpec>), PistonErr
                 )))
             }
         };
+        crate::exec::path::check(&name)
+            .map_err(|e| PistonError::bad(format!("files[{i}].name: {e}")))?;
         let b64 = base64::engine::general_purpose::STANDARD;
         let (content, encoding) = match encoding {
             "utf8" => (content.to_string(), Encoding::Utf8),
@@ -269,21 +289,38 @@ mod tests {
             .collect();
         assert_eq!(
             listed,
-            [("data.bin", "AAE="), ("helper.py", "x = 1"), ("file3.code", "aGk=")]
+            [
+                ("data.bin", "AAE="),
+                ("helper.py", "x = 1"),
+                ("file3.code", "aGk=")
+            ]
         );
         for (body, message) in [
             (serde_json::json!({}), "files is required as an array"),
-            (serde_json::json!({"files": [{"name": "a"}]}), "files[0].content is required as a string"),
-            (serde_json::json!({"files": [{"content": "AA==", "encoding": "base64"}]}), "files must include at least one utf8 encoded file"),
-            (serde_json::json!({"files": [{"content": "x"}, {"content": "6", "encoding": "hex"}]}), "files[1].content is not valid hex"),
+            (
+                serde_json::json!({"files": [{"name": "a"}]}),
+                "files[0].content is required as a string",
+            ),
+            (
+                serde_json::json!({"files": [{"content": "AA==", "encoding": "base64"}]}),
+                "files must include at least one utf8 encoded file",
+            ),
+            (
+                serde_json::json!({"files": [{"content": "x"}, {"content": "6", "encoding": "hex"}]}),
+                "files[1].content is not valid hex",
+            ),
         ] {
-            assert_eq!(files(body.as_object().unwrap()).unwrap_err().message, message);
+            assert_eq!(
+                files(body.as_object().unwrap()).unwrap_err().message,
+                message
+            );
         }
     }
 
     #[test]
     fn limits_are_read_as_piston_reads_them() {
-        let body = serde_json::json!({"run_timeout": 0, "run_memory_limit": -1, "compile_timeout": "x"});
+        let body =
+            serde_json::json!({"run_timeout": 0, "run_memory_limit": -1, "compile_timeout": "x"});
         let b = body.as_object().unwrap();
         assert_eq!(limit(b, "run_timeout", 10).unwrap(), None);
         assert_eq!(limit(b, "run_memory_limit", 10).unwrap(), None);

@@ -26,7 +26,9 @@ pub fn router() -> Router<Arc<AppState>> {
 
 /// `GET /api/v2/runtimes`: the languages whose runtime passed its start-up probe, with Piston's
 /// names and the version probed.
-async fn runtimes(axum::extract::State(state): axum::extract::State<Arc<AppState>>) -> Json<Vec<RuntimeItem>> {
+async fn runtimes(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> Json<Vec<RuntimeItem>> {
     Json(
         offered(&state)
             .iter()
@@ -78,8 +80,11 @@ impl From<ApiError> for PistonError {
 
 impl IntoResponse for PistonError {
     fn into_response(self) -> Response {
-        let mut resp =
-            (self.status, Json(serde_json::json!({ "message": self.message }))).into_response();
+        let mut resp = (
+            self.status,
+            Json(serde_json::json!({ "message": self.message })),
+        )
+            .into_response();
         if let Some(s) = self.retry_after {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));

@@ -92,7 +92,11 @@ impl Stage {
             stdout: r.stdout.clone(),
             stderr: r.stderr.clone(),
             output,
-            code: if r.signal.is_some() { None } else { r.exit_code },
+            code: if r.signal.is_some() {
+                None
+            } else {
+                r.exit_code
+            },
             signal: r.signal.clone(),
             message,
             status,
@@ -160,19 +164,52 @@ mod tests {
     fn a_run_maps_to_pistons_stage() {
         let ok = Stage::run(&result(Status::Ok, Some(0), None), "outerr".into());
         assert_eq!(
-            (ok.code, ok.signal.as_deref(), ok.status, ok.message.as_deref()),
+            (
+                ok.code,
+                ok.signal.as_deref(),
+                ok.status,
+                ok.message.as_deref()
+            ),
             (Some(0), None, None, None)
         );
         assert_eq!((ok.cpu_time, ok.wall_time, ok.memory), (9, 21, 4096));
         for (r, st, msg, code) in [
-            (result(Status::Error, Some(2), None), "RE", "Exited with error status 2", Some(2)),
-            (result(Status::Killed, None, Some("SIGSEGV")), "SG", "Caught fatal signal 11", None),
-            (result(Status::MemoryLimit, None, Some("SIGKILL")), "SG", "Caught fatal signal 9", None),
-            (result(Status::Timeout, None, Some("SIGKILL")), "TO", "Time limit exceeded (wall clock)", None),
-            (result(Status::CpuLimit, None, Some("SIGKILL")), "TO", "Time limit exceeded", None),
+            (
+                result(Status::Error, Some(2), None),
+                "RE",
+                "Exited with error status 2",
+                Some(2),
+            ),
+            (
+                result(Status::Killed, None, Some("SIGSEGV")),
+                "SG",
+                "Caught fatal signal 11",
+                None,
+            ),
+            (
+                result(Status::MemoryLimit, None, Some("SIGKILL")),
+                "SG",
+                "Caught fatal signal 9",
+                None,
+            ),
+            (
+                result(Status::Timeout, None, Some("SIGKILL")),
+                "TO",
+                "Time limit exceeded (wall clock)",
+                None,
+            ),
+            (
+                result(Status::CpuLimit, None, Some("SIGKILL")),
+                "TO",
+                "Time limit exceeded",
+                None,
+            ),
         ] {
             let s = Stage::run(&r, String::new());
-            assert_eq!((s.status, s.message.as_deref(), s.code), (Some(st), Some(msg), code));
+            assert_eq!(
+                (s.status, s.message.as_deref(), s.code),
+                (Some(st), Some(msg), code)
+            );
         }
         let mut flood = result(Status::Ok, Some(0), None);
         flood.stderr_truncated = true;
@@ -191,7 +228,10 @@ mod tests {
             usage: Usage::default(),
         };
         let s = Stage::compile(&c);
-        assert_eq!((s.code, s.signal.as_deref(), s.status), (None, Some("SIGKILL"), Some("TO")));
+        assert_eq!(
+            (s.code, s.signal.as_deref(), s.status),
+            (None, Some("SIGKILL"), Some("TO"))
+        );
         assert_eq!(s.output, "x");
     }
 }
