@@ -94,9 +94,9 @@ async fn a_run_answers_pistons_stage_with_output_in_the_order_written() {
         "run_memory_limit": -1,
         "compile_memory_limit": -1,
     });
-    let (status, v) = execute(&app, "execute/", body.clone()).await;
+    let (status, v) = execute(app, "execute/", body.clone()).await;
     assert_eq!(status, 200, "{v}");
-    let (status, plain) = execute(&app, "execute", body).await;
+    let (status, plain) = execute(app, "execute", body).await;
     assert_eq!(status, 200);
     assert_eq!(plain["run"]["stdout"], v["run"]["stdout"]);
     assert_eq!(v["language"], "python");
@@ -149,7 +149,7 @@ async fn a_run_answers_pistons_stage_with_output_in_the_order_written() {
 async fn a_compiled_language_has_a_compile_stage_and_a_failed_one_runs_nothing() {
     needs_root!();
     let app = spawn_app();
-    let v = ran(&app, json!({"language": "c", "version": "*", "files": [{"name": "prog.c", "content": "#include <stdio.h>\nint main(void) { puts(\"built\"); return 4; }"}]})).await;
+    let v = ran(app, json!({"language": "c", "version": "*", "files": [{"name": "prog.c", "content": "#include <stdio.h>\nint main(void) { puts(\"built\"); return 4; }"}]})).await;
     assert_eq!(
         (v["compile"]["code"].clone(), v["compile"]["status"].clone()),
         (json!(0), Value::Null),
@@ -162,7 +162,7 @@ async fn a_compiled_language_has_a_compile_stage_and_a_failed_one_runs_nothing()
     );
     assert_eq!(v["run"]["message"], "Exited with error status 4");
     let v = ran(
-        &app,
+        app,
         json!({"language": "g++", "version": "*", "files": [{"content": "int main( {"}]}),
     )
     .await;
@@ -184,7 +184,7 @@ async fn a_compiled_language_has_a_compile_stage_and_a_failed_one_runs_nothing()
 async fn limits_signals_and_floods_are_pistons_statuses() {
     needs_root!();
     let app = spawn_app();
-    let v = ran(&app, json!({"language": "bash", "version": "*", "files": [{"content": "sleep 5"}], "run_timeout": 700})).await;
+    let v = ran(app, json!({"language": "bash", "version": "*", "files": [{"content": "sleep 5"}], "run_timeout": 700})).await;
     let run = &v["run"];
     assert_eq!(
         (
@@ -196,13 +196,13 @@ async fn limits_signals_and_floods_are_pistons_statuses() {
         "{v}"
     );
     assert_eq!(run["message"], "Time limit exceeded (wall clock)");
-    let v = ran(&app, json!({"language": "python", "version": "*", "files": [{"content": "while True: pass"}], "run_cpu_time": 500, "run_timeout": 5000})).await;
+    let v = ran(app, json!({"language": "python", "version": "*", "files": [{"content": "while True: pass"}], "run_cpu_time": 500, "run_timeout": 5000})).await;
     assert_eq!(
         (v["run"]["status"].clone(), v["run"]["message"].clone()),
         (json!("TO"), json!("Time limit exceeded")),
         "{v}"
     );
-    let v = ran(&app, json!({"language": "python", "version": "*", "files": [{"content": "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)"}]})).await;
+    let v = ran(app, json!({"language": "python", "version": "*", "files": [{"content": "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)"}]})).await;
     assert_eq!(
         (
             v["run"]["status"].clone(),
@@ -216,13 +216,13 @@ async fn limits_signals_and_floods_are_pistons_statuses() {
         ),
         "{v}"
     );
-    let v = ran(&app, json!({"language": "python", "version": "*", "files": [{"content": "x = bytearray(200 << 20)\nprint(len(x))"}], "run_memory_limit": 64 << 20})).await;
+    let v = ran(app, json!({"language": "python", "version": "*", "files": [{"content": "x = bytearray(200 << 20)\nprint(len(x))"}], "run_memory_limit": 64 << 20})).await;
     assert_eq!(
         (v["run"]["status"].clone(), v["run"]["signal"].clone()),
         (json!("SG"), json!("SIGKILL")),
         "{v}"
     );
-    let v = ran(&app, json!({"language": "python", "version": "*", "files": [{"content": "import sys\nsys.stdout.write('y' * (2 << 20))"}]})).await;
+    let v = ran(app, json!({"language": "python", "version": "*", "files": [{"content": "import sys\nsys.stdout.write('y' * (2 << 20))"}]})).await;
     assert_eq!(v["run"]["status"], "OL", "{}", v["run"]["message"]);
     assert_eq!(v["run"]["message"], "stdout length exceeded");
 }
@@ -244,7 +244,7 @@ async fn versions_select_the_runtime_and_bad_requests_get_pistons_messages() {
     let major = version.split('.').next().unwrap();
     for selector in [version.as_str(), major, &format!("{major}.x")] {
         let v = ran(
-            &app,
+            app,
             json!({"language": "python3", "version": selector, "files": [{"content": "print(1)"}]}),
         )
         .await;
@@ -294,16 +294,16 @@ async fn versions_select_the_runtime_and_bad_requests_get_pistons_messages() {
             "args must be an array of strings".into(),
         ),
     ] {
-        let (status, v) = execute(&app, "execute", body.clone()).await;
+        let (status, v) = execute(app, "execute", body.clone()).await;
         assert_eq!((status, v), (400, json!({"message": message})), "{body}");
     }
-    let (status, v) = execute(&app, "execute", json!({"language": "python", "version": "*", "files": [{"content": "1"}], "run_memory_limit": 1024})).await;
+    let (status, v) = execute(app, "execute", json!({"language": "python", "version": "*", "files": [{"content": "1"}], "run_memory_limit": 1024})).await;
     assert_eq!(status, 400, "{v}");
     assert!(
         v["message"].as_str().unwrap().contains("below the minimum"),
         "{v}"
     );
-    let (status, v) = execute(&app, "execute", json!({"language": "python", "version": "*", "files": [{"content": "1"}, {"name": "../x", "content": "2"}]})).await;
+    let (status, v) = execute(app, "execute", json!({"language": "python", "version": "*", "files": [{"content": "1"}, {"name": "../x", "content": "2"}]})).await;
     assert_eq!(status, 400, "{v}");
     assert!(
         v["message"]

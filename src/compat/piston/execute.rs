@@ -177,7 +177,7 @@ fn files(body: &Map<String, Value>) -> Result<(String, Vec<FileSpec>), PistonErr
 
 fn hex(text: &str) -> Option<Vec<u8>> {
     let digits = text.as_bytes();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return None;
     }
     digits
