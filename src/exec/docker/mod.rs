@@ -103,6 +103,24 @@ impl DockerExecutor {
             Err(_) => docker,
         };
         let table = RuntimeTable::embedded();
+        let images = images();
+        let mut warm_up = pool::WarmUp {
+            env: base_env(&table)
+                .iter()
+                .filter_map(|e| e.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        };
+        for rt in &table.runtimes {
+            if let (Some(image), Some(argv)) = (images.get(&rt.language), &rt.warm) {
+                warm_up
+                    .commands
+                    .entry(image.clone())
+                    .or_default()
+                    .push(argv.clone());
+            }
+        }
         let pool = Pool::new(
             docker.clone(),
             cfg.instance.clone(),
@@ -114,13 +132,14 @@ impl DockerExecutor {
                 run_root: cfg.run_root.clone(),
                 path: table.sandbox.path.clone(),
             },
+            warm_up,
         );
         let ooms = oom::OomWatch::start(docker.clone(), &cfg.instance);
         let exec = DockerExecutor {
             docker,
             cfg,
             table,
-            images: images(),
+            images,
             pool,
             ooms,
             reachable: Arc::new(AtomicBool::new(false)),
@@ -531,12 +550,7 @@ impl DockerExecutor {
     }
 
     pub(crate) fn base_env(&self) -> Vec<String> {
-        vec![
-            format!("PATH={}", self.table.sandbox.path),
-            "HOME=/work".into(),
-            "LANG=C.UTF-8".into(),
-            "TMPDIR=/tmp".into(),
-        ]
+        base_env(&self.table)
     }
 
     /// What a job needs wherever it runs: its runtime's probed version and image, its files
@@ -701,6 +715,16 @@ impl DockerExecutor {
         drop(cgroup);
         ran
     }
+}
+
+/// The environment every program in a container starts from.
+fn base_env(table: &RuntimeTable) -> Vec<String> {
+    vec![
+        format!("PATH={}", table.sandbox.path),
+        "HOME=/work".into(),
+        "LANG=C.UTF-8".into(),
+        "TMPDIR=/tmp".into(),
+    ]
 }
 
 /// With the engine on this host (the common case), the container's cgroup is readable directly
