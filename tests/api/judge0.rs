@@ -466,7 +466,7 @@ async fn an_answer_has_judge0s_fields_in_judge0s_order() {
 async fn time_limits_are_judge0s_cpu_extra_and_wall_limits() {
     needs_root!();
     let app = spawn_app();
-    let spin = judged(app, json!({"source_code": "while True: pass", "language_id": 71, "cpu_time_limit": 0.5, "cpu_extra_time": 0.5})).await;
+    let spin = judged(app, json!({"source_code": "while True: pass", "language_id": 71, "cpu_time_limit": 0.5, "cpu_extra_time": 0.5, "wall_time_limit": 20})).await;
     assert_eq!(spin["status"]["id"], 5, "{spin}");
     assert_eq!(spin["message"], "Time limit exceeded");
     // Killed at the CPU limit: by the service (SIGKILL) or the kernel's RLIMIT_CPU (SIGXCPU).
@@ -480,7 +480,7 @@ async fn time_limits_are_judge0s_cpu_extra_and_wall_limits() {
     );
 
     // Over cpu_time_limit within cpu_extra_time: it finishes, and is still over its limit.
-    let over = judged(app, json!({"source_code": "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\nprint('done')", "language_id": 71, "cpu_time_limit": 0.1, "cpu_extra_time": 2})).await;
+    let over = judged(app, json!({"source_code": "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\nprint('done')", "language_id": 71, "cpu_time_limit": 0.1, "cpu_extra_time": 2, "wall_time_limit": 20})).await;
     assert_eq!(
         (over["status"]["id"].clone(), over["stdout"].clone()),
         (json!(5), json!("done\n")),

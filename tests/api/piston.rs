@@ -196,7 +196,7 @@ async fn limits_signals_and_floods_are_pistons_statuses() {
         "{v}"
     );
     assert_eq!(run["message"], "Time limit exceeded (wall clock)");
-    let v = ran(app, json!({"language": "python", "version": "*", "files": [{"content": "while True: pass"}], "run_cpu_time": 500, "run_timeout": 5000})).await;
+    let v = ran(app, json!({"language": "python", "version": "*", "files": [{"content": "while True: pass"}], "run_cpu_time": 500, "run_timeout": 20000})).await;
     assert_eq!(
         (v["run"]["status"].clone(), v["run"]["message"].clone()),
         (json!("TO"), json!("Time limit exceeded")),
