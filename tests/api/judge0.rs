@@ -1028,3 +1028,44 @@ async fn a_submission_a_stopped_service_left_pending_ends_as_an_internal_error()
     );
     assert!(v["finished_at"].is_string());
 }
+
+#[tokio::test]
+async fn compat_executor_docker_runs_both_doors_in_containers() {
+    needs_root!();
+    let app = TestApp::start(
+        &format!("j0docker-{}", std::process::id()),
+        &[("EXECBOX_COMPAT__EXECUTOR", "docker")],
+    );
+    let v = judged(
+        &app,
+        json!({"source_code": "#include <stdio.h>\nint main(void) { int n; scanf(\"%d\", &n); printf(\"%d\\n\", n * 2); return 0; }", "language_id": 50, "stdin": "21", "expected_output": "42"}),
+    )
+    .await;
+    assert_eq!(
+        (v["status"]["id"].clone(), v["stdout"].clone()),
+        (json!(3), json!("42\n")),
+        "{v}"
+    );
+    let r = client()
+        .post(app.url("/piston/api/v2/execute"))
+        .json(&json!({"language": "python", "version": "*", "files": [{"content": "print('in a container')"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["run"]["stdout"], "in a container\n", "{p}");
+    let db = rusqlite::Connection::open_with_flags(
+        app.data_dir.join("execbox.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let executors: Vec<String> = db
+        .prepare("SELECT DISTINCT executor FROM runs")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(executors, ["docker"]);
+}
