@@ -324,6 +324,8 @@ pub async fn build_state(
         cfg.agent_slots_per_team(),
         on_end,
     ));
+    let compat = crate::compat::Compat::new(&cfg.compat, &policies, cfg.max_queued_runs)
+        .map_err(|e| anyhow::anyhow!(e))?;
     let state = Arc::new(AppState {
         policies,
         runtimes: RuntimeTable::embedded(),
@@ -340,7 +342,9 @@ pub async fn build_state(
         agent_settings: cfg.agent.clone(),
         max_sandbox_ttl_seconds: cfg.sandboxes.max_ttl_seconds,
         max_batch_output_bytes: cfg.max_batch_output_bytes,
+        compat,
     });
+    crate::compat::start(&state).await?;
     Ok((state, lock))
 }
 

@@ -39,6 +39,21 @@ pub struct Config {
     pub agent: AgentSettings,
     pub sandbox_uids: SandboxUidSettings,
     pub server: ServerSettings,
+    pub compat: CompatSettings,
+}
+
+/// The Judge0- and Piston-compatible APIs (`/judge0`, `/piston`): where their runs go and how
+/// long a Judge0 submission can be read back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompatSettings {
+    /// The executor their runs use: `local` or `docker`.
+    pub executor: String,
+    /// The policy their runs are held to; the peers' limits are checked against its maxima.
+    pub policy: String,
+    /// A Judge0 submission can be read by its token for this long after it was created; then
+    /// it is gone (answered 404) and swept from the store.
+    pub judge0_retention_seconds: u64,
 }
 
 /// The uids runs and sandboxes run as (gid = uid), one per live run or sandbox, shared by both
@@ -242,6 +257,11 @@ impl Default for Config {
                 first: 60_000,
                 count: 1_000,
                 lock_dir: PathBuf::from("/run/execbox/uids"),
+            },
+            compat: CompatSettings {
+                executor: "local".into(),
+                policy: "default".into(),
+                judge0_retention_seconds: 86_400,
             },
         }
     }

@@ -6,6 +6,7 @@ pub mod agent_cli;
 pub mod agent_eval;
 pub mod api;
 pub mod app;
+pub mod compat;
 pub mod config;
 pub mod console;
 pub mod eval;

@@ -368,12 +368,12 @@ pub(super) fn output_event(name: &str, text: String) -> Bytes {
 /// Turns byte chunks into text without splitting a UTF-8 sequence across events; invalid bytes
 /// become U+FFFD, as in the JSON result.
 #[derive(Default)]
-pub(super) struct Utf8Chunks {
+pub(crate) struct Utf8Chunks {
     pending: Vec<u8>,
 }
 
 impl Utf8Chunks {
-    pub(super) fn push(&mut self, bytes: &[u8]) -> String {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> String {
         self.pending.extend_from_slice(bytes);
         let valid = match std::str::from_utf8(&self.pending) {
             Ok(_) => self.pending.len(),
@@ -386,7 +386,7 @@ impl Utf8Chunks {
         text
     }
 
-    pub(super) fn finish(&mut self) -> String {
+    pub(crate) fn finish(&mut self) -> String {
         String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned()
     }
 }

@@ -53,6 +53,8 @@ pub struct AppState {
     pub max_sandbox_ttl_seconds: u64,
     /// `max_batch_output_bytes`: the output one batch's unwritten results may hold at once.
     pub max_batch_output_bytes: u64,
+    /// The Judge0- and Piston-compatible doors' settings.
+    pub compat: crate::compat::Compat,
 }
 
 /// One method on one path, and the handler that answers it.
@@ -154,6 +156,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             r.route(path, handler)
         })
         .merge(crate::mcp::http::router(&state, max_body_bytes))
+        // The compat doors follow their peers' contracts, not this API's description.
+        .merge(crate::compat::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))

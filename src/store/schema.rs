@@ -70,6 +70,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX agent_runs_by_team ON agent_runs (team_id, created_at);
     "#,
+    // 3 -> 4: Judge0-compatible submissions, kept as their JSON until they expire.
+    r#"
+    CREATE TABLE judge0_submissions (
+        token       TEXT PRIMARY KEY,
+        team_id     INTEGER NOT NULL REFERENCES teams (id),
+        pending     INTEGER NOT NULL,
+        view_json   TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
+    CREATE INDEX judge0_submissions_by_expiry ON judge0_submissions (expires_at);
+    "#,
 ];
 
 /// The schema version this build writes.
