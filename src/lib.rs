@@ -11,6 +11,7 @@ pub mod eval;
 pub mod exec;
 pub mod oneshot;
 pub mod policy;
+pub mod runs;
 pub mod sandbox;
 pub mod store;
 pub mod supervisor;

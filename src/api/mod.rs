@@ -11,6 +11,7 @@ pub mod json_stream;
 pub mod metrics;
 mod openapi;
 mod processes;
+mod runs;
 mod sandboxes;
 pub mod serve;
 
@@ -36,7 +37,7 @@ use crate::store::{Quotas, Store};
 /// Everything the handlers share.
 pub struct AppState {
     pub policies: PolicySet,
-    pub runtimes: RuntimeTable,
+    pub runtimes: Arc<RuntimeTable>,
     pub local: Arc<LocalExecutor>,
     pub docker: Option<Arc<DockerExecutor>>,
     pub executors: HashMap<&'static str, Arc<dyn Executor>>,
@@ -52,6 +53,8 @@ pub struct AppState {
     pub max_sandbox_ttl_seconds: u64,
     /// `max_batch_output_bytes`: the output one batch's unwritten results may hold at once.
     pub max_batch_output_bytes: u64,
+    /// Live runs and kept results, for `GET /v1/runs/{id}`.
+    pub runs: Arc<crate::runs::RunTracker>,
 }
 
 /// One method on one path, and the handler that answers it.
@@ -82,6 +85,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         route(M::POST, "/v1/execute", execute::execute),
         route(M::POST, "/v1/execute/batch", batch::batch),
+        route(M::GET, "/v1/runs/{id}", runs::get),
         route(M::GET, "/v1/runtimes", info::runtimes),
         route(M::GET, "/v1/policies", info::policies),
         route(M::POST, "/v1/sandboxes", sandboxes::create),

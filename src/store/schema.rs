@@ -70,6 +70,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX agent_runs_by_team ON agent_runs (team_id, created_at);
     "#,
+    // 3 -> 4: a finished run's result (JSON, its output in `output_encoding`) for
+    // `GET /v1/runs/{id}`, kept for `runs.result_retention_seconds`.
+    r#"
+    CREATE TABLE run_results (
+        id               TEXT PRIMARY KEY,
+        team_id          INTEGER NOT NULL REFERENCES teams (id),
+        output_encoding  TEXT NOT NULL,
+        result_json      TEXT NOT NULL,
+        finished_at      INTEGER NOT NULL
+    );
+    CREATE INDEX run_results_by_age ON run_results (finished_at);
+    "#,
 ];
 
 /// The schema version this build writes.
