@@ -41,7 +41,7 @@ const GO: Lang = Lang {
     echo: "package main\n\nimport (\n\t\"io\"\n\t\"os\"\n)\n\nfunc main() { io.Copy(os.Stdout, os.Stdin) }\n",
     broken: Some((
         "package main\n\nfunc main() { var x int = \"s\" }\n",
-        1,
+        2,
         "cannot use \"s\" (untyped string constant) as int value in variable declaration",
     )),
     crash: (
@@ -74,7 +74,7 @@ const TYPESCRIPT: Lang = Lang {
     echo: "declare const require: any;\ndeclare const process: any;\nprocess.stdout.write(require(\"fs\").readFileSync(0));\n",
     broken: Some((
         "const x: number = \"s\";\n",
-        2,
+        1,
         "main.ts(1,7): error TS2322: Type 'string' is not assignable to type 'number'.",
     )),
     crash: (
@@ -298,3 +298,77 @@ on_both_executors!(
     lua,
     every_language_is_offered_with_its_version
 );
+
+/// A language is an entry of the runtimes file: a service started with its own file runs awk,
+/// which no Rust code names, and a runtime whose binary this host lacks is left out (answered
+/// `runtime_unavailable`) rather than failing the start.
+#[tokio::test]
+async fn a_runtimes_file_adds_a_language_and_one_missing_here_is_left_out() {
+    needs_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("runtimes.toml");
+    let embedded =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/runtimes.toml")).unwrap();
+    let sandbox =
+        &embedded[embedded.find("[sandbox]").unwrap()..embedded.find("[[runtime]]").unwrap()];
+    std::fs::write(
+        &file,
+        format!(
+            "{sandbox}
+[[runtime]]
+language = \"awk\"
+aliases = []
+source_file = \"main.awk\"
+run = [\"awk\", \"-f\", \"main.awk\"]
+version = [\"awk\", \"-W\", \"version\"]
+env = {{ GREETING = \"from the table\" }}
+
+[[runtime]]
+language = \"cobol\"
+aliases = []
+source_file = \"main.cob\"
+run = [\"cobcrun\", \"main\"]
+version = [\"cobc\", \"--version\"]
+"
+        ),
+    )
+    .unwrap();
+    let app = TestApp::start(
+        &format!("runtimes-file-{}", std::process::id()),
+        &[
+            ("EXECBOX_RUNTIMES", file.to_str().unwrap()),
+            ("EXECBOX_DOCKER__ENABLED", "false"),
+        ],
+    );
+    let (_, list) = app.get("/v1/runtimes").await;
+    let names: Vec<&str> = list["runtimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["language"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["awk"], "{list}");
+    let r = app
+        .run(json!({"language": "awk", "code": "{ print ENVIRON[\"GREETING\"] \": \" $2 }", "stdin": "a b\nc d\n"}))
+        .await;
+    assert_eq!(
+        (&r["status"], &r["stdout"]),
+        (
+            &json!("ok"),
+            &json!("from the table: b\nfrom the table: d\n")
+        ),
+        "{r}"
+    );
+    let (status, v) = app.execute(json!({"language": "cobol", "code": ""})).await;
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (503, &json!("runtime_unavailable")),
+        "{v}"
+    );
+    let (status, v) = app.execute(json!({"language": "python", "code": ""})).await;
+    assert_eq!(
+        (status, &v["error"]["code"]),
+        (400, &json!("unknown_language")),
+        "{v}"
+    );
+}
