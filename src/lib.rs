@@ -14,6 +14,7 @@ pub mod exec;
 pub mod mcp;
 pub mod oneshot;
 pub mod policy;
+pub mod runs;
 pub mod sandbox;
 pub mod store;
 pub mod supervisor;

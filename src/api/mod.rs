@@ -11,6 +11,7 @@ pub mod json_stream;
 pub mod metrics;
 mod openapi;
 mod processes;
+mod runs;
 pub(crate) mod sandboxes;
 pub mod serve;
 mod team;
@@ -37,7 +38,7 @@ use crate::store::{Quotas, Store};
 /// Everything the handlers share.
 pub struct AppState {
     pub policies: PolicySet,
-    pub runtimes: RuntimeTable,
+    pub runtimes: Arc<RuntimeTable>,
     pub local: Arc<LocalExecutor>,
     pub docker: Option<Arc<DockerExecutor>>,
     pub executors: HashMap<&'static str, Arc<dyn Executor>>,
@@ -55,6 +56,8 @@ pub struct AppState {
     pub max_batch_output_bytes: u64,
     /// The Judge0- and Piston-compatible doors' settings.
     pub compat: crate::compat::Compat,
+    /// Live runs and kept results, for `GET /v1/runs/{id}`.
+    pub runs: Arc<crate::runs::RunTracker>,
 }
 
 /// One method on one path, and the handler that answers it.
@@ -85,6 +88,7 @@ pub fn routes() -> Vec<Route> {
     vec![
         route(M::POST, "/v1/execute", execute::execute),
         route(M::POST, "/v1/execute/batch", batch::batch),
+        route(M::GET, "/v1/runs/{id}", runs::get),
         route(M::GET, "/v1/runtimes", info::runtimes),
         route(M::GET, "/v1/policies", info::policies),
         route(M::GET, "/v1/team", team::get),
