@@ -29,6 +29,9 @@ enum Command {
         /// A directory of policy TOML files (default: the embedded policies/).
         #[arg(long)]
         policies: Option<PathBuf>,
+        /// A runtimes TOML file, the languages offered (default: the embedded runtimes.toml).
+        #[arg(long)]
+        runtimes: Option<PathBuf>,
         /// `none` (default; loopback listeners only) or `api-key` (Authorization: Bearer KEY).
         #[arg(long)]
         auth: Option<AuthMode>,
@@ -308,6 +311,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             data_dir,
             config,
             policies,
+            runtimes,
             auth,
         } => {
             let cfg = Config::load(
@@ -316,6 +320,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
                     listen,
                     data_dir,
                     policies,
+                    runtimes,
                     auth,
                 },
             )

@@ -49,8 +49,8 @@ pub async fn require_team(
     let team = match &state.auth {
         Auth::None { team } => team.clone(),
         Auth::ApiKey => {
-            let Some(key) = bearer(&req) else {
-                return unauthorized("this route needs an API key: send Authorization: Bearer KEY (an operator creates keys with `execbox keys create --team NAME`)");
+            let Some(key) = credentials(&req) else {
+                return unauthorized("this route needs an API key: send Authorization: Bearer KEY (on /judge0 also X-Auth-Token: KEY, on /piston also Authorization: KEY; an operator creates keys with `execbox keys create --team NAME`)");
             };
             let key = key.to_string();
             match state.store.blocking(move |s| s.authenticate(&key)).await {
@@ -63,6 +63,33 @@ pub async fn require_team(
     let span = tracing::info_span!("request", team = %team.name);
     req.extensions_mut().insert(team);
     next.run(req).instrument(span).await
+}
+
+/// The request's API key: `Authorization: Bearer KEY` everywhere; on the Judge0 door also
+/// Judge0's `X-Auth-Token: KEY`, on the Piston door also a bare `Authorization: KEY`, which is
+/// how those peers' clients send theirs.
+fn credentials(req: &Request) -> Option<&str> {
+    let path = req.uri().path();
+    let header = |name| {
+        req.headers()
+            .get(name)?
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+    };
+    bearer(req)
+        .or_else(|| {
+            path.starts_with("/judge0/")
+                .then(|| header("x-auth-token"))
+                .flatten()
+        })
+        .or_else(|| {
+            path.starts_with("/piston/")
+                .then(|| header(header::AUTHORIZATION.as_str()))
+                .flatten()
+                .filter(|k| !k.contains(' '))
+        })
 }
 
 /// The credentials of `Authorization: Bearer <key>` (the scheme is case-insensitive).
@@ -124,6 +151,44 @@ mod tests {
         assert_eq!(bearer(&with_auth("Basic dXNlcg==")), None);
         assert_eq!(bearer(&with_auth("Bearer ")), None);
         assert_eq!(bearer(&with_auth("exb_1")), None);
+    }
+
+    fn request(path: &str, headers: &[(&str, &str)]) -> Request {
+        let mut b = Request::builder().uri(path);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn the_peers_headers_carry_the_key_only_on_their_own_doors() {
+        let token = [("X-Auth-Token", "exb_1")];
+        let bare = [("Authorization", "exb_1")];
+        assert_eq!(
+            credentials(&request("/judge0/submissions", &token)),
+            Some("exb_1")
+        );
+        assert_eq!(credentials(&request("/v1/execute", &token)), None);
+        assert_eq!(
+            credentials(&request("/piston/api/v2/execute", &token)),
+            None
+        );
+        assert_eq!(
+            credentials(&request("/piston/api/v2/execute/", &bare)),
+            Some("exb_1")
+        );
+        assert_eq!(credentials(&request("/judge0/about", &bare)), None);
+        assert_eq!(credentials(&request("/v1/runtimes", &bare)), None);
+        assert_eq!(
+            credentials(&request(
+                "/piston/api/v2/runtimes",
+                &[("Authorization", "Basic x")]
+            )),
+            None
+        );
+        let both = [("Authorization", "Bearer exb_2"), ("X-Auth-Token", "exb_1")];
+        assert_eq!(credentials(&request("/judge0/about", &both)), Some("exb_2"));
     }
 
     #[test]

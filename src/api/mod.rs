@@ -11,8 +11,10 @@ pub mod json_stream;
 pub mod metrics;
 mod openapi;
 mod processes;
+mod runs;
 pub(crate) mod sandboxes;
 pub mod serve;
+mod team;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,7 +38,7 @@ use crate::store::{Quotas, Store};
 /// Everything the handlers share.
 pub struct AppState {
     pub policies: PolicySet,
-    pub runtimes: RuntimeTable,
+    pub runtimes: Arc<RuntimeTable>,
     pub local: Arc<LocalExecutor>,
     pub docker: Option<Arc<DockerExecutor>>,
     pub executors: HashMap<&'static str, Arc<dyn Executor>>,
@@ -52,6 +54,10 @@ pub struct AppState {
     pub max_sandbox_ttl_seconds: u64,
     /// `max_batch_output_bytes`: the output one batch's unwritten results may hold at once.
     pub max_batch_output_bytes: u64,
+    /// The Judge0- and Piston-compatible doors' settings.
+    pub compat: crate::compat::Compat,
+    /// Live runs and kept results, for `GET /v1/runs/{id}`.
+    pub runs: Arc<crate::runs::RunTracker>,
 }
 
 /// One method on one path, and the handler that answers it.
@@ -82,8 +88,10 @@ pub fn routes() -> Vec<Route> {
     vec![
         route(M::POST, "/v1/execute", execute::execute),
         route(M::POST, "/v1/execute/batch", batch::batch),
+        route(M::GET, "/v1/runs/{id}", runs::get),
         route(M::GET, "/v1/runtimes", info::runtimes),
         route(M::GET, "/v1/policies", info::policies),
+        route(M::GET, "/v1/team", team::get),
         route(M::POST, "/v1/sandboxes", sandboxes::create),
         route(M::GET, "/v1/sandboxes", sandboxes::list),
         route(M::GET, "/v1/sandboxes/{id}", sandboxes::get),
@@ -152,6 +160,8 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             r.route(path, handler)
         })
         .merge(crate::mcp::http::router(&state, max_body_bytes))
+        // The compat doors follow their peers' contracts, not this API's description.
+        .merge(crate::compat::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -161,6 +171,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             auth::require_team,
         ))
         .with_state(state)
+        .merge(crate::console::router())
 }
 
 async fn not_found() -> ApiError {

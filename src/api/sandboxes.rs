@@ -343,7 +343,8 @@ pub async fn keepalive(
     request_body(content = SandboxCallRequest, description = "The `/v1/execute` body without `executor` and `policy` (the sandbox's own); \
 the sandbox's `env` is the base of the call's"),
     responses(
-        (status = 200, description = RUN_ANSWER, content((RunResult = "application/json"), (String = "text/event-stream"))),
+        (status = 200, description = RUN_ANSWER, content((RunResult = "application/json"), (String = "text/event-stream")),
+            headers(("Execbox-Run-Id" = String, description = "The run's id"))),
         (status = 400, description = "`malformed_json`, `invalid_request` (also for a body with `executor` or `policy`), `invalid_body`, `unknown_language`, `invalid_file`", body = ErrorBody),
         (status = 404, description = "`sandbox_not_found`, `unknown_policy` (the sandbox's policy is no longer configured)", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),

@@ -14,6 +14,7 @@ pub mod quota;
 mod runs;
 mod sandboxes;
 mod schema;
+mod submissions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,9 +24,9 @@ use rusqlite::{Connection, OptionalExtension};
 
 pub use keys::{KeyInfo, KEY_PREFIX};
 pub use quota::{QuotaExceeded, Quotas, RunPermit};
-pub use runs::RunRecord;
 #[cfg(test)]
 pub use runs::RunRow;
+pub use runs::{EndedRun, RunRecord};
 pub use sandboxes::SandboxRow;
 
 /// The file name of the store inside the data dir.
@@ -249,12 +250,30 @@ pub fn rfc3339(secs: i64) -> String {
     )
 }
 
+/// Unix milliseconds: what times finer than the time columns' seconds are kept in.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// `2026-01-31T12:00:00.123Z` for Unix milliseconds.
+pub fn rfc3339_millis(ms: i64) -> String {
+    let secs = rfc3339(ms.div_euclid(1000));
+    format!("{}.{:03}Z", &secs[..secs.len() - 1], ms.rem_euclid(1000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn rfc3339_matches_known_dates() {
+        assert_eq!(
+            rfc3339_millis(1_767_225_599_007),
+            "2025-12-31T23:59:59.007Z"
+        );
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_767_225_599), "2025-12-31T23:59:59Z");

@@ -70,6 +70,30 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX agent_runs_by_team ON agent_runs (team_id, created_at);
     "#,
+    // 3 -> 4: Judge0-compatible submissions, kept as their JSON until they expire.
+    r#"
+    CREATE TABLE judge0_submissions (
+        token       TEXT PRIMARY KEY,
+        team_id     INTEGER NOT NULL REFERENCES teams (id),
+        pending     INTEGER NOT NULL,
+        view_json   TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
+    CREATE INDEX judge0_submissions_by_expiry ON judge0_submissions (expires_at);
+    "#,
+    // 4 -> 5: a finished run's result (JSON, its output in `output_encoding`) for
+    // `GET /v1/runs/{id}`, kept for `runs.result_retention_seconds`.
+    r#"
+    CREATE TABLE run_results (
+        id               TEXT PRIMARY KEY,
+        team_id          INTEGER NOT NULL REFERENCES teams (id),
+        output_encoding  TEXT NOT NULL,
+        result_json      TEXT NOT NULL,
+        finished_at      INTEGER NOT NULL
+    );
+    CREATE INDEX run_results_by_age ON run_results (finished_at);
+    "#,
 ];
 
 /// The schema version this build writes.
