@@ -840,7 +840,6 @@ fn a_cancelled_call_cancels_its_run() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    drop(send);
     drop(stdin);
     assert!(child.wait().unwrap().success());
 }
