@@ -1,25 +1,30 @@
 #!/usr/bin/env bash
 # Build execbox's runtime images with no container registry.
 #
-# One Debian bookworm root filesystem is made with debootstrap from the machine's
-# own apt mirror and imported into Docker. That single rootfs has python3, bash,
-# nodejs, gcc and g++, so it serves all three languages' images: it is imported
-# once as execbox/python:bookworm and tagged as execbox/node:bookworm and
-# execbox/gcc:bookworm too (the same image id under three names).
+# One Debian bookworm root filesystem is made from the machine's own apt mirror
+# (debootstrap for the base, then apt-get inside it for the runtimes' packages)
+# and imported into Docker. It holds the Debian packages of every
+# runtime of runtimes.toml (images/runtimes.py reads them), so it serves every
+# language's image: it is imported once under the first image name of the table
+# and tagged under the others (the same image id under every name). One rootfs is
+# the fastest build: one debootstrap, one import.
 #
 # Usage: images/build-offline.sh          (as root; Docker engine reachable)
 # Env:   EXECBOX_DEBIAN_MIRROR   mirror URL to use instead of the one in apt sources
+#        EXECBOX_RUNTIMES_FILE   another runtimes.toml (default: the repository's)
 #
 # Running it again rebuilds from scratch and re-tags; the previous image is
 # removed once no tag points at it.
 set -euo pipefail
 
 SUITE=bookworm
-# python3-numpy/pandas/matplotlib: what data work in a context expects (from Debian, not PyPI).
-PACKAGES=python3,python3-numpy,python3-pandas,python3-matplotlib,nodejs,gcc,g++,libc6-dev,tar,ca-certificates
-PRIMARY=execbox/python:bookworm
-ALIASES=(execbox/node:bookworm execbox/gcc:bookworm)
-TAGS=("$PRIMARY" "${ALIASES[@]}")
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PACKAGES=$(python3 "$here/runtimes.py" packages)
+mapfile -t TAGS < <(python3 "$here/runtimes.py" images)
+PRIMARY=${TAGS[0]}
+ALIASES=("${TAGS[@]:1}")
+# images/build.sh rebuilds an image whose label lacks a package its runtimes need.
+LABEL_PACKAGES=$(python3 "$here/runtimes.py" packages | tr ' ' ',')
 
 die() { echo "build-offline: error: $*" >&2; exit 1; }
 say() { echo "build-offline: $*" >&2; }
@@ -28,7 +33,7 @@ since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f s", b - a }'
 # --- the mirror, from this machine's apt sources -------------------------------
 
 # shellcheck source=images/debian-mirror.sh
-. "$(dirname "${BASH_SOURCE[0]}")/debian-mirror.sh"
+. "$here/debian-mirror.sh"
 debian_mirror "$SUITE"
 
 # --- prerequisites -------------------------------------------------------------
@@ -64,7 +69,10 @@ trap 'exit 143' TERM
 
 say "debootstrap --variant=minbase $SUITE into $ROOT (log $LOG)"
 t=$EPOCHREALTIME
-if ! debootstrap --variant=minbase --include="$PACKAGES" ${KEYRING:+--keyring="$KEYRING"} \
+# tar: the service streams files with it; ca-certificates: for programs that speak TLS.
+# debootstrap fetches one package after another: only the base, then apt (which pipelines its
+# downloads) installs the runtimes, minutes faster for a JDK, Go and Rust.
+if ! debootstrap --variant=minbase --include=tar,ca-certificates ${KEYRING:+--keyring="$KEYRING"} \
     "$SUITE" "$ROOT" "$MIRROR" >"$LOG" 2>&1; then
     tail -n 30 "$LOG" >&2
     [[ -f $ROOT/debootstrap/debootstrap.log ]] && tail -n 30 "$ROOT/debootstrap/debootstrap.log" >&2
@@ -73,18 +81,38 @@ fi
 say "debootstrap: $(since "$t")"
 
 t=$EPOCHREALTIME
+# A JVM (java -version, ca-certificates-java's setup) needs /proc; cleanup unmounts it.
+mount -t proc proc "$ROOT/proc"
+# No fsync for each file unpacked: the tree is imported whole or thrown away.
+echo force-unsafe-io >"$ROOT/etc/dpkg/dpkg.cfg.d/execbox-unsafe-io"
+# shellcheck disable=SC2086 # one word per package
+if ! chroot "$ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive sh -c \
+    "apt-get update -qq && apt-get install -y -qq --no-install-recommends $PACKAGES" >>"$LOG" 2>&1; then
+    tail -n 30 "$LOG" >&2
+    die "apt-get install of the runtimes' packages failed (mirror $MIRROR)"
+fi
+rm "$ROOT/etc/dpkg/dpkg.cfg.d/execbox-unsafe-io"
+say "apt-get install ($PACKAGES): $(since "$t")"
+
+t=$EPOCHREALTIME
 # the sandbox user is Debian's nobody/nogroup (65534); /work is its empty mount point
 grep -q '^nobody:x:65534:' "$ROOT/etc/passwd" || die "rootfs has no nobody (65534) user"
 grep -q '^nogroup:x:65534:' "$ROOT/etc/group" || die "rootfs has no nogroup (65534) group"
 install -d -o 65534 -g 65534 -m 0755 "$ROOT/work"
 # the service streams files with `tar -x -C /work`; it expects /usr/bin/tar
 [[ -e $ROOT/usr/bin/tar ]] || ln -s /bin/tar "$ROOT/usr/bin/tar"
-for c in sh bash tar sleep python3 node gcc g++; do
+for c in sh bash tar sleep; do
     chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin sh -c "command -v $c" >/dev/null \
         || die "rootfs lacks $c"
 done
+# every runtime's own version command, as the service probes it
+while read -r version; do
+    chroot "$ROOT" /usr/bin/env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/tmp sh -c "$version" >/dev/null 2>&1 \
+        || die "in the rootfs, the version command \"$version\" fails"
+done < <(python3 "$here/runtimes.py" versions)
 chroot "$ROOT" /usr/bin/python3 -c 'import numpy, pandas, matplotlib' \
     || die "rootfs python3 lacks numpy, pandas or matplotlib"
+umount "$ROOT/proc"
 # shrink: package caches and lists, docs (copyright files kept), man/info, locales, logs
 rm -rf "$ROOT"/var/cache/apt/* "$ROOT"/var/lib/apt/lists/* "$ROOT"/var/cache/debconf/*-old \
     "$ROOT"/usr/share/man/* "$ROOT"/usr/share/info/* "$ROOT"/usr/share/locale/* \
@@ -105,6 +133,7 @@ t=$EPOCHREALTIME
 new_id=$(tar -C "$ROOT" --numeric-owner -c . | docker import \
     --change 'ENV PATH=/usr/local/bin:/usr/bin:/bin' \
     --change 'LABEL execbox.image=offline' \
+    --change "LABEL execbox.packages=$LABEL_PACKAGES" \
     --change 'LABEL execbox.python-data=numpy,pandas,matplotlib' \
     --change 'WORKDIR /work' \
     - "$PRIMARY") || die "docker import failed"

@@ -1,31 +1,29 @@
 #!/usr/bin/env bash
-# Build and tag execbox's runtime images:
-#   execbox/python:bookworm  (python, bash)   images/python.Dockerfile
-#   execbox/node:bookworm    (javascript)     images/node.Dockerfile
-#   execbox/gcc:bookworm     (c, cpp)         images/gcc.Dockerfile
+# Build and tag execbox's runtime images: every image runtimes.toml names, each with the Debian
+# packages of the runtimes it serves (images/runtimes.py reads them):
+#   execbox/python:bookworm  python, bash, ruby, php, perl, lua
+#   execbox/node:bookworm    javascript, typescript
+#   execbox/gcc:bookworm     c, cpp, rust
+#   execbox/go:bookworm      go
+#   execbox/java:bookworm    java
 #
 # Usage: images/build.sh [--offline] [--if-missing]
-#   --offline     skip the registry: build one Debian rootfs with debootstrap and
-#                 tag it under all three names (images/build-offline.sh)
-#   --if-missing  do nothing when all three tags already exist
+#   --offline     skip the registry: build one Debian rootfs with every runtime's packages
+#                 (debootstrap) and tag it under every name (images/build-offline.sh)
+#   --if-missing  do nothing when every tag exists with the packages its runtimes need
 #
-# Without --offline the Dockerfiles are built FROM official bases. If a base is
-# neither present locally nor pullable (no registry), this falls back to the
-# offline build and says so.
+# Without --offline each image is built from images/Dockerfile (FROM debian:bookworm-slim, its
+# packages as a build argument). If the base is neither present locally nor pullable (no
+# registry), this falls back to the offline build and says so.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-
-# tag | dockerfile | base image
-IMAGES=(
-    "execbox/python:bookworm|python.Dockerfile|debian:bookworm-slim"
-    "execbox/node:bookworm|node.Dockerfile|node:20-bookworm-slim"
-    "execbox/gcc:bookworm|gcc.Dockerfile|gcc:12-bookworm"
-)
+BASE=debian:bookworm-slim
+mapfile -t IMAGES < <(python3 "$here/runtimes.py" images)
 
 die() { echo "images/build.sh: error: $*" >&2; exit 1; }
 say() { echo "images/build.sh: $*" >&2; }
-usage() { sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
+usage() { sed -n '2,18s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"; }
 
 offline=0 if_missing=0
 for arg in "$@"; do
@@ -41,14 +39,16 @@ command -v docker >/dev/null || die "docker CLI not found"
 docker info >/dev/null 2>&1 || die "cannot reach the Docker engine (docker info failed; check DOCKER_HOST / the daemon)"
 
 have() { docker image inspect "$1" >/dev/null 2>&1; }
-# The python image also carries the data packages contexts expect; one built before they were
-# added lacks this label and is built again.
-DATA_LABEL=execbox.python-data
-DATA_PACKAGES=numpy,pandas,matplotlib
+# An image is current when its execbox.packages label lists every package its runtimes need
+# (one built before a runtime was added is built again).
 current() {
     have "$1" || return 1
-    [[ $1 != execbox/python:* ]] && return 0
-    [[ $(docker image inspect -f "{{index .Config.Labels \"$DATA_LABEL\"}}" "$1" 2>/dev/null) == "$DATA_PACKAGES" ]]
+    local label pkg
+    label=,$(docker image inspect -f '{{index .Config.Labels "execbox.packages"}}' "$1" 2>/dev/null),
+    label=${label// /,}
+    for pkg in $(python3 "$here/runtimes.py" packages "$1"); do
+        [[ $label == *",$pkg,"* ]] || return 1
+    done
 }
 
 # Test binaries may call this concurrently: one build at a time; the others wait
@@ -59,8 +59,7 @@ if command -v flock >/dev/null; then
 fi
 
 missing=()
-for entry in "${IMAGES[@]}"; do
-    tag=${entry%%|*}
+for tag in "${IMAGES[@]}"; do
     current "$tag" || missing+=("$tag")
 done
 
@@ -69,33 +68,28 @@ if ((if_missing)) && ((${#missing[@]} == 0)); then
     exit 0
 fi
 
-if ((!offline)); then
-    # The Dockerfiles need their bases; with no registry they cannot be pulled.
-    for entry in "${IMAGES[@]}"; do
-        base=${entry##*|}
-        have "$base" && continue
-        say "pulling $base"
-        if ! docker pull -q "$base" >/dev/null 2>&1; then
-            say "cannot pull $base (no registry reachable?): falling back to the offline build"
-            offline=1
-            break
-        fi
-    done
+if ((!offline)) && ! have "$BASE"; then
+    # The Dockerfile needs its base; with no registry it cannot be pulled.
+    say "pulling $BASE"
+    if ! docker pull -q "$BASE" >/dev/null 2>&1; then
+        say "cannot pull $BASE (no registry reachable?): falling back to the offline build"
+        offline=1
+    fi
 fi
 
 if ((offline)); then
     bash "$here/build-offline.sh" || die "offline build failed"
 else
-    for entry in "${IMAGES[@]}"; do
-        IFS='|' read -r tag file _ <<<"$entry"
-        say "docker build $tag from $file"
-        # no build context: the Dockerfiles copy nothing in
-        docker build -t "$tag" - <"$here/$file" || die "docker build of $tag ($file) failed"
+    for tag in "${IMAGES[@]}"; do
+        packages=$(python3 "$here/runtimes.py" packages "$tag")
+        say "docker build $tag with $packages"
+        # no build context: the Dockerfile copies nothing in
+        docker build -t "$tag" --build-arg "PACKAGES=$packages" - <"$here/Dockerfile" \
+            || die "docker build of $tag failed"
     done
 fi
 
-for entry in "${IMAGES[@]}"; do
-    tag=${entry%%|*}
-    have "$tag" || die "$tag is missing after the build"
+for tag in "${IMAGES[@]}"; do
+    current "$tag" || die "$tag is missing (or lacks its packages) after the build"
 done
-say "ready: $(for e in "${IMAGES[@]}"; do printf '%s ' "${e%%|*}"; done)"
+say "ready: ${IMAGES[*]}"

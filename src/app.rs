@@ -47,7 +47,12 @@ pub fn sandbox_uids(cfg: &Config) -> anyhow::Result<Arc<Uids>> {
 }
 
 /// The executor settings shared by `serve` and `run`.
-pub fn local_config(cfg: &Config, instance: &str, uids: Arc<Uids>) -> anyhow::Result<LocalConfig> {
+pub fn local_config(
+    cfg: &Config,
+    instance: &str,
+    uids: Arc<Uids>,
+    runtimes: &Arc<RuntimeTable>,
+) -> anyhow::Result<LocalConfig> {
     let helper = match &cfg.local.helper {
         Some(h) => h.clone(),
         None => {
@@ -59,6 +64,7 @@ pub fn local_config(cfg: &Config, instance: &str, uids: Arc<Uids>) -> anyhow::Re
         staging_root: cfg.data_dir.join("runs").join(instance),
         instance: instance.to_string(),
         uids,
+        runtimes: runtimes.clone(),
         allow_degraded: cfg.local.allow_degraded,
         warm: cfg.local.warm_sandboxes,
     })
@@ -71,12 +77,14 @@ pub async fn build_docker(
     instance: &str,
     only: Option<&str>,
     uids: Arc<Uids>,
+    runtimes: &Arc<RuntimeTable>,
 ) -> Result<DockerExecutor, String> {
     let binary = std::env::current_exe()
         .map_err(|e| format!("cannot find execbox's own binary to mount as the supervisor: {e}"))?;
     let d = DockerExecutor::new(DockerConfig {
         instance: instance.to_string(),
         uids,
+        runtimes: runtimes.clone(),
         pool_per_shape: cfg.docker.pool_per_shape,
         pool_max_total: cfg.docker.pool_max_total,
         cpus: cfg.docker.cpus,
@@ -141,6 +149,14 @@ async fn build_sandboxes(
         cfg.sandboxes.reap_interval_seconds.max(1),
     ));
     Ok(manager)
+}
+
+/// The runtimes file of the config, else the embedded `runtimes.toml`.
+pub fn load_runtimes(cfg: &Config) -> anyhow::Result<Arc<RuntimeTable>> {
+    Ok(Arc::new(match &cfg.runtimes {
+        Some(file) => RuntimeTable::load(file)?,
+        None => RuntimeTable::embedded(),
+    }))
 }
 
 pub fn load_policies(cfg: &Config) -> anyhow::Result<PolicySet> {
@@ -244,6 +260,7 @@ pub async fn build_state(
 ) -> anyhow::Result<(Arc<AppState>, nix::fcntl::Flock<std::fs::File>)> {
     let cfg = cfg.clone();
     let policies = load_policies(&cfg)?;
+    let runtimes = load_runtimes(&cfg)?;
     let lock = lock_instance(&cfg.data_dir, cfg.instance())?;
     let store = Store::open_in(&cfg.data_dir)?.keep_code(cfg.audit.keep_code);
     let auth = match cfg.auth {
@@ -259,7 +276,7 @@ pub async fn build_state(
     };
     let uids = sandbox_uids(&cfg)?;
     let local = Arc::new(
-        LocalExecutor::new(local_config(&cfg, cfg.instance(), uids.clone())?)
+        LocalExecutor::new(local_config(&cfg, cfg.instance(), uids.clone(), &runtimes)?)
             .context("starting the local executor")?,
     );
     for (lang, outcome) in local.probe(None).await {
@@ -276,7 +293,7 @@ pub async fn build_state(
     executors.insert("local", local.clone());
     let mut docker = None;
     if cfg.docker.enabled {
-        match build_docker(&cfg, cfg.instance(), None, uids).await {
+        match build_docker(&cfg, cfg.instance(), None, uids, &runtimes).await {
             Ok(d) => {
                 d.check_runtimes(&policies).await;
                 if prewarm {
@@ -309,6 +326,8 @@ pub async fn build_state(
             "agent runs left running by an earlier service were marked failed"
         );
     }
+    let runs = crate::runs::RunTracker::new(store.clone(), cfg.runs.result_retention_seconds);
+    spawn_result_purge(runs.clone());
     let metrics = Arc::new(api::metrics::Metrics::new());
     let counted = metrics.clone();
     let on_end = Box::new(move |e: &crate::agent::runs::EndEvent| {
@@ -328,7 +347,7 @@ pub async fn build_state(
         .map_err(|e| anyhow::anyhow!(e))?;
     let state = Arc::new(AppState {
         policies,
-        runtimes: RuntimeTable::embedded(),
+        runtimes,
         local,
         docker,
         executors,
@@ -343,9 +362,25 @@ pub async fn build_state(
         max_sandbox_ttl_seconds: cfg.sandboxes.max_ttl_seconds,
         max_batch_output_bytes: cfg.max_batch_output_bytes,
         compat,
+        runs,
     });
     crate::compat::start(&state).await?;
     Ok((state, lock))
+}
+
+/// Remove kept run results past their retention, once a minute (or sooner for a short one).
+fn spawn_result_purge(runs: Arc<crate::runs::RunTracker>) {
+    let every = std::time::Duration::from_secs(runs.retention_seconds().clamp(1, 60));
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            match runs.purge().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(removed = n, "removed expired run results"),
+                Err(e) => tracing::warn!(error = %e, "could not remove expired run results"),
+            }
+        }
+    });
 }
 
 /// Release what the state holds: cancel agent runs, stop sandboxes' calls, executors' pools.
@@ -360,7 +395,7 @@ pub async fn stop_state(state: &AppState) {
     }
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
     tokio::select! {

@@ -15,6 +15,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A directory of policy TOML files; the embedded `policies/` when unset.
     pub policies: Option<PathBuf>,
+    /// A runtimes TOML file (the languages, as `runtimes.toml`); the embedded one when unset.
+    pub runtimes: Option<PathBuf>,
     /// Names this service's cgroups, containers and staging dirs, so a restart can sweep what
     /// it left. Derived from the data dir when unset, so two services on two data dirs never
     /// sweep each other's runs.
@@ -35,6 +37,7 @@ pub struct Config {
     pub auth: AuthMode,
     pub quotas: QuotaSettings,
     pub audit: AuditSettings,
+    pub runs: RunSettings,
     pub sandboxes: SandboxSettings,
     pub agent: AgentSettings,
     pub sandbox_uids: SandboxUidSettings,
@@ -174,6 +177,14 @@ pub struct AuditSettings {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RunSettings {
+    /// How long a finished run's result is kept for `GET /v1/runs/{id}`, in seconds; 0 keeps
+    /// none (the audit log's row stays either way).
+    pub result_retention_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DockerSettings {
     /// Offer the docker executor (it is reported not ready when the engine is unreachable).
     pub enabled: bool,
@@ -203,6 +214,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             data_dir: default_data_dir(),
             policies: None,
+            runtimes: None,
             instance: None,
             max_body_bytes: 10 << 20,
             max_batch_output_bytes: 64 << 20,
@@ -229,6 +241,9 @@ impl Default for Config {
                 max_sandboxes_per_team: 20,
             },
             audit: AuditSettings { keep_code: false },
+            runs: RunSettings {
+                result_retention_seconds: 3_600,
+            },
             server: ServerSettings {
                 header_read_timeout_seconds: 10,
                 idle_timeout_seconds: 60,
@@ -276,6 +291,8 @@ pub struct FlagOverrides {
     pub data_dir: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policies: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtimes: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthMode>,
 }

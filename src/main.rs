@@ -29,9 +29,31 @@ enum Command {
         /// A directory of policy TOML files (default: the embedded policies/).
         #[arg(long)]
         policies: Option<PathBuf>,
+        /// A runtimes TOML file, the languages offered (default: the embedded runtimes.toml).
+        #[arg(long)]
+        runtimes: Option<PathBuf>,
         /// `none` (default; loopback listeners only) or `api-key` (Authorization: Bearer KEY).
         #[arg(long)]
         auth: Option<AuthMode>,
+    },
+    /// Serve MCP on stdin and stdout, for clients that start their tools as a subprocess: the
+    /// tools of /mcp, on a service of its own (its data dir, its executor), as the built-in team.
+    Mcp {
+        /// Where this server keeps its state; give it its own (a running `execbox serve` holds
+        /// its data dir) [default: /var/lib/execbox as root, else $XDG_STATE_HOME/execbox or
+        /// ~/.local/state/execbox].
+        #[arg(long, env = "EXECBOX_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Where runs and sandboxes go unless a call names another: `local`, or `docker` (which
+        /// also starts the docker executor).
+        #[arg(long, default_value = "local", value_parser = ["local", "docker"])]
+        executor: String,
+        /// A TOML config file; EXECBOX_* environment variables and flags override it.
+        #[arg(long, env = "EXECBOX_CONFIG")]
+        config: Option<PathBuf>,
+        /// A directory of policy TOML files (default: the embedded policies/).
+        #[arg(long)]
+        policies: Option<PathBuf>,
     },
     /// Create, list and revoke API keys (kept hashed in <data-dir>/execbox.db).
     Keys {
@@ -255,15 +277,19 @@ fn main() {
             | Command::Eval { .. }
             | Command::Agent { .. }
             | Command::AgentEval { .. }
+            | Command::Mcp { .. }
     ) {
         "warn"
     } else {
         "info"
     };
+    // rmcp warns of every JSON-RPC error it answers, such as the refused `server/discover` probe
+    // every 2.x MCP client opens with: expected, so not a warning here.
+    let default_filter = format!("{default_level},rmcp::service=error");
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("EXECBOX_LOG")
-                .unwrap_or_else(|_| default_level.into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -285,6 +311,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             data_dir,
             config,
             policies,
+            runtimes,
             auth,
         } => {
             let cfg = Config::load(
@@ -293,6 +320,7 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
                     listen,
                     data_dir,
                     policies,
+                    runtimes,
                     auth,
                 },
             )
@@ -301,6 +329,27 @@ async fn dispatch(command: Command) -> anyhow::Result<i32> {
             // The one line scripts and tests wait for.
             println!("execbox listening on http://{}", app.local_addr());
             app.run_until_stopped().await?;
+            Ok(0)
+        }
+        Command::Mcp {
+            data_dir,
+            executor,
+            config,
+            policies,
+        } => {
+            let mut cfg = Config::load(
+                config.as_deref(),
+                FlagOverrides {
+                    data_dir,
+                    policies,
+                    ..Default::default()
+                },
+            )
+            .map_err(anyhow::Error::msg)?;
+            // Whoever starts it owns it: no key to check on a pipe. Docker only when asked for.
+            cfg.auth = AuthMode::None;
+            cfg.docker.enabled = executor == "docker";
+            execbox::mcp::stdio::run(cfg, &executor).await?;
             Ok(0)
         }
         Command::Run {

@@ -5,10 +5,10 @@ use std::path::Path;
 
 use anyhow::{bail, Context};
 
-use crate::app::{build_docker, load_policies, local_config, lock_instance};
+use crate::app::{build_docker, load_policies, load_runtimes, local_config, lock_instance};
 use crate::config::Config;
 use crate::exec::local::LocalExecutor;
-use crate::exec::request::ExecuteRequest;
+use crate::exec::request::{Encoding, ExecuteRequest};
 use crate::exec::runtime::RuntimeTable;
 use crate::exec::{ExecError, Executor, Status};
 
@@ -21,17 +21,26 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-/// Guess the language from a file extension.
-fn language_of(file: &str) -> Option<&'static str> {
+/// Guess the language from a file extension: a runtime whose source file has it, else a name
+/// of the table, else a few other common ones.
+fn language_of(runtimes: &RuntimeTable, file: &str) -> Option<String> {
     let ext = Path::new(file).extension()?.to_str()?;
-    Some(match ext {
-        "py" => "python",
-        "sh" | "bash" => "bash",
-        "js" | "mjs" | "cjs" => "javascript",
-        "c" => "c",
-        "cpp" | "cc" | "cxx" => "cpp",
-        _ => return None,
-    })
+    let by_source = runtimes
+        .runtimes
+        .iter()
+        .find(|r| Path::new(&r.source_file).extension() == Some(ext.as_ref()));
+    let found = by_source.or_else(|| runtimes.find(ext));
+    if let Some(r) = found {
+        return Some(r.language.clone());
+    }
+    Some(
+        match ext {
+            "mjs" | "cjs" => "javascript",
+            "cc" | "cxx" => "cpp",
+            _ => return None,
+        }
+        .to_string(),
+    )
 }
 
 /// Run and return the process exit code to use.
@@ -45,10 +54,11 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
     } else {
         std::fs::read_to_string(&a.file).with_context(|| format!("reading {}", a.file))?
     };
+    let runtimes = load_runtimes(&cfg)?;
     let language = match a
         .language
         .clone()
-        .or_else(|| language_of(&a.file).map(String::from))
+        .or_else(|| language_of(&runtimes, &a.file))
     {
         // The API takes names exactly as listed; the command line is forgiving.
         Some(l) => l.trim().to_ascii_lowercase(),
@@ -70,11 +80,13 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
         executor: a.executor,
         policy: a.policy,
         limits: Default::default(),
+        // The program's bytes reach the terminal exactly.
+        output_encoding: Encoding::Base64,
     };
     let policies = load_policies(&cfg)?;
     let id = uuid::Uuid::new_v4().to_string();
     let (job, executor) = req
-        .into_job(id, &policies, &RuntimeTable::embedded())
+        .into_job(id, &policies, &runtimes)
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let instance = format!("cli-{}", std::process::id());
     let lock = lock_instance(&cfg.data_dir, &instance)?;
@@ -82,9 +94,15 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
     let uids = crate::app::sandbox_uids(&cfg)?;
     let result = match executor.as_str() {
         "docker" => {
-            let docker = build_docker(&cfg, &instance, Some(&job.runtime.language), uids)
-                .await
-                .map_err(anyhow::Error::msg)?;
+            let docker = build_docker(
+                &cfg,
+                &instance,
+                Some(&job.runtime.language),
+                uids,
+                &runtimes,
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
             let r = docker.run(&job).await;
             docker.shutdown().await;
             r
@@ -93,7 +111,7 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
             // One run: nothing to prepare ahead of.
             let local = LocalExecutor::new(crate::exec::local::LocalConfig {
                 warm: 0,
-                ..local_config(&cfg, &instance, uids)?
+                ..local_config(&cfg, &instance, uids, &runtimes)?
             })?;
             let probe = local.probe(Some(&job.runtime.language)).await;
             let r = match probe.into_iter().next() {
@@ -111,16 +129,22 @@ pub async fn run(cfg: Config, a: RunArgs) -> anyhow::Result<i32> {
     let _ = std::fs::remove_file(cfg.data_dir.join(format!("{instance}.lock")));
     drop(lock);
     let r = result?;
+    use base64::Engine;
+    let bytes = |b64: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .context("decoding the run's output")
+    };
     if let Some(c) = &r.compile {
         if r.status == Status::CompileError {
-            std::io::stderr().write_all(c.stdout.as_bytes())?;
-            std::io::stderr().write_all(c.stderr.as_bytes())?;
+            std::io::stderr().write_all(&bytes(&c.stdout)?)?;
+            std::io::stderr().write_all(&bytes(&c.stderr)?)?;
             eprintln!("execbox: compile step failed ({})", c.status.as_str());
             return Ok(1);
         }
     }
-    std::io::stdout().write_all(r.stdout.as_bytes())?;
-    std::io::stderr().write_all(r.stderr.as_bytes())?;
+    std::io::stdout().write_all(&bytes(&r.stdout)?)?;
+    std::io::stderr().write_all(&bytes(&r.stderr)?)?;
     let l = &job.limits;
     Ok(match r.status {
         Status::Ok | Status::Error => r.exit_code.unwrap_or(1),

@@ -208,6 +208,11 @@ impl Slots {
         })
     }
 
+    /// The most slots one team may hold at once.
+    pub fn per_team(&self) -> usize {
+        self.per_team
+    }
+
     /// Slots held now, in all and by `team_id`.
     pub fn held(&self, team_id: i64) -> (usize, usize) {
         let held = self.held.lock().unwrap();

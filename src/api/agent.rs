@@ -275,6 +275,7 @@ impl SandboxRunner {
             env: Default::default(),
             limits: Default::default(),
             context: None,
+            output_encoding: Default::default(),
         };
         let origin = Origin {
             team: self.team.clone(),

@@ -171,7 +171,7 @@ pub(super) async fn execute(
 
 /// A context call in the team's sandbox `id`, validated and holding the sandbox's lock: the
 /// job and the executor that runs it in the context.
-pub(super) async fn context_call(
+pub(crate) async fn context_call(
     state: &AppState,
     team: &Team,
     id: &str,
@@ -220,7 +220,7 @@ pub(super) async fn context_call(
 }
 
 /// Start a context in the team's sandbox `id` (for an agent run's stateful blocks).
-pub(super) async fn start_context(
+pub(crate) async fn start_context(
     state: &AppState,
     team: &Team,
     id: &str,
@@ -240,7 +240,7 @@ pub(super) fn speaks(state: &AppState, language: &str) -> bool {
 
 /// A context call, seen as an executor by the run path (admission, metrics, audit,
 /// streaming). It holds the sandbox's lock until the call is over.
-pub(super) struct ContextCall {
+pub(crate) struct ContextCall {
     executor: Arc<dyn Executor>,
     backend: Arc<dyn SandboxBackend>,
     sandbox: Sandbox,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
@@ -18,12 +18,13 @@ use super::error::ErrorBody;
 use super::metrics::{ExecutorLabel, RunLabels};
 use super::{json_stream, ApiError, AppState};
 use crate::exec::request::object::Object;
-use crate::exec::request::ExecuteRequest;
+use crate::exec::request::{Encoding, ExecuteRequest};
 use crate::exec::{ExecError, Executor, Job, RunResult, StreamKind};
 use crate::store::{RunRecord, Team};
 
 /// The data of a `stdout` or `stderr` event: output as it arrives, as text (invalid UTF-8
-/// becomes U+FFFD, and a character is never split across events).
+/// becomes U+FFFD, and a character is never split across events), or with
+/// `output_encoding: base64` as base64 of the chunk's exact bytes.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct OutputEvent {
     pub data: String,
@@ -32,14 +33,16 @@ pub struct OutputEvent {
 /// How a run answers, in the API description of both execute routes.
 pub const RUN_ANSWER: &str = "The result of the run. A timeout, a memory or CPU limit, a crash or a compile error is a `status` \
 of the result, not an error status. With `Accept: text/event-stream` the answer is Server-Sent Events instead: \
-`event: stdout` and `event: stderr` with data `OutputEvent` (`{\"data\": \"...\"}`) as output arrives, then exactly one \
+`event: stdout` and `event: stderr` with data `OutputEvent` (`{\"data\": \"...\"}`, in the run's `output_encoding`) as output arrives, then exactly one \
 `event: result` with the full `RunResult` as data, or `event: error` with an `ErrorBody` (`internal_error`, \
 `executor_unavailable`) if the service failed during the run; a `: keepalive` comment at least every 15 s. \
-Closing the stream cancels the run. Errors found before the run starts are answered as JSON with the statuses below.";
+Closing the stream cancels the run. Errors found before the run starts are answered as JSON with the statuses below. \
+The `Execbox-Run-Id` header names the run (`GET /v1/runs/{id}`), before its first event when streamed.";
 
 #[utoipa::path(post, path = "/v1/execute", operation_id = "execute", summary = "Run a program once", tag = "runs", request_body = ExecuteRequest,
     responses(
-        (status = 200, description = RUN_ANSWER, content((RunResult = "application/json"), (String = "text/event-stream"))),
+        (status = 200, description = RUN_ANSWER, content((RunResult = "application/json"), (String = "text/event-stream")),
+            headers(("Execbox-Run-Id" = String, description = "The run's id"))),
         (status = 400, description = "`malformed_json`, `invalid_request`, `invalid_body`, `unknown_language`, `unknown_executor`, `invalid_file`", body = ErrorBody),
         (status = 404, description = "`unknown_policy`", body = ErrorBody),
         (status = 413, description = "`body_too_large`: more than the service's `max_body_bytes`", body = ErrorBody),
@@ -74,17 +77,25 @@ pub async fn respond(
         team: team.clone(),
         sandbox_id,
     };
-    if !wants_events(headers) {
+    let id = HeaderValue::from_str(&job.id).expect("a run id is a valid header value");
+    let mut answer = if !wants_events(headers) {
         let task = admit_and_spawn(state, origin, job, executor).await?;
         let result = join(task).await?;
-        return Ok(json_stream::json(result));
-    }
-    // Unbounded, but the executor sends only what fits under the output cap.
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    job.stream = Some(tx);
-    let task = admit_and_spawn(state, origin, job, executor).await?;
-    Ok(events(rx, task))
+        json_stream::json(result)
+    } else {
+        // Unbounded, but the executor sends only what fits under the output cap.
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        job.stream = Some(tx);
+        let encoding = job.output_encoding;
+        let task = admit_and_spawn(state, origin, job, executor).await?;
+        events(rx, task, encoding)
+    };
+    answer.headers_mut().insert(RUN_ID_HEADER, id);
+    Ok(answer)
 }
+
+/// The header of a run's answer that names it (for `GET /v1/runs/{id}` while it streams).
+pub const RUN_ID_HEADER: &str = "execbox-run-id";
 
 /// Who a run is for, for its quota and its audit record.
 pub(crate) struct Origin {
@@ -155,6 +166,12 @@ pub(crate) async fn admit_and_spawn(
     let span = tracing::info_span!("run", run_id = %job.id, team = %origin.team.name, executor = executor.name(), policy = %job.policy, language = %job.runtime.language);
     // The team's quota counts queued runs too, so it is taken before a slot is waited for.
     let permit = state.quotas.try_acquire_run(&origin.team)?;
+    let live = state.runs.track(
+        &origin.team,
+        origin.sandbox_id.as_deref(),
+        &job,
+        executor.name(),
+    );
     let ticket = match state.admission.enter().await {
         Ok(t) => t,
         Err(_) => {
@@ -166,6 +183,7 @@ pub(crate) async fn admit_and_spawn(
     Ok(tokio::spawn(
         async move {
             let (_ticket, _permit) = (ticket, permit);
+            live.running();
             let started = Instant::now();
             // Until the run has an outcome, a drop of this task (a client that hung up on its
             // event stream, an agent run cancelled) is what the audit log records.
@@ -226,9 +244,12 @@ pub(crate) async fn admit_and_spawn(
                     )
                 }
             };
-            if let Err(e) = st.store.blocking(move |s| s.record_run(record)).await {
+            let kept = result.as_ref().ok().map(|r| (r, job.output_encoding));
+            if let Err(e) = st.runs.record(record, &origin.team, kept).await {
                 tracing::error!(error = %e, "could not write the run to the audit log");
             }
+            // Shown as live until its end is stored, so a lookup never misses it.
+            drop(live);
             result
         }
         .instrument(span),
@@ -276,7 +297,7 @@ pub(crate) async fn join(
 }
 
 /// Cancels the run when the client goes away (the event stream is dropped).
-pub(super) struct AbortOnDrop(pub(super) tokio::task::AbortHandle);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -292,6 +313,7 @@ impl Drop for AbortOnDrop {
 fn events(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<(StreamKind, Vec<u8>)>,
     task: tokio::task::JoinHandle<Result<RunResult, ExecError>>,
+    encoding: Encoding,
 ) -> Response {
     let (mut w, chunks) = json_stream::pair();
     let producer = tokio::spawn(async move {
@@ -314,7 +336,10 @@ fn events(
                 StreamKind::Stdout => ("stdout", &mut decoders.0),
                 StreamKind::Stderr => ("stderr", &mut decoders.1),
             };
-            let text = dec.push(&bytes);
+            let text = match encoding {
+                Encoding::Utf8 => dec.push(&bytes),
+                Encoding::Base64 => encoding.encode(&bytes),
+            };
             if !text.is_empty() && w.send_async(output_event(name, text)).await.is_err() {
                 return;
             }

@@ -3,7 +3,7 @@
 pub mod agent;
 pub mod auth;
 mod batch;
-mod contexts;
+pub(crate) mod contexts;
 mod error;
 pub(crate) mod execute;
 mod info;
@@ -11,8 +11,10 @@ pub mod json_stream;
 pub mod metrics;
 mod openapi;
 mod processes;
-mod sandboxes;
+mod runs;
+pub(crate) mod sandboxes;
 pub mod serve;
+mod team;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use axum::http::{Method, StatusCode};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody};
 
 use crate::admission::Admission;
 use crate::exec::docker::DockerExecutor;
@@ -36,7 +38,7 @@ use crate::store::{Quotas, Store};
 /// Everything the handlers share.
 pub struct AppState {
     pub policies: PolicySet,
-    pub runtimes: RuntimeTable,
+    pub runtimes: Arc<RuntimeTable>,
     pub local: Arc<LocalExecutor>,
     pub docker: Option<Arc<DockerExecutor>>,
     pub executors: HashMap<&'static str, Arc<dyn Executor>>,
@@ -54,6 +56,8 @@ pub struct AppState {
     pub max_batch_output_bytes: u64,
     /// The Judge0- and Piston-compatible doors' settings.
     pub compat: crate::compat::Compat,
+    /// Live runs and kept results, for `GET /v1/runs/{id}`.
+    pub runs: Arc<crate::runs::RunTracker>,
 }
 
 /// One method on one path, and the handler that answers it.
@@ -84,8 +88,10 @@ pub fn routes() -> Vec<Route> {
     vec![
         route(M::POST, "/v1/execute", execute::execute),
         route(M::POST, "/v1/execute/batch", batch::batch),
+        route(M::GET, "/v1/runs/{id}", runs::get),
         route(M::GET, "/v1/runtimes", info::runtimes),
         route(M::GET, "/v1/policies", info::policies),
+        route(M::GET, "/v1/team", team::get),
         route(M::POST, "/v1/sandboxes", sandboxes::create),
         route(M::GET, "/v1/sandboxes", sandboxes::list),
         route(M::GET, "/v1/sandboxes/{id}", sandboxes::get),
@@ -153,6 +159,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
         .fold(Router::new(), |r, Route { path, handler, .. }| {
             r.route(path, handler)
         })
+        .merge(crate::mcp::http::router(&state, max_body_bytes))
         // The compat doors follow their peers' contracts, not this API's description.
         .merge(crate::compat::router())
         .fallback(not_found)
@@ -164,6 +171,7 @@ pub fn router(state: Arc<AppState>, max_body_bytes: usize) -> Router {
             auth::require_team,
         ))
         .with_state(state)
+        .merge(crate::console::router())
 }
 
 async fn not_found() -> ApiError {

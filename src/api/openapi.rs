@@ -18,7 +18,7 @@ use utoipa::OpenApi;
 use super::auth::{self, Auth};
 use super::error::ErrorBody;
 use super::execute::OutputEvent;
-use super::{agent, batch, contexts, execute, info, processes, sandboxes, AppState};
+use super::{agent, batch, contexts, execute, info, processes, runs, sandboxes, team, AppState};
 use crate::exec::request::{ENV_NAME_PATTERN, KNOWN_EXECUTORS, PATH_PATTERN};
 
 #[derive(OpenApi)]
@@ -34,8 +34,10 @@ use crate::exec::request::{ENV_NAME_PATTERN, KNOWN_EXECUTORS, PATH_PATTERN};
     paths(
         execute::execute,
         batch::batch,
+        runs::get,
         info::runtimes,
         info::policies,
+        team::get,
         sandboxes::create,
         sandboxes::list,
         sandboxes::get,

@@ -102,7 +102,7 @@ pub struct SandboxView {
     pub metadata: BTreeMap<String, String>,
 }
 
-fn view(s: &Sandbox) -> SandboxView {
+pub(crate) fn view(s: &Sandbox) -> SandboxView {
     SandboxView {
         id: s.id.clone(),
         executor: s.executor.clone(),
@@ -171,7 +171,7 @@ pub struct FileQuery {
 /// The 404 of every `/v1/sandboxes/{id}...` route.
 pub(super) const NOT_FOUND: &str = "`sandbox_not_found`: the team has no such sandbox (another team's is exactly as missing), or it expired or was deleted";
 
-pub(super) fn manager(
+pub(crate) fn manager(
     state: &AppState,
 ) -> Result<&Arc<crate::sandbox::manager::Manager>, ApiError> {
     state.sandboxes.as_ref().ok_or_else(|| {
@@ -343,7 +343,8 @@ pub async fn keepalive(
     request_body(content = SandboxCallRequest, description = "The `/v1/execute` body without `executor` and `policy` (the sandbox's own); \
 the sandbox's `env` is the base of the call's"),
     responses(
-        (status = 200, description = RUN_ANSWER, content((RunResult = "application/json"), (String = "text/event-stream"))),
+        (status = 200, description = RUN_ANSWER, content((RunResult = "application/json"), (String = "text/event-stream")),
+            headers(("Execbox-Run-Id" = String, description = "The run's id"))),
         (status = 400, description = "`malformed_json`, `invalid_request` (also for a body with `executor` or `policy`), `invalid_body`, `unknown_language`, `invalid_file`", body = ErrorBody),
         (status = 404, description = "`sandbox_not_found`, `unknown_policy` (the sandbox's policy is no longer configured)", body = ErrorBody),
         (status = 413, description = "`body_too_large`", body = ErrorBody),
@@ -381,7 +382,7 @@ pub async fn execute(
 
 /// A call in the team's sandbox `id`, validated and holding the sandbox's lock: the job and
 /// the executor that runs it there. The sandbox's executor and policy apply.
-pub(super) async fn call(
+pub(crate) async fn call(
     state: &AppState,
     team: &Team,
     id: &str,
@@ -436,7 +437,7 @@ pub(super) async fn call(
 
 /// A call in a sandbox, seen as an executor by the run path (admission, metrics, audit,
 /// streaming). It holds the sandbox's lock until the call is over.
-pub(super) struct SandboxCall {
+pub(crate) struct SandboxCall {
     executor: Arc<dyn Executor>,
     backend: Arc<dyn SandboxBackend>,
     sandbox: Sandbox,
@@ -461,7 +462,7 @@ impl Executor for SandboxCall {
     }
 }
 
-pub(super) fn backend_of(
+pub(crate) fn backend_of(
     m: &crate::sandbox::manager::Manager,
     sandbox: &Sandbox,
 ) -> Result<Arc<dyn SandboxBackend>, ApiError> {
@@ -484,10 +485,17 @@ fn path_refused(e: impl ToString) -> ApiError {
 /// A file path from the URL (already percent-decoded by the router) in its `encoding`, as raw
 /// bytes by the one path rule of `exec::path` — so `%2e%2e/` arrives as `../` and is refused,
 /// in either encoding.
-fn rel_path(shown: &str, encoding: PathEncoding) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn rel_path(shown: &str, encoding: PathEncoding) -> Result<Vec<u8>, ApiError> {
     let raw = names::decode(shown, encoding).map_err(path_refused)?;
     crate::exec::path::check_raw(&raw).map_err(path_refused)?;
     Ok(raw)
+}
+
+/// A directory from a query in its `encoding`, as raw bytes by the same rule ("" is the work dir).
+pub(crate) fn dir_path(shown: &str, encoding: PathEncoding) -> Result<Vec<u8>, ApiError> {
+    let raw = names::decode(shown, encoding).map_err(path_refused)?;
+    let dir = crate::exec::path::check_dir_raw(&raw).map_err(path_refused)?;
+    Ok(dir.to_vec())
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -595,12 +603,11 @@ pub async fn list_files(
 ) -> Result<Json<FileList>, ApiError> {
     let q = query(q)?;
     let shown = q.path.as_deref().unwrap_or_default();
-    let raw = names::decode(shown, q.path_encoding.unwrap_or_default()).map_err(path_refused)?;
-    let dir = crate::exec::path::check_dir_raw(&raw).map_err(path_refused)?;
+    let dir = dir_path(shown, q.path_encoding.unwrap_or_default())?;
     let m = manager(&state)?;
     let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
     let backend = backend_of(m, &sandbox)?;
-    let files = backend.list(&sandbox, dir).await?;
+    let files = backend.list(&sandbox, &dir).await?;
     Ok(Json(FileList { files }))
 }
 

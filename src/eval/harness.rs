@@ -100,6 +100,7 @@ pub fn request(
             wall_time_ms: Some(timeout_ms),
             ..Default::default()
         },
+        output_encoding: Default::default(),
     }
 }
 

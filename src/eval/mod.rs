@@ -13,11 +13,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
 
-use crate::app::{build_docker, load_policies, local_config, lock_instance};
+use crate::app::{build_docker, load_policies, load_runtimes, local_config, lock_instance};
 use crate::config::Config;
 use crate::exec::docker::DockerExecutor;
 use crate::exec::local::{LocalConfig, LocalExecutor};
-use crate::exec::runtime::RuntimeTable;
 use crate::exec::{ExecError, Executor, Job, RunResult};
 
 pub struct EvalArgs {
@@ -66,7 +65,7 @@ pub async fn run(cfg: Config, a: EvalArgs) -> anyhow::Result<i32> {
     }
     let concurrency = a.concurrency.max(1);
     let policies = load_policies(&cfg)?;
-    let runtimes = RuntimeTable::embedded();
+    let runtimes = load_runtimes(&cfg)?;
 
     // Build every job first, so a bad policy or limit is reported before anything runs.
     let mut jobs = Vec::with_capacity(samples.len());
@@ -92,14 +91,14 @@ pub async fn run(cfg: Config, a: EvalArgs) -> anyhow::Result<i32> {
     let uids = crate::app::sandbox_uids(&cfg)?;
     let runner = match a.executor.as_str() {
         "docker" => Runner::Docker(
-            build_docker(&cfg, &instance, Some("python"), uids)
+            build_docker(&cfg, &instance, Some("python"), uids, &runtimes)
                 .await
                 .map_err(anyhow::Error::msg)?,
         ),
         _ => {
             let local = LocalExecutor::new(LocalConfig {
                 warm: concurrency,
-                ..local_config(&cfg, &instance, uids)?
+                ..local_config(&cfg, &instance, uids, &runtimes)?
             })?;
             if let Some((lang, Err(e))) = local.probe(Some("python")).await.into_iter().next() {
                 local.shutdown();

@@ -17,12 +17,15 @@ use std::pin::Pin;
 use serde::Serialize;
 
 use crate::policy::Limits;
+use request::Encoding;
 use runtime::Runtime;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How a run ended. Exactly one of these; see README for the meaning of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Hash, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
@@ -48,28 +51,31 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub struct Usage {
     pub wall_time_ms: u64,
     pub cpu_time_ms: u64,
     pub peak_memory_bytes: u64,
 }
 
-/// The outcome of one sandboxed process (a compile step or the program itself).
-#[derive(Debug, Clone, Serialize)]
+/// The outcome of one sandboxed process (a compile step or the program itself), its output as
+/// the program wrote it.
+#[derive(Debug, Clone)]
 pub struct StepResult {
     pub status: Status,
     pub exit_code: Option<i32>,
     pub signal: Option<String>,
-    pub stdout: String,
-    pub stderr: String,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
     pub usage: Usage,
 }
 
 /// The compile step as reported to callers.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct CompileResult {
     pub status: Status,
     #[schema(required = true)]
@@ -79,21 +85,23 @@ pub struct CompileResult {
     pub usage: Usage,
 }
 
-impl From<&StepResult> for CompileResult {
-    fn from(s: &StepResult) -> Self {
+impl CompileResult {
+    /// The compile step's answer, its output in the run's `output_encoding`.
+    pub fn of(s: &StepResult, encoding: Encoding) -> Self {
         CompileResult {
             status: s.status,
             exit_code: s.exit_code,
-            stdout: s.stdout.clone(),
-            stderr: s.stderr.clone(),
+            stdout: encoding.encode(&s.stdout),
+            stderr: encoding.encode(&s.stderr),
             usage: s.usage,
         }
     }
 }
 
 /// The response body of `POST /v1/execute`; the one result contract of every executor.
-// Option fields are always sent (as null), hence `required`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+// Option fields are always sent (as null), hence `required`. Deserialize: the kept results of
+// `GET /v1/runs/{id}` are read back from the store.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct RunResult {
     pub id: String,
     pub status: Status,
@@ -101,7 +109,10 @@ pub struct RunResult {
     pub exit_code: Option<i32>,
     #[schema(required = true)]
     pub signal: Option<String>,
+    /// What the program wrote, as UTF-8 text (bytes that are not UTF-8 become U+FFFD), or with
+    /// `output_encoding: base64` as base64 of the exact bytes.
     pub stdout: String,
+    /// As `stdout`.
     pub stderr: String,
     pub stdout_truncated: bool,
     pub stderr_truncated: bool,
@@ -116,17 +127,28 @@ pub struct RunResult {
     /// A context call's display results (`POST /v1/sandboxes/{id}/execute` with `context`):
     /// bundles keyed by MIME type, as Jupyter's display data (`text/plain`, `image/png` as
     /// base64, `text/html`, ...), in the order the code made them. Absent for other runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub results: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
     /// A context call's uncaught exception (null when there was none). Absent for other runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     #[schema(value_type = Option<DisplayError>, nullable = true)]
     pub error: Option<Option<DisplayError>>,
 }
 
+/// `error` as sent: a field that is present (`null` included) is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<DisplayError>>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
 /// The uncaught exception of a context call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DisplayError {
     /// The exception's class, e.g. `ZeroDivisionError` (`KeyboardInterrupt` at a deadline).
     pub name: String,
@@ -161,8 +183,8 @@ impl RunResult {
             status: r.status,
             exit_code: r.exit_code,
             signal: r.signal,
-            stdout: r.stdout,
-            stderr: r.stderr,
+            stdout: job.output_encoding.encode(&r.stdout),
+            stderr: job.output_encoding.encode(&r.stderr),
             stdout_truncated: r.stdout_truncated,
             stderr_truncated: r.stderr_truncated,
             usage: r.usage,
@@ -202,6 +224,8 @@ pub struct Job {
     pub stdin: Vec<u8>,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// How the result (and streamed events) give the program's output.
+    pub output_encoding: Encoding,
     /// Set for streamed runs: the program's output as it arrives (not the compile step's).
     pub stream: Option<OutputSink>,
 }

@@ -174,6 +174,11 @@ pub struct ExecuteRequest {
     /// Overrides of the policy's defaults, each at most the policy's maximum.
     #[serde(default, deserialize_with = "object::field")]
     pub limits: LimitOverrides,
+    /// How `stdout` and `stderr` come back (in the result, its compile step and streamed
+    /// events): `utf8` text, bytes that are not UTF-8 as U+FFFD (the default), or `base64` of
+    /// the exact bytes.
+    #[serde(default)]
+    pub output_encoding: Encoding,
 }
 
 /// The body of `POST /v1/sandboxes/{id}/execute`: a run's body without `executor` and `policy`,
@@ -205,6 +210,9 @@ pub struct SandboxCallRequest {
     /// language must be the context's; `files`, `stdin`, `args` and `env` are refused with it.
     #[serde(default)]
     pub context: Option<String>,
+    /// As a run's `output_encoding`.
+    #[serde(default)]
+    pub output_encoding: Encoding,
 }
 
 impl SandboxCallRequest {
@@ -219,6 +227,7 @@ impl SandboxCallRequest {
             env,
             limits,
             context: _,
+            output_encoding,
         } = self;
         ExecuteRequest {
             language,
@@ -230,6 +239,7 @@ impl SandboxCallRequest {
             executor: Some(executor),
             policy: Some(policy),
             limits,
+            output_encoding,
         }
     }
 }
@@ -248,12 +258,25 @@ pub struct FileSpec {
     pub encoding: Encoding,
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+/// How bytes travel in JSON: `utf8` text, or `base64` (standard, padded) of the exact bytes.
+#[derive(
+    Debug, Clone, Copy, Default, Deserialize, serde::Serialize, PartialEq, Eq, utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Encoding {
     #[default]
     Utf8,
     Base64,
+}
+
+impl Encoding {
+    /// `bytes` as this encoding's text: UTF-8 with each invalid sequence as U+FFFD, or base64.
+    pub fn encode(self, bytes: &[u8]) -> String {
+        match self {
+            Encoding::Utf8 => String::from_utf8_lossy(bytes).into_owned(),
+            Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),
+        }
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -372,6 +395,14 @@ impl ExecuteRequest {
                 minimum,
             },
         })?;
+        // A runtime that needs more than the policy gives by default (a JVM's memory) asks for
+        // it in its table entry, within the policy's maxima.
+        let limits = runtime.limits.raise(limits, &policy.maxima, &self.limits);
+        let compile_limits = runtime.compile_limits.raise(
+            policy.compile,
+            &policy.maxima,
+            &LimitOverrides::default(),
+        );
 
         if self.files.len() > MAX_FILES {
             return Err(RequestError::InvalidField(format!(
@@ -437,7 +468,7 @@ impl ExecuteRequest {
             runtime,
             policy: policy_name,
             limits,
-            compile_limits: policy.compile,
+            compile_limits,
             open_files: policy.open_files,
             docker_runtime: policy.docker_runtime.clone(),
             code: self.code,
@@ -445,6 +476,7 @@ impl ExecuteRequest {
             stdin: self.stdin.into_bytes(),
             args: self.args,
             env: self.env.into_iter().collect(),
+            output_encoding: self.output_encoding,
             stream: None,
         };
         Ok((job, executor))

@@ -67,6 +67,29 @@ pub struct LimitOverrides {
     pub disk_bytes: Option<u64>,
 }
 
+impl LimitOverrides {
+    /// In [`Limits`]' field order.
+    pub(crate) fn as_array(&self) -> [Option<u64>; 6] {
+        [
+            self.wall_time_ms,
+            self.cpu_time_ms,
+            self.memory_bytes,
+            self.pids,
+            self.output_bytes,
+            self.disk_bytes,
+        ]
+    }
+
+    /// The fields this sets: name, value, and the same field of `other`.
+    pub(crate) fn set_fields(&self, other: &Limits) -> Vec<(&'static str, u64, u64)> {
+        self.as_array()
+            .into_iter()
+            .zip(other.fields())
+            .filter_map(|(v, (name, o))| Some((name, v?, o)))
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkMode {
@@ -126,6 +149,21 @@ pub enum LimitError {
 }
 
 impl Limits {
+    pub(crate) fn as_array(&self) -> [u64; 6] {
+        self.fields().map(|(_, v)| v)
+    }
+
+    pub(crate) fn as_array_mut(&mut self) -> [&mut u64; 6] {
+        [
+            &mut self.wall_time_ms,
+            &mut self.cpu_time_ms,
+            &mut self.memory_bytes,
+            &mut self.pids,
+            &mut self.output_bytes,
+            &mut self.disk_bytes,
+        ]
+    }
+
     fn fields(&self) -> [(&'static str, u64); 6] {
         [
             ("wall_time_ms", self.wall_time_ms),

@@ -496,13 +496,6 @@ impl SandboxHost for DockerSandboxes {
     }
 
     fn base_env(&self, _sb: &Sandbox) -> Vec<(String, String)> {
-        self.exec
-            .base_env()
-            .into_iter()
-            .filter_map(|e| {
-                e.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect()
+        self.exec.base_env()
     }
 }

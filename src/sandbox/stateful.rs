@@ -203,8 +203,8 @@ pub async fn context_exec(
         status,
         exit_code,
         signal: None,
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        stdout: out.stdout,
+        stderr: out.stderr,
         stdout_truncated: exit.stdout_truncated,
         stderr_truncated: exit.stderr_truncated,
         usage: Usage {

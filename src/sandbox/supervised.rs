@@ -97,11 +97,7 @@ impl Supervised {
             .collect();
         files.push(inline(&rt.source_file, job.code.as_bytes()));
         let base = self.host.base_env(sb);
-        let mut env = base.clone();
-        for (k, v) in &job.env {
-            env.retain(|(ek, _)| ek != k);
-            env.push((k.clone(), v.clone()));
-        }
+        let env = rt.env(base.clone(), &job.env);
         let mut compile = None;
         if let Some(cmd) = &rt.compile {
             // The compiled program stays in /work for the run step, as everything a call leaves.
@@ -111,7 +107,7 @@ impl Supervised {
                     &sup,
                     Step {
                         argv: cmd.clone(),
-                        env: base,
+                        env: rt.env(base, &[]),
                         files: std::mem::take(&mut files),
                         stdin: Vec::new(),
                         limits: job.compile_limits,
@@ -120,7 +116,7 @@ impl Supervised {
                     },
                 )
                 .await?;
-            compile = Some(CompileResult::from(&r));
+            compile = Some(CompileResult::of(&r, job.output_encoding));
             if r.status != crate::exec::Status::Ok {
                 return Ok(RunResult::from_step(
                     job,
@@ -265,8 +261,8 @@ impl Supervised {
             status,
             exit_code,
             signal: signal.map(crate::exec::signal_name),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout: out.stdout,
+            stderr: out.stderr,
             stdout_truncated: exit.stdout_truncated,
             stderr_truncated: exit.stderr_truncated,
             usage: Usage {

@@ -24,9 +24,9 @@ use rusqlite::{Connection, OptionalExtension};
 
 pub use keys::{KeyInfo, KEY_PREFIX};
 pub use quota::{QuotaExceeded, Quotas, RunPermit};
-pub use runs::RunRecord;
 #[cfg(test)]
 pub use runs::RunRow;
+pub use runs::{EndedRun, RunRecord};
 pub use sandboxes::SandboxRow;
 
 /// The file name of the store inside the data dir.

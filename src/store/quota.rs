@@ -75,6 +75,16 @@ impl Quotas {
         })
     }
 
+    /// `quotas.max_concurrent_runs_per_team` (0: unlimited).
+    pub fn max_runs(&self) -> usize {
+        self.max_runs
+    }
+
+    /// `quotas.max_sandboxes_per_team` (0: unlimited).
+    pub fn max_sandboxes(&self) -> usize {
+        self.max_sandboxes
+    }
+
     /// Runs of `team` in flight now.
     pub fn runs_in_flight(&self, team: &Team) -> usize {
         self.runs

@@ -1,11 +1,13 @@
 //! The audit log: one row per run that was admitted (team, sandbox, language, status, usage,
 //! time), whatever its outcome: a result's status, or `internal_error`, `executor_unavailable`
 //! or `cancelled` for a run that gave none. The source code is kept only when the store was
-//! opened with `keep_code(true)`.
+//! opened with `keep_code(true)`. Beside it, the results kept for `GET /v1/runs/{id}`
+//! (`run_results`), removed once older than the service's retention.
 
 use rusqlite::params;
 
 use super::{now, Store, StoreError, Team};
+use crate::exec::request::Encoding;
 use crate::exec::{Job, RunResult};
 
 /// One run to record. `code` is dropped unless the store keeps code.
@@ -94,6 +96,21 @@ pub struct RunRow {
     pub created_at: i64,
 }
 
+/// An ended run of a team, as the audit log and (while kept) its result have it.
+#[derive(Debug, Clone)]
+pub struct EndedRun {
+    pub sandbox_id: Option<String>,
+    pub language: String,
+    pub executor: String,
+    pub policy: String,
+    /// A result's status, or `internal_error`, `executor_unavailable`, `cancelled`.
+    pub status: String,
+    /// When it was recorded (its end), in seconds since the epoch.
+    pub ended_at: i64,
+    /// The kept result and the encoding of its output, while kept.
+    pub result: Option<(RunResult, Encoding)>,
+}
+
 /// SQLite integers are signed: saturate rather than fail on absurd values.
 fn sql_int(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
@@ -123,6 +140,98 @@ impl Store {
             )
             .map_err(|source| StoreError::Query { what: "recording a run", source })?;
         Ok(())
+    }
+
+    /// Keep a finished run's result (`result_json`, a [`RunResult`], its output as it was
+    /// answered) for `GET /v1/runs/{id}`.
+    pub fn keep_result(
+        &self,
+        team_id: i64,
+        id: &str,
+        encoding: Encoding,
+        result_json: &str,
+    ) -> Result<(), StoreError> {
+        let err = |source| StoreError::Query {
+            what: "keeping a run's result",
+            source,
+        };
+        let encoding = match encoding {
+            Encoding::Utf8 => "utf8",
+            Encoding::Base64 => "base64",
+        };
+        self.conn()
+            .execute(
+                "INSERT OR REPLACE INTO run_results (id, team_id, output_encoding, result_json, finished_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, team_id, encoding, result_json, now()],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    /// The team's ended run `id` from the audit log, with its result while one is kept.
+    pub fn ended_run(&self, team: &Team, id: &str) -> Result<Option<EndedRun>, StoreError> {
+        let err = |source| StoreError::Query {
+            what: "reading an ended run",
+            source,
+        };
+        let conn = self.conn();
+        let row = conn.query_row(
+            "SELECT r.sandbox_id, r.language, r.executor, r.policy, r.status, r.created_at, k.output_encoding, k.result_json
+             FROM runs r LEFT JOIN run_results k ON k.id = r.id AND k.team_id = r.team_id
+             WHERE r.id = ?1 AND r.team_id = ?2",
+            params![id, team.id],
+            |r| {
+                Ok((
+                    EndedRun {
+                        sandbox_id: r.get(0)?,
+                        language: r.get(1)?,
+                        executor: r.get(2)?,
+                        policy: r.get(3)?,
+                        status: r.get(4)?,
+                        ended_at: r.get(5)?,
+                        result: None,
+                    },
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                ))
+            },
+        );
+        let (mut run, encoding, json) = match row {
+            Ok(found) => found,
+            Err(rusqlite::Error::QueryReturnedNoRows) => return Ok(None),
+            Err(e) => return Err(err(e)),
+        };
+        if let (Some(encoding), Some(json)) = (encoding, json) {
+            let encoding = if encoding == "base64" {
+                Encoding::Base64
+            } else {
+                Encoding::Utf8
+            };
+            let result = serde_json::from_str(&json).map_err(|e| {
+                err(rusqlite::Error::FromSqlConversionFailure(
+                    7,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                ))
+            })?;
+            run.result = Some((result, encoding));
+        }
+        Ok(Some(run))
+    }
+
+    /// Remove the results kept longer than `retention_seconds`; how many went.
+    pub fn purge_results(&self, retention_seconds: u64) -> Result<usize, StoreError> {
+        let before = now().saturating_sub(sql_int(retention_seconds));
+        self.conn()
+            .execute(
+                "DELETE FROM run_results WHERE finished_at < ?1",
+                params![before],
+            )
+            .map_err(|source| StoreError::Query {
+                what: "removing expired run results",
+                source,
+            })
     }
 
     /// The team's latest runs, newest first.

@@ -82,6 +82,18 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX judge0_submissions_by_expiry ON judge0_submissions (expires_at);
     "#,
+    // 4 -> 5: a finished run's result (JSON, its output in `output_encoding`) for
+    // `GET /v1/runs/{id}`, kept for `runs.result_retention_seconds`.
+    r#"
+    CREATE TABLE run_results (
+        id               TEXT PRIMARY KEY,
+        team_id          INTEGER NOT NULL REFERENCES teams (id),
+        output_encoding  TEXT NOT NULL,
+        result_json      TEXT NOT NULL,
+        finished_at      INTEGER NOT NULL
+    );
+    CREATE INDEX run_results_by_age ON run_results (finished_at);
+    "#,
 ];
 
 /// The schema version this build writes.

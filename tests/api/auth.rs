@@ -33,7 +33,7 @@ fn keys(dir: &Path, args: &[&str]) -> (Option<i32>, String, String) {
 }
 
 /// A new key for `team`: the last line `keys create` prints.
-fn create_key(dir: &Path, team: &str) -> String {
+pub(crate) fn create_key(dir: &Path, team: &str) -> String {
     let (code, out, err) = keys(dir, &["create", "--team", team]);
     assert_eq!(code, Some(0), "{err}");
     let key = out.lines().last().unwrap().to_string();

@@ -248,6 +248,35 @@ async fn a_deadline_interrupts_and_the_state_survives(ex: &str) {
     assert_eq!(delete(app, &format!("/v1/sandboxes/{sb}")).await, 204);
 }
 
+/// A context call's `cpu_time_ms` interrupts CPU-bound code (status `cpu_limit`) well before
+/// its wall deadline, and the context keeps its state.
+async fn the_cpu_limit_interrupts_and_the_state_survives(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
+    let sb = sandbox(app, ex).await;
+    let ctx = context(app, &sb).await;
+    let (status, v) = run_in(
+        app,
+        &sb,
+        &ctx,
+        "spins = 3\nwhile True:\n    spins += 1",
+        json!({"cpu_time_ms": 500, "wall_time_ms": 30000}),
+    )
+    .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        (v["status"].as_str(), v["error"]["name"].as_str()),
+        (Some("cpu_limit"), Some("KeyboardInterrupt")),
+        "{v}"
+    );
+    let cpu = v["usage"]["cpu_time_ms"].as_u64().unwrap();
+    // The interval timer and getrusage count CPU by different clocks: a few ms apart.
+    assert!((450..5000).contains(&cpu), "{v}");
+    assert!(v["usage"]["wall_time_ms"].as_u64().unwrap() < 20_000, "{v}");
+    let v = ok_in(app, &sb, &ctx, "spins > 3").await;
+    assert_eq!(v["results"], json!([{"text/plain": "True"}]), "{v}");
+    assert_eq!(delete(app, &format!("/v1/sandboxes/{sb}")).await, 204);
+}
+
 async fn a_context_that_ignores_the_interrupt_is_lost(ex: &str) {
     let Some(app) = app_for(ex).await else { return };
     let sb = sandbox(app, ex).await;
@@ -639,6 +668,7 @@ on_both_executors!(
     state_persists_and_values_display,
     figures_come_back_as_png,
     an_exception_is_reported_and_the_context_goes_on,
+    the_cpu_limit_interrupts_and_the_state_survives,
     a_deadline_interrupts_and_the_state_survives,
     a_context_that_ignores_the_interrupt_is_lost,
     context_errors_are_clear,

@@ -205,7 +205,24 @@ async fn runtimes_lists_what_was_probed() {
         .map(|r| r["language"].as_str().unwrap())
         .collect();
     langs.sort();
-    assert_eq!(langs, ["bash", "c", "cpp", "javascript", "python"]);
+    assert_eq!(
+        langs,
+        [
+            "bash",
+            "c",
+            "cpp",
+            "go",
+            "java",
+            "javascript",
+            "lua",
+            "perl",
+            "php",
+            "python",
+            "ruby",
+            "rust",
+            "typescript"
+        ]
+    );
     let docker_ready = app.get("/readyz").await.1["executors"]["docker"]["ready"] == true;
     for r in list {
         let expected = if docker_ready {

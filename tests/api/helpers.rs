@@ -488,3 +488,17 @@ pub async fn sandbox_call_ok(app: &TestApp, id: &str, body: Value) -> Value {
     assert_eq!(status, 200, "{v}");
     v
 }
+
+/// A new API key for `team` in the store of `data_dir` (`execbox keys create`; a running
+/// service sees it at once): the last line it prints.
+pub fn create_key(data_dir: &std::path::Path, team: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_execbox"))
+        .args(["keys", "create", "--team", team, "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let key = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
+    assert!(key.starts_with("exb_") && key.len() == 68, "{key}");
+    key
+}

@@ -463,6 +463,15 @@ async fn names_come_from_the_loaded_runtimes_and_policies() {
         "c",
         "cpp",
         "c++",
+        "typescript",
+        "ts",
+        "rust",
+        "go",
+        "java",
+        "ruby",
+        "php",
+        "perl",
+        "lua",
     ] {
         assert!(
             languages.as_array().unwrap().contains(&json!(name)),
@@ -485,7 +494,18 @@ async fn names_come_from_the_loaded_runtimes_and_policies() {
         .collect();
     assert_eq!(
         call,
-        ["args", "code", "context", "env", "files", "language", "limits", "stdin"].into()
+        [
+            "args",
+            "code",
+            "context",
+            "env",
+            "files",
+            "language",
+            "limits",
+            "output_encoding",
+            "stdin"
+        ]
+        .into()
     );
     assert_eq!(
         schemas["SandboxCallRequest"]["additionalProperties"],

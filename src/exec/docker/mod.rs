@@ -20,7 +20,6 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bollard::Docker;
-use serde::Deserialize;
 
 use container::Shape;
 use pool::Pool;
@@ -33,21 +32,6 @@ use super::{
 };
 use crate::policy::{Limits, PolicySet};
 
-const IMAGES: &str = include_str!("../../../images/images.toml");
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImageTable {
-    images: HashMap<String, String>,
-}
-
-/// The image behind each language (from `images/images.toml`).
-pub fn images() -> HashMap<String, String> {
-    toml::from_str::<ImageTable>(IMAGES)
-        .expect("embedded images.toml is valid")
-        .images
-}
-
 #[derive(Debug, Clone)]
 pub struct DockerConfig {
     pub instance: String,
@@ -59,6 +43,8 @@ pub struct DockerConfig {
     pub cpus: f64,
     /// The service's one uid allocator: every container holds its own uid until removed.
     pub uids: Arc<Uids>,
+    /// The languages, with the image behind each (`runtimes.toml`, or the config's file).
+    pub runtimes: Arc<RuntimeTable>,
     /// The service's own binary, mounted read-only into every container as its supervisor.
     pub binary: std::path::PathBuf,
     /// Where pool containers' run dirs live (`<data-dir>/docker/runs/<instance>`); emptied at start
@@ -69,7 +55,7 @@ pub struct DockerConfig {
 pub struct DockerExecutor {
     docker: Docker,
     cfg: DockerConfig,
-    table: RuntimeTable,
+    table: Arc<RuntimeTable>,
     images: HashMap<String, String>,
     pool: Arc<Pool>,
     ooms: Arc<oom::OomWatch>,
@@ -102,14 +88,10 @@ impl DockerExecutor {
             Ok(d) => d,
             Err(_) => docker,
         };
-        let table = RuntimeTable::embedded();
-        let images = images();
+        let table = cfg.runtimes.clone();
+        let images = table.images();
         let mut warm_up = pool::WarmUp {
-            env: base_env(&table)
-                .iter()
-                .filter_map(|e| e.split_once('='))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
+            env: base_env(&table),
             ..Default::default()
         };
         for rt in &table.runtimes {
@@ -138,8 +120,8 @@ impl DockerExecutor {
         let exec = DockerExecutor {
             docker,
             cfg,
-            table,
             images,
+            table,
             pool,
             ooms,
             reachable: Arc::new(AtomicBool::new(false)),
@@ -359,7 +341,11 @@ impl DockerExecutor {
                     };
                     match self.step(&shape, input, None).await {
                         Ok((r, _)) if r.status == Status::Ok => {
-                            let text = format!("{}\n{}", r.stdout, r.stderr);
+                            let text = format!(
+                                "{}\n{}",
+                                String::from_utf8_lossy(&r.stdout),
+                                String::from_utf8_lossy(&r.stderr)
+                            );
                             Ok(text
                                 .lines()
                                 .map(str::trim)
@@ -371,7 +357,7 @@ impl DockerExecutor {
                             "{} ended with {}: {}",
                             rt.version.join(" "),
                             r.status.as_str(),
-                            r.stderr.trim()
+                            String::from_utf8_lossy(&r.stderr).trim()
                         )),
                         Err(e) => Err(e.to_string()),
                     }
@@ -450,8 +436,8 @@ impl DockerExecutor {
         };
         match self.step(&shape, input, None).await {
             Ok((r, _)) if r.status == Status::Ok => {
-                let seccomp = r
-                    .stdout
+                let stdout = String::from_utf8_lossy(&r.stdout);
+                let seccomp = stdout
                     .lines()
                     .find_map(|l| l.strip_prefix("Seccomp:"))
                     .map(str::trim)
@@ -461,7 +447,7 @@ impl DockerExecutor {
                     .filter(|v| !v.trim().is_empty());
                 if gvisor::is_gvisor(Some(rt)) {
                     // gVisor's own kernel, not the host's, must answer.
-                    host_kernel.filter(|v| r.stdout.contains(v.trim())).map(|_| format!("the OCI runtime \"{rt}\" runs programs on the host's kernel, not gVisor's"))
+                    host_kernel.filter(|v| stdout.contains(v.trim())).map(|_| format!("the OCI runtime \"{rt}\" runs programs on the host's kernel, not gVisor's"))
                 } else {
                     (seccomp != "2").then(|| format!("containers of the OCI runtime \"{rt}\" run without their seccomp filter (Seccomp: {seccomp} inside)"))
                 }
@@ -469,7 +455,7 @@ impl DockerExecutor {
             Ok((r, _)) => Some(format!(
                 "a container of the OCI runtime \"{rt}\" could not run a program: {} {}",
                 r.status.as_str(),
-                r.stderr.trim()
+                String::from_utf8_lossy(&r.stderr).trim()
             )),
             Err(e) => Some(format!(
                 "a container of the OCI runtime \"{rt}\" could not run a program: {e}"
@@ -549,7 +535,7 @@ impl DockerExecutor {
         self.remove_run_dirs();
     }
 
-    pub(crate) fn base_env(&self) -> Vec<String> {
+    pub(crate) fn base_env(&self) -> Vec<(String, String)> {
         base_env(&self.table)
     }
 
@@ -578,11 +564,7 @@ impl DockerExecutor {
             path: rt.source_file.clone(),
             content: job.code.as_bytes().to_vec(),
         });
-        let mut env = self.base_env();
-        for (k, v) in &job.env {
-            env.retain(|e| !e.starts_with(&format!("{k}=")));
-            env.push(format!("{k}={v}"));
-        }
+        let env = rt.env(self.base_env(), &job.env);
         Ok(Prepared {
             version,
             image,
@@ -613,14 +595,14 @@ impl DockerExecutor {
             );
             let input = StepInput {
                 argv: cmd.clone(),
-                env: self.base_env(),
+                env: rt.env(self.base_env(), &[]),
                 files: &files,
                 executable: None,
                 stdin: b"",
                 stream: None,
             };
             let (r, artifact) = self.step(&shape, input, Some(name)).await?;
-            compile = Some(CompileResult::from(&r));
+            compile = Some(CompileResult::of(&r, job.output_encoding));
             match artifact {
                 Some(bytes) if r.status == Status::Ok => {
                     executable = Some(JobFile {
@@ -718,12 +700,12 @@ impl DockerExecutor {
 }
 
 /// The environment every program in a container starts from.
-fn base_env(table: &RuntimeTable) -> Vec<String> {
+fn base_env(table: &RuntimeTable) -> Vec<(String, String)> {
     vec![
-        format!("PATH={}", table.sandbox.path),
-        "HOME=/work".into(),
-        "LANG=C.UTF-8".into(),
-        "TMPDIR=/tmp".into(),
+        ("PATH".into(), table.sandbox.path.clone()),
+        ("HOME".into(), "/work".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TMPDIR".into(), "/tmp".into()),
     ]
 }
 
@@ -791,13 +773,13 @@ pub(crate) struct Prepared {
     pub image: String,
     /// The job's files and its source.
     pub files: Vec<JobFile>,
-    pub env: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 /// One process to run in a container.
 pub(crate) struct StepInput<'a> {
     pub argv: Vec<String>,
-    pub env: Vec<String>,
+    pub env: Vec<(String, String)>,
     pub files: &'a [JobFile],
     /// A file written executable before the program starts (a compiled program).
     pub executable: Option<&'a JobFile>,
@@ -918,8 +900,8 @@ impl StepResult {
             status: Status::CompileError,
             exit_code: None,
             signal: None,
-            stdout: String::new(),
-            stderr: String::new(),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
             stdout_truncated: false,
             stderr_truncated: false,
             usage: Usage::default(),

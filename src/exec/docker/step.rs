@@ -91,15 +91,9 @@ impl Target<'_> {
                 .map_err(|e| ExecError::Io("opening the call's cgroup".into(), e))?,
             None => Vec::new(),
         };
-        let env = input
-            .env
-            .iter()
-            .filter_map(|e| e.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
         let spec = CallSpec {
             argv: input.argv,
-            env,
+            env: input.env,
             cwd: String::new(),
             files: input
                 .files
@@ -194,8 +188,8 @@ impl Target<'_> {
             status,
             exit_code,
             signal: signal.map(crate::exec::signal_name),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            stdout: out.stdout,
+            stderr: out.stderr,
             stdout_truncated: exit.stdout_truncated,
             stderr_truncated: exit.stderr_truncated,
             usage: Usage {
@@ -227,8 +221,8 @@ fn oom_killed() -> StepResult {
         status: Status::MemoryLimit,
         exit_code: None,
         signal: Some(crate::exec::signal_name(libc::SIGKILL)),
-        stdout: String::new(),
-        stderr: String::new(),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
         stdout_truncated: false,
         stderr_truncated: false,
         usage: Usage::default(),

@@ -41,6 +41,8 @@ pub struct LocalConfig {
     pub instance: String,
     /// The service's one uid allocator: each run takes its own uid for as long as it lives.
     pub uids: Arc<Uids>,
+    /// The languages (`runtimes.toml`, or the config's file).
+    pub runtimes: Arc<RuntimeTable>,
     /// Run without cgroup limits when the host offers none (reported on /readyz).
     pub allow_degraded: bool,
     /// Sandboxes kept prepared ahead of runs.
@@ -49,7 +51,7 @@ pub struct LocalConfig {
 
 pub struct LocalExecutor {
     cfg: LocalConfig,
-    table: RuntimeTable,
+    table: Arc<RuntimeTable>,
     cgroups: Option<Arc<dyn CgroupBackend>>,
     pool: Arc<WarmPool>,
     user_namespace: bool,
@@ -176,14 +178,14 @@ impl LocalExecutor {
         std::fs::create_dir_all(&cfg.staging_root)
             .map_err(|e| ExecError::Io(format!("creating {}", cfg.staging_root.display()), e))?;
         set_mode(&cfg.staging_root, 0o711)?;
-        let table = RuntimeTable::embedded();
+        let table = cfg.runtimes.clone();
         let preparer = Preparer {
             helper: cfg.helper.clone(),
             staging_root: cfg.staging_root.clone(),
             cgroups: cgroups.clone(),
             boot: BootSpec {
                 user_namespace,
-                ro_paths: table.sandbox.ro_paths.clone(),
+                ro_paths: table.ro_paths(),
                 path: table.sandbox.path.clone(),
                 cgroup_procs: vec![],
                 initial_disk_bytes: 64 << 20,
@@ -245,7 +247,11 @@ impl LocalExecutor {
                     let r = o.result.clone();
                     o.guard.finish().await;
                     if r.status == Status::Ok {
-                        let text = format!("{}\n{}", r.stdout, r.stderr);
+                        let text = format!(
+                            "{}\n{}",
+                            String::from_utf8_lossy(&r.stdout),
+                            String::from_utf8_lossy(&r.stderr)
+                        );
                         Ok(text
                             .lines()
                             .map(str::trim)
@@ -257,7 +263,7 @@ impl LocalExecutor {
                             "{} ended with {}: {}",
                             rt.version.join(" "),
                             r.status.as_str(),
-                            r.stderr.trim()
+                            String::from_utf8_lossy(&r.stderr).trim()
                         ))
                     }
                 }
@@ -317,7 +323,7 @@ impl LocalExecutor {
     pub fn boot_template(&self) -> BootSpec {
         BootSpec {
             user_namespace: self.user_namespace,
-            ro_paths: self.table.sandbox.ro_paths.clone(),
+            ro_paths: self.table.ro_paths(),
             path: self.table.sandbox.path.clone(),
             cgroup_procs: vec![],
             initial_disk_bytes: 64 << 20,
@@ -349,11 +355,7 @@ impl LocalExecutor {
             path: rt.source_file.clone(),
             content: job.code.as_bytes().to_vec(),
         });
-        let mut env = self.base_env();
-        for (k, v) in &job.env {
-            env.retain(|(ek, _)| ek != k);
-            env.push((k.clone(), v.clone()));
-        }
+        let env = rt.env(self.base_env(), &job.env);
         // One uid for the run's steps; each step's guard keeps it until that step's processes
         // are gone.
         let uid = Arc::new(self.cfg.uids.acquire(UID_WAIT).await?);
@@ -364,7 +366,7 @@ impl LocalExecutor {
             let o = self
                 .step(Step {
                     argv: cmd.clone(),
-                    env: self.base_env(),
+                    env: rt.env(self.base_env(), &[]),
                     files: &files,
                     artifact: None,
                     stdin: b"",
@@ -375,7 +377,7 @@ impl LocalExecutor {
                     uid: uid.clone(),
                 })
                 .await?;
-            compile = Some(CompileResult::from(&o.result));
+            compile = Some(CompileResult::of(&o.result, job.output_encoding));
             match (&o.result.status, &o.collected) {
                 (Status::Ok, Some(path)) => artifact = Some((name.as_str(), path.clone())),
                 _ => {
@@ -556,7 +558,7 @@ impl LocalExecutor {
             (Ended::Exited, None) => {
                 return Err(ExecError::Setup(format!(
                     "the sandbox helper ended without a report: {}",
-                    stderr.lossy().trim()
+                    String::from_utf8_lossy(&stderr.bytes).trim()
                 )))
             }
             (Ended::Exited, Some(r)) => StepEnd::Exited {
@@ -592,8 +594,8 @@ impl LocalExecutor {
             status,
             exit_code,
             signal: signal.map(super::signal_name),
-            stdout: stdout.lossy(),
-            stderr: stderr.lossy(),
+            stdout: stdout.bytes,
+            stderr: stderr.bytes,
             stdout_truncated: stdout.truncated,
             stderr_truncated: stderr.truncated,
             usage,

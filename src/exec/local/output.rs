@@ -11,12 +11,6 @@ pub struct Captured {
     pub truncated: bool,
 }
 
-impl Captured {
-    pub fn lossy(&self) -> String {
-        String::from_utf8_lossy(&self.bytes).into_owned()
-    }
-}
-
 /// Drain `reader` keeping the first `cap` bytes; the kept bytes also go to `sink` as they come.
 pub async fn drain<R: AsyncRead + Unpin>(
     mut reader: R,

@@ -4,12 +4,14 @@
 #   python3 -u -c "exec(compile(__import__('sys').argv.pop(1),'<execbox-context>','exec'))" <this>
 # Commands arrive as JSON lines on fd 3, answers leave as JSON lines on fd 4; the user code's
 # stdout and stderr are the process's own fds 1 and 2 (forwarded by the supervisor).
-#   -> {"code": "..."}
+#   -> {"code": "...", "cpu_ms": N}   (cpu_ms optional: the call's CPU time limit)
 #   <- {"ready": true, "version": "3.11.2", "usage": {...}}      once, at start
 #   <- {"done": true, "results": [bundle...], "error": null | {"name", "value", "traceback"},
-#       "usage": {"cpu_ms", "max_rss_bytes"}}
+#       "usage": {"cpu_ms", "max_rss_bytes"}, "cpu_limit": bool}
 # A bundle maps MIME types to data, as Jupyter's display data does. SIGINT while code runs
-# raises KeyboardInterrupt in it (reported as the error); the namespace keeps its state.
+# raises KeyboardInterrupt in it (reported as the error); the namespace keeps its state. So does
+# the call's CPU limit: an ITIMER_PROF of cpu_ms (the interpreter's own CPU, all its threads)
+# whose SIGPROF raises KeyboardInterrupt and answers "cpu_limit": true.
 # Everything lives inside one function so that the user's namespace (the real __main__, so
 # pickle finds user classes) starts as clean as a fresh interpreter's.
 
@@ -43,14 +45,22 @@ def _execbox_context():
     os.set_inheritable(3, False)
     os.set_inheritable(4, False)
 
-    state = types.SimpleNamespace(running=False, results=None, size=0, count=0)
+    state = types.SimpleNamespace(
+        running=False, results=None, size=0, count=0, cpu_over=False
+    )
 
     def on_interrupt(signum, frame):
         # Between commands an interrupt has nothing to stop.
         if state.running:
             raise KeyboardInterrupt
 
+    def on_cpu_limit(signum, frame):
+        if state.running:
+            state.cpu_over = True
+            raise KeyboardInterrupt
+
     signal.signal(signal.SIGINT, on_interrupt)
+    signal.signal(signal.SIGPROF, on_cpu_limit)
 
     def clean(s):
         # Lone surrogates are not valid in JSON's consumers.
@@ -215,7 +225,7 @@ def _execbox_context():
         }
 
     # --- running -------------------------------------------------------------------------
-    def run(code):
+    def run(code, cpu_ms):
         state.count += 1
         filename = "<cell-%d>" % state.count
         lines = code.splitlines(True)
@@ -231,10 +241,16 @@ def _execbox_context():
             # The compiler's frames are not the user's either.
             raise e.with_traceback(None)
         state.running = True
+        if cpu_ms:
+            # Again every 100 ms of CPU after, for code that catches the first interrupt.
+            signal.setitimer(signal.ITIMER_PROF, cpu_ms / 1000, 0.1)
         try:
             exec(body, ns)
             value = eval(last, ns) if last is not None else None
         finally:
+            # Disarmed first: at most one SIGPROF already on its way may still interrupt here,
+            # which the command loop catches like the first.
+            signal.setitimer(signal.ITIMER_PROF, 0)
             state.running = False
         if value is not None:
             add_result(bundle(value))
@@ -256,17 +272,19 @@ def _execbox_context():
         if not line:
             return
         try:
-            code = json.loads(line)["code"]
+            command = json.loads(line)
+            code, cpu_ms = command["code"], command.get("cpu_ms")
         except Exception as e:
             send({"done": True, "results": [], "error": error_of(e), "usage": usage()})
             continue
-        state.results, state.size = [], 0
+        state.results, state.size, state.cpu_over = [], 0, False
         error = None
         try:
-            run(code)
+            run(code, cpu_ms)
         except BaseException as e:
             # KeyboardInterrupt and SystemExit too: the interpreter stays.
             error = error_of(e)
+        state.running = False
         try:
             flush_figures()
         except BaseException as e:
@@ -277,7 +295,15 @@ def _execbox_context():
             except BaseException:
                 pass
         results, state.results = state.results, None
-        send({"done": True, "results": results, "error": error, "usage": usage()})
+        send(
+            {
+                "done": True,
+                "results": results,
+                "error": error,
+                "usage": usage(),
+                "cpu_limit": state.cpu_over,
+            }
+        )
 
 
 _execbox_context()

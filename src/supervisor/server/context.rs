@@ -81,6 +81,9 @@ struct Answer {
     error: Option<ContextError>,
     #[serde(default)]
     usage: Usage,
+    /// The call's CPU limit interrupted it.
+    #[serde(default)]
+    cpu_limit: bool,
 }
 
 fn no_such(id: &str) -> Response {
@@ -484,7 +487,8 @@ impl Call {
         d.discard_output();
         let before = d.usage;
         let mut line =
-            serde_json::to_vec(&serde_json::json!({ "code": code })).expect("a command serializes");
+            serde_json::to_vec(&serde_json::json!({ "code": code, "cpu_ms": limits.cpu_time_ms }))
+                .expect("a command serializes");
         line.push(b'\n');
         if let Err(e) = d.commands.write_all(&line).await {
             d.kill().await;
@@ -580,6 +584,7 @@ impl Call {
         self.driver = None;
         let ended = match interrupted_at {
             Some(_) => Ended::Deadline,
+            None if answer.cpu_limit => Ended::CpuLimit,
             None => Ended::Exited,
         };
         Response::Ok(Reply {
@@ -734,6 +739,40 @@ mod tests {
             .unwrap()
             .contains("execbox-context"));
         assert_eq!(py.run("x")["results"], json!([{"text/plain": "7"}]));
+    }
+
+    /// The call's CPU limit interrupts the code and says so; sleeping costs no CPU, so a call
+    /// that sleeps past it is not interrupted; code that swallows the first interrupt gets
+    /// another; the namespace stays.
+    #[test]
+    fn the_cpu_limit_interrupts_and_keeps_the_state() {
+        let (mut py, _) = Interpreter::start();
+        let mut run = |code: &str, cpu_ms: u64| {
+            let mut line = serde_json::to_vec(&json!({ "code": code, "cpu_ms": cpu_ms })).unwrap();
+            line.push(b'\n');
+            py.commands.write_all(&line).unwrap();
+            py.answer()
+        };
+        let a = run("x = 5\nwhile True:\n    pass", 300);
+        assert_eq!(
+            (&a["cpu_limit"], &a["error"]["name"]),
+            (&json!(true), &json!("KeyboardInterrupt")),
+            "{a}"
+        );
+        // The timer and getrusage count CPU by different clocks: a few ms apart.
+        assert!(a["usage"]["cpu_ms"].as_u64().unwrap() >= 280, "{a}");
+        let a = run("import time\ntime.sleep(0.6)\nx + 1", 300);
+        assert_eq!(
+            (&a["cpu_limit"], &a["results"]),
+            (&json!(false), &json!([{"text/plain": "6"}])),
+            "{a}"
+        );
+        let a = run(
+            "n = 0\nwhile True:\n    try:\n        while True:\n            n = n + 0\n    except KeyboardInterrupt:\n        n += 1\n        if n == 3:\n            raise",
+            200,
+        );
+        assert_eq!(a["cpu_limit"], true, "{a}");
+        assert_eq!(py.run("n")["results"], json!([{"text/plain": "3"}]));
     }
 
     #[test]
