@@ -14,3 +14,4 @@ pub mod policy;
 pub mod sandbox;
 pub mod store;
 pub mod supervisor;
+pub mod wire;

@@ -23,7 +23,7 @@ use crate::agent::conversation::{CodeRunner, Decision};
 use crate::agent::model::{guard, normalize_url, ClientSettings, ModelClient};
 use crate::agent::request::AgentRequest;
 use crate::agent::runs::{Event, ModelView, Prepared, Run, RunInfo, RunView, State as RunState};
-use crate::exec::request::object::Object;
+use crate::wire::object::Object;
 use crate::exec::request::SandboxCallRequest;
 use crate::exec::{BoxFuture, RunResult};
 use crate::sandbox::manager::CreateSandbox;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::error::{ErrorBody, ErrorDetail};
 use super::execute::{admit_and_spawn, join, prepare, Origin};
 use super::{json_stream, ApiError, AppState};
-use crate::exec::request::object::{self, Object};
+use crate::wire::object::{self, Object};
 use crate::exec::request::ExecuteRequest;
 use crate::exec::{Job, RunResult};
 use crate::store::Team;
@@ -38,7 +38,7 @@ pub struct BatchRequest {
     /// Runs of this batch in flight at once, 1..=64 (default: the service's
     /// `max_concurrent_runs`, at most 64). Items beyond it wait inside the batch, not in the
     /// service's queue.
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     #[schema(minimum = 1, maximum = 64)]
     pub concurrency: Option<usize>,
 }

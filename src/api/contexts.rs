@@ -14,7 +14,7 @@ use super::error::ErrorBody;
 use super::execute::{ready_executor, respond};
 use super::sandboxes::{backend_of, manager, SandboxId, NOT_FOUND};
 use super::{ApiError, AppState};
-use crate::exec::request::object::Object;
+use crate::wire::object::Object;
 use crate::exec::request::SandboxCallRequest;
 use crate::exec::{BoxFuture, ExecError, Executor, Job, Readiness, RunResult};
 use crate::sandbox::stateful::{self, ContextView, CONTEXT_LANGUAGES};

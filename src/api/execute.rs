@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::error::ErrorBody;
 use super::metrics::{ExecutorLabel, RunLabels};
 use super::{json_stream, ApiError, AppState};
-use crate::exec::request::object::Object;
+use crate::wire::object::Object;
 use crate::exec::request::ExecuteRequest;
 use crate::exec::{ExecError, Executor, Job, RunResult, StreamKind};
 use crate::store::{RunRecord, Team};

@@ -19,7 +19,8 @@ use super::auth::{self, Auth};
 use super::error::ErrorBody;
 use super::execute::OutputEvent;
 use super::{agent, batch, contexts, execute, info, processes, sandboxes, AppState};
-use crate::exec::request::{ENV_NAME_PATTERN, KNOWN_EXECUTORS, PATH_PATTERN};
+use crate::exec::request::{ENV_NAME_PATTERN, PATH_PATTERN};
+use crate::policy::KNOWN_EXECUTORS;
 
 #[derive(OpenApi)]
 #[openapi(

@@ -19,7 +19,7 @@ use super::error::ErrorBody;
 use super::execute::{output_event, wants_events, AbortOnDrop, Utf8Chunks};
 use super::sandboxes::{backend_of, manager, SandboxId, NOT_FOUND};
 use super::{json_stream, ApiError, AppState};
-use crate::exec::request::object::Object;
+use crate::wire::object::Object;
 use crate::sandbox::stateful::{self, ProcessView, StartProcess};
 use crate::sandbox::SandboxError;
 use crate::store::Team;

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ErrorBody;
 use super::execute::{ready_executor, respond, RUN_ANSWER};
 use super::{ApiError, AppState};
-use crate::exec::request::object::Object;
+use crate::wire::object::Object;
 use crate::exec::request::SandboxCallRequest;
 use crate::exec::{BoxFuture, ExecError, Executor, Job, Readiness, RunResult};
 use crate::sandbox::manager::{CreateSandbox, ManagerError};
@@ -279,7 +279,7 @@ pub async fn delete(
 pub struct Keepalive {
     /// Seconds from now until the sandbox expires, 1..=`sandboxes.max_ttl_seconds`; the
     /// sandbox's own TTL when left out.
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     ttl_seconds: Option<u64>,
 }
 
