@@ -10,7 +10,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 
 use crate::admission::Admission;
-use crate::api::{self, AppState};
+use crate::api;
+use crate::service::auth::Auth;
+use crate::service::{self, AppState};
 use crate::config::{AuthMode, Config};
 use crate::exec::docker::{DockerConfig, DockerExecutor};
 use crate::exec::local::{LocalConfig, LocalExecutor};
@@ -247,14 +249,14 @@ pub async fn build_state(
     let lock = lock_instance(&cfg.data_dir, cfg.instance())?;
     let store = Store::open_in(&cfg.data_dir)?.keep_code(cfg.audit.keep_code);
     let auth = match cfg.auth {
-        AuthMode::None => api::auth::Auth::None {
+        AuthMode::None => Auth::None {
             team: store.ensure_team(DEFAULT_TEAM)?,
         },
         AuthMode::ApiKey => {
             if store.list_keys()?.iter().all(|k| k.revoked_at.is_some()) {
                 tracing::warn!(store = %store.path().display(), "auth is api-key but no usable key exists; create one with `execbox keys create --team NAME`");
             }
-            api::auth::Auth::ApiKey
+            Auth::ApiKey
         }
     };
     let uids = sandbox_uids(&cfg)?;
@@ -309,16 +311,16 @@ pub async fn build_state(
             "agent runs left running by an earlier service were marked failed"
         );
     }
-    let metrics = Arc::new(api::metrics::Metrics::new());
+    let metrics = Arc::new(service::metrics::Metrics::new());
     let counted = metrics.clone();
-    let on_end = Box::new(move |e: &crate::agent::runs::EndEvent| {
+    let on_end = Box::new(move |e: &service::agent::runs::EndEvent| {
         counted.agent_run_ended(
             e.state.as_str(),
             e.usage.input_tokens,
             e.usage.output_tokens,
         )
     });
-    let agent = Arc::new(crate::agent::runs::Runs::new(
+    let agent = Arc::new(service::agent::runs::Runs::new(
         store.clone(),
         cfg.agent.max_concurrent_runs,
         cfg.agent_slots_per_team(),

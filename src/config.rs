@@ -333,7 +333,7 @@ impl Config {
     pub fn agent_slots_per_team(&self) -> usize {
         match (self.agent.max_concurrent_runs_per_team, self.auth) {
             (0, AuthMode::ApiKey) => {
-                crate::agent::runs::Slots::default_share(self.agent.max_concurrent_runs)
+                crate::service::agent::runs::Slots::default_share(self.agent.max_concurrent_runs)
             }
             (0, AuthMode::None) => self.agent.max_concurrent_runs.max(1),
             (n, _) => n,

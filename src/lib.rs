@@ -12,6 +12,7 @@ pub mod exec;
 pub mod oneshot;
 pub mod policy;
 pub mod sandbox;
+pub mod service;
 pub mod store;
 pub mod supervisor;
 pub mod wire;

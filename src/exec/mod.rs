@@ -14,7 +14,7 @@ pub mod uids;
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::Limits;
 use runtime::Runtime;
@@ -22,7 +22,7 @@ use runtime::Runtime;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How a run ended. Exactly one of these; see README for the meaning of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
@@ -48,7 +48,7 @@ impl Status {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     pub wall_time_ms: u64,
     pub cpu_time_ms: u64,
@@ -69,7 +69,7 @@ pub struct StepResult {
 }
 
 /// The compile step as reported to callers.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompileResult {
     pub status: Status,
     #[schema(required = true)]
@@ -93,7 +93,7 @@ impl From<&StepResult> for CompileResult {
 
 /// The response body of `POST /v1/execute`; the one result contract of every executor.
 // Option fields are always sent (as null), hence `required`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunResult {
     pub id: String,
     pub status: Status,
@@ -116,17 +116,29 @@ pub struct RunResult {
     /// A context call's display results (`POST /v1/sandboxes/{id}/execute` with `context`):
     /// bundles keyed by MIME type, as Jupyter's display data (`text/plain`, `image/png` as
     /// base64, `text/html`, ...), in the order the code made them. Absent for other runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<Object>>)]
     pub results: Option<Vec<serde_json::Map<String, serde_json::Value>>>,
     /// A context call's uncaught exception (null when there was none). Absent for other runs.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "present"
+    )]
     #[schema(value_type = Option<DisplayError>, nullable = true)]
     pub error: Option<Option<DisplayError>>,
 }
 
+/// A field that is there, even as null, is `Some` (serde reads a null `Option<Option<T>>` as
+/// `None`, which would lose the difference between "no exception" and "not a context call").
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
 /// The uncaught exception of a context call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DisplayError {
     /// The exception's class, e.g. `ZeroDivisionError` (`KeyboardInterrupt` at a deadline).
     pub name: String,

@@ -1,6 +1,6 @@
 //! The wire form of `POST /v1/execute` and its validation into a [`Job`]. Every way a request
-//! can be wrong has its own [`RequestError`] variant with a stable code; `api/` maps them to
-//! HTTP statuses.
+//! can be wrong has its own [`RequestError`] variant; `api/error.rs` maps each to an HTTP status
+//! and a stable code.
 
 use std::collections::BTreeMap;
 
@@ -183,23 +183,6 @@ pub enum RequestError {
     InputTooLarge { total: u64, disk: u64 },
 }
 
-impl RequestError {
-    /// The stable machine-readable code of the error JSON.
-    pub fn code(&self) -> &'static str {
-        match self {
-            RequestError::UnknownLanguage(..) => "unknown_language",
-            RequestError::UnknownExecutor(..) => "unknown_executor",
-            RequestError::UnknownPolicy(..) => "unknown_policy",
-            RequestError::ExecutorNotAllowed { .. } => "executor_not_allowed",
-            RequestError::LimitExceeded { .. } => "limit_exceeded",
-            RequestError::LimitBelowMinimum { .. } => "limit_below_minimum",
-            RequestError::InvalidFile { .. } => "invalid_file",
-            RequestError::InvalidField(..) => "invalid_request",
-            RequestError::InputTooLarge { .. } => "input_too_large",
-        }
-    }
-}
-
 impl ExecuteRequest {
     /// Validate against the policies and runtimes; `id` names the run.
     pub fn into_job(
@@ -379,7 +362,7 @@ mod tests {
         ] {
             let err = job_of(serde_json::json!({"language": "python", "code": "", "files": files}))
                 .unwrap_err();
-            assert_eq!(err.code(), "invalid_file");
+            assert!(matches!(err, RequestError::InvalidFile { .. }), "{err}");
             assert!(
                 err.to_string()
                     .contains(&format!("collides with {collides_with}")),
@@ -405,7 +388,6 @@ mod tests {
                 minimum: crate::policy::MINIMUMS.pids
             }
         );
-        assert_eq!(err.code(), "limit_below_minimum");
         assert!(
             err.to_string()
                 .starts_with("limits.pids = 2 is below the minimum 8"),
