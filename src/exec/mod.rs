@@ -4,9 +4,11 @@
 //! A timeout, an OOM or a truncated stream is a *status in the result*; `Err(ExecError)` means the
 //! service itself could not run the job.
 
+pub mod call;
 pub mod docker;
 pub mod local;
 pub mod path;
+pub mod pipeline;
 pub mod request;
 pub mod runtime;
 pub mod uids;

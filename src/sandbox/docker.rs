@@ -22,7 +22,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::disk::{self, DiskMode};
-use super::supervised::{CallCgroup, SandboxHost};
+use super::supervised::SandboxHost;
+use crate::exec::call::CallCgroup;
 use super::{Sandbox, SandboxError};
 use crate::exec::docker::container::{self, LABEL_SANDBOX};
 use crate::exec::docker::{cgroup, gvisor, supervised, DockerExecutor};
@@ -496,13 +497,6 @@ impl SandboxHost for DockerSandboxes {
     }
 
     fn base_env(&self, _sb: &Sandbox) -> Vec<(String, String)> {
-        self.exec
-            .base_env()
-            .into_iter()
-            .filter_map(|e| {
-                e.split_once('=')
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-            })
-            .collect()
+        self.exec.base_env()
     }
 }
