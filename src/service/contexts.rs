@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::run::{ready_executor, Prepared};
-use super::sandboxes::{backend_of, manager, use_sandbox};
+use super::sandboxes::{backend_of, deleted_or, manager, unlocked, use_sandbox};
 use super::{AppState, ServiceError};
 use crate::exec::request::SandboxCallRequest;
 use crate::exec::{BoxFuture, ExecError, Executor, Job, Readiness, RunResult};
@@ -52,15 +52,10 @@ pub async fn list(
     team: &Team,
     id: &str,
 ) -> Result<Vec<ContextView>, ServiceError> {
-    let m = manager(state)?;
-    let sandbox = m.get(team, id).await?;
-    let backend = backend_of(m, &sandbox)?;
+    let (sandbox, backend) = unlocked(state, team, id).await?;
     match stateful::context_list(&*backend, &sandbox).await {
         Err(SandboxError::Unsupported(_)) => Ok(Vec::new()),
-        Err(e) => {
-            m.get(team, id).await?; // deleted meanwhile: just gone
-            Err(e.into())
-        }
+        Err(e) => Err(deleted_or(state, team, id, e).await),
         Ok(c) => Ok(c),
     }
 }
@@ -72,21 +67,14 @@ pub async fn delete(
     id: &str,
     ctx: &str,
 ) -> Result<(), ServiceError> {
-    let m = manager(state)?;
     // Not behind the sandbox's lock: deleting a context stops a call running in it.
-    let sandbox = m.get(team, id).await?;
-    let backend = backend_of(m, &sandbox)?;
+    let (sandbox, backend) = unlocked(state, team, id).await?;
     match stateful::context_delete(&*backend, &sandbox, ctx).await {
         Err(SandboxError::Unsupported(_)) => Err(SandboxError::ContextNotFound(format!(
             "no context {ctx} in this sandbox (it may have been deleted)"
         ))
         .into()),
-        Err(e) => {
-            // The sandbox may have been deleted meanwhile (its record goes first, then its
-            // supervisor, and with it this operation's connection): then it is just gone.
-            m.get(team, id).await?;
-            Err(e.into())
-        }
+        Err(e) => Err(deleted_or(state, team, id, e).await),
         Ok(()) => Ok(()),
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::sandboxes::{backend_of, manager, use_sandbox};
+use super::sandboxes::{deleted_or, unlocked, use_sandbox};
 use super::{AppState, ServiceError};
 use crate::sandbox::stateful::{self, LogStream, ProcessView, StartProcess};
 use crate::sandbox::SandboxError;
@@ -96,17 +96,10 @@ pub async fn list(
     team: &Team,
     id: &str,
 ) -> Result<Vec<ProcessView>, ServiceError> {
-    let m = manager(state)?;
-    let sandbox = m.get(team, id).await?;
-    let backend = backend_of(m, &sandbox)?;
+    let (sandbox, backend) = unlocked(state, team, id).await?;
     match stateful::process_list(&*backend, &sandbox).await {
         Err(SandboxError::Unsupported(_)) => Ok(Vec::new()),
-        Err(e) => {
-            // Not behind the sandbox's lock: the sandbox may have been deleted meanwhile (its
-            // record goes first, then its supervisor); then it is just gone.
-            m.get(team, id).await?;
-            Err(e.into())
-        }
+        Err(e) => Err(deleted_or(state, team, id, e).await),
         Ok(p) => Ok(p),
     }
 }
@@ -118,15 +111,10 @@ pub async fn kill(
     id: &str,
     process: &str,
 ) -> Result<(), ServiceError> {
-    let m = manager(state)?;
-    let sandbox = m.get(team, id).await?;
-    let backend = backend_of(m, &sandbox)?;
+    let (sandbox, backend) = unlocked(state, team, id).await?;
     match stateful::process_kill(&*backend, &sandbox, process).await {
         Err(SandboxError::Unsupported(_)) => Err(no_process(process)),
-        Err(e) => {
-            m.get(team, id).await?; // deleted meanwhile: just gone
-            Err(e.into())
-        }
+        Err(e) => Err(deleted_or(state, team, id, e).await),
         Ok(()) => Ok(()),
     }
 }
@@ -139,15 +127,10 @@ pub async fn logs(
     process: &str,
     follow: bool,
 ) -> Result<Logs, ServiceError> {
-    let m = manager(state)?;
-    let sandbox = m.get(team, id).await?;
-    let backend = backend_of(m, &sandbox)?;
+    let (sandbox, backend) = unlocked(state, team, id).await?;
     let logs = match stateful::process_logs(&*backend, &sandbox, process, follow).await {
         Err(SandboxError::Unsupported(_)) => return Err(no_process(process)),
-        Err(e) => {
-            m.get(team, id).await?; // deleted meanwhile: just gone
-            return Err(e.into());
-        }
+        Err(e) => return Err(deleted_or(state, team, id, e).await),
         Ok(l) => l,
     };
     if follow {

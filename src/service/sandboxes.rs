@@ -12,7 +12,7 @@ use super::{contexts, AppState, ServiceError};
 use crate::exec::request::SandboxCallRequest;
 use crate::exec::{BoxFuture, ExecError, Executor, Job, Readiness, RunResult};
 use crate::sandbox::manager::{CreateSandbox, Manager};
-use crate::sandbox::{Sandbox, SandboxBackend};
+use crate::sandbox::{Sandbox, SandboxBackend, SandboxError};
 use crate::store::{rfc3339, Team};
 
 /// A sandbox as callers see it.
@@ -92,6 +92,34 @@ pub(super) async fn use_sandbox(
         backend,
         guard,
     })
+}
+
+/// The team's sandbox `id` and its backend, for an operation not behind the sandbox's lock
+/// (one that stops a call in flight, or only looks); see [`deleted_or`] for its errors.
+pub(super) async fn unlocked(
+    state: &AppState,
+    team: &Team,
+    id: &str,
+) -> Result<(Sandbox, Arc<dyn SandboxBackend>), ServiceError> {
+    let m = manager(state)?;
+    let sandbox = m.get(team, id).await?;
+    let backend = backend_of(m, &sandbox)?;
+    Ok((sandbox, backend))
+}
+
+/// The error of an operation not behind the sandbox's lock: the sandbox may have been deleted
+/// meanwhile (its record goes first, then its supervisor, and with it the operation's
+/// connection), and then it is just gone.
+pub(super) async fn deleted_or(
+    state: &AppState,
+    team: &Team,
+    id: &str,
+    e: SandboxError,
+) -> ServiceError {
+    match get(state, team, id).await {
+        Err(gone) => gone,
+        Ok(_) => e.into(),
+    }
 }
 
 pub async fn create(
