@@ -16,3 +16,6 @@ pub mod service;
 pub mod store;
 pub mod supervisor;
 pub mod wire;
+
+#[cfg(test)]
+mod layering;

@@ -195,12 +195,6 @@ impl Slots {
         })
     }
 
-    /// The default share of one team when several share the service: half the slots, rounded
-    /// up, so that no team can hold every slot (unless there is only one).
-    pub fn default_share(max: usize) -> usize {
-        max.max(1).div_ceil(2)
-    }
-
     /// Wait until a slot is free and the team is under its share, then take it.
     pub async fn acquire(self: &Arc<Self>, team_id: i64) -> Slot {
         loop {
