@@ -18,6 +18,11 @@ pub struct Runtime {
     #[serde(default)]
     pub artifact: Option<String>,
     pub version: Vec<String>,
+    /// Run once in every new docker pool container of the runtime's image before it takes a
+    /// run: a fresh container's filesystem caches are cold, and the first interpreter start in
+    /// it pays for that (about twice a warm start). Optional; its outcome is not judged.
+    #[serde(default)]
+    pub warm: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

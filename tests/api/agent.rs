@@ -1210,3 +1210,80 @@ async fn the_loop_runs_on_the_docker_executor_too() {
         "its container is gone with it"
     );
 }
+
+/// `"stateful": true` runs the Python blocks in one context of the run's sandbox: a name a block
+/// defines is there for the next reply's block, a trailing expression's value and an uncaught
+/// exception reach the model as a notebook shows them, and shell blocks still run as programs.
+/// The same script without it fails on the undefined name, so the state came from the context.
+#[tokio::test]
+async fn a_stateful_run_keeps_python_state_between_blocks() {
+    needs_root!();
+    let app = agent_app();
+    let script = || {
+        ScriptedModel::start(vec![
+            Reply::text(format!(
+                "{}\n{}",
+                py("import math\nx = 41"),
+                "```sh\necho shell-ran\n```"
+            )),
+            Reply::text(py("print(math.pi > 3)\nx + 1")),
+            Reply::text(py("raise ValueError('boom')")),
+            Reply::text("TERMINATE"),
+        ])
+    };
+    let m = script();
+    let v = ended(
+        app,
+        &start(
+            app,
+            json!({"task": "keep x", "model": model(&m, "openai", false), "stateful": true}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(v["state"], "finished", "{v}");
+    let runs = of_type(&v, "code_execution");
+    let got: Vec<(String, i64, String)> = runs
+        .iter()
+        .map(|r| {
+            (
+                s(r, "language"),
+                r["result"]["exit_code"].as_i64().unwrap(),
+                s(&r["result"], "stdout"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("python".to_string(), 0, String::new()),
+            ("bash".to_string(), 0, "shell-ran\n".to_string()),
+            ("python".to_string(), 0, "True\n42\n".to_string()),
+            ("python".to_string(), 1, String::new()),
+        ],
+        "{v}"
+    );
+    let traceback = s(&runs[3]["result"], "stderr");
+    assert!(traceback.contains("ValueError: boom"), "{traceback}");
+    // The model read the value back as the block's output.
+    assert!(
+        m.requests()[2].last_user_text().contains("True\n42\n"),
+        "{}",
+        m.requests()[2].last_user_text()
+    );
+
+    let m = script();
+    let v = ended(
+        app,
+        &start(
+            app,
+            json!({"task": "keep x", "model": model(&m, "openai", false)}),
+        )
+        .await,
+    )
+    .await;
+    let runs = of_type(&v, "code_execution");
+    assert_eq!(runs[2]["result"]["exit_code"], 1, "{v}");
+    let stderr = s(&runs[2]["result"], "stderr");
+    assert!(stderr.contains("NameError"), "without a context: {stderr}");
+}

@@ -104,6 +104,20 @@ impl DockerExecutor {
             Err(_) => docker,
         };
         let table = RuntimeTable::embedded();
+        let images = images();
+        let mut warm_up = pool::WarmUp {
+            env: base_env(&table),
+            ..Default::default()
+        };
+        for rt in &table.runtimes {
+            if let (Some(image), Some(argv)) = (images.get(&rt.language), &rt.warm) {
+                warm_up
+                    .commands
+                    .entry(image.clone())
+                    .or_default()
+                    .push(argv.clone());
+            }
+        }
         let pool = Pool::new(
             docker.clone(),
             cfg.instance.clone(),
@@ -115,13 +129,14 @@ impl DockerExecutor {
                 run_root: cfg.run_root.clone(),
                 path: table.sandbox.path.clone(),
             },
+            warm_up,
         );
         let ooms = oom::OomWatch::start(docker.clone(), &cfg.instance);
         let exec = DockerExecutor {
             docker,
             cfg,
             table,
-            images: images(),
+            images,
             pool,
             ooms,
             reachable: Arc::new(AtomicBool::new(false)),
@@ -532,12 +547,7 @@ impl DockerExecutor {
     }
 
     pub(crate) fn base_env(&self) -> Vec<(String, String)> {
-        vec![
-            ("PATH".into(), self.table.sandbox.path.clone()),
-            ("HOME".into(), "/work".into()),
-            ("LANG".into(), "C.UTF-8".into()),
-            ("TMPDIR".into(), "/tmp".into()),
-        ]
+        base_env(&self.table)
     }
 
     async fn run_job(&self, job: &Job) -> Result<RunResult, ExecError> {
@@ -623,6 +633,16 @@ impl DockerExecutor {
         drop(own);
         ran
     }
+}
+
+/// The environment every program in a container starts from.
+fn base_env(table: &RuntimeTable) -> Vec<(String, String)> {
+    vec![
+        ("PATH".into(), table.sandbox.path.clone()),
+        ("HOME".into(), "/work".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TMPDIR".into(), "/tmp".into()),
+    ]
 }
 
 /// With the engine on this host (the common case), the container's cgroup is readable directly

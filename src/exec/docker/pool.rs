@@ -19,6 +19,7 @@ use super::supervised::{self, RunDir};
 use crate::exec::uids::{UidLease, Uids};
 use crate::exec::ExecError;
 use crate::supervisor::client::Supervisor;
+use crate::supervisor::proto::{CallSpec, ProcLimits};
 
 /// A started container, the uid its programs run as, and its supervisor (which has answered).
 pub struct Warm {
@@ -37,10 +38,24 @@ pub struct PoolMounts {
     pub path: String,
 }
 
+/// What a new container runs before it is handed out: per image, the `warm` commands of the
+/// runtimes it serves (`runtimes.toml`), in the environment runs get. A fresh container's
+/// filesystem caches are cold, and its first interpreter start would pay for that on the run's
+/// clock; in the pool it is paid in the background.
+#[derive(Debug, Clone, Default)]
+pub struct WarmUp {
+    pub commands: HashMap<String, Vec<Vec<String>>>,
+    pub env: Vec<(String, String)>,
+}
+
+/// How long a warm-up command may take before the container is handed out anyway.
+const WARM_UP_WAIT: Duration = Duration::from_secs(10);
+
 pub struct Pool {
     docker: Docker,
     instance: String,
     mounts: PoolMounts,
+    warm_up: WarmUp,
     per_shape: usize,
     max_total: usize,
     uids: Arc<Uids>,
@@ -74,11 +89,13 @@ impl Pool {
         max_total: usize,
         uids: Arc<Uids>,
         mounts: PoolMounts,
+        warm_up: WarmUp,
     ) -> Arc<Pool> {
         Arc::new(Pool {
             docker,
             instance,
             mounts,
+            warm_up,
             per_shape,
             max_total,
             uids,
@@ -229,12 +246,55 @@ impl Pool {
         };
         let body = container::create_body(shape, &self.instance, uid.uid(), &mounts);
         let (id, sup) = supervised::start(&self.docker, body, run_dir.path()).await?;
+        self.warm(shape, &sup).await;
         Ok(Warm {
             id,
             uid,
             run_dir,
             sup,
         })
+    }
+
+    /// Run the warm-up commands of `shape`'s image in its new container, each in a process tree
+    /// of its own that leaves nothing behind (no files, no processes). A failure is only logged:
+    /// the container works, its first run is merely slower.
+    async fn warm(&self, shape: &Shape, sup: &Supervisor) {
+        let Some(commands) = self.warm_up.commands.get(&shape.image) else {
+            return;
+        };
+        for argv in commands {
+            let spec = CallSpec {
+                argv: argv.clone(),
+                env: self.warm_up.env.clone(),
+                cwd: String::new(),
+                files: Vec::new(),
+                limits: ProcLimits {
+                    wall_time_ms: WARM_UP_WAIT.as_millis() as u64,
+                    cpu_time_ms: WARM_UP_WAIT.as_millis() as u64,
+                    output_bytes: 4096,
+                    open_files: shape.open_files,
+                    file_bytes: 0,
+                },
+                cgroup_fds: 0,
+            };
+            let ran = tokio::time::timeout(
+                WARM_UP_WAIT + Duration::from_secs(2),
+                sup.exec(spec, b"", Vec::new(), None, None),
+            )
+            .await;
+            match ran {
+                Ok(Ok(out)) if out.exit.exit_code == Some(0) => {}
+                Ok(Ok(out)) => {
+                    tracing::debug!(image = %shape.image, ?argv, exit = ?out.exit, "a warm-up command failed")
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(image = %shape.image, ?argv, error = %e, "a warm-up command failed")
+                }
+                Err(_) => {
+                    tracing::debug!(image = %shape.image, ?argv, "a warm-up command timed out")
+                }
+            }
+        }
     }
 
     /// Stop refilling and remove every idle container.
