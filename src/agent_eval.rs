@@ -347,10 +347,7 @@ async fn one(ctx: &Ctx<'_>, i: usize, p: &Problem) -> anyhow::Result<Line> {
 
 /// Start a run: `Ok(Err(why))` when this run cannot start but others may; `Err` when no run
 /// can (the arguments are refused), which stops the command.
-async fn start(
-    ctx: &Ctx<'_>,
-    req: AgentRequest,
-) -> anyhow::Result<Result<Arc<Run>, String>> {
+async fn start(ctx: &Ctx<'_>, req: AgentRequest) -> anyhow::Result<Result<Arc<Run>, String>> {
     let mut waits = 0;
     loop {
         match crate::service::agent::start_run(ctx.state, &ctx.team, req.clone()).await {

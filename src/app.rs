@@ -11,8 +11,6 @@ use anyhow::{bail, Context};
 
 use crate::admission::Admission;
 use crate::api;
-use crate::service::auth::Auth;
-use crate::service::{self, AppState};
 use crate::config::{AuthMode, Config};
 use crate::exec::docker::{DockerConfig, DockerExecutor};
 use crate::exec::local::{LocalConfig, LocalExecutor};
@@ -25,6 +23,8 @@ use crate::sandbox::local::LocalHost;
 use crate::sandbox::manager::Manager;
 use crate::sandbox::supervised::Supervised;
 use crate::sandbox::SandboxBackend;
+use crate::service::auth::Auth;
+use crate::service::{self, AppState};
 use crate::store::{Quotas, Store, DEFAULT_TEAM};
 
 pub struct Application {

@@ -56,8 +56,15 @@ const BELOW_SERVICE: &[&str] = &[
 
 #[test]
 fn the_service_knows_no_door() {
-    let found = offenders(&["service"], &["axum", "crate::api", "crate::mcp", "hyper::"]);
-    assert!(found.is_empty(), "service/ reaches up:\n{}", found.join("\n"));
+    let found = offenders(
+        &["service"],
+        &["axum", "crate::api", "crate::mcp", "hyper::"],
+    );
+    assert!(
+        found.is_empty(),
+        "service/ reaches up:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
@@ -66,7 +73,11 @@ fn the_rooms_below_the_service_know_neither_it_nor_a_door() {
         BELOW_SERVICE,
         &["axum", "crate::api", "crate::mcp", "crate::service"],
     );
-    assert!(found.is_empty(), "a room below service/ reaches up:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "a room below service/ reaches up:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
@@ -75,17 +86,29 @@ fn the_command_line_goes_through_the_service_not_the_http_layer() {
         &["main.rs", "oneshot.rs", "agent_cli.rs", "agent_eval.rs"],
         &["api::"],
     );
-    assert!(found.is_empty(), "a CLI imports the HTTP layer:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "a CLI imports the HTTP layer:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
 fn the_agent_loop_does_not_know_the_store() {
     let found = offenders(&["agent"], &["crate::store"]);
-    assert!(found.is_empty(), "agent/ reaches the store:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "agent/ reaches the store:\n{}",
+        found.join("\n")
+    );
 }
 
 #[test]
 fn policies_do_not_import_the_run_contract() {
     let found = offenders(&["policy"], &["crate::exec"]);
-    assert!(found.is_empty(), "policy/ imports exec/:\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "policy/ imports exec/:\n{}",
+        found.join("\n")
+    );
 }

@@ -95,9 +95,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::PathRefused(_) => (S::BAD_REQUEST, "path_refused"),
             ServiceError::InvalidBatch(_) => (S::UNPROCESSABLE_ENTITY, "invalid_batch"),
             ServiceError::InvalidSandbox(_) => (S::UNPROCESSABLE_ENTITY, "invalid_sandbox"),
-            ServiceError::SandboxDiskExceeded { .. } => {
-                (S::UNPROCESSABLE_ENTITY, "limit_exceeded")
-            }
+            ServiceError::SandboxDiskExceeded { .. } => (S::UNPROCESSABLE_ENTITY, "limit_exceeded"),
             ServiceError::UnsupportedLanguage(_) => {
                 (S::UNPROCESSABLE_ENTITY, "unsupported_language")
             }
@@ -184,11 +182,18 @@ fn exec_error(e: ExecError) -> ApiError {
     use StatusCode as S;
     let message = e.to_string();
     match e {
-        ExecError::Unavailable(..) => ApiError::new(S::SERVICE_UNAVAILABLE, "executor_unavailable", message),
-        ExecError::Context(ContextFailure::NotFound, m) => ApiError::new(S::NOT_FOUND, "context_not_found", m),
+        ExecError::Unavailable(..) => {
+            ApiError::new(S::SERVICE_UNAVAILABLE, "executor_unavailable", message)
+        }
+        ExecError::Context(ContextFailure::NotFound, m) => {
+            ApiError::new(S::NOT_FOUND, "context_not_found", m)
+        }
         ExecError::Context(ContextFailure::Lost, m) => ApiError::new(S::GONE, "context_lost", m),
         ExecError::DiskFull(..) => ApiError::new(S::PAYLOAD_TOO_LARGE, "too_large", message),
-        ExecError::NoUid(..) => ApiError::new(S::SERVICE_UNAVAILABLE, "sandbox_uids_exhausted", message).retry_after(Some(5)),
+        ExecError::NoUid(..) => {
+            ApiError::new(S::SERVICE_UNAVAILABLE, "sandbox_uids_exhausted", message)
+                .retry_after(Some(5))
+        }
         other => {
             tracing::error!(error = %other, "run failed inside the service");
             internal("the service failed to run this request; it has been logged, retry or contact the operator")

@@ -20,8 +20,8 @@ use crate::exec::RunResult;
 use crate::sandbox::manager::CreateSandbox;
 use crate::sandbox::names::PathEncoding;
 use crate::sandbox::FileEntry;
-use crate::service::sandboxes::{self, SandboxView};
 use crate::service::files;
+use crate::service::sandboxes::{self, SandboxView};
 use crate::store::Team;
 use crate::wire::object::Object;
 

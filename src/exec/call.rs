@@ -142,7 +142,9 @@ pub async fn run(
     };
     let exit = out.exit;
     let cg = watch.cgroup.map(|c| c.usage());
-    let mut cpu_ns = cg.map_or(exit.cpu_time_ms.saturating_mul(1_000_000), |u| u.cpu_time_ns);
+    let mut cpu_ns = cg.map_or(exit.cpu_time_ms.saturating_mul(1_000_000), |u| {
+        u.cpu_time_ns
+    });
     if watch.tree_cpu_floor {
         cpu_ns = cpu_ns.max(exit.cpu_time_ms.saturating_mul(1_000_000));
     }

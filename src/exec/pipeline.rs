@@ -6,6 +6,9 @@
 
 use super::{BoxFuture, CompileResult, ExecError, Job, JobFile, RunResult, Status, StepResult};
 
+/// A compile step's result, and what it hands the run step (None: nothing to run).
+pub type Compiled<A> = (StepResult, Option<A>);
+
 /// How one executor path runs the steps of a job.
 pub trait Steps: Sync {
     /// What a compile step hands the run step (the compiled program, or nothing where it stays
@@ -16,7 +19,7 @@ pub trait Steps: Sync {
     fn compile(
         &self,
         argv: Vec<String>,
-    ) -> BoxFuture<'_, Result<(StepResult, Option<Self::Artifact>), ExecError>>;
+    ) -> BoxFuture<'_, Result<Compiled<Self::Artifact>, ExecError>>;
 
     /// Run the program `argv`, with what its compile step left.
     fn run(
@@ -43,7 +46,9 @@ pub async fn compile_then_run<S: Steps>(
             Some(a) if r.status == Status::Ok => artifact = Some(a),
             _ => {
                 let failed = StepResult::compile_failed();
-                return Ok(RunResult::from_step(job, executor, version, compile, failed));
+                return Ok(RunResult::from_step(
+                    job, executor, version, compile, failed,
+                ));
             }
         }
     }

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use super::disk::{self, DiskMode};
 use super::supervised::SandboxHost;
-use crate::exec::call::{open_procs, CallCgroup};
 use super::{Sandbox, SandboxError};
+use crate::exec::call::{open_procs, CallCgroup};
 use crate::exec::local::cgroup::{CgroupUsage, RunCgroup, SandboxCgroup};
 use crate::exec::local::spec::{self, SupervisorBoot, SUPERVISOR_SOCKET};
 use crate::exec::local::LocalExecutor;

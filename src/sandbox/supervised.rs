@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use super::{FileEntry, FileKind, Sandbox, SandboxBackend, SandboxError, TarStream};
 use crate::exec::call::{self, inline, CallCgroup, CallError, Step, Watch};
-use crate::exec::pipeline::{self, compile_then_run, Steps};
+use crate::exec::pipeline::{self, compile_then_run, Compiled, Steps};
 use crate::exec::{BoxFuture, ExecError, Job, RunResult, StepResult};
 use crate::policy::Limits;
 use crate::supervisor::client::{SupError, Supervisor};
@@ -143,10 +143,7 @@ impl CallSteps<'_> {
 impl Steps for CallSteps<'_> {
     type Artifact = ();
 
-    fn compile(
-        &self,
-        argv: Vec<String>,
-    ) -> BoxFuture<'_, Result<(StepResult, Option<()>), ExecError>> {
+    fn compile(&self, argv: Vec<String>) -> BoxFuture<'_, Result<Compiled<()>, ExecError>> {
         Box::pin(async move {
             let step = Step {
                 argv,
@@ -172,7 +169,11 @@ impl Steps for CallSteps<'_> {
                 argv,
                 env: pipeline::env(self.backend.host.base_env(self.sb), self.job),
                 // After a compile step the files are in /work already.
-                files: if compiled.is_some() { Vec::new() } else { self.files() },
+                files: if compiled.is_some() {
+                    Vec::new()
+                } else {
+                    self.files()
+                },
                 stdin: &self.job.stdin,
                 limits: self.job.limits,
                 open_files: self.job.open_files,

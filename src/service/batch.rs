@@ -67,11 +67,7 @@ impl Batch {
 /// its share of the output budget); the earliest item not yet taken with [`Batch::next`]
 /// always holds its share and runs, so the batch always moves on. Dropping the [`Batch`]
 /// starts nothing more.
-pub fn start(
-    state: &Arc<AppState>,
-    team: &Team,
-    req: BatchRequest,
-) -> Result<Batch, ServiceError> {
+pub fn start(state: &Arc<AppState>, team: &Team, req: BatchRequest) -> Result<Batch, ServiceError> {
     if req.requests.is_empty() || req.requests.len() > MAX_BATCH {
         return Err(ServiceError::InvalidBatch(format!(
             "a batch holds 1 to {MAX_BATCH} requests; this one has {}",

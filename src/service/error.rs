@@ -64,7 +64,9 @@ pub enum ServiceError {
     #[error(transparent)]
     Quota(#[from] QuotaExceeded),
     /// Every run slot and the queue are full.
-    #[error("all run slots and the queue are full; retry in {retry_after} s or lower your concurrency")]
+    #[error(
+        "all run slots and the queue are full; retry in {retry_after} s or lower your concurrency"
+    )]
     OverCapacity { retry_after: u64 },
 
     // The service cannot do it now.

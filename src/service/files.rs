@@ -67,7 +67,11 @@ pub async fn list(
 
 /// The whole work dir as a tar, streamed as it is made. The sandbox stays locked until the
 /// stream is read to its end or dropped.
-pub async fn export_tar(state: &AppState, team: &Team, id: &str) -> Result<TarStream, ServiceError> {
+pub async fn export_tar(
+    state: &AppState,
+    team: &Team,
+    id: &str,
+) -> Result<TarStream, ServiceError> {
     let sb = use_sandbox(state, team, id).await?;
     let tar = sb.backend.export_tar(&sb.sandbox).await?;
     let guard = sb.guard;

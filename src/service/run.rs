@@ -155,7 +155,11 @@ pub async fn execute(
     team: &Team,
     req: ExecuteRequest,
 ) -> Result<RunResult, ServiceError> {
-    prepare(state, team, req)?.start(state).await?.outcome().await
+    prepare(state, team, req)?
+        .start(state)
+        .await?
+        .outcome()
+        .await
 }
 
 /// The executor named `executor_name`, if it is ready and has `language`.

@@ -12,13 +12,13 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::exec::call::{open_procs, CallCgroup};
 use crate::exec::local::cgroup::v1::V1;
 use crate::exec::local::cgroup::v2::V2;
 use crate::exec::local::cgroup::{
     cgroup_mounts, CgroupBackend, CgroupError, CgroupUsage, RunCgroup,
 };
 use crate::policy::Limits;
-use crate::exec::call::{open_procs, CallCgroup};
 
 /// The name below `<container>/execbox/` the calls live in.
 const CALLS: &str = "calls";

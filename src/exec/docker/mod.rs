@@ -26,7 +26,7 @@ use container::Shape;
 use pool::Pool;
 
 use super::call::CallCgroup;
-use super::pipeline::{self, compile_then_run, Steps};
+use super::pipeline::{self, compile_then_run, Compiled, Steps};
 use super::runtime::{Runtime, RuntimeTable};
 use super::uids::{UidLease, Uids};
 use super::{
@@ -614,7 +614,10 @@ impl DockerExecutor {
             cgroup::call_cgroup(&id, &shape.limits)
                 .map_err(|e| ExecError::Setup(format!("creating the call's cgroup: {e}")))?
         };
-        let share = own.is_none().then(|| cgroup::ContainerShare::start(&id)).flatten();
+        let share = own
+            .is_none()
+            .then(|| cgroup::ContainerShare::start(&id))
+            .flatten();
         let target = step::Target {
             id: &id,
             sup: &sup,
@@ -832,10 +835,7 @@ struct RunSteps<'a> {
 impl Steps for RunSteps<'_> {
     type Artifact = JobFile;
 
-    fn compile(
-        &self,
-        argv: Vec<String>,
-    ) -> BoxFuture<'_, Result<(StepResult, Option<JobFile>), ExecError>> {
+    fn compile(&self, argv: Vec<String>) -> BoxFuture<'_, Result<Compiled<JobFile>, ExecError>> {
         Box::pin(async move {
             let job = self.job;
             let name = job

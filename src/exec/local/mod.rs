@@ -23,12 +23,12 @@ use spec::{BootSpec, RunSpec, SandboxReport, StagedFile};
 use tokio::io::AsyncWriteExt;
 use warm::{Preparer, WarmPool};
 
+use super::pipeline::{self, compile_then_run, Compiled, Steps};
 use super::runtime::{Runtime, RuntimeTable};
 use super::uids::{UidLease, Uids};
-use super::pipeline::{self, compile_then_run, Steps};
 use super::{
-    BoxFuture, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status,
-    StepEnd, StepResult, Usage,
+    BoxFuture, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status, StepEnd,
+    StepResult, Usage,
 };
 use crate::policy::Limits;
 
@@ -146,7 +146,7 @@ impl Steps for RunSteps<'_> {
     fn compile(
         &self,
         argv: Vec<String>,
-    ) -> BoxFuture<'_, Result<(StepResult, Option<StepOutcome>), ExecError>> {
+    ) -> BoxFuture<'_, Result<Compiled<StepOutcome>, ExecError>> {
         Box::pin(async move {
             let job = self.job;
             let o = self

@@ -623,7 +623,9 @@ mod tests {
                 "compile": null, "executor": "local", "policy": "default", "language": "python",
                 "runtime_version": "3.11.2"
             });
-            r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            r.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             r
         };
         let saved = serde_json::json!({
