@@ -34,9 +34,9 @@ pub struct RunFailure {
     pub message: String,
 }
 
-/// The body of `GET /v1/runs/{id}`.
+/// The body of `GET /v1/runs/{id}` (named apart from the agent's `RunView` in the API description).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RunView {
+pub struct RunRecordView {
     pub id: String,
     pub state: RunState,
     pub language: String,
@@ -176,7 +176,7 @@ impl RunTracker {
     }
 
     /// The team's run `id`: live, ended within retention, or the reason it is not shown.
-    pub async fn lookup(&self, team: &Team, id: &str) -> Result<RunView, LookupError> {
+    pub async fn lookup(&self, team: &Team, id: &str) -> Result<RunRecordView, LookupError> {
         if let Some(l) = self
             .live
             .lock()
@@ -184,7 +184,7 @@ impl RunTracker {
             .get(id)
             .filter(|l| l.team_id == team.id)
         {
-            return Ok(RunView {
+            return Ok(RunRecordView {
                 id: id.to_string(),
                 state: if l.running {
                     RunState::Running
@@ -219,7 +219,7 @@ impl RunTracker {
     }
 }
 
-fn view(id: &str, run: EndedRun) -> RunView {
+fn view(id: &str, run: EndedRun) -> RunRecordView {
     let (state, error) = match run.status.as_str() {
         "cancelled" => (RunState::Cancelled, None),
         code @ ("internal_error" | "executor_unavailable") => (
@@ -241,7 +241,7 @@ fn view(id: &str, run: EndedRun) -> RunView {
         Some((r, e)) => (Some(r), Some(e)),
         None => (None, None),
     };
-    RunView {
+    RunRecordView {
         id: id.to_string(),
         state,
         language: run.language,

@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
-use crate::runs::{LookupError, RunView};
+use crate::runs::{LookupError, RunRecordView};
 use crate::store::Team;
 
 #[derive(utoipa::IntoParams)]
@@ -21,7 +21,7 @@ struct RunIdParam {
 
 #[utoipa::path(get, path = "/v1/runs/{id}", operation_id = "get_run", summary = "A run: its state while it runs, its result once it has ended", tag = "runs", params(RunIdParam),
     responses(
-        (status = 200, description = "The run: `queued` or `running` while live; once ended, `finished` with the result as the run answered it (its `output_encoding`), `cancelled`, or `failed` with `error`. Kept for the service's `runs.result_retention_seconds` after it ended.", body = RunView),
+        (status = 200, description = "The run: `queued` or `running` while live; once ended, `finished` with the result as the run answered it (its `output_encoding`), `cancelled`, or `failed` with `error`. Kept for the service's `runs.result_retention_seconds` after it ended.", body = RunRecordView),
         (status = 404, description = "`run_not_found`: no run of this team has the id; `run_expired`: it ended longer ago than the service keeps results", body = ErrorBody),
         (status = 500, description = "`internal_error`", body = ErrorBody),
     ))]
@@ -29,7 +29,7 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
-) -> Result<Json<RunView>, ApiError> {
+) -> Result<Json<RunRecordView>, ApiError> {
     state
         .runs
         .lookup(&team, &id)
