@@ -105,6 +105,7 @@ impl Execute {
             executor: Some(self.executor.unwrap_or_else(|| default_executor.into())),
             policy: self.policy,
             limits: limits(self.timeout_ms),
+            output_encoding: Default::default(),
         }
     }
 }
@@ -192,6 +193,7 @@ impl SandboxExecute {
             env: BTreeMap::new(),
             limits: limits(self.timeout_ms),
             context: self.context,
+            output_encoding: Default::default(),
         };
         (self.sandbox_id, req)
     }
