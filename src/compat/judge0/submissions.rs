@@ -86,6 +86,7 @@ fn prepare(state: &AppState, params: Params) -> Result<Prepared, ApiError> {
             output_bytes: Some(p.max_file_size * 1024),
             disk_bytes: None,
         },
+        output_encoding: Default::default(),
     };
     let (mut job, executor) = run::prepare(state, req)?;
     if let Some(compile) = job.runtime.compile.as_mut() {

@@ -237,6 +237,7 @@ pub async fn execute(
         executor: Some(settings.executor.clone()),
         policy: Some(settings.policy.clone()),
         limits: asked.run,
+        output_encoding: Default::default(),
     };
     let (mut job, executor) = run::prepare(&state, req)?;
     job.compile_limits = asked.compile;
