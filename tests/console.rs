@@ -83,7 +83,10 @@ impl Browser {
         let driver = cmd.spawn().expect("starting chromedriver");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not listen on {port}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let downloads = tempfile::tempdir().unwrap();
@@ -150,7 +153,10 @@ impl Browser {
                 let page = self
                     .js("return document.getElementById('main').innerText", vec![])
                     .await;
-                panic!("waited {WAIT:?} for {what}; the page says:\n{}", page.as_str().unwrap_or(""));
+                panic!(
+                    "waited {WAIT:?} for {what}; the page says:\n{}",
+                    page.as_str().unwrap_or("")
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -158,8 +164,11 @@ impl Browser {
 
     /// The element with this data-testid, once it is there.
     async fn el(&self, testid: &str) -> fantoccini::elements::Element {
-        self.wait(&format!("[data-testid={testid}]"), &format!("return q('{testid}') !== null"))
-            .await;
+        self.wait(
+            &format!("[data-testid={testid}]"),
+            &format!("return q('{testid}') !== null"),
+        )
+        .await;
         self.client
             .find(Locator::Css(&format!("[data-testid=\"{testid}\"]")))
             .await
@@ -194,26 +203,43 @@ impl Browser {
     /// The textContent of the element with this data-testid (exact, unlike rendered text).
     async fn text(&self, testid: &str) -> String {
         self.el(testid).await;
-        let v = self.js(&format!("return q('{testid}').textContent"), vec![]).await;
+        let v = self
+            .js(&format!("return q('{testid}').textContent"), vec![])
+            .await;
         v.as_str().unwrap().to_string()
     }
 
     /// Resize the viewport; the page then is exactly this size.
     async fn size(&mut self, (w, h): (u32, u32)) {
         self.client.set_window_size(w, h).await.unwrap();
-        let inner = self.js("return [window.innerWidth, window.innerHeight]", vec![]).await;
-        let (iw, ih) = (inner[0].as_u64().unwrap() as u32, inner[1].as_u64().unwrap() as u32);
+        let inner = self
+            .js("return [window.innerWidth, window.innerHeight]", vec![])
+            .await;
+        let (iw, ih) = (
+            inner[0].as_u64().unwrap() as u32,
+            inner[1].as_u64().unwrap() as u32,
+        );
         if (iw, ih) != (w, h) {
             // The window's frame took some: grow it by the difference.
-            self.client.set_window_size(w + (w - iw), h + (h - ih)).await.unwrap();
+            self.client
+                .set_window_size(w + (w - iw), h + (h - ih))
+                .await
+                .unwrap();
         }
-        let inner = self.js("return [window.innerWidth, window.innerHeight]", vec![]).await;
+        let inner = self
+            .js("return [window.innerWidth, window.innerHeight]", vec![])
+            .await;
         assert_eq!(inner, json!([w, h]), "the viewport");
     }
 
     /// Save the viewport as `<name>-<w>x<h>.png`.
     async fn shot(&self, name: &str) {
-        let size = self.js("return `${window.innerWidth}x${window.innerHeight}`", vec![]).await;
+        let size = self
+            .js(
+                "return `${window.innerWidth}x${window.innerHeight}`",
+                vec![],
+            )
+            .await;
         let file = format!("{name}-{}.png", size.as_str().unwrap());
         let png = self.client.screenshot().await.unwrap();
         std::fs::write(screenshots().join(&file), &png).unwrap();
@@ -230,7 +256,10 @@ impl Browser {
         self.size(PHONE).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let widths = self
-            .js("return [document.documentElement.scrollWidth, window.innerWidth]", vec![])
+            .js(
+                "return [document.documentElement.scrollWidth, window.innerWidth]",
+                vec![],
+            )
             .await;
         if widths[0] != widths[1] {
             self.shot(&format!("failure-{name}")).await;
@@ -286,9 +315,12 @@ impl Browser {
         let path = self.downloads.path().join(name);
         let deadline = Instant::now() + WAIT;
         loop {
-            let partial = std::fs::read_dir(self.downloads.path())
-                .unwrap()
-                .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".crdownload"));
+            let partial = std::fs::read_dir(self.downloads.path()).unwrap().any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".crdownload")
+            });
             if path.exists() && !partial {
                 return std::fs::read(&path).unwrap();
             }
@@ -308,7 +340,12 @@ impl Drop for Browser {
 }
 
 async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
-    let r = client().post(app.url(path)).json(&body).send().await.unwrap();
+    let r = client()
+        .post(app.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap())
 }
@@ -326,7 +363,10 @@ async fn run_page_streams_the_output_then_shows_the_result() {
     // Without auth it opens directly, as the built-in team.
     assert_eq!(b.text("team").await, "default");
     b.el("code").await;
-    assert_eq!(b.js("return q('api-key') === null", vec![]).await, json!(true));
+    assert_eq!(
+        b.js("return q('api-key') === null", vec![]).await,
+        json!(true)
+    );
     b.choose("executor", "local").await;
     b.choose("language", "python").await;
     b.set(
@@ -346,7 +386,8 @@ async fn run_page_streams_the_output_then_shows_the_result() {
         )
         .await;
     assert_eq!(seen, json!(["first ada ['x', 'y z']\n", "running"]));
-    b.wait("the result", "return q('status').textContent === 'error'").await;
+    b.wait("the result", "return q('status').textContent === 'error'")
+        .await;
     assert_eq!(b.text("stdout").await, "first ada ['x', 'y z']\nsecond\n");
     assert_eq!(b.text("stderr").await, "to stderr\n");
     assert_eq!(b.text("exit-code").await, "3");
@@ -362,14 +403,29 @@ async fn run_page_streams_the_output_then_shows_the_result() {
     code.send_keys(&Key::Tab).await.unwrap();
     assert_eq!(b.js("return q('code').value", vec![]).await, "    ");
     b.set("code", "").await;
-    code.send_keys(&format!("if True:{}print(1)", &*Key::Enter)).await.unwrap();
-    assert_eq!(b.js("return q('code').value", vec![]).await, "if True:\n    print(1)");
+    code.send_keys(&format!("if True:{}print(1)", &*Key::Enter))
+        .await
+        .unwrap();
     assert_eq!(
-        b.js("return q('code').parentElement.querySelector('.gutter').textContent", vec![]).await,
+        b.js("return q('code').value", vec![]).await,
+        "if True:\n    print(1)"
+    );
+    assert_eq!(
+        b.js(
+            "return q('code').parentElement.querySelector('.gutter').textContent",
+            vec![]
+        )
+        .await,
         "1\n2"
     );
-    code.send_keys(&format!("{}{}", &*Key::Escape, &*Key::Tab)).await.unwrap();
-    assert_eq!(b.js("return document.activeElement.dataset.testid", vec![]).await, "stdin");
+    code.send_keys(&format!("{}{}", &*Key::Escape, &*Key::Tab))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.js("return document.activeElement.dataset.testid", vec![])
+            .await,
+        "stdin"
+    );
     b.close().await;
 }
 
@@ -398,7 +454,11 @@ async fn an_api_error_is_shown_as_the_apis_message() {
     b.choose("language", "python").await;
     b.choose("policy", "default").await;
     b.set("code", "print(1)").await;
-    b.js("document.querySelector('details.limits').open = true", vec![]).await;
+    b.js(
+        "document.querySelector('details.limits').open = true",
+        vec![],
+    )
+    .await;
     b.type_into("limit-wall_time_ms", "999999").await;
     b.click("run").await;
     b.wait("the error", "return !q('error').hidden").await;
@@ -432,7 +492,10 @@ async fn a_sandbox_is_made_filled_edited_downloaded_run_and_deleted() {
     let (status, sb) = app.get(&format!("/v1/sandboxes/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(sb["metadata"], json!({"owner": owner}));
-    assert_eq!((sb["executor"].as_str(), sb["policy"].as_str()), (Some("local"), Some("default")));
+    assert_eq!(
+        (sb["executor"].as_str(), sb["policy"].as_str()),
+        (Some("local"), Some("default"))
+    );
     b.el("sandbox-list").await;
     b.every_control_is_labelled("Sandboxes").await;
     b.shot("sandboxes").await;
@@ -447,35 +510,71 @@ async fn a_sandbox_is_made_filled_edited_downloaded_run_and_deleted() {
         if now["expires_at"] != sb["expires_at"] {
             break;
         }
-        assert!(Instant::now() < deadline, "keepalive did not move {}", sb["expires_at"]);
+        assert!(
+            Instant::now() < deadline,
+            "keepalive did not move {}",
+            sb["expires_at"]
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // Inside it: upload a file into a folder.
     b.goto(&app.url(&format!("/#/sandboxes/{id}"))).await;
-    b.wait("an empty work dir", "return q('file-list').textContent === 'The work dir is empty.'").await;
+    b.wait(
+        "an empty work dir",
+        "return q('file-list').textContent === 'The work dir is empty.'",
+    )
+    .await;
     let local = tempfile::tempdir().unwrap();
     let upload = local.path().join("greeting.txt");
     std::fs::write(&upload, "hello from the browser\n").unwrap();
     b.type_into("upload-dir", "notes").await;
-    b.el("file-upload").await.send_keys(upload.to_str().unwrap()).await.unwrap();
+    b.el("file-upload")
+        .await
+        .send_keys(upload.to_str().unwrap())
+        .await
+        .unwrap();
     b.wait(
         "the uploaded file's row",
         "return qa('file-row').some((r) => r.dataset.path === 'notes/greeting.txt')",
     )
     .await;
     let file_url = app.url(&format!("/v1/sandboxes/{id}/files/notes/greeting.txt"));
-    let on_the_service = || async { client().get(&file_url).send().await.unwrap().text().await.unwrap() };
+    let on_the_service = || async {
+        client()
+            .get(&file_url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
     assert_eq!(on_the_service().await, "hello from the browser\n");
 
     // Open it, edit it, save it.
     b.js("qa('file-row').find((r) => r.dataset.path === 'notes/greeting.txt').querySelector('[data-testid=\"file-open\"]').click()", vec![]).await;
-    b.wait("the file in the editor", "const t = q('file-content'); return t && t.value === 'hello from the browser\\n'").await;
+    b.wait(
+        "the file in the editor",
+        "const t = q('file-content'); return t && t.value === 'hello from the browser\\n'",
+    )
+    .await;
     b.set("file-content", "").await;
-    b.el("file-content").await.send_keys("edited in the browser").await.unwrap();
+    b.el("file-content")
+        .await
+        .send_keys("edited in the browser")
+        .await
+        .unwrap();
     b.click("file-save").await;
-    b.wait("the save", "return q('file-status').textContent.startsWith('Saved')").await;
-    assert_eq!(b.text("file-status").await, "Saved notes/greeting.txt (21 B).");
+    b.wait(
+        "the save",
+        "return q('file-status').textContent.startsWith('Saved')",
+    )
+    .await;
+    assert_eq!(
+        b.text("file-status").await,
+        "Saved notes/greeting.txt (21 B)."
+    );
     assert_eq!(on_the_service().await, "edited in the browser");
 
     // Download it, and the whole work dir.
@@ -497,26 +596,45 @@ async fn a_sandbox_is_made_filled_edited_downloaded_run_and_deleted() {
 
     // Run code in it that reads the file.
     b.choose("language", "python").await;
-    b.set("code", "print(open('notes/greeting.txt').read().upper())").await;
+    b.set("code", "print(open('notes/greeting.txt').read().upper())")
+        .await;
     b.click("sandbox-run").await;
-    b.wait("the call's result", "return q('status').textContent === 'ok'").await;
+    b.wait(
+        "the call's result",
+        "return q('status').textContent === 'ok'",
+    )
+    .await;
     assert_eq!(b.text("stdout").await, "EDITED IN THE BROWSER\n");
 
     // A stateful context keeps a variable from one call to the next.
     b.click("context-create").await;
-    b.wait("the context chosen", "return q('context').value.startsWith('ctx_')").await;
+    b.wait(
+        "the context chosen",
+        "return q('context').value.startsWith('ctx_')",
+    )
+    .await;
     b.set("code", "x = 41").await;
     b.click("sandbox-run").await;
-    b.wait("the first context call", "return q('status').textContent === 'ok'").await;
+    b.wait(
+        "the first context call",
+        "return q('status').textContent === 'ok'",
+    )
+    .await;
     b.set("code", "x + 1").await;
     b.click("sandbox-run").await;
-    b.wait("the second context call", "return q('display') !== null").await;
+    b.wait("the second context call", "return q('display') !== null")
+        .await;
     assert_eq!(b.text("display").await, "42");
 
     // A background process, and its logs.
-    b.type_into("process-command", "python3 -c print(6*7)").await;
+    b.type_into("process-command", "python3 -c print(6*7)")
+        .await;
     b.click("process-start").await;
-    b.wait("the process to end", "const s = q('process-state'); return s && s.textContent.startsWith('exited')").await;
+    b.wait(
+        "the process to end",
+        "const s = q('process-state'); return s && s.textContent.startsWith('exited')",
+    )
+    .await;
     assert_eq!(b.text("process-stdout").await, "42\n");
     assert_eq!(b.text("process-state").await, "exited: exit code 0");
     b.every_control_is_labelled("a sandbox").await;
@@ -528,7 +646,8 @@ async fn a_sandbox_is_made_filled_edited_downloaded_run_and_deleted() {
     b.click("sandbox-delete").await;
     assert_eq!(b.text("sandbox-delete").await, "Really delete?");
     b.click("sandbox-delete").await;
-    b.wait("the list again", "return location.hash === '#/sandboxes'").await;
+    b.wait("the list again", "return location.hash === '#/sandboxes'")
+        .await;
     let (status, _) = app.get(&format!("/v1/sandboxes/{id}")).await;
     assert_eq!(status, 404);
     b.close().await;
@@ -544,7 +663,10 @@ async fn start_agent_run(b: &Browser, app: &TestApp, model: &ScriptedModel, task
     b.click("agent-approval").await;
     b.click("agent-start").await;
     let id = b
-        .wait("the run's page", "const m = location.hash.match(/^#\\/agent\\/(ar_.+)$/); return m && m[1]")
+        .wait(
+            "the run's page",
+            "const m = location.hash.match(/^#\\/agent\\/(ar_.+)$/); return m && m[1]",
+        )
         .await;
     id.as_str().unwrap().to_string()
 }
@@ -559,7 +681,11 @@ async fn an_agent_run_is_watched_approved_and_reaches_its_end() {
     let app = spawn_app();
     let mut b = Browser::start().await;
     let model = ScriptedModel::start(vec![
-        Reply::TextWithUsage("I'll compute it.\n```python\nprint(6 * 7)\n```".into(), 40, 12),
+        Reply::TextWithUsage(
+            "I'll compute it.\n```python\nprint(6 * 7)\n```".into(),
+            40,
+            12,
+        ),
         Reply::TextWithUsage("It printed 42. TERMINATE".into(), 70, 6),
     ]);
     b.goto(&app.url("/#/agent")).await;
@@ -568,11 +694,19 @@ async fn an_agent_run_is_watched_approved_and_reaches_its_end() {
     let id = start_agent_run(&b, app, &model, "Print six times seven").await;
 
     // The block waits for approval; approve it from the page.
-    b.wait("the approval buttons", "const a = q('agent-approve'); return a && a.offsetParent !== null").await;
+    b.wait(
+        "the approval buttons",
+        "const a = q('agent-approve'); return a && a.offsetParent !== null",
+    )
+    .await;
     assert_eq!(b.text("agent-state").await, "running, awaiting approval");
     b.shot("agent-approval").await;
     b.click("agent-approve").await;
-    b.wait("the end of the run", "return q('agent-state').textContent === 'finished'").await;
+    b.wait(
+        "the end of the run",
+        "return q('agent-state').textContent === 'finished'",
+    )
+    .await;
     assert_eq!(b.text("agent-stop-reason").await, "text_mention: TERMINATE");
     assert_eq!(b.text("agent-tokens").await, "110 / 18 / 128");
     assert_eq!(b.text("agent-stdout").await, "42\n");
@@ -582,12 +716,30 @@ async fn an_agent_run_is_watched_approved_and_reaches_its_end() {
     let (status, run) = app.get(&format!("/v1/agent/runs/{id}")).await;
     assert_eq!(status, 200);
     assert_eq!(run["state"], "finished");
-    let api_types: Vec<Value> = run["messages"].as_array().unwrap().iter().map(|m| m["type"].clone()).collect();
-    let shown = b.js("return qa('agent-message').map((m) => m.dataset.type)", vec![]).await;
+    let api_types: Vec<Value> = run["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["type"].clone())
+        .collect();
+    let shown = b
+        .js(
+            "return qa('agent-message').map((m) => m.dataset.type)",
+            vec![],
+        )
+        .await;
     assert_eq!(shown, Value::Array(api_types));
     assert_eq!(
         shown,
-        json!(["task", "text", "approval_request", "approval_decision", "code_execution", "text", "text"])
+        json!([
+            "task",
+            "text",
+            "approval_request",
+            "approval_decision",
+            "code_execution",
+            "text",
+            "text"
+        ])
     );
     assert_eq!(model.requests().len(), 2);
     b.js("window.scrollTo(0, 0)", vec![]).await;
@@ -609,11 +761,22 @@ async fn an_agent_run_is_watched_approved_and_reaches_its_end() {
     // A second run, cancelled while it waits for approval.
     let held = ScriptedModel::start(vec![Reply::text("```python\nprint('never')\n```")]);
     let id = start_agent_run(&b, app, &held, "Wait for me").await;
-    b.wait("the approval buttons", "const a = q('agent-approve'); return a && a.offsetParent !== null").await;
+    b.wait(
+        "the approval buttons",
+        "const a = q('agent-approve'); return a && a.offsetParent !== null",
+    )
+    .await;
     b.click("agent-cancel").await;
-    b.wait("the cancel", "return q('agent-state').textContent === 'cancelled'").await;
+    b.wait(
+        "the cancel",
+        "return q('agent-state').textContent === 'cancelled'",
+    )
+    .await;
     let (_, run) = app.get(&format!("/v1/agent/runs/{id}")).await;
-    assert_eq!((run["state"].as_str(), run["stop_reason"].as_str()), (Some("cancelled"), Some("cancelled")));
+    assert_eq!(
+        (run["state"].as_str(), run["stop_reason"].as_str()),
+        (Some("cancelled"), Some("cancelled"))
+    );
     b.close().await;
 }
 
@@ -634,14 +797,28 @@ async fn the_service_page_shows_readiness_runtimes_policies_and_quota_use() {
     let (_, policies) = app.get("/v1/policies").await;
     assert_eq!(b.text("service-team-name").await, "default");
     let quotas = b.js("return qa('quota-row').map((r) => [q('quota-used', r).textContent, q('quota-limit', r).textContent])", vec![]).await;
-    let shown = |q: &Value| json!([q["used"].to_string(), q["limit"].as_u64().map_or("unlimited".to_string(), |l| l.to_string())]);
+    let shown = |q: &Value| {
+        json!([
+            q["used"].to_string(),
+            q["limit"]
+                .as_u64()
+                .map_or("unlimited".to_string(), |l| l.to_string())
+        ])
+    };
     assert_eq!(
         quotas,
-        json!([shown(&team["quotas"]["concurrent_runs"]), shown(&team["quotas"]["sandboxes"]), shown(&team["quotas"]["agent_runs"])])
+        json!([
+            shown(&team["quotas"]["concurrent_runs"]),
+            shown(&team["quotas"]["sandboxes"]),
+            shown(&team["quotas"]["agent_runs"])
+        ])
     );
     let readiness = b.js("return Object.fromEntries(qa('executor-card').map((c) => [c.dataset.executor, q('executor-ready', c).textContent]))", vec![]).await;
     for (name, r) in ready["executors"].as_object().unwrap() {
-        let expected = match (r["ready"].as_bool().unwrap(), r["degraded"].as_bool().unwrap_or(false)) {
+        let expected = match (
+            r["ready"].as_bool().unwrap(),
+            r["degraded"].as_bool().unwrap_or(false),
+        ) {
             (true, false) => "ready",
             (true, true) => "ready, degraded",
             (false, _) => "not ready",
@@ -653,14 +830,32 @@ async fn the_service_page_shows_readiness_runtimes_policies_and_quota_use() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| json!([r["language"], r["versions"]["local"].as_str().unwrap_or("—")]))
+        .map(|r| {
+            json!([
+                r["language"],
+                r["versions"]["local"].as_str().unwrap_or("—")
+            ])
+        })
         .collect();
     assert_eq!(versions, Value::Array(expected));
-    let names = b.js("return qa('policy-row').map((r) => r.dataset.policy)", vec![]).await;
-    let expected: Vec<Value> = policies["policies"].as_array().unwrap().iter().map(|p| p["name"].clone()).collect();
+    let names = b
+        .js(
+            "return qa('policy-row').map((r) => r.dataset.policy)",
+            vec![],
+        )
+        .await;
+    let expected: Vec<Value> = policies["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].clone())
+        .collect();
     assert_eq!(names, Value::Array(expected));
     let default_maxima = b.js("return q('policy-maxima', document.querySelector('[data-policy=\"default\"]')).textContent", vec![]).await;
-    assert_eq!(default_maxima, "wall 300 s · CPU 300 s · memory 2 GiB · pids 512 · output 16 MiB · disk 1 GiB");
+    assert_eq!(
+        default_maxima,
+        "wall 300 s · CPU 300 s · memory 2 GiB · pids 512 · output 16 MiB · disk 1 GiB"
+    );
     b.shot("service").await;
     b.on_a_phone("service").await;
     b.close().await;
@@ -675,36 +870,68 @@ async fn with_api_keys_it_asks_for_a_key_and_shows_the_keys_team() {
     let _turn = TURN.lock().await;
     let app = TestApp::start(
         &format!("console-auth-{}", std::process::id()),
-        &[("EXECBOX_AUTH", "api-key"), ("EXECBOX_DOCKER__ENABLED", "false")],
+        &[
+            ("EXECBOX_AUTH", "api-key"),
+            ("EXECBOX_DOCKER__ENABLED", "false"),
+        ],
     );
     let key = create_key(&app.data_dir, "console-team");
     let wrong = format!("exb_{}", "0".repeat(64));
-    let r = client().get(app.url("/v1/team")).bearer_auth(&wrong).send().await.unwrap();
+    let r = client()
+        .get(app.url("/v1/team"))
+        .bearer_auth(&wrong)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     let refusal: Value = r.json().await.unwrap();
 
     let mut b = Browser::start().await;
     b.goto(&app.url("/")).await;
     b.el("api-key").await;
-    assert_eq!(b.js("return document.getElementById('nav').hidden", vec![]).await, json!(true));
+    assert_eq!(
+        b.js("return document.getElementById('nav').hidden", vec![])
+            .await,
+        json!(true)
+    );
     b.type_into("api-key", &wrong).await;
     b.click("api-key-submit").await;
     b.wait("the refusal", "return !q('error').hidden").await;
-    assert_eq!(b.text("error").await, refusal["error"]["message"].as_str().unwrap());
+    assert_eq!(
+        b.text("error").await,
+        refusal["error"]["message"].as_str().unwrap()
+    );
     b.every_control_is_labelled("Sign in").await;
     b.shot("signin").await;
     b.on_a_phone("signin").await;
 
     b.type_into("api-key", &key).await;
     b.el("api-key").await.send_keys(&Key::Enter).await.unwrap();
-    b.wait("the team", "return q('team').textContent === 'console-team'").await;
+    b.wait(
+        "the team",
+        "return q('team').textContent === 'console-team'",
+    )
+    .await;
     b.el("code").await;
     // The key lives in this tab's session: a reload keeps it, signing out forgets it.
     b.client.refresh().await.unwrap();
-    b.wait("the team after a reload", "return q('team') && q('team').textContent === 'console-team' && q('code') !== null").await;
-    assert_eq!(b.js("return sessionStorage.getItem('execbox.apiKey')", vec![]).await, json!(key));
-    b.js("document.getElementById('sign-out').click()", vec![]).await;
+    b.wait(
+        "the team after a reload",
+        "return q('team') && q('team').textContent === 'console-team' && q('code') !== null",
+    )
+    .await;
+    assert_eq!(
+        b.js("return sessionStorage.getItem('execbox.apiKey')", vec![])
+            .await,
+        json!(key)
+    );
+    b.js("document.getElementById('sign-out').click()", vec![])
+        .await;
     b.el("api-key").await;
-    assert_eq!(b.js("return sessionStorage.getItem('execbox.apiKey')", vec![]).await, Value::Null);
+    assert_eq!(
+        b.js("return sessionStorage.getItem('execbox.apiKey')", vec![])
+            .await,
+        Value::Null
+    );
     b.close().await;
 }

@@ -45,10 +45,7 @@ pub async fn get(
     Extension(team): Extension<Team>,
 ) -> Result<Json<TeamView>, ApiError> {
     let id = team.id;
-    let sandboxes = state
-        .store
-        .blocking(move |s| s.count_sandboxes(id))
-        .await?;
+    let sandboxes = state.store.blocking(move |s| s.count_sandboxes(id)).await?;
     let unlimited_as_none = |n: usize| (n != 0).then_some(n);
     let (_, agent_held) = state.agent.slots().held(team.id);
     Ok(Json(TeamView {

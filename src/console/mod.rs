@@ -50,14 +50,18 @@ const ASSETS: &[Asset] = &[
 
 /// Scripts and styles only from these files (no inline code, no eval), calls only to this
 /// origin, images also from `data:` (a context's plots) and `blob:`, and never framed.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
                    connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /// The console's routes, outside the API's auth middleware: the page must load before it can
 /// ask for a key. It holds no data; every call it makes carries the key.
 pub fn router() -> Router {
     Router::new()
-        .route("/", get(|headers: HeaderMap| async move { serve(0, &headers) }))
+        .route(
+            "/",
+            get(|headers: HeaderMap| async move { serve(0, &headers) }),
+        )
         .route("/console/{file}", get(file))
 }
 

@@ -25,11 +25,6 @@ pub struct Runtime {
     #[serde(default)]
     pub artifact: Option<String>,
     pub version: Vec<String>,
-    /// Run once in every new docker pool container of the runtime's image before it takes a
-    /// run: a fresh container's filesystem caches are cold, and the first interpreter start in
-    /// it pays for that (about twice a warm start). Optional; its outcome is not judged.
-    #[serde(default)]
-    pub warm: Option<Vec<String>>,
     /// The docker executor's image; None: the language runs on the local executor only.
     #[serde(default)]
     pub image: Option<String>,
@@ -48,6 +43,11 @@ pub struct Runtime {
     /// The least of each limit of its compile step.
     #[serde(default)]
     pub compile_limits: LimitOverrides,
+    /// Run once in every new docker pool container of the runtime's image before it takes a
+    /// run: a fresh container's filesystem caches are cold, and the first interpreter start in
+    /// it pays for that (about twice a warm start). Optional; its outcome is not judged.
+    #[serde(default)]
+    pub warm: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -101,10 +101,12 @@ impl Runtime {
                 "runtime {lang}: compile and artifact go together (both or neither)"
             ));
         }
-        for (what, argv) in [("run", Some(&self.run)), ("version", Some(&self.version))]
-            .into_iter()
-            .chain(std::iter::once(("compile", self.compile.as_ref())))
-        {
+        for (what, argv) in [
+            ("run", Some(&self.run)),
+            ("version", Some(&self.version)),
+            ("compile", self.compile.as_ref()),
+            ("warm", self.warm.as_ref()),
+        ] {
             if argv.is_some_and(|a| a.is_empty() || a.iter().any(|s| s.contains('\0'))) {
                 return Err(format!(
                     "runtime {lang}: {what} must be a non-empty argv without NUL bytes"

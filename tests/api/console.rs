@@ -30,12 +30,22 @@ async fn the_console_is_served_with_its_type_a_validator_and_a_strict_policy() {
         assert!(csp.contains(directive), "{csp}");
     }
     let page = r.text().await.unwrap();
-    assert!(page.contains(r#"<script type="module" src="/console/app.js">"#), "{page}");
+    assert!(
+        page.contains(r#"<script type="module" src="/console/app.js">"#),
+        "{page}"
+    );
 
     // A module, by its own type, and a second GET with its validator is a 304 without a body.
-    let r = client().get(app.url("/console/app.js")).send().await.unwrap();
+    let r = client()
+        .get(app.url("/console/app.js"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
     let etag = r.headers()["etag"].to_str().unwrap().to_string();
     assert!(r.text().await.unwrap().contains("from './api.js'"));
     let r = client()
@@ -47,7 +57,11 @@ async fn the_console_is_served_with_its_type_a_validator_and_a_strict_policy() {
     assert_eq!(r.status(), 304);
     assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
     assert_eq!(r.bytes().await.unwrap().len(), 0);
-    let css = client().get(app.url("/console/console.css")).send().await.unwrap();
+    let css = client()
+        .get(app.url("/console/console.css"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
 
     // An unknown file is the API's error answer.
@@ -144,7 +158,10 @@ async fn with_api_keys_the_console_is_open_and_the_team_route_counts_the_keys_te
     tokio::time::sleep(Duration::from_millis(700)).await;
     let v = team(alpha.clone()).await;
     assert_eq!(v["quotas"]["sandboxes"], json!({"used": 1, "limit": 2}));
-    assert_eq!(v["quotas"]["concurrent_runs"], json!({"used": 1, "limit": 3}));
+    assert_eq!(
+        v["quotas"]["concurrent_runs"],
+        json!({"used": 1, "limit": 3})
+    );
     let v = team(beta).await;
     assert_eq!(v["name"], "beta");
     assert_eq!(v["quotas"]["sandboxes"]["used"], 0);

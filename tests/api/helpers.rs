@@ -497,8 +497,16 @@ pub fn create_key(data_dir: &std::path::Path, team: &str) -> String {
         .arg(data_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let key = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
     assert!(key.starts_with("exb_") && key.len() == 68, "{key}");
     key
 }

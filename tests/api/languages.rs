@@ -309,8 +309,9 @@ async fn a_runtimes_file_adds_a_language_and_one_missing_here_is_left_out() {
     let file = dir.path().join("runtimes.toml");
     let embedded =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/runtimes.toml")).unwrap();
-    let sandbox =
-        &embedded[embedded.find("[sandbox]").unwrap()..embedded.find("[[runtime]]").unwrap()];
+    // The table's own [sandbox] section (its header comment names both sections in passing).
+    let sandbox = &embedded
+        [embedded.find("\n[sandbox]\n").unwrap()..embedded.find("\n[[runtime]]\n").unwrap()];
     std::fs::write(
         &file,
         format!(

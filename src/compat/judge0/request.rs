@@ -312,11 +312,23 @@ pub fn parse(
                 "compiler_options",
                 "setting compiler options is not allowed",
             );
-        } else if language.is_some_and(|l| l.runtime.compile.is_none()) {
-            errors.add(
-                "compiler_options",
-                "setting compiler options is only allowed for compiled languages",
-            );
+        } else if let Some(l) = language {
+            match &l.runtime.compile {
+                None => errors.add(
+                    "compiler_options",
+                    "setting compiler options is only allowed for compiled languages",
+                ),
+                // They go before the source file; a compile command that does not name it as
+                // an argument of its own (a shell script) takes none.
+                Some(c) if !c.contains(&l.runtime.source_file) => errors.add(
+                    "compiler_options",
+                    format!(
+                        "setting compiler options is not supported for {} here",
+                        l.judge0_name()
+                    ),
+                ),
+                Some(_) => {}
+            }
         }
     }
     if command_line_arguments.is_some() && !c.enable_command_line_arguments {
@@ -443,6 +455,20 @@ mod tests {
         assert_eq!(
             e.of("command_line_arguments"),
             ["has a quote that is not closed"]
+        );
+    }
+
+    #[test]
+    fn compiler_options_need_the_source_file_as_an_argument_of_its_own() {
+        let mut langs = offered();
+        let c = langs.iter_mut().find(|l| l.row.runtime == "c").unwrap();
+        c.runtime.compile = Some(vec!["sh".into(), "-c".into(), "gcc -o main main.c".into()]);
+        let body =
+            serde_json::json!({"source_code": "x", "language_id": 50, "compiler_options": "-O0"});
+        let e = parse(body.as_object().unwrap(), false, &config(), &langs).unwrap_err();
+        assert_eq!(
+            e.of("compiler_options"),
+            ["setting compiler options is not supported for C (GCC 1.2.3) here"]
         );
     }
 

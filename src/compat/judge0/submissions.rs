@@ -64,8 +64,8 @@ fn millis(seconds: f64) -> u64 {
 }
 
 /// The run a submission asks for: its limits in execbox's units, its arguments, and what no
-/// `/v1` request asks for, applied to the validated job: compiler options after the
-/// compiler's name, stderr joined to stdout by a shell that then execs the program.
+/// `/v1` request asks for, applied to the validated job: compiler options before the source
+/// file in the compile command, stderr joined to stdout by a shell that then execs the program.
 fn prepare(state: &AppState, params: Params) -> Result<Prepared, ApiError> {
     let settings = &state.compat.settings;
     let p = &params;
@@ -90,7 +90,10 @@ fn prepare(state: &AppState, params: Params) -> Result<Prepared, ApiError> {
     };
     let (mut job, executor) = run::prepare(state, req)?;
     if let Some(compile) = job.runtime.compile.as_mut() {
-        compile.splice(1..1, p.compiler_flags.iter().cloned());
+        // Before the source file, as Judge0's `compile_cmd` has them (checked in `request`).
+        if let Some(at) = compile.iter().position(|a| *a == job.runtime.source_file) {
+            compile.splice(at..at, p.compiler_flags.iter().cloned());
+        }
     }
     if p.redirect_stderr_to_stdout {
         let program = std::mem::take(&mut job.runtime.run);

@@ -120,8 +120,8 @@ impl DockerExecutor {
         let exec = DockerExecutor {
             docker,
             cfg,
-            images,
             table,
+            images,
             pool,
             ooms,
             reachable: Arc::new(AtomicBool::new(false)),
