@@ -181,8 +181,9 @@ async fn api_error(app: &TestApp, method: reqwest::Method, path: &str, body: Val
     r.json::<Value>().await.unwrap()["error"].clone()
 }
 
-/// Everything the scenario must have answered, whatever the client and transport.
-async fn check_scenario(out: &Value, api: &TestApp) {
+/// Everything the scenario must have answered, whatever the client and transport (`local_only`:
+/// the server runs the local executor alone).
+async fn check_scenario(out: &Value, api: &TestApp, local_only: bool) {
     // The tools, each with its schema (inlined: clients hand `properties` to models as is).
     let tools = out["tools"].as_array().unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
@@ -219,11 +220,22 @@ async fn check_scenario(out: &Value, api: &TestApp) {
         execute["properties"]["files"]["items"]["properties"]["encoding"]["enum"],
         json!(["utf8", "base64"])
     );
+    // The languages it names are those the server's executors serve (`execbox mcp` here has
+    // only the local one), as GET /v1/runtimes lists them.
+    let (_, runtimes) = api.get("/v1/runtimes").await;
+    let mut served: Vec<&str> = runtimes["runtimes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| !local_only || r["executors"].as_array().unwrap().contains(&json!("local")))
+        .map(|r| r["language"].as_str().unwrap())
+        .collect();
+    served.sort();
     let language = execute["properties"]["language"]["description"]
         .as_str()
         .unwrap();
     assert!(
-        language.ends_with("Available: bash, c, cpp, javascript, python."),
+        language.ends_with(&format!("Available: {}.", served.join(", "))),
         "{language}"
     );
     assert_eq!(tools[3]["inputSchema"]["required"], json!(["sandbox_id"]));
@@ -400,7 +412,7 @@ async fn scenario_over_stdio(sdk: &str) {
         &plan(),
     );
     check_handshake(&out, sdk);
-    check_scenario(&out, api).await;
+    check_scenario(&out, api, true).await;
     // The client closed the server's stdin and waited for it: it stopped cleanly.
     assert_eq!(leftover_cgroups(&instance), Vec::<PathBuf>::new());
 }
@@ -410,7 +422,7 @@ async fn scenario_over_http(sdk: &str) {
     let app = spawn_app();
     let out = drive(&py, "drive.py", &http_args(app, None), &[], &plan());
     check_handshake(&out, sdk);
-    check_scenario(&out, app).await;
+    check_scenario(&out, app, false).await;
 }
 
 #[tokio::test]
@@ -529,22 +541,6 @@ async fn stdio_on_the_docker_executor() {
         .unwrap();
     remove_containers_of(&instance);
     assert_eq!(String::from_utf8_lossy(&left.stdout), "");
-}
-
-/// A key for `team` from `execbox keys create`.
-fn create_key(data_dir: &Path, team: &str) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_execbox"))
-        .args(["keys", "create", "--team", team, "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .last()
-        .unwrap()
-        .to_string()
 }
 
 /// With `--auth api-key`, /mcp is behind the key like /v1: none is the 401 error JSON; with

@@ -33,11 +33,14 @@ pub struct Server {
 impl Server {
     /// `team` is None over HTTP, where each request carries its own.
     pub fn new(state: Arc<AppState>, team: Option<Team>, default_executor: &str) -> Server {
+        // As `GET /v1/runtimes` lists them: those that passed their probe on some executor.
+        let served: Vec<_> = state.executors.values().map(|e| e.runtimes()).collect();
         let mut languages: Vec<&str> = state
             .runtimes
             .runtimes
             .iter()
             .map(|r| r.language.as_str())
+            .filter(|l| served.iter().any(|s| s.contains_key(*l)))
             .collect();
         languages.sort();
         let tools = Arc::new(tools::list(&languages.join(", ")));
