@@ -97,8 +97,10 @@ pub fn without_main(code: &str) -> String {
 }
 
 /// The coder's complete functions, in order: each python block (tagged python/py/python3, or
-/// untagged) of its replies that defines the entry point at top level, as scored.
+/// untagged) of its replies that defines the entry point at top level, as scored. Blocks are
+/// read by the embedded runtime table's tags, as the agent loop read them.
 pub fn completions(messages: &[Message], entry_point: &str) -> Vec<String> {
+    let tags = blocks::Tags::of(&crate::exec::runtime::RuntimeTable::embedded());
     messages
         .iter()
         .filter(|m| m.source == CODER)
@@ -106,8 +108,8 @@ pub fn completions(messages: &[Message], entry_point: &str) -> Vec<String> {
             Body::Text { content, .. } => Some(content.as_str()),
             _ => None,
         })
-        .flat_map(|text| blocks::extract(text, "python"))
-        .filter(|b| b.kind == Kind::Run("python"))
+        .flat_map(|text| blocks::extract(text, &tags, "python"))
+        .filter(|b| b.kind == Kind::Run("python".into()))
         .map(|b| without_main(&b.code))
         .filter(|code| code.lines().any(|l| defines_line(l, entry_point)))
         .collect()

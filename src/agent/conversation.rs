@@ -47,7 +47,10 @@ pub struct LoopConfig {
     /// A critic's system prompt, when the run has one.
     pub critic_system: Option<String>,
     pub termination: Termination,
-    pub default_language: &'static str,
+    /// The language of untagged blocks, a name of the runtime table.
+    pub default_language: String,
+    /// Which fence tags run in which language.
+    pub tags: blocks::Tags,
     /// Characters of each output stream the model reads per block.
     pub max_output_chars: usize,
     pub require_approval: bool,
@@ -293,7 +296,7 @@ async fn run_blocks(
 ) -> Result<(Vec<(String, Owned)>, Option<bool>), String> {
     let mut outcomes = Vec::new();
     let mut all_ok: Option<bool> = None;
-    for block in blocks::extract(reply, cfg.default_language) {
+    for block in blocks::extract(reply, &cfg.tags, &cfg.default_language) {
         let language = match &block.kind {
             Kind::Run(l) => l.to_string(),
             Kind::NotRun(_) => block.tag.clone(),

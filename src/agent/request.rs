@@ -8,6 +8,7 @@ use super::model::ModelSpec;
 use super::prompt;
 use super::termination::Termination;
 use crate::config::AgentSettings;
+use crate::exec::runtime::RuntimeTable;
 
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -64,8 +65,13 @@ pub struct CriticSpec {
 pub const DEFAULT_MAX_OUTPUT_CHARS: usize = 4000;
 
 impl AgentRequest {
-    /// The loop this request asks for, within the service's limits.
-    pub fn loop_config(&self, limits: &AgentSettings) -> Result<LoopConfig, String> {
+    /// The loop this request asks for, within the service's limits; its blocks' languages are
+    /// those of `runtimes`.
+    pub fn loop_config(
+        &self,
+        limits: &AgentSettings,
+        runtimes: &RuntimeTable,
+    ) -> Result<LoopConfig, String> {
         if self.task.trim().is_empty() {
             return Err("task is empty: say what the coder should do".into());
         }
@@ -76,10 +82,14 @@ impl AgentRequest {
                 limits.max_turns
             ));
         }
+        let tags = blocks::Tags::of(runtimes);
         let default_language = match &self.default_language {
-            None => "python",
-            Some(l) => blocks::default_language(l).ok_or_else(|| {
-                format!("default_language \"{l}\" is not one of python, bash, javascript, c, cpp")
+            None => "python".to_string(),
+            Some(l) => tags.language(l).map(str::to_string).ok_or_else(|| {
+                format!(
+                    "default_language \"{l}\" is not one of {}",
+                    tags.languages().join(", ")
+                )
             })?,
         };
         let max_output_chars = self.max_output_chars.unwrap_or(DEFAULT_MAX_OUTPUT_CHARS);
@@ -109,6 +119,7 @@ impl AgentRequest {
             }),
             termination,
             default_language,
+            tags,
             max_output_chars,
             require_approval: self.require_approval,
         })

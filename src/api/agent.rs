@@ -117,7 +117,7 @@ pub async fn start_run(
 ) -> Result<Arc<Run>, ApiError> {
     let settings = &state.agent_settings;
     let config = req
-        .loop_config(settings)
+        .loop_config(settings, &state.runtimes)
         .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent_run", m))?;
     let policy = crate::agent::model::KeyPolicy {
         envs: settings.api_key_envs.clone(),

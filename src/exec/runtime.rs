@@ -17,6 +17,10 @@ const EMBEDDED: &str = include_str!("../../runtimes.toml");
 pub struct Runtime {
     pub language: String,
     pub aliases: Vec<String>,
+    /// Code-fence tags a model may write for it beyond its language and aliases (`shell`,
+    /// `cxx`): the agent loop runs such blocks in it. Not names a request's `language` takes.
+    #[serde(default)]
+    pub tags: Vec<String>,
     pub source_file: String,
     pub run: Vec<String>,
     #[serde(default)]
@@ -175,9 +179,21 @@ impl RuntimeTable {
         for r in &table.runtimes {
             r.check().map_err(invalid)?;
             for name in std::iter::once(&r.language).chain(&r.aliases) {
-                if name.is_empty() || !seen.insert(name.as_str()) {
+                if name.is_empty() || !seen.insert(name.to_ascii_lowercase()) {
                     return Err(invalid(format!(
                         "runtime {}: the name \"{name}\" is empty or taken by another runtime",
+                        r.language
+                    )));
+                }
+            }
+        }
+        // Fence tags go by case, as models write them; after every name, so a tag never
+        // shadows another runtime's language or alias.
+        for r in &table.runtimes {
+            for tag in &r.tags {
+                if tag.is_empty() || !seen.insert(tag.to_ascii_lowercase()) {
+                    return Err(invalid(format!(
+                        "runtime {}: the tag \"{tag}\" is empty or taken by another runtime's name or tag",
                         r.language
                     )));
                 }
@@ -307,6 +323,11 @@ mod tests {
                 format!("{}[[runtime]]\nlanguage = \"y\"\naliases = [\"x\"]\nsource_file = \"m\"\nrun = [\"y\"]\nversion = [\"y\"]\n", one("")),
                 "runtime y: the name \"x\" is empty or taken",
             ),
+            (
+                format!("{}[[runtime]]\nlanguage = \"y\"\naliases = []\ntags = [\"X\"]\nsource_file = \"m\"\nrun = [\"y\"]\nversion = [\"y\"]\n", one("")),
+                "runtime y: the tag \"X\" is empty or taken by another runtime's name or tag",
+            ),
+            (one("tags = [\"\"]"), "runtime x: the tag \"\" is empty"),
             (base.to_string(), "missing field `runtime`"),
         ] {
             let err = RuntimeTable::parse(&text, "my.toml").unwrap_err().to_string();

@@ -206,7 +206,7 @@ async fn every_block_is_run_or_answered_never_dropped() {
     needs_root!();
     let app = agent_app();
     let reply = "Several:\n```cobol\nDISPLAY 'HI'.\n```\n```bash\necho from-bash\n```\n```\nprint('untagged runs as python')\n```\n\
-                 ```js\nconsole.log(6 * 7)\n```\n```python\nimport sys; sys.exit(3)\n```\n```python\nprint('after a failure')\n```\n";
+                 ```js\nconsole.log(6 * 7)\n```\n```RB\nputs 6 * 7\n```\n```python\nimport sys; sys.exit(3)\n```\n```python\nprint('after a failure')\n```\n";
     let m = ScriptedModel::start(vec![Reply::text(reply), Reply::text("TERMINATE")]);
     let v = ended(
         app,
@@ -239,6 +239,7 @@ async fn every_block_is_run_or_answered_never_dropped() {
             b("bash", "exit 0"),
             b("python", "exit 0"),
             b("javascript", "exit 0"),
+            b("ruby", "exit 0"),
             b("python", "exit 3"),
             b("python", "not run: an earlier block in this reply failed"),
         ]
@@ -249,14 +250,21 @@ async fn every_block_is_run_or_answered_never_dropped() {
         .collect();
     assert_eq!(
         outs,
-        ["from-bash\n", "untagged runs as python\n", "42\n", ""]
+        [
+            "from-bash\n",
+            "untagged runs as python\n",
+            "42\n",
+            "42\n",
+            ""
+        ]
     );
     let report = m.requests()[1].last_user_text();
     for line in [
         "Block 1 (cobol): not run: unknown language cobol",
         "Block 2 (bash): exit code 0",
-        "Block 5 (python): exit code 3",
-        "Block 6 (python): not run: an earlier block in this reply failed",
+        "Block 5 (ruby): exit code 0",
+        "Block 6 (python): exit code 3",
+        "Block 7 (python): not run: an earlier block in this reply failed",
     ] {
         assert!(report.contains(line), "{line:?} not in {report}");
     }
