@@ -23,7 +23,7 @@ PROGRAMS = {
     "go": 'package main\nimport "fmt"\nfunc main() { var n int; fmt.Scan(&n); fmt.Println(n * 2) }',
     "rust": "use std::io::Read;\nfn main() { let mut s = String::new(); std::io::stdin().read_to_string(&mut s).unwrap(); let n: i64 = s.trim().parse().unwrap(); println!(\"{}\", n * 2); }",
     "typescript": "declare var require: any;\nconst n: number = parseInt(require('fs').readFileSync(0, 'utf8'));\nconsole.log(n * 2);",
-    "ruby": "puts gets.to_i * 2",
+    "ruby": "puts $stdin.gets.to_i * 2",  # bare gets reads the files named in ARGV
     "php": '<?php echo intval(trim(fgets(STDIN))) * 2, "\\n";',
     "perl": "my $n = <STDIN>;\nprint $n * 2, \"\\n\";",
     "lua": 'local n = io.read("n")\nprint(n * 2)',

@@ -20,8 +20,10 @@ use crate::policy::{Limits, PolicySet};
 /// Host tasks of an idle runsc sandbox (Sentry and gofer threads): about 40 here.
 const HOST_TASKS_BASE: i64 = 64;
 /// Host tasks per task of the program (a stub process or thread each, plus Sentry threads): 6 to
-/// 8 here, with the ptrace platform.
-const HOST_TASKS_PER_TASK: i64 = 12;
+/// 8 for steady tasks with the ptrace platform, but up to 15 under a shell fork bomb (tasks that
+/// come and go faster than their stubs are reaped: 483 host tasks for 31 program tasks here).
+/// Twice that: a Sentry that cannot make a host thread dies, taking the run's answer with it.
+const HOST_TASKS_PER_TASK: i64 = 32;
 
 /// Whether `runtime` is gVisor: runsc registered under its own name or a `runsc-*` variant.
 pub fn is_gvisor(runtime: Option<&str>) -> bool {
@@ -254,7 +256,7 @@ mod tests {
                 .unwrap(),
         );
         assert_eq!(runsc.runtime.as_deref(), Some("runsc"));
-        assert_eq!(runsc.pids_limit, Some(64 + 12 * 16));
+        assert_eq!(runsc.pids_limit, Some(64 + 32 * 16));
         let nproc = runsc
             .ulimits
             .as_ref()
