@@ -65,6 +65,11 @@ impl Admission {
     }
 
     /// How many runs may execute at once.
+    /// How many runs may wait for a slot.
+    pub fn max_queued(&self) -> usize {
+        self.max_queued
+    }
+
     pub fn slots(&self) -> usize {
         self.max_running
     }

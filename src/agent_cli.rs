@@ -11,11 +11,11 @@ use crate::agent::conversation::Decision;
 use crate::agent::messages::{Body, Message};
 use crate::agent::model::{ModelSpec, Provider};
 use crate::agent::request::{AgentRequest, CriticSpec};
-use crate::agent::runs::{EndEvent, Event, Run, State};
-use crate::api::AppState;
 use crate::app::{build_state, stop_state};
 use crate::config::Config;
 use crate::exec::Status;
+use crate::service::agent::runs::{EndEvent, Event, Run, State};
+use crate::service::AppState;
 
 pub struct AgentArgs {
     /// `openai:MODEL` or `anthropic:MODEL`.
@@ -123,9 +123,7 @@ pub async fn run(cfg: Config, a: AgentArgs) -> anyhow::Result<i32> {
     let docker = a.executor.as_deref() == Some("docker");
     with_state(cfg, docker, async |state| {
         let team = state.store.ensure_team(crate::store::DEFAULT_TEAM)?;
-        let run = crate::api::agent::start_run(state, &team, req)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+        let run = crate::service::agent::start_run(state, &team, req).await?;
         let end = tokio::select! {
             end = follow(&run, a.approve) => end?,
             _ = tokio::signal::ctrl_c() => {

@@ -17,13 +17,13 @@ use crate::agent::blocks::{self, Kind};
 use crate::agent::messages::{Body, Message, CODER};
 use crate::agent::model::ModelSpec;
 use crate::agent::request::AgentRequest;
-use crate::agent::runs::{RunView, State};
 use crate::agent_cli::{model_spec, with_state};
-use crate::api::AppState;
 use crate::config::Config;
 use crate::eval::data::{self, Problem};
 use crate::eval::harness;
 use crate::exec::Executor;
+use crate::service::agent::runs::{Run, RunView, State};
+use crate::service::{AppState, ServiceError};
 use crate::store::Team;
 
 /// The policy completions are scored under, as `execbox eval` does.
@@ -349,29 +349,29 @@ async fn one(ctx: &Ctx<'_>, i: usize, p: &Problem) -> anyhow::Result<Line> {
 
 /// Start a run: `Ok(Err(why))` when this run cannot start but others may; `Err` when no run
 /// can (the arguments are refused), which stops the command.
-async fn start(
-    ctx: &Ctx<'_>,
-    req: AgentRequest,
-) -> anyhow::Result<Result<Arc<crate::agent::runs::Run>, String>> {
+async fn start(ctx: &Ctx<'_>, req: AgentRequest) -> anyhow::Result<Result<Arc<Run>, String>> {
     let mut waits = 0;
     loop {
-        match crate::api::agent::start_run(ctx.state, &ctx.team, req.clone()).await {
+        match crate::service::agent::start_run(ctx.state, &ctx.team, req.clone()).await {
             Ok(run) => return Ok(Ok(run)),
             // Every sandbox slot is held by a run that is about to end.
-            Err(e) if matches!(e.code, "quota_exceeded" | "over_capacity") && waits < 300 => {
+            Err(e @ (ServiceError::Quota(_) | ServiceError::OverCapacity { .. }))
+                if waits < 300 =>
+            {
                 waits += 1;
-                tokio::time::sleep(Duration::from_secs(e.retry_after.unwrap_or(1).clamp(1, 5)))
-                    .await;
+                let wait = e.retry_after().unwrap_or(1).clamp(1, 5);
+                tokio::time::sleep(Duration::from_secs(wait)).await;
             }
-            Err(e) if e.status.is_client_error() => {
-                bail!("the agent run was refused ({}): {}", e.code, e.message)
-            }
-            Err(e) => {
-                return Ok(Err(format!(
-                    "the agent run could not start ({}): {}",
-                    e.code, e.message
-                )))
-            }
+            Err(
+                e @ (ServiceError::InvalidAgentRun(_)
+                | ServiceError::InvalidModel(_)
+                | ServiceError::InvalidRequest(_)
+                | ServiceError::InvalidSandbox(_)
+                | ServiceError::SandboxNotFound(_)
+                | ServiceError::Quota(_)
+                | ServiceError::OverCapacity { .. }),
+            ) => bail!("the agent run was refused: {e}"),
+            Err(e) => return Ok(Err(format!("the agent run could not start: {e}"))),
         }
     }
 }
@@ -397,7 +397,7 @@ fn line(p: &Problem, view: Option<&RunView>, error: Option<String>) -> Line {
         total_tokens: 0,
         tokens_estimated: false,
     };
-    if let Some(v) = view {
+    if let Some(RunView { run: v, .. }) = view {
         l.state = v.state.as_str();
         l.stop_reason = v.stop_reason.clone();
         l.error = v.error.clone();

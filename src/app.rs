@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 
 use crate::admission::Admission;
-use crate::api::{self, AppState};
+use crate::api;
 use crate::config::{AuthMode, Config};
 use crate::exec::docker::{DockerConfig, DockerExecutor};
 use crate::exec::local::{LocalConfig, LocalExecutor};
@@ -23,6 +23,8 @@ use crate::sandbox::local::LocalHost;
 use crate::sandbox::manager::Manager;
 use crate::sandbox::supervised::Supervised;
 use crate::sandbox::SandboxBackend;
+use crate::service::auth::Auth;
+use crate::service::{self, AppState};
 use crate::store::{Quotas, Store, DEFAULT_TEAM};
 
 pub struct Application {
@@ -264,14 +266,14 @@ pub async fn build_state(
     let lock = lock_instance(&cfg.data_dir, cfg.instance())?;
     let store = Store::open_in(&cfg.data_dir)?.keep_code(cfg.audit.keep_code);
     let auth = match cfg.auth {
-        AuthMode::None => api::auth::Auth::None {
+        AuthMode::None => Auth::None {
             team: store.ensure_team(DEFAULT_TEAM)?,
         },
         AuthMode::ApiKey => {
             if store.list_keys()?.iter().all(|k| k.revoked_at.is_some()) {
                 tracing::warn!(store = %store.path().display(), "auth is api-key but no usable key exists; create one with `execbox keys create --team NAME`");
             }
-            api::auth::Auth::ApiKey
+            Auth::ApiKey
         }
     };
     let uids = sandbox_uids(&cfg)?;
@@ -328,23 +330,22 @@ pub async fn build_state(
     }
     let runs = crate::runs::RunTracker::new(store.clone(), cfg.runs.result_retention_seconds);
     spawn_result_purge(runs.clone());
-    let metrics = Arc::new(api::metrics::Metrics::new());
+    let metrics = Arc::new(service::metrics::Metrics::new());
     let counted = metrics.clone();
-    let on_end = Box::new(move |e: &crate::agent::runs::EndEvent| {
+    let on_end = Box::new(move |e: &service::agent::runs::EndEvent| {
         counted.agent_run_ended(
             e.state.as_str(),
             e.usage.input_tokens,
             e.usage.output_tokens,
         )
     });
-    let agent = Arc::new(crate::agent::runs::Runs::new(
+    let agent = Arc::new(service::agent::runs::Runs::new(
         store.clone(),
         cfg.agent.max_concurrent_runs,
         cfg.agent_slots_per_team(),
         on_end,
     ));
-    let compat = crate::compat::Compat::new(&cfg.compat, &policies, cfg.max_queued_runs)
-        .map_err(|e| anyhow::anyhow!(e))?;
+    crate::compat::check(&cfg.compat, &policies).map_err(|e| anyhow::anyhow!(e))?;
     let state = Arc::new(AppState {
         policies,
         runtimes,
@@ -361,7 +362,7 @@ pub async fn build_state(
         agent_settings: cfg.agent.clone(),
         max_sandbox_ttl_seconds: cfg.sandboxes.max_ttl_seconds,
         max_batch_output_bytes: cfg.max_batch_output_bytes,
-        compat,
+        compat: cfg.compat.clone(),
         runs,
     });
     crate::compat::start(&state).await?;

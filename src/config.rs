@@ -369,9 +369,9 @@ impl Config {
     /// Agent slots one team may hold (`agent.max_concurrent_runs_per_team`, or its default).
     pub fn agent_slots_per_team(&self) -> usize {
         match (self.agent.max_concurrent_runs_per_team, self.auth) {
-            (0, AuthMode::ApiKey) => {
-                crate::agent::runs::Slots::default_share(self.agent.max_concurrent_runs)
-            }
+            // Teams share the service: half the slots, rounded up, so that no team can hold
+            // every slot (unless there is only one).
+            (0, AuthMode::ApiKey) => self.agent.max_concurrent_runs.max(1).div_ceil(2),
             (0, AuthMode::None) => self.agent.max_concurrent_runs.max(1),
             (n, _) => n,
         }

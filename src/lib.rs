@@ -16,5 +16,10 @@ pub mod oneshot;
 pub mod policy;
 pub mod runs;
 pub mod sandbox;
+pub mod service;
 pub mod store;
 pub mod supervisor;
+pub mod wire;
+
+#[cfg(test)]
+mod layering;

@@ -1,13 +1,13 @@
 //! What an agent run says, as typed messages: the run's record, its event stream and the
 //! conversation the models see are all built from these.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::model::TokenUsage;
 use crate::exec::RunResult;
 
 /// One message of a run; `type` and `source` on every one.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Message {
     /// Its position in the run, from 0.
     pub index: usize,
@@ -19,7 +19,7 @@ pub struct Message {
     pub body: Body,
 }
 
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Body {
     /// The task as given (source `user`).
@@ -28,7 +28,7 @@ pub enum Body {
     /// truncation markers the model saw).
     Text {
         content: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         usage: Option<TokenUsage>,
     },
     /// A code block that ran; `result` is the execute endpoint's result object.
@@ -56,7 +56,7 @@ pub enum Body {
     /// The answer to an approval request (source `user`).
     ApprovalDecision {
         approved: bool,
-        #[serde(skip_serializing_if = "Option::is_none")]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         comment: Option<String>,
     },
 }

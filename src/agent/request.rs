@@ -26,7 +26,7 @@ pub struct AgentRequest {
     #[serde(default)]
     pub sandbox_id: Option<String>,
     /// Coder replies before the run stops (default `agent.default_max_turns`); always applies.
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     pub max_turns: Option<u32>,
     /// The coder's system prompt, replacing the default.
     #[serde(default)]
@@ -42,7 +42,7 @@ pub struct AgentRequest {
     #[serde(default)]
     pub default_language: Option<String>,
     /// Characters of each output stream the model reads per block (default 4000).
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     pub max_output_chars: Option<usize>,
     /// Hold every block until `POST /v1/agent/runs/{id}/approval` approves or rejects it.
     #[serde(default)]

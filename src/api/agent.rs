@@ -1,8 +1,6 @@
 //! `/v1/agent/runs`: start an agent run, read it, follow its messages as events, approve its
-//! blocks, cancel it. The loop itself is `crate::agent`; this file gives it a sandbox of the
-//! team to run code in, through the same admission, quota and audit path as every call.
+//! blocks, cancel it, over `service::agent`.
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,17 +15,14 @@ use futures_util::Stream;
 use serde::{Deserialize, Serialize};
 
 use super::error::ErrorBody;
-use super::execute::{admit_and_spawn, join, AbortOnDrop, Origin};
-use super::{contexts, sandboxes, ApiError, AppState};
-use crate::agent::conversation::{CodeRunner, Decision};
-use crate::agent::model::{guard, normalize_url, ClientSettings, ModelClient};
+use super::{ApiError, AppState};
+use crate::agent::conversation::Decision;
 use crate::agent::request::AgentRequest;
-use crate::agent::runs::{Event, ModelView, Prepared, Run, RunInfo, RunView, State as RunState};
-use crate::exec::request::object::Object;
-use crate::exec::request::SandboxCallRequest;
-use crate::exec::{BoxFuture, RunResult};
-use crate::sandbox::manager::CreateSandbox;
+use crate::service::agent;
+use crate::service::agent::runs::{EndEvent, Event, Run, RunSummary, RunView, State as RunState};
+use crate::service::AbortOnDrop;
 use crate::store::Team;
+use crate::wire::object::Object;
 
 /// The answer to `POST /v1/agent/runs`.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -62,24 +57,6 @@ struct RunId {
     id: String,
 }
 
-fn not_found(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "agent_run_not_found",
-        format!("no agent run {id} for this team"),
-    )
-}
-
-/// The client settings of the service's config.
-fn client_settings(a: &crate::config::AgentSettings) -> ClientSettings {
-    ClientSettings {
-        timeout: Duration::from_secs(a.model_timeout_seconds.max(1)),
-        max_retries: a.model_max_retries,
-        backoff: Duration::from_millis(a.model_backoff_ms),
-        ..ClientSettings::default()
-    }
-}
-
 #[utoipa::path(post, path = "/v1/agent/runs", operation_id = "start_agent_run", summary = "Start an agent run", tag = "agent", request_body = AgentRequest,
     responses(
         (status = 202, description = "Started (or `queued` behind `agent.max_concurrent_runs` others); follow it with GET or its events", body = Started),
@@ -98,262 +75,21 @@ pub async fn start(
     body: Result<Json<Object<AgentRequest>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(Object(req)) = body?;
-    let run = start_run(&state, &team, req).await?;
+    let run = agent::start_run(&state, &team, req).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Started {
             id: run.id.clone(),
-            state: run.view().state,
+            state: run.summary().state,
         }),
     )
         .into_response())
 }
 
-/// Validate a request, find or make its sandbox, and start it. Shared with `execbox agent`.
-pub async fn start_run(
-    state: &Arc<AppState>,
-    team: &Team,
-    req: AgentRequest,
-) -> Result<Arc<Run>, ApiError> {
-    let settings = &state.agent_settings;
-    let config = req
-        .loop_config(settings, &state.runtimes)
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_agent_run", m))?;
-    let policy = crate::agent::model::KeyPolicy {
-        envs: settings.api_key_envs.clone(),
-    };
-    let resolved = req
-        .model
-        .resolve(&policy)
-        .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", m))?;
-    let allowed = &settings.allowed_base_urls;
-    let listed = allowed
-        .iter()
-        .any(|u| normalize_url(u) == resolved.base_url);
-    if !allowed.is_empty() && !listed {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_model",
-            format!("base_url {} is not one this service may call; allowed: {} (agent.allowed_base_urls)", resolved.base_url, allowed.join(", ")),
-        ));
-    }
-    // A service shared by teams keeps their base URLs off its own network.
-    let public_only = matches!(state.auth, super::auth::Auth::ApiKey)
-        && !settings.allow_private_base_urls
-        && !listed;
-    if public_only {
-        guard::check(&resolved.base_url)
-            .await
-            .map_err(|m| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_model", m))?;
-    }
-    let model = ModelView {
-        provider: resolved.provider,
-        model: resolved.model.clone(),
-        base_url: resolved.base_url.clone(),
-    };
-    let client = ModelClient::new(
-        resolved,
-        ClientSettings {
-            public_only,
-            ..client_settings(settings)
-        },
-    )
-    .map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_model",
-            e.to_string(),
-        )
-    })?;
-    let m = sandboxes::manager(state)?;
-    let (sandbox, own) = match &req.sandbox_id {
-        Some(id) => {
-            if req.executor.is_some() || req.policy.is_some() {
-                return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", "executor and policy are the sandbox's own; leave them out when giving sandbox_id"));
-            }
-            (m.get(team, id).await?, false)
-        }
-        None => {
-            let ttl = (settings.max_wall_time_seconds + 600).min(state.max_sandbox_ttl_seconds);
-            let create = CreateSandbox {
-                executor: req.executor.clone(),
-                policy: req.policy.clone(),
-                ttl_seconds: ttl,
-                idle_timeout_seconds: None,
-                env: BTreeMap::new(),
-                metadata: BTreeMap::from([("created_by".to_string(), "agent_run".to_string())]),
-            };
-            (m.create(team, create).await?, true)
-        }
-    };
-    let info = RunInfo {
-        model,
-        executor: sandbox.executor.clone(),
-        policy: sandbox.policy.clone(),
-        sandbox_id: sandbox.id.clone(),
-    };
-    let release: Option<BoxFuture<'static, ()>> = own.then(|| {
-        let (m, team, id) = (m.clone(), team.clone(), sandbox.id.clone());
-        Box::pin(async move {
-            if let Err(e) = m.delete(&team, &id).await {
-                tracing::warn!(sandbox = %id, error = %e, "could not delete an agent run's sandbox");
-            }
-        }) as BoxFuture<'static, ()>
-    });
-    let runner = Arc::new(SandboxRunner {
-        state: state.clone(),
-        team: team.clone(),
-        sandbox_id: sandbox.id.clone(),
-        context: req.stateful.then(Default::default),
-    });
-    Ok(state
-        .agent
-        .start(
-            team.id,
-            Prepared {
-                config,
-                client,
-                runner,
-                info,
-                release,
-            },
-        )
-        .await)
-}
-
-/// Runs a block as a call in the run's sandbox: admission, the team's quota, metrics and the
-/// audit log as for any call. Dropping the future kills the call.
-struct SandboxRunner {
-    state: Arc<AppState>,
-    team: Team,
-    sandbox_id: String,
-    /// With `"stateful": true`: the context its Python blocks run in, started by the first.
-    context: Option<tokio::sync::Mutex<Option<String>>>,
-}
-
-impl CodeRunner for SandboxRunner {
-    fn run<'a>(
-        &'a self,
-        language: &'a str,
-        code: &'a str,
-    ) -> BoxFuture<'a, Result<RunResult, String>> {
-        Box::pin(async move {
-            // A full service is a reason to wait, not to fail the run.
-            let mut waits = 0;
-            loop {
-                match self.call(language, code).await {
-                    Ok(r) => return Ok(r),
-                    Err(e)
-                        if matches!(e.code, "over_capacity" | "quota_exceeded") && waits < 300 =>
-                    {
-                        waits += 1;
-                        tokio::time::sleep(Duration::from_secs(
-                            e.retry_after.unwrap_or(1).clamp(1, 5),
-                        ))
-                        .await;
-                    }
-                    Err(e) => {
-                        return Err(format!(
-                            "the sandbox could not run a block ({}): {}",
-                            e.code, e.message
-                        ))
-                    }
-                }
-            }
-        })
-    }
-}
-
-impl SandboxRunner {
-    async fn call(&self, language: &str, code: &str) -> Result<RunResult, ApiError> {
-        let mut req = SandboxCallRequest {
-            language: language.to_string(),
-            code: code.to_string(),
-            files: vec![],
-            stdin: String::new(),
-            args: vec![],
-            env: Default::default(),
-            limits: Default::default(),
-            context: None,
-            output_encoding: Default::default(),
-        };
-        let origin = Origin {
-            team: self.team.clone(),
-            sandbox_id: Some(self.sandbox_id.clone()),
-        };
-        let stateful = self
-            .context
-            .as_ref()
-            .filter(|_| contexts::speaks(&self.state, language));
-        let Some(slot) = stateful else {
-            let (job, call) =
-                sandboxes::call(&self.state, &self.team, &self.sandbox_id, req).await?;
-            let task = admit_and_spawn(&self.state, origin, job, Arc::new(call)).await?;
-            let _kill_on_drop = AbortOnDrop(task.abort_handle());
-            return join(task).await;
-        };
-        // One block at a time in the context (blocks of a reply run in order anyway).
-        let mut ctx = slot.lock().await;
-        let id = match &*ctx {
-            Some(id) => id.clone(),
-            None => {
-                let id =
-                    contexts::start_context(&self.state, &self.team, &self.sandbox_id, language)
-                        .await?;
-                *ctx = Some(id.clone());
-                id
-            }
-        };
-        req.context = Some(id);
-        let (job, call) =
-            contexts::context_call(&self.state, &self.team, &self.sandbox_id, req).await?;
-        let task = admit_and_spawn(&self.state, origin, job, Arc::new(call)).await?;
-        let _kill_on_drop = AbortOnDrop(task.abort_handle());
-        match join(task).await {
-            Ok(r) => Ok(as_output(r)),
-            Err(e) => {
-                if e.code == "context_lost" || e.code == "context_not_found" {
-                    // The next block starts a fresh interpreter.
-                    *ctx = None;
-                }
-                Err(e)
-            }
-        }
-    }
-}
-
-/// A context call's display results and error, folded into its output the way a notebook
-/// shows them, for the model to read: each result's text after stdout, the traceback after
-/// stderr.
-fn as_output(mut r: RunResult) -> RunResult {
-    for bundle in r.results.iter().flatten() {
-        let text = match bundle.get("text/plain").and_then(|v| v.as_str()) {
-            Some(t) => t.to_string(),
-            None => "<a display result without text>".to_string(),
-        };
-        if !r.stdout.is_empty() && !r.stdout.ends_with('\n') {
-            r.stdout.push('\n');
-        }
-        r.stdout.push_str(&text);
-        r.stdout.push('\n');
-        if bundle.contains_key("image/png") {
-            r.stdout.push_str("[an image/png figure was displayed]\n");
-        }
-    }
-    if let Some(Some(e)) = &r.error {
-        if !r.stderr.is_empty() && !r.stderr.ends_with('\n') {
-            r.stderr.push('\n');
-        }
-        r.stderr.push_str(&e.traceback);
-    }
-    r
-}
-
 /// `GET /v1/agent/runs`: the team's runs, newest first, without their messages.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RunList {
-    /// Each a `RunView` without `messages`.
-    pub runs: Vec<serde_json::Value>,
+    pub runs: Vec<RunSummary>,
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
@@ -377,17 +113,8 @@ pub async fn list(
 ) -> Result<Json<RunList>, ApiError> {
     let Query(q) = query
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))?;
-    let limit = q.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "limit must be 1..=1000",
-        ));
-    }
-    Ok(Json(RunList {
-        runs: state.agent.list(team.id, limit).await?,
-    }))
+    let runs = agent::list(&state, &team, q.limit.unwrap_or(100)).await?;
+    Ok(Json(RunList { runs }))
 }
 
 #[utoipa::path(get, path = "/v1/agent/runs/{id}", operation_id = "get_agent_run", summary = "An agent run and its messages", tag = "agent", params(RunId),
@@ -399,11 +126,8 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    match state.agent.view(team.id, &id).await? {
-        Some(v) => Ok(Json(v)),
-        None => Err(not_found(&id)),
-    }
+) -> Result<Json<RunView>, ApiError> {
+    Ok(Json(agent::get(&state, &team, &id).await?))
 }
 
 #[utoipa::path(delete, path = "/v1/agent/runs/{id}", operation_id = "cancel_agent_run", summary = "Cancel an agent run", tag = "agent", params(RunId),
@@ -415,9 +139,8 @@ pub async fn cancel(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    state.agent.cancel(team.id, &id).await;
-    get(State(state), Extension(team), Path(id)).await
+) -> Result<Json<RunView>, ApiError> {
+    Ok(Json(agent::cancel(&state, &team, &id).await?))
 }
 
 #[utoipa::path(post, path = "/v1/agent/runs/{id}/approval", operation_id = "decide_agent_approval", summary = "Approve or reject the block an agent run holds", tag = "agent", params(RunId),
@@ -437,30 +160,15 @@ pub async fn approve(
     body: Result<Json<Object<Approval>>, JsonRejection>,
 ) -> Result<Json<Started>, ApiError> {
     let Json(Object(a)) = body?;
-    let Some(run) = state.agent.live(team.id, &id) else {
-        return match state.agent.view(team.id, &id).await? {
-            Some(_) => Err(no_pending(&id)),
-            None => Err(not_found(&id)),
-        };
-    };
-    if !run.decide(Decision {
+    let decision = Decision {
         approved: a.approved,
         comment: a.comment,
-    }) {
-        return Err(no_pending(&id));
-    }
+    };
+    let run = agent::approve(&state, &team, &id, decision).await?;
     Ok(Json(Started {
-        id: run.id.clone(),
-        state: run.view().state,
+        id: run.id,
+        state: run.state,
     }))
-}
-
-fn no_pending(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "no_pending_approval",
-        format!("agent run {id} holds no block waiting for approval"),
-    )
 }
 
 const EVENTS: &str = "Server-Sent Events: every message so far, then each new one as it happens (`event: message`, data \
@@ -480,21 +188,17 @@ pub async fn events(
     let keepalive = KeepAlive::new()
         .interval(Duration::from_secs(15))
         .text("keepalive");
-    if let Some(run) = state.agent.live(team.id, &id) {
+    if let Some(run) = agent::live(&state, &team, &id) {
         return Ok(Sse::new(follow(run)).keep_alive(keepalive).into_response());
     }
-    let Some(view) = state.agent.view(team.id, &id).await? else {
-        return Err(not_found(&id));
-    };
     // Ended: replay what was saved.
-    let mut out: Vec<SseEvent> = view["messages"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let view = agent::get(&state, &team, &id).await?;
+    let mut out: Vec<SseEvent> = view
+        .messages
+        .iter()
         .map(|m| json_event("message", m))
         .collect();
-    let end = serde_json::json!({"id": view["id"], "state": view["state"], "stop_reason": view["stop_reason"], "error": view["error"], "usage": view["usage"]});
-    out.push(json_event("end", &end));
+    out.push(json_event("end", &EndEvent::from(&view.run)));
     Ok(Sse::new(futures_util::stream::iter(
         out.into_iter().map(Ok::<_, Infallible>),
     ))

@@ -1,5 +1,5 @@
-//! Who is calling, and what their team may use. A middleware resolves every `/v1` request to a
-//! [`Team`] request extension (handlers take `Extension<Team>`): from the bearer key under
+//! Who is calling. A middleware resolves every `/v1` request to a `Team` request extension
+//! (handlers take `Extension<Team>`) through `service::auth`: from the bearer key under
 //! `auth = "api-key"`, or the built-in team under `auth = "none"`. Only the probes, the metrics
 //! and the API description stay open: the list is of what is open, so a route added later is
 //! closed unless someone opens it here.
@@ -7,23 +7,13 @@
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
 use super::{ApiError, AppState};
-use crate::store::{QuotaExceeded, StoreError, Team};
-
-/// How requests are tied to a team.
-#[derive(Debug, Clone)]
-pub enum Auth {
-    /// No authentication (loopback listeners only): every request is this team.
-    None { team: Team },
-    /// `Authorization: Bearer KEY`, checked against the store on every request, so a key
-    /// revoked from the CLI stops working at once.
-    ApiKey,
-}
+use crate::service::auth;
 
 /// Paths answered without a key.
 const OPEN_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics", "/openapi.json"];
@@ -46,19 +36,10 @@ pub async fn require_team(
     if !needs_team(req.uri().path()) {
         return next.run(req).await;
     }
-    let team = match &state.auth {
-        Auth::None { team } => team.clone(),
-        Auth::ApiKey => {
-            let Some(key) = credentials(&req) else {
-                return unauthorized("this route needs an API key: send Authorization: Bearer KEY (on /judge0 also X-Auth-Token: KEY, on /piston also Authorization: KEY; an operator creates keys with `execbox keys create --team NAME`)");
-            };
-            let key = key.to_string();
-            match state.store.blocking(move |s| s.authenticate(&key)).await {
-                Ok(Some(team)) => team,
-                Ok(None) => return unauthorized("the API key is not valid or has been revoked"),
-                Err(e) => return ApiError::from(e).into_response(),
-            }
-        }
+    let key = credentials(&req).map(str::to_string);
+    let team = match auth::team_for(&state, key.as_deref()).await {
+        Ok(team) => team,
+        Err(e) => return ApiError::from(e).into_response(),
     };
     let span = tracing::info_span!("request", team = %team.name);
     req.extensions_mut().insert(team);
@@ -100,37 +81,6 @@ fn bearer(req: &Request) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then(|| key.trim())
         .filter(|k| !k.is_empty())
-}
-
-fn unauthorized(message: &str) -> Response {
-    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
-    resp.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    resp
-}
-
-impl From<QuotaExceeded> for ApiError {
-    fn from(e: QuotaExceeded) -> ApiError {
-        ApiError {
-            retry_after: Some(e.retry_after),
-            ..ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "quota_exceeded",
-                e.to_string(),
-            )
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> ApiError {
-        tracing::error!(error = %e, "the store failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "the service's state store failed; it has been logged, retry or contact the operator",
-        )
-    }
 }
 
 #[cfg(test)]

@@ -1,26 +1,25 @@
-//! `POST /v1/execute`: validate, admit, run on the chosen executor, answer the result — as one
-//! JSON body, or with `Accept: text/event-stream` as Server-Sent Events while it runs.
+//! `POST /v1/execute`: the service's run path (`service::run`), answered as one JSON body, or
+//! with `Accept: text/event-stream` as Server-Sent Events while it runs.
 
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
-use tracing::Instrument;
 
 use super::error::ErrorBody;
-use super::metrics::{ExecutorLabel, RunLabels};
 use super::{json_stream, ApiError, AppState};
-use crate::exec::request::object::Object;
 use crate::exec::request::{Encoding, ExecuteRequest};
-use crate::exec::{ExecError, Executor, Job, RunResult, StreamKind};
-use crate::store::{RunRecord, Team};
+use crate::exec::{RunResult, StreamKind};
+use crate::service::{run, AbortOnDrop};
+use crate::store::Team;
+use crate::wire::object::Object;
 
 /// The data of a `stdout` or `stderr` event: output as it arrives, as text (invalid UTF-8
 /// becomes U+FFFD, and a character is never split across events), or with
@@ -60,35 +59,26 @@ pub async fn execute(
     body: Result<Json<Object<ExecuteRequest>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(Object(req)) = body?;
-    let (job, executor) = prepare(&state, req)?;
-    respond(&state, &team, None, job, executor, &headers).await
+    let run = run::prepare(&state, &team, req)?;
+    respond(&state, run, &headers).await
 }
 
-/// Run `job` for `team` (in `sandbox_id` when set) and answer as JSON or as events.
-pub async fn respond(
+/// Start a prepared run and answer it as JSON or, when the client asks for them, as events.
+pub(super) async fn respond(
     state: &Arc<AppState>,
-    team: &Team,
-    sandbox_id: Option<String>,
-    mut job: Job,
-    executor: Arc<dyn Executor>,
+    mut run: run::Prepared,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let origin = Origin {
-        team: team.clone(),
-        sandbox_id,
-    };
-    let id = HeaderValue::from_str(&job.id).expect("a run id is a valid header value");
+    let id = HeaderValue::from_str(&run.job.id).expect("a run id is a valid header value");
     let mut answer = if !wants_events(headers) {
-        let task = admit_and_spawn(state, origin, job, executor).await?;
-        let result = join(task).await?;
+        // The run goes on if the client hangs up, so a sandbox is never cut off mid-cleanup.
+        let result = run.start(state).await?.outcome().await?;
         json_stream::json(result)
     } else {
-        // Unbounded, but the executor sends only what fits under the output cap.
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        job.stream = Some(tx);
-        let encoding = job.output_encoding;
-        let task = admit_and_spawn(state, origin, job, executor).await?;
-        events(rx, task, encoding)
+        let output = run.stream();
+        let encoding = run.job.output_encoding;
+        let task = run.start(state).await?;
+        events(output, task, encoding)
     };
     answer.headers_mut().insert(RUN_ID_HEADER, id);
     Ok(answer)
@@ -97,12 +87,6 @@ pub async fn respond(
 /// The header of a run's answer that names it (for `GET /v1/runs/{id}` while it streams).
 pub const RUN_ID_HEADER: &str = "execbox-run-id";
 
-/// Who a run is for, for its quota and its audit record.
-pub(crate) struct Origin {
-    pub(crate) team: Team,
-    pub(crate) sandbox_id: Option<String>,
-}
-
 pub(super) fn wants_events(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
@@ -110,211 +94,12 @@ pub(super) fn wants_events(headers: &HeaderMap) -> bool {
         .any(|v| v.to_str().is_ok_and(|s| s.contains("text/event-stream")))
 }
 
-/// Validate a request into a job for a ready executor that has the job's runtime.
-pub(crate) fn prepare(
-    state: &AppState,
-    req: ExecuteRequest,
-) -> Result<(Job, Arc<dyn Executor>), ApiError> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let (job, executor_name) = req.into_job(id, &state.policies, &state.runtimes)?;
-    let executor = ready_executor(state, &executor_name, &job.runtime.language)?;
-    Ok((job, executor))
-}
-
-/// The executor named `executor_name`, if it is ready and has `language`.
-pub fn ready_executor(
-    state: &AppState,
-    executor_name: &str,
-    language: &str,
-) -> Result<Arc<dyn Executor>, ApiError> {
-    let executor = state.executors.get(executor_name).cloned().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "executor_unavailable",
-            format!("executor {executor_name} is not running in this service"),
-        )
-    })?;
-    let ready = executor.readiness();
-    if !ready.ready {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "executor_unavailable",
-            format!(
-                "the {executor_name} executor is not ready: {}; see GET /readyz",
-                ready.detail
-            ),
-        ));
-    }
-    if !executor.runtimes().contains_key(language) {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "runtime_unavailable",
-            format!("{language} did not pass its start-up probe on the {executor_name} executor; see GET /v1/runtimes and /readyz"),
-        ));
-    }
-    Ok(executor)
-}
-
-/// Wait for a run slot (or refuse with 429), then run as a task of its own. Dropping the
-/// handle does not stop the run; aborting it does (and the executors clean up on drop).
-pub(crate) async fn admit_and_spawn(
-    state: &Arc<AppState>,
-    origin: Origin,
-    job: Job,
-    executor: Arc<dyn Executor>,
-) -> Result<tokio::task::JoinHandle<Result<RunResult, ExecError>>, ApiError> {
-    let span = tracing::info_span!("run", run_id = %job.id, team = %origin.team.name, executor = executor.name(), policy = %job.policy, language = %job.runtime.language);
-    // The team's quota counts queued runs too, so it is taken before a slot is waited for.
-    let permit = state.quotas.try_acquire_run(&origin.team)?;
-    let live = state.runs.track(
-        &origin.team,
-        origin.sandbox_id.as_deref(),
-        &job,
-        executor.name(),
-    );
-    let ticket = match state.admission.enter().await {
-        Ok(t) => t,
-        Err(_) => {
-            state.metrics.rejected.inc();
-            return Err(ApiError::overloaded(1));
-        }
-    };
-    let st = state.clone();
-    Ok(tokio::spawn(
-        async move {
-            let (_ticket, _permit) = (ticket, permit);
-            live.running();
-            let started = Instant::now();
-            // Until the run has an outcome, a drop of this task (a client that hung up on its
-            // event stream, an agent run cancelled) is what the audit log records.
-            let mut audit = AuditOnDrop {
-                store: st.store.clone(),
-                record: Some(RunRecord::without_result(
-                    Some(&origin.team),
-                    origin.sandbox_id.as_deref(),
-                    &job,
-                    executor.name(),
-                    "cancelled",
-                    0,
-                )),
-                started,
-            };
-            let result = executor.run(&job).await;
-            st.metrics
-                .duration
-                .get_or_create(&ExecutorLabel {
-                    executor: executor.name().into(),
-                })
-                .observe(started.elapsed().as_secs_f64());
-            audit.record = None;
-            let record = match &result {
-                Ok(r) => {
-                    let labels = RunLabels {
-                        status: r.status.as_str().into(),
-                        executor: r.executor.clone(),
-                        language: r.language.clone(),
-                    };
-                    st.metrics.runs.get_or_create(&labels).inc();
-                    tracing::info!(
-                        status = r.status.as_str(),
-                        wall_ms = r.usage.wall_time_ms,
-                        "run finished"
-                    );
-                    RunRecord::from_result(
-                        Some(&origin.team),
-                        origin.sandbox_id.as_deref(),
-                        r,
-                        &job.code,
-                    )
-                }
-                Err(e) => {
-                    let status = if matches!(e, ExecError::Unavailable(..)) {
-                        "executor_unavailable"
-                    } else {
-                        "internal_error"
-                    };
-                    let wall = started.elapsed().as_millis() as u64;
-                    RunRecord::without_result(
-                        Some(&origin.team),
-                        origin.sandbox_id.as_deref(),
-                        &job,
-                        executor.name(),
-                        status,
-                        wall,
-                    )
-                }
-            };
-            let kept = result.as_ref().ok().map(|r| (r, job.output_encoding));
-            if let Err(e) = st.runs.record(record, &origin.team, kept).await {
-                tracing::error!(error = %e, "could not write the run to the audit log");
-            }
-            // Shown as live until its end is stored, so a lookup never misses it.
-            drop(live);
-            result
-        }
-        .instrument(span),
-    ))
-}
-
-/// Records a run as `cancelled` when its task is dropped before the run had an outcome.
-struct AuditOnDrop {
-    store: crate::store::Store,
-    record: Option<RunRecord>,
-    started: Instant,
-}
-
-impl Drop for AuditOnDrop {
-    fn drop(&mut self) {
-        let Some(mut record) = self.record.take() else {
-            return;
-        };
-        record.wall_ms = self.started.elapsed().as_millis() as u64;
-        tracing::info!(run_id = %record.id, "run cancelled");
-        let store = self.store.clone();
-        // Dropped inside the runtime (an abort); at shutdown there may be none left to ask.
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn_blocking(move || {
-                if let Err(e) = store.record_run(record) {
-                    tracing::error!(error = %e, "could not write a cancelled run to the audit log");
-                }
-            });
-        }
-    }
-}
-
-pub(crate) async fn join(
-    task: tokio::task::JoinHandle<Result<RunResult, ExecError>>,
-) -> Result<RunResult, ApiError> {
-    let result = task.await.map_err(|e| {
-        tracing::error!(error = %e, "run task failed");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_error",
-            "the run failed inside the service; it has been logged",
-        )
-    })?;
-    Ok(result?)
-}
-
-/// Cancels the run when the client goes away (the event stream is dropped).
-pub(crate) struct AbortOnDrop(pub(crate) tokio::task::AbortHandle);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// `stdout`/`stderr` events as output arrives, then one `result` (or `error`) event, written
 /// as Server-Sent Events by a task into a small channel: a slow reader makes it wait (the
 /// output it has not sent yet is at most the run's output cap per stream), and the result is
 /// serialized in chunks as the client reads it. Dropping the response (the client went away)
 /// aborts that task, and with it the run.
-fn events(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<(StreamKind, Vec<u8>)>,
-    task: tokio::task::JoinHandle<Result<RunResult, ExecError>>,
-    encoding: Encoding,
-) -> Response {
+fn events(mut rx: run::Output, task: run::RunTask, encoding: Encoding) -> Response {
     let (mut w, chunks) = json_stream::pair();
     let producer = tokio::spawn(async move {
         let _abort_run = AbortOnDrop(task.abort_handle());
@@ -351,7 +136,7 @@ fn events(
                 return;
             }
         }
-        let last = join(task).await;
+        let last = task.outcome().await.map_err(ApiError::from);
         let _ = w
             .with(move |w| {
                 match &last {

@@ -1,4 +1,5 @@
-//! What the service offers and how it is: runtimes, policies, liveness, readiness, metrics.
+//! What the service offers and how it is (`service::info`): runtimes, policies, liveness,
+//! readiness, metrics.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,62 +14,20 @@ use super::error::ErrorDetail;
 use super::AppState;
 use crate::exec::Readiness;
 use crate::policy::{Limits, Policy, MINIMUMS};
+use crate::service::info::{self, RuntimeInfo};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct RuntimeList {
     pub runtimes: Vec<RuntimeInfo>,
 }
 
-/// A language that passed its start-up probe on at least one executor.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct RuntimeInfo {
-    pub language: String,
-    /// Other names `language` accepts.
-    pub aliases: Vec<String>,
-    /// The local executor's version, else the first executor's.
-    pub version: String,
-    /// The version on each executor that has the language.
-    pub versions: BTreeMap<String, String>,
-    pub executors: Vec<String>,
-    /// The container image of the docker executor, when it has the language.
-    #[schema(required = true)]
-    pub image: Option<String>,
-}
-
 /// Only what passed its start-up probe is listed.
 #[utoipa::path(get, path = "/v1/runtimes", operation_id = "list_runtimes", summary = "List the languages that can run now", tag = "service",
     responses((status = 200, description = "The languages this service can run now", body = RuntimeList)))]
 pub async fn runtimes(State(s): State<Arc<AppState>>) -> Json<RuntimeList> {
-    let mut names: Vec<&&str> = s.executors.keys().collect();
-    names.sort();
-    let runtimes = s
-        .runtimes
-        .runtimes
-        .iter()
-        .filter_map(|r| {
-            let mut executors = Vec::new();
-            let mut versions = BTreeMap::new();
-            let mut image = None;
-            for name in &names {
-                let e = &s.executors[**name];
-                if let Some(v) = e.runtimes().get(&r.language) {
-                    executors.push(name.to_string());
-                    versions.insert(name.to_string(), v.clone());
-                    image = image.or(e.image(&r.language));
-                }
-            }
-            let version = versions.get("local").or(versions.values().next())?.clone();
-            Some(RuntimeInfo {
-                language: r.language.clone(),
-                aliases: r.aliases.clone(),
-                version,
-                versions,
-                executors,
-                image,
-            })
-        })
-        .collect();
-    Json(RuntimeList { runtimes })
+    Json(RuntimeList {
+        runtimes: info::runtimes(&s),
+    })
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -117,11 +76,7 @@ pub struct ReadyBody {
         (status = 503, description = "No executor is ready (`not_ready`); `executors` says why", body = ReadyBody),
     ))]
 pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
-    let executors: BTreeMap<String, Readiness> = s
-        .executors
-        .iter()
-        .map(|(name, e)| (name.to_string(), e.readiness()))
-        .collect();
+    let executors = info::readiness(&s);
     if executors.values().any(|r| r.ready) {
         return Json(ReadyBody {
             error: None,
@@ -148,14 +103,12 @@ pub async fn readyz(State(s): State<Arc<AppState>>) -> Response {
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", summary = "Prometheus metrics", tag = "service",
     responses((status = 200, description = "Prometheus text exposition format (version 0.0.4)", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
-    s.metrics.in_flight.set(s.admission.running() as i64);
-    s.metrics.queued.set(s.admission.queued() as i64);
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(),
+        info::metrics(&s),
     )
         .into_response()
 }

@@ -1,14 +1,16 @@
-//! The only place that speaks HTTP and JSON: routes, the error answer, metrics.
+//! The HTTP door, and the only place that speaks HTTP: routes, the error answer, SSE, the API
+//! description. Each handler parses what it was given, calls the service (`crate::service`) for
+//! the caller's team, and serializes or streams the answer; `error.rs` maps the service's errors
+//! to statuses and codes in one place.
 
-pub mod agent;
-pub mod auth;
+mod agent;
+mod auth;
 mod batch;
 pub(crate) mod contexts;
 mod error;
 pub(crate) mod execute;
 mod info;
 pub mod json_stream;
-pub mod metrics;
 mod openapi;
 mod processes;
 mod runs;
@@ -16,7 +18,6 @@ pub(crate) mod sandboxes;
 pub mod serve;
 mod team;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
@@ -27,38 +28,8 @@ use axum::Router;
 
 pub use error::{ApiError, ErrorBody};
 
-use crate::admission::Admission;
-use crate::exec::docker::DockerExecutor;
-use crate::exec::local::LocalExecutor;
-use crate::exec::runtime::RuntimeTable;
-use crate::exec::Executor;
-use crate::policy::PolicySet;
-use crate::store::{Quotas, Store};
-
-/// Everything the handlers share.
-pub struct AppState {
-    pub policies: PolicySet,
-    pub runtimes: Arc<RuntimeTable>,
-    pub local: Arc<LocalExecutor>,
-    pub docker: Option<Arc<DockerExecutor>>,
-    pub executors: HashMap<&'static str, Arc<dyn Executor>>,
-    pub admission: Arc<Admission>,
-    pub metrics: Arc<metrics::Metrics>,
-    pub store: Store,
-    pub auth: auth::Auth,
-    pub quotas: Arc<Quotas>,
-    pub sandboxes: Option<Arc<crate::sandbox::manager::Manager>>,
-    pub agent: Arc<crate::agent::runs::Runs>,
-    pub agent_settings: crate::config::AgentSettings,
-    /// `sandboxes.max_ttl_seconds`: an agent run's own sandbox lives at most this long.
-    pub max_sandbox_ttl_seconds: u64,
-    /// `max_batch_output_bytes`: the output one batch's unwritten results may hold at once.
-    pub max_batch_output_bytes: u64,
-    /// The Judge0- and Piston-compatible doors' settings.
-    pub compat: crate::compat::Compat,
-    /// Live runs and kept results, for `GET /v1/runs/{id}`.
-    pub runs: Arc<crate::runs::RunTracker>,
-}
+// The service's state, which every handler takes; visible to the handlers as `super::AppState`.
+use crate::service::AppState;
 
 /// One method on one path, and the handler that answers it.
 pub struct Route {

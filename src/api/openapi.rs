@@ -15,11 +15,12 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::OpenApi;
 
-use super::auth::{self, Auth};
+use super::auth;
 use super::error::ErrorBody;
 use super::execute::OutputEvent;
 use super::{agent, batch, contexts, execute, info, processes, runs, sandboxes, team, AppState};
-use crate::exec::request::{ENV_NAME_PATTERN, KNOWN_EXECUTORS, PATH_PATTERN};
+use crate::exec::request::{ENV_NAME_PATTERN, PATH_PATTERN};
+use crate::policy::KNOWN_EXECUTORS;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -68,7 +69,7 @@ use crate::exec::request::{ENV_NAME_PATTERN, KNOWN_EXECUTORS, PATH_PATTERN};
         openapi_json,
     ),
     // Named in the event-stream description, so listed though no body refers to them.
-    components(schemas(OutputEvent, ErrorBody, agent::DeltaEvent, crate::agent::runs::EndEvent, crate::agent::messages::Message)),
+    components(schemas(OutputEvent, ErrorBody, agent::DeltaEvent, crate::service::agent::runs::EndEvent, crate::agent::messages::Message)),
     tags(
         (name = "runs", description = "One-off runs"),
         (name = "sandboxes", description = "A team's persistent workspaces and the calls in them"),
@@ -88,7 +89,7 @@ pub struct Document(Arc<str>);
 impl Document {
     pub fn build(state: &AppState) -> Document {
         let mut doc = ApiDoc::openapi();
-        guard_routes(&mut doc, matches!(state.auth, Auth::ApiKey));
+        guard_routes(&mut doc, state.auth.shared());
         let mut doc = serde_json::to_value(&doc).expect("the API description serializes");
         constrain(&mut doc, state);
         Document(doc.to_string().into())

@@ -1,8 +1,7 @@
 //! `/v1/sandboxes/{id}/processes`: background processes that outlive the call that started
-//! them (a dev server the next call tests over the sandbox's loopback), their logs (JSON, or
-//! followed as Server-Sent Events) and their end.
+//! them (`service::processes`), their logs (JSON, or followed as Server-Sent Events) and their
+//! end.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,48 +12,22 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::error::ErrorBody;
-use super::execute::{output_event, wants_events, AbortOnDrop, Utf8Chunks};
-use super::sandboxes::{backend_of, manager, SandboxId, NOT_FOUND};
+use super::execute::{output_event, wants_events, Utf8Chunks};
+use super::sandboxes::{SandboxId, NOT_FOUND};
 use super::{json_stream, ApiError, AppState};
-use crate::exec::request::object::Object;
-use crate::sandbox::stateful::{self, ProcessView, StartProcess};
-use crate::sandbox::SandboxError;
+use crate::sandbox::stateful::{LogStream, ProcessView};
+use crate::service::processes::{self, CreateProcess, Logs, ProcessLogs};
+use crate::service::AbortOnDrop;
 use crate::store::Team;
 use crate::supervisor::client::LogItem;
-
-/// `POST /v1/sandboxes/{id}/processes`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateProcess {
-    /// The program and its arguments, e.g. `["python3", "-m", "http.server", "8000"]`; a bare
-    /// name is looked up in the sandbox's `PATH`. One that cannot be started is listed as
-    /// exited with code 127 and the reason in its stderr.
-    #[schema(min_items = 1, max_items = 1000)]
-    pub command: Vec<String>,
-    /// Added to the sandbox's `env`, winning over it.
-    #[serde(default)]
-    pub env: BTreeMap<String, String>,
-    /// A directory relative to the work dir; the work dir when left out.
-    #[serde(default)]
-    pub cwd: Option<String>,
-}
+use crate::wire::object::Object;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ProcessList {
     pub processes: Vec<ProcessView>,
-}
-
-/// A process's kept output: the newest bytes of each stream, as much as the sandbox policy's
-/// `output_bytes`.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ProcessLogs {
-    pub stdout: String,
-    pub stderr: String,
-    #[schema(required = true)]
-    pub process: Option<ProcessView>,
 }
 
 /// The path parameters of `/v1/sandboxes/{id}/processes/{process_id}`, for the API description.
@@ -66,10 +39,6 @@ struct ProcessPath {
     id: String,
     /// As `POST /v1/sandboxes/{id}/processes` answered (`proc_...`).
     process_id: String,
-}
-
-fn invalid(message: String) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
 }
 
 #[utoipa::path(post, path = "/v1/sandboxes/{id}/processes", operation_id = "start_process", summary = "Start a background process", tag = "processes", params(SandboxId),
@@ -92,43 +61,7 @@ pub async fn create(
     body: Result<Json<Object<CreateProcess>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(Object(req)) = body?;
-    if req.command.is_empty() || req.command.iter().any(|a| a.contains('\0')) {
-        return Err(invalid(
-            "`command` must name a program (at least one item), with no NUL byte in any".into(),
-        ));
-    }
-    for (k, v) in &req.env {
-        if !crate::exec::request::valid_env_name(k) || v.contains('\0') {
-            return Err(invalid(format!(
-                "env name \"{k}\" is not a valid variable name (not empty, no = or NUL, not starting with a digit), or its value has a NUL byte"
-            )));
-        }
-    }
-    let cwd = req.cwd.unwrap_or_default();
-    let cwd = crate::exec::path::check_dir_raw(cwd.as_bytes())
-        .map(|d| String::from_utf8_lossy(d).into_owned())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string()))?;
-    let m = manager(&state)?;
-    let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
-    let backend = backend_of(m, &sandbox)?;
-    let open_files = state
-        .policies
-        .get(&sandbox.policy)
-        .map(|p| p.open_files)
-        .unwrap_or(1024);
-    let start = StartProcess {
-        command: req.command,
-        env: req.env.into_iter().collect(),
-        cwd,
-        open_files,
-        log_bytes: sandbox.limits.output_bytes,
-    };
-    let pid = stateful::process_start(&*backend, &sandbox, start).await?;
-    let view = stateful::process_list(&*backend, &sandbox)
-        .await?
-        .into_iter()
-        .find(|p| p.id == pid)
-        .ok_or_else(|| SandboxError::ProcessNotFound(format!("process {pid} vanished")))?;
+    let view = processes::start(&state, &team, &id, req).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -144,19 +77,7 @@ pub async fn list(
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
 ) -> Result<Json<ProcessList>, ApiError> {
-    let m = manager(&state)?;
-    let sandbox = m.get(&team, &id).await?;
-    let backend = backend_of(m, &sandbox)?;
-    let processes = match stateful::process_list(&*backend, &sandbox).await {
-        Err(SandboxError::Unsupported(_)) => Vec::new(),
-        Err(e) => {
-            // Not behind the sandbox's lock: the sandbox may have been deleted meanwhile (its
-            // record goes first, then its supervisor); then it is just gone.
-            m.get(&team, &id).await?;
-            return Err(e.into());
-        }
-        Ok(p) => p,
-    };
+    let processes = processes::list(&state, &team, &id).await?;
     Ok(Json(ProcessList { processes }))
 }
 
@@ -172,26 +93,8 @@ pub async fn delete(
     Extension(team): Extension<Team>,
     Path((id, process)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let m = manager(&state)?;
-    let sandbox = m.get(&team, &id).await?;
-    let backend = backend_of(m, &sandbox)?;
-    match stateful::process_kill(&*backend, &sandbox, &process).await {
-        Err(SandboxError::Unsupported(_)) => Err(no_process(&process)),
-        Err(e) => {
-            m.get(&team, &id).await?; // deleted meanwhile: just gone
-            Err(ApiError::from(e))
-        }
-        Ok(()) => Ok(()),
-    }?;
+    processes::kill(&state, &team, &id, &process).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn no_process(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "process_not_found",
-        format!("no background process {id} in this sandbox"),
-    )
 }
 
 const LOGS_ANSWER: &str = "Its kept output (the newest bytes of each stream, up to the sandbox policy's `output_bytes`) and the process. \
@@ -212,34 +115,17 @@ pub async fn logs(
     Path((id, process)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let m = manager(&state)?;
-    let sandbox = m.get(&team, &id).await?;
-    let backend = backend_of(m, &sandbox)?;
     let follow = wants_events(&headers);
-    let logs = match stateful::process_logs(&*backend, &sandbox, &process, follow).await {
-        Err(SandboxError::Unsupported(_)) => return Err(no_process(&process)),
-        Err(e) => {
-            m.get(&team, &id).await?; // deleted meanwhile: just gone
-            return Err(e.into());
-        }
-        Ok(l) => l,
-    };
-    if !follow {
-        let (stdout, stderr, process) = stateful::collect_logs(logs).await?;
-        return Ok(Json(ProcessLogs {
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-            process,
-        })
-        .into_response());
+    match processes::logs(&state, &team, &id, &process, follow).await? {
+        Logs::Collected(logs) => Ok(Json(logs).into_response()),
+        Logs::Followed(stream) => Ok(events(stream)),
     }
-    Ok(events(logs))
 }
 
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// The followed logs as Server-Sent Events; dropping the response stops following.
-fn events(mut logs: stateful::LogStream) -> Response {
+fn events(mut logs: LogStream) -> Response {
     let (mut w, chunks) = json_stream::pair();
     let producer = tokio::spawn(async move {
         let mut decoders = (Utf8Chunks::default(), Utf8Chunks::default());
@@ -283,7 +169,7 @@ fn events(mut logs: stateful::LogStream) -> Response {
                     return;
                 }
                 Some(Err(e)) => {
-                    let e = ApiError::from(e);
+                    let e = ApiError::from(crate::service::ServiceError::from(e));
                     let mut out = b"event: error\ndata: ".to_vec();
                     serde_json::to_writer(&mut out, &ErrorBody::from(&e))
                         .expect("an error serializes");

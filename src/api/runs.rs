@@ -1,14 +1,14 @@
-//! `GET /v1/runs/{id}`: a run of the caller's team, live or ended (`crate::runs`).
+//! `GET /v1/runs/{id}`: a run of the caller's team, live or ended (`service::runs`).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::{Extension, Json};
 
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
-use crate::runs::{LookupError, RunRecordView};
+use crate::runs::RunRecordView;
+use crate::service::runs;
 use crate::store::Team;
 
 #[derive(utoipa::IntoParams)]
@@ -30,20 +30,5 @@ pub async fn get(
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
 ) -> Result<Json<RunRecordView>, ApiError> {
-    state
-        .runs
-        .lookup(&team, &id)
-        .await
-        .map(Json)
-        .map_err(|e| match e {
-            LookupError::NotFound(_) => ApiError::new(
-                StatusCode::NOT_FOUND,
-                "run_not_found",
-                format!("{e}; runs are looked up by the id their answer gave, within the team that ran them"),
-            ),
-            LookupError::Expired { .. } => {
-                ApiError::new(StatusCode::NOT_FOUND, "run_expired", e.to_string())
-            }
-            LookupError::Store(s) => s.into(),
-        })
+    Ok(Json(runs::get(&state, &team, &id).await?))
 }

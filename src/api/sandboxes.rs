@@ -1,4 +1,5 @@
-//! `/v1/sandboxes`: lifecycle, calls and files of a team's persistent workspaces.
+//! `/v1/sandboxes`: lifecycle, calls and files of a team's persistent workspaces, over
+//! `service::sandboxes` and `service::files`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,109 +13,17 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::error::ErrorBody;
-use super::execute::{ready_executor, respond, RUN_ANSWER};
+use super::execute::{respond, RUN_ANSWER};
 use super::{ApiError, AppState};
-use crate::exec::request::object::Object;
 use crate::exec::request::SandboxCallRequest;
-use crate::exec::{BoxFuture, ExecError, Executor, Job, Readiness, RunResult};
-use crate::sandbox::manager::{CreateSandbox, ManagerError};
-use crate::sandbox::names::{self, PathEncoding};
-use crate::sandbox::{FileEntry, Sandbox, SandboxBackend, SandboxError};
-use crate::store::{rfc3339, Team};
-
-impl From<ManagerError> for ApiError {
-    fn from(e: ManagerError) -> ApiError {
-        match e {
-            ManagerError::NotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "sandbox_not_found", e.to_string())
-            }
-            ManagerError::Invalid(m) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_sandbox", m)
-            }
-            ManagerError::Unavailable(m) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "executor_unavailable", m)
-            }
-            ManagerError::Quota(q) => q.into(),
-            ManagerError::Store(s) => s.into(),
-            ManagerError::Backend(b) => b.into(),
-        }
-    }
-}
-
-impl From<SandboxError> for ApiError {
-    fn from(e: SandboxError) -> ApiError {
-        match e {
-            SandboxError::NotFound(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "file_not_found", e.to_string())
-            }
-            SandboxError::PathRefused(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string())
-            }
-            SandboxError::PathConflict(_) => {
-                ApiError::new(StatusCode::CONFLICT, "path_conflict", e.to_string())
-            }
-            SandboxError::TooLarge { .. } => {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", e.to_string())
-            }
-            SandboxError::InvalidArchive(_) => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_archive",
-                format!("{e}; send a tar (ustar, GNU or pax)"),
-            ),
-            SandboxError::Exec(x) => x.into(),
-            SandboxError::ContextNotFound(m) => {
-                ApiError::new(StatusCode::NOT_FOUND, "context_not_found", m)
-            }
-            SandboxError::ContextLost(m) => ApiError::new(StatusCode::GONE, "context_lost", m),
-            SandboxError::ProcessNotFound(m) => {
-                ApiError::new(StatusCode::NOT_FOUND, "process_not_found", m)
-            }
-            SandboxError::Unsupported(m) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported", m)
-            }
-            SandboxError::Io(..) => {
-                tracing::error!(error = %e, "sandbox file operation failed");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "the sandbox operation failed inside the service; it has been logged",
-                )
-            }
-        }
-    }
-}
-
-/// A sandbox as the API shows it.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct SandboxView {
-    pub id: String,
-    pub executor: String,
-    pub policy: String,
-    pub state: String,
-    #[schema(format = DateTime)]
-    pub created_at: String,
-    #[schema(format = DateTime)]
-    pub expires_at: String,
-    #[schema(format = DateTime)]
-    pub last_used_at: String,
-    #[schema(required = true)]
-    pub idle_timeout_seconds: Option<u64>,
-    pub metadata: BTreeMap<String, String>,
-}
-
-pub(crate) fn view(s: &Sandbox) -> SandboxView {
-    SandboxView {
-        id: s.id.clone(),
-        executor: s.executor.clone(),
-        policy: s.policy.clone(),
-        state: s.state.clone(),
-        created_at: rfc3339(s.created_at),
-        expires_at: rfc3339(s.expires_at),
-        last_used_at: rfc3339(s.last_used_at),
-        idle_timeout_seconds: s.idle_timeout_seconds,
-        metadata: s.metadata.clone(),
-    }
-}
+use crate::exec::RunResult;
+use crate::sandbox::manager::CreateSandbox;
+use crate::sandbox::names::PathEncoding;
+use crate::sandbox::FileEntry;
+use crate::service::files::{self, FileWritten};
+use crate::service::sandboxes::{self, SandboxView};
+use crate::store::Team;
+use crate::wire::object::Object;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct SandboxList {
@@ -124,15 +33,6 @@ pub struct SandboxList {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct FileList {
     pub files: Vec<FileEntry>,
-}
-
-/// What `PUT .../files/{path}` wrote.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct FileWritten {
-    /// As a listing shows it: as is when valid UTF-8, else percent-encoded.
-    pub path: String,
-    pub path_encoding: PathEncoding,
-    pub size: usize,
 }
 
 /// The path parameter of `/v1/sandboxes/{id}...`, for the API description.
@@ -171,18 +71,6 @@ pub struct FileQuery {
 /// The 404 of every `/v1/sandboxes/{id}...` route.
 pub(super) const NOT_FOUND: &str = "`sandbox_not_found`: the team has no such sandbox (another team's is exactly as missing), or it expired or was deleted";
 
-pub(crate) fn manager(
-    state: &AppState,
-) -> Result<&Arc<crate::sandbox::manager::Manager>, ApiError> {
-    state.sandboxes.as_ref().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "sandboxes_unavailable",
-            "sandboxes are not enabled in this service",
-        )
-    })
-}
-
 #[utoipa::path(post, path = "/v1/sandboxes", operation_id = "create_sandbox", summary = "Create a sandbox", tag = "sandboxes", request_body = CreateSandbox,
     responses(
         (status = 201, description = "Created, with its work dir (local) or container (docker)", body = SandboxView),
@@ -201,8 +89,8 @@ pub async fn create(
     body: Result<Json<Object<CreateSandbox>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(Object(req)) = body?;
-    let sb = manager(&state)?.create(&team, req).await?;
-    Ok((StatusCode::CREATED, Json(view(&sb))).into_response())
+    let sb = sandboxes::create(&state, &team, req).await?;
+    Ok((StatusCode::CREATED, Json(SandboxView::from(&sb))).into_response())
 }
 
 /// `GET /v1/sandboxes?metadata.KEY=VALUE...`
@@ -236,9 +124,9 @@ pub async fn list(
             }
         }
     }
-    let list = manager(&state)?.list(&team, &filter).await?;
+    let list = sandboxes::list(&state, &team, &filter).await?;
     Ok(Json(SandboxList {
-        sandboxes: list.iter().map(view).collect(),
+        sandboxes: list.iter().map(SandboxView::from).collect(),
     }))
 }
 
@@ -254,7 +142,9 @@ pub async fn get(
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
 ) -> Result<Json<SandboxView>, ApiError> {
-    Ok(Json(view(&manager(&state)?.get(&team, &id).await?)))
+    Ok(Json(SandboxView::from(
+        &sandboxes::get(&state, &team, &id).await?,
+    )))
 }
 
 #[utoipa::path(delete, path = "/v1/sandboxes/{id}", operation_id = "delete_sandbox", summary = "Delete a sandbox and everything it holds", tag = "sandboxes", params(SandboxId),
@@ -269,7 +159,7 @@ pub async fn delete(
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    manager(&state)?.delete(&team, &id).await?;
+    sandboxes::delete(&state, &team, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -279,7 +169,7 @@ pub async fn delete(
 pub struct Keepalive {
     /// Seconds from now until the sandbox expires, 1..=`sandboxes.max_ttl_seconds`; the
     /// sandbox's own TTL when left out.
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     ttl_seconds: Option<u64>,
 }
 
@@ -333,8 +223,8 @@ pub async fn keepalive(
             .0
             .and_then(|Object(k)| k.ttl_seconds)
     };
-    Ok(Json(view(
-        &manager(&state)?.keepalive(&team, &id, ttl).await?,
+    Ok(Json(SandboxView::from(
+        &sandboxes::keepalive(&state, &team, &id, ttl).await?,
     )))
 }
 
@@ -364,138 +254,8 @@ pub async fn execute(
     body: Result<Json<Object<SandboxCallRequest>>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(Object(req)) = body?;
-    if req.context.is_some() {
-        return super::contexts::execute(&state, &team, &id, req, &headers).await;
-    }
-    let (job, call) = call(&state, &team, &id, req).await?;
-    let sandbox_id = call.sandbox.id.clone();
-    respond(
-        &state,
-        &team,
-        Some(sandbox_id),
-        job,
-        Arc::new(call),
-        &headers,
-    )
-    .await
-}
-
-/// A call in the team's sandbox `id`, validated and holding the sandbox's lock: the job and
-/// the executor that runs it there. The sandbox's executor and policy apply.
-pub(crate) async fn call(
-    state: &AppState,
-    team: &Team,
-    id: &str,
-    req: SandboxCallRequest,
-) -> Result<(Job, SandboxCall), ApiError> {
-    let m = manager(state)?;
-    let (sandbox, guard) = m.use_sandbox(team, id).await?;
-    let mut req = req.in_sandbox(sandbox.executor.clone(), sandbox.policy.clone());
-    // The sandbox's env is the base; the call's own env wins.
-    for (k, v) in &sandbox.env {
-        req.env.entry(k.clone()).or_insert_with(|| v.clone());
-    }
-    let (job, _) = req.into_job(
-        uuid::Uuid::new_v4().to_string(),
-        &state.policies,
-        &state.runtimes,
-    )?;
-    // A call's files become the workspace's: it may not bring a bigger disk than the sandbox has.
-    if job.limits.disk_bytes > sandbox.limits.disk_bytes {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "limit_exceeded",
-            format!(
-                "limits.disk_bytes = {} exceeds this sandbox's disk of {} bytes",
-                job.limits.disk_bytes, sandbox.limits.disk_bytes
-            ),
-        ));
-    }
-    let executor = ready_executor(state, &sandbox.executor, &job.runtime.language)?;
-    let backend = backend_of(m, &sandbox)?;
-    // What the call writes must land as files in the work dir a program may have changed: a
-    // link, a file or a directory in the way is the caller's to fix, not a failure mid-call.
-    let rt = &job.runtime;
-    let writes = job
-        .files
-        .iter()
-        .map(|f| f.path.clone())
-        .chain([rt.source_file.clone()])
-        .chain(rt.artifact.clone())
-        .collect();
-    backend.check_call_paths(&sandbox, writes).await?;
-    Ok((
-        job,
-        SandboxCall {
-            executor,
-            backend,
-            sandbox,
-            _guard: guard,
-        },
-    ))
-}
-
-/// A call in a sandbox, seen as an executor by the run path (admission, metrics, audit,
-/// streaming). It holds the sandbox's lock until the call is over.
-pub(crate) struct SandboxCall {
-    executor: Arc<dyn Executor>,
-    backend: Arc<dyn SandboxBackend>,
-    sandbox: Sandbox,
-    _guard: tokio::sync::OwnedMutexGuard<()>,
-}
-
-impl Executor for SandboxCall {
-    fn name(&self) -> &'static str {
-        self.executor.name()
-    }
-
-    fn run<'a>(&'a self, job: &'a Job) -> BoxFuture<'a, Result<RunResult, ExecError>> {
-        self.backend.exec(&self.sandbox, job)
-    }
-
-    fn readiness(&self) -> Readiness {
-        self.executor.readiness()
-    }
-
-    fn runtimes(&self) -> std::collections::HashMap<String, String> {
-        self.executor.runtimes()
-    }
-}
-
-pub(crate) fn backend_of(
-    m: &crate::sandbox::manager::Manager,
-    sandbox: &Sandbox,
-) -> Result<Arc<dyn SandboxBackend>, ApiError> {
-    m.backend(&sandbox.executor).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "executor_unavailable",
-            format!(
-                "the {} executor of this sandbox is not running",
-                sandbox.executor
-            ),
-        )
-    })
-}
-
-fn path_refused(e: impl ToString) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, "path_refused", e.to_string())
-}
-
-/// A file path from the URL (already percent-decoded by the router) in its `encoding`, as raw
-/// bytes by the one path rule of `exec::path` — so `%2e%2e/` arrives as `../` and is refused,
-/// in either encoding.
-pub(crate) fn rel_path(shown: &str, encoding: PathEncoding) -> Result<Vec<u8>, ApiError> {
-    let raw = names::decode(shown, encoding).map_err(path_refused)?;
-    crate::exec::path::check_raw(&raw).map_err(path_refused)?;
-    Ok(raw)
-}
-
-/// A directory from a query in its `encoding`, as raw bytes by the same rule ("" is the work dir).
-pub(crate) fn dir_path(shown: &str, encoding: PathEncoding) -> Result<Vec<u8>, ApiError> {
-    let raw = names::decode(shown, encoding).map_err(path_refused)?;
-    let dir = crate::exec::path::check_dir_raw(&raw).map_err(path_refused)?;
-    Ok(dir.to_vec())
+    let call = sandboxes::prepare_call(&state, &team, &id, req).await?;
+    respond(&state, call, &headers).await
 }
 
 fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -531,19 +291,9 @@ pub async fn put_file(
     q: Result<Query<FileQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<FileWritten>, ApiError> {
-    let rel = rel_path(&path, query(q)?.path_encoding.unwrap_or_default())?;
+    let rel = files::file_path(&path, query(q)?.path_encoding.unwrap_or_default())?;
     let content = body_bytes(body)?.to_vec();
-    let size = content.len();
-    let m = manager(&state)?;
-    let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
-    let backend = backend_of(m, &sandbox)?;
-    backend.write_file(&sandbox, &rel, content).await?;
-    let (path, path_encoding) = names::encode(&rel);
-    Ok(Json(FileWritten {
-        path,
-        path_encoding,
-        size,
-    }))
+    Ok(Json(files::write(&state, &team, &id, &rel, content).await?))
 }
 
 #[utoipa::path(get, path = "/v1/sandboxes/{id}/files/{path}", operation_id = "read_file", summary = "Read a file", tag = "files", params(SandboxFile, FileQuery),
@@ -562,11 +312,8 @@ pub async fn get_file(
     Path((id, path)): Path<(String, String)>,
     q: Result<Query<FileQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let rel = rel_path(&path, query(q)?.path_encoding.unwrap_or_default())?;
-    let m = manager(&state)?;
-    let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
-    let backend = backend_of(m, &sandbox)?;
-    let bytes = backend.read_file(&sandbox, &rel).await?;
+    let rel = files::file_path(&path, query(q)?.path_encoding.unwrap_or_default())?;
+    let bytes = files::read(&state, &team, &id, &rel).await?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
 }
 
@@ -602,12 +349,9 @@ pub async fn list_files(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<FileList>, ApiError> {
     let q = query(q)?;
-    let shown = q.path.as_deref().unwrap_or_default();
-    let dir = dir_path(shown, q.path_encoding.unwrap_or_default())?;
-    let m = manager(&state)?;
-    let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
-    let backend = backend_of(m, &sandbox)?;
-    let files = backend.list(&sandbox, &dir).await?;
+    let dir = q.path.as_deref().unwrap_or_default();
+    let encoding = q.path_encoding.unwrap_or_default();
+    let files = files::list(&state, &team, &id, dir, encoding).await?;
     Ok(Json(FileList { files }))
 }
 
@@ -625,16 +369,8 @@ pub async fn get_archive(
     Extension(team): Extension<Team>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let m = manager(&state)?;
-    let (sandbox, guard) = m.use_sandbox(&team, &id).await?;
-    let backend = backend_of(m, &sandbox)?;
-    let tar = backend.export_tar(&sandbox).await?;
     // The sandbox stays locked until the whole archive is sent (or the client goes away).
-    use futures_util::StreamExt;
-    let tar = tar.map(move |chunk| {
-        let _held = &guard;
-        chunk
-    });
+    let tar = files::export_tar(&state, &team, &id).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/x-tar")],
         axum::body::Body::from_stream(tar),
@@ -665,9 +401,6 @@ pub async fn post_archive(
     // Streamed into the sandbox as it arrives: its disk, not the service's memory, bounds it.
     let tar = body.into_data_stream().map_err(std::io::Error::other);
     let tar: crate::sandbox::TarStream = Box::pin(tar);
-    let m = manager(&state)?;
-    let (sandbox, _guard) = m.use_sandbox(&team, &id).await?;
-    let backend = backend_of(m, &sandbox)?;
-    backend.import_tar(&sandbox, tar).await?;
+    files::import_tar(&state, &team, &id, tar).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,42 +1,13 @@
 //! `GET /v1/team`: which team the caller acts as, and how much of each of its quotas it uses
-//! now, so a client (the web console) can show who it is and what is left.
+//! now (`service::team`), so a client (the web console) can show who it is and what is left.
 
 use std::sync::Arc;
 
+use super::{ApiError, AppState};
+use crate::service::team::{self, TeamView};
+use crate::store::Team;
 use axum::extract::State;
 use axum::{Extension, Json};
-use serde::Serialize;
-
-use super::{ApiError, AppState};
-use crate::store::Team;
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct TeamView {
-    /// The team's name (`default` under `auth = "none"`).
-    pub name: String,
-    /// `none` or `api-key`: how this service ties requests to teams.
-    pub auth: &'static str,
-    pub quotas: TeamQuotas,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct TeamQuotas {
-    /// Runs and sandbox calls running or queued (`quotas.max_concurrent_runs_per_team`).
-    pub concurrent_runs: QuotaUse,
-    /// Sandboxes the team has (`quotas.max_sandboxes_per_team`).
-    pub sandboxes: QuotaUse,
-    /// Agent runs working now, not queued or waiting for approval
-    /// (`agent.max_concurrent_runs_per_team`).
-    pub agent_runs: QuotaUse,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct QuotaUse {
-    pub used: usize,
-    /// The quota; null when unlimited.
-    #[schema(required = true)]
-    pub limit: Option<usize>,
-}
 
 #[utoipa::path(get, path = "/v1/team", operation_id = "get_team", summary = "The caller's team and its quota use", tag = "service",
     responses((status = 200, description = "The team this request acts as, and its use of each quota now", body = TeamView)))]
@@ -44,29 +15,5 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Extension(team): Extension<Team>,
 ) -> Result<Json<TeamView>, ApiError> {
-    let id = team.id;
-    let sandboxes = state.store.blocking(move |s| s.count_sandboxes(id)).await?;
-    let unlimited_as_none = |n: usize| (n != 0).then_some(n);
-    let (_, agent_held) = state.agent.slots().held(team.id);
-    Ok(Json(TeamView {
-        name: team.name.clone(),
-        auth: match state.auth {
-            super::auth::Auth::None { .. } => "none",
-            super::auth::Auth::ApiKey => "api-key",
-        },
-        quotas: TeamQuotas {
-            concurrent_runs: QuotaUse {
-                used: state.quotas.runs_in_flight(&team),
-                limit: unlimited_as_none(state.quotas.max_runs()),
-            },
-            sandboxes: QuotaUse {
-                used: sandboxes,
-                limit: unlimited_as_none(state.quotas.max_sandboxes()),
-            },
-            agent_runs: QuotaUse {
-                used: agent_held,
-                limit: Some(state.agent.slots().per_team()),
-            },
-        },
-    }))
+    Ok(Json(team::view(&state, &team).await?))
 }

@@ -12,66 +12,59 @@ use std::sync::Arc;
 
 use axum::Router;
 
-use crate::api::AppState;
 use crate::config::CompatSettings;
-use crate::exec::request::KNOWN_EXECUTORS;
 use crate::policy::PolicySet;
+use crate::policy::KNOWN_EXECUTORS;
+use crate::service::AppState;
 use languages::Offered;
 
-/// What the doors share, fixed at start.
-#[derive(Debug, Clone)]
-pub struct Compat {
-    pub settings: CompatSettings,
-    /// Judge0's configuration as this service applies it (`GET /judge0/config_info`).
-    pub judge0: judge0::config::ConfigInfo,
+/// Check the doors' settings against the loaded policies at start: the executor must be known
+/// and allowed by the policy. (The settings themselves are the service's `compat`.)
+pub fn check(settings: &CompatSettings, policies: &PolicySet) -> Result<(), String> {
+    if !KNOWN_EXECUTORS.contains(&settings.executor.as_str()) {
+        return Err(format!(
+            "compat.executor \"{}\" is not one of {}",
+            settings.executor,
+            KNOWN_EXECUTORS.join(", ")
+        ));
+    }
+    let policy = policies.get(&settings.policy).ok_or_else(|| {
+        format!(
+            "compat.policy \"{}\" is not a loaded policy ({})",
+            settings.policy,
+            policies
+                .policies
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    })?;
+    if !policy.executors.contains(&settings.executor) {
+        return Err(format!(
+            "compat.policy \"{}\" does not allow compat.executor \"{}\"; it allows {}",
+            settings.policy,
+            settings.executor,
+            policy.executors.join(", ")
+        ));
+    }
+    Ok(())
 }
 
-impl Compat {
-    /// Check the settings against the loaded policies: the executor must be known and allowed
-    /// by the policy.
-    pub fn new(
-        settings: &CompatSettings,
-        policies: &PolicySet,
-        max_queue_size: usize,
-    ) -> Result<Compat, String> {
-        if !KNOWN_EXECUTORS.contains(&settings.executor.as_str()) {
-            return Err(format!(
-                "compat.executor \"{}\" is not one of {}",
-                settings.executor,
-                KNOWN_EXECUTORS.join(", ")
-            ));
-        }
-        let policy = policies.get(&settings.policy).ok_or_else(|| {
-            format!(
-                "compat.policy \"{}\" is not a loaded policy ({})",
-                settings.policy,
-                policies
-                    .policies
-                    .keys()
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )
-        })?;
-        if !policy.executors.contains(&settings.executor) {
-            return Err(format!(
-                "compat.policy \"{}\" does not allow compat.executor \"{}\"; it allows {}",
-                settings.policy,
-                settings.executor,
-                policy.executors.join(", ")
-            ));
-        }
-        Ok(Compat {
-            settings: settings.clone(),
-            judge0: judge0::config::ConfigInfo::new(policy, max_queue_size),
-        })
-    }
+/// Judge0's configuration as this service applies it (`GET /judge0/config_info`): the compat
+/// policy's maxima and the service's queue.
+pub fn judge0_config(state: &AppState) -> judge0::config::ConfigInfo {
+    let policy = state
+        .policies
+        .get(&state.compat.policy)
+        .expect("compat.policy was checked at start");
+    judge0::config::ConfigInfo::new(policy, state.admission.max_queued())
 }
 
 /// The languages the doors offer now: those whose runtime passed its probe on the compat
 /// executor.
 pub fn offered(state: &AppState) -> Vec<Offered> {
-    match state.executors.get(state.compat.settings.executor.as_str()) {
+    match state.executors.get(state.compat.executor.as_str()) {
         Some(e) => languages::offered(&state.runtimes, e.as_ref()),
         None => Vec::new(),
     }

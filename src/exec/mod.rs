@@ -4,9 +4,11 @@
 //! A timeout, an OOM or a truncated stream is a *status in the result*; `Err(ExecError)` means the
 //! service itself could not run the job.
 
+pub mod call;
 pub mod docker;
 pub mod local;
 pub mod path;
+pub mod pipeline;
 pub mod request;
 pub mod runtime;
 pub mod uids;
@@ -14,7 +16,7 @@ pub mod uids;
 use std::future::Future;
 use std::pin::Pin;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::policy::Limits;
 use request::Encoding;
@@ -23,9 +25,7 @@ use runtime::Runtime;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How a run ended. Exactly one of these; see README for the meaning of each.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Hash, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Ok,
@@ -51,9 +51,7 @@ impl Status {
     }
 }
 
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Usage {
     pub wall_time_ms: u64,
     pub cpu_time_ms: u64,
@@ -75,7 +73,7 @@ pub struct StepResult {
 }
 
 /// The compile step as reported to callers.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CompileResult {
     pub status: Status,
     #[schema(required = true)]
@@ -101,7 +99,7 @@ impl CompileResult {
 /// The response body of `POST /v1/execute`; the one result contract of every executor.
 // Option fields are always sent (as null), hence `required`. Deserialize: the kept results of
 // `GET /v1/runs/{id}` are read back from the store.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunResult {
     pub id: String,
     pub status: Status,
@@ -140,15 +138,16 @@ pub struct RunResult {
     pub error: Option<Option<DisplayError>>,
 }
 
-/// `error` as sent: a field that is present (`null` included) is `Some`.
-fn present<'de, D: serde::Deserializer<'de>>(
+/// A field that is there, even as null, is `Some` (serde reads a null `Option<Option<T>>` as
+/// `None`, which would lose the difference between "no exception" and "not a context call").
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(
     d: D,
-) -> Result<Option<Option<DisplayError>>, D::Error> {
-    serde::Deserialize::deserialize(d).map(Some)
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// The uncaught exception of a context call.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DisplayError {
     /// The exception's class, e.g. `ZeroDivisionError` (`KeyboardInterrupt` at a deadline).
     pub name: String,

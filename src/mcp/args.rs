@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::exec::request::{self, whole, ExecuteRequest, FileSpec, SandboxCallRequest};
+use crate::exec::request::{self, ExecuteRequest, FileSpec, SandboxCallRequest};
 use crate::policy::LimitOverrides;
 use crate::sandbox::manager;
+use crate::wire::whole;
 
 /// A sandbox's lifetime when `create_sandbox` names none (capped by the service's maximum).
 pub const DEFAULT_TTL_SECONDS: u64 = 3600;

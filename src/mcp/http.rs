@@ -13,8 +13,9 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 
 use super::server::Server;
-use crate::api::auth::Auth;
-use crate::api::{ApiError, AppState};
+use crate::api::ApiError;
+use crate::service::auth::Auth;
+use crate::service::AppState;
 
 pub const PATH: &str = "/mcp";
 

@@ -14,7 +14,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 
 use super::tools::{self, Caller};
-use crate::api::AppState;
+use crate::service::AppState;
 use crate::store::Team;
 
 /// The newest protocol version served: the last with the `initialize` handshake.

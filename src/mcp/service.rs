@@ -1,33 +1,31 @@
-//! The run path as the MCP door reaches it: one function per tool, each going the way its HTTP
-//! route goes (validation, the team's quotas, admission, the audit log, the sandbox's lock).
-//! Today these call into `api/`'s functions; this file is the one seam to move when the run
-//! path has a layer of its own below the doors.
+//! The service as the MCP door reaches it: one function per tool, each the service function its
+//! HTTP route calls (validation, the team's quotas, admission, run tracking, the audit log, the
+//! sandbox's lock). What goes wrong is a `ServiceError`; `tools.rs` answers it with the API's
+//! code and message.
 
 use std::sync::Arc;
 
-use crate::api::{contexts, execute, sandboxes, ApiError, AppState};
 use crate::exec::request::{ExecuteRequest, SandboxCallRequest};
 use crate::exec::RunResult;
 use crate::sandbox::manager::CreateSandbox;
-use crate::sandbox::names::{self, PathEncoding};
+use crate::sandbox::names::PathEncoding;
 use crate::sandbox::FileEntry;
+use crate::service::{self, AppState, ServiceError};
 use crate::store::Team;
 
-pub use crate::api::sandboxes::{FileWritten, SandboxView};
+pub use crate::service::files::FileWritten;
+pub use crate::service::sandboxes::SandboxView;
 
-/// `POST /v1/execute`, answered as JSON.
+/// `POST /v1/execute`, answered as JSON. A tool call dropped before the result (the client
+/// cancelled it, or hung up on its HTTP request) cancels the run, as closing an event stream
+/// does.
 pub async fn execute(
     state: &Arc<AppState>,
     team: &Team,
     req: ExecuteRequest,
-) -> Result<RunResult, ApiError> {
-    let (job, executor) = execute::prepare(state, req)?;
-    let origin = execute::Origin {
-        team: team.clone(),
-        sandbox_id: None,
-    };
-    let task = execute::admit_and_spawn(state, origin, job, executor).await?;
-    join(task).await
+) -> Result<RunResult, ServiceError> {
+    let run = service::run::prepare(state, team, req)?;
+    run.start(state).await?.outcome_or_kill().await
 }
 
 /// `POST /v1/sandboxes/{id}/execute`, in a context when the request names one.
@@ -36,28 +34,9 @@ pub async fn sandbox_execute(
     team: &Team,
     id: &str,
     req: SandboxCallRequest,
-) -> Result<RunResult, ApiError> {
-    let origin = execute::Origin {
-        team: team.clone(),
-        sandbox_id: Some(id.to_string()),
-    };
-    let task = if req.context.is_some() {
-        let (job, call) = contexts::context_call(state, team, id, req).await?;
-        execute::admit_and_spawn(state, origin, job, Arc::new(call)).await?
-    } else {
-        let (job, call) = sandboxes::call(state, team, id, req).await?;
-        execute::admit_and_spawn(state, origin, job, Arc::new(call)).await?
-    };
-    join(task).await
-}
-
-/// The run's result; a tool call dropped before it (the client cancelled it, or hung up on
-/// its HTTP request) cancels the run, as closing an event stream does.
-async fn join(
-    task: tokio::task::JoinHandle<Result<RunResult, crate::exec::ExecError>>,
-) -> Result<RunResult, ApiError> {
-    let _cancel = execute::AbortOnDrop(task.abort_handle());
-    execute::join(task).await
+) -> Result<RunResult, ServiceError> {
+    let call = service::sandboxes::prepare_call(state, team, id, req).await?;
+    call.start(state).await?.outcome_or_kill().await
 }
 
 /// `POST /v1/sandboxes`.
@@ -65,24 +44,26 @@ pub async fn create_sandbox(
     state: &AppState,
     team: &Team,
     req: CreateSandbox,
-) -> Result<SandboxView, ApiError> {
-    let sandbox = sandboxes::manager(state)?.create(team, req).await?;
-    Ok(sandboxes::view(&sandbox))
+) -> Result<SandboxView, ServiceError> {
+    let sandbox = service::sandboxes::create(state, team, req).await?;
+    Ok(SandboxView::from(&sandbox))
 }
 
 /// `DELETE /v1/sandboxes/{id}`.
-pub async fn delete_sandbox(state: &AppState, team: &Team, id: &str) -> Result<(), ApiError> {
-    Ok(sandboxes::manager(state)?.delete(team, id).await?)
+pub async fn delete_sandbox(state: &AppState, team: &Team, id: &str) -> Result<(), ServiceError> {
+    service::sandboxes::delete(state, team, id).await
 }
 
-/// `POST /v1/sandboxes/{id}/contexts`: the new context's id and language.
+/// `POST /v1/sandboxes/{id}/contexts`: the new context's id.
 pub async fn create_context(
     state: &AppState,
     team: &Team,
     id: &str,
     language: &str,
-) -> Result<String, ApiError> {
-    contexts::start_context(state, team, id, language).await
+) -> Result<String, ServiceError> {
+    Ok(service::contexts::create(state, team, id, language)
+        .await?
+        .id)
 }
 
 /// `PUT /v1/sandboxes/{id}/files/{path}`.
@@ -92,20 +73,9 @@ pub async fn write_file(
     id: &str,
     path: &str,
     content: Vec<u8>,
-) -> Result<FileWritten, ApiError> {
-    let rel = sandboxes::rel_path(path, PathEncoding::Utf8)?;
-    let size = content.len();
-    let m = sandboxes::manager(state)?;
-    let (sandbox, _guard) = m.use_sandbox(team, id).await?;
-    sandboxes::backend_of(m, &sandbox)?
-        .write_file(&sandbox, &rel, content)
-        .await?;
-    let (path, path_encoding) = names::encode(&rel);
-    Ok(FileWritten {
-        path,
-        path_encoding,
-        size,
-    })
+) -> Result<FileWritten, ServiceError> {
+    let rel = service::files::file_path(path, PathEncoding::Utf8)?;
+    service::files::write(state, team, id, &rel, content).await
 }
 
 /// `GET /v1/sandboxes/{id}/files/{path}`.
@@ -114,12 +84,9 @@ pub async fn read_file(
     team: &Team,
     id: &str,
     path: &str,
-) -> Result<Vec<u8>, ApiError> {
-    let rel = sandboxes::rel_path(path, PathEncoding::Utf8)?;
-    let m = sandboxes::manager(state)?;
-    let (sandbox, _guard) = m.use_sandbox(team, id).await?;
-    let backend = sandboxes::backend_of(m, &sandbox)?;
-    Ok(backend.read_file(&sandbox, &rel).await?)
+) -> Result<Vec<u8>, ServiceError> {
+    let rel = service::files::file_path(path, PathEncoding::Utf8)?;
+    service::files::read(state, team, id, &rel).await
 }
 
 /// `GET /v1/sandboxes/{id}/files?path=DIR`.
@@ -128,10 +95,6 @@ pub async fn list_files(
     team: &Team,
     id: &str,
     dir: &str,
-) -> Result<Vec<FileEntry>, ApiError> {
-    let dir = sandboxes::dir_path(dir, PathEncoding::Utf8)?;
-    let m = sandboxes::manager(state)?;
-    let (sandbox, _guard) = m.use_sandbox(team, id).await?;
-    let backend = sandboxes::backend_of(m, &sandbox)?;
-    Ok(backend.list(&sandbox, &dir).await?)
+) -> Result<Vec<FileEntry>, ServiceError> {
+    service::files::list(state, team, id, dir, PathEncoding::Utf8).await
 }

@@ -13,7 +13,8 @@ use serde::de::DeserializeOwned;
 
 use super::args::{self, Encoding};
 use super::{answer, service};
-use crate::api::{ApiError, AppState};
+use crate::api::ApiError;
+use crate::service::AppState;
 use crate::store::Team;
 
 /// What a call runs with: the service, the caller's team and where runs go by default.

@@ -14,6 +14,9 @@ const EMBEDDED: &[(&str, &str)] = &[
     ("gvisor", include_str!("../../policies/gvisor.toml")),
 ];
 
+/// Executors this build knows about.
+pub const KNOWN_EXECUTORS: &[&str] = &["local", "docker"];
+
 /// Every limit a run is held to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,22 +50,22 @@ pub const MINIMUMS: Limits = Limits {
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     #[schema(minimum = 1)]
     pub wall_time_ms: Option<u64>,
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     #[schema(minimum = 1)]
     pub cpu_time_ms: Option<u64>,
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     #[schema(minimum = 8388608)]
     pub memory_bytes: Option<u64>,
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     #[schema(minimum = 8)]
     pub pids: Option<u64>,
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     #[schema(minimum = 0)]
     pub output_bytes: Option<u64>,
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     #[schema(minimum = 65536)]
     pub disk_bytes: Option<u64>,
 }
@@ -220,10 +223,10 @@ impl Policy {
             ));
         }
         for e in &policy.executors {
-            if !crate::exec::request::KNOWN_EXECUTORS.contains(&e.as_str()) {
+            if !KNOWN_EXECUTORS.contains(&e.as_str()) {
                 return Err(invalid(format!(
                     "executors names unknown executor \"{e}\"; known: {}",
-                    crate::exec::request::KNOWN_EXECUTORS.join(", ")
+                    KNOWN_EXECUTORS.join(", ")
                 )));
             }
         }

@@ -22,8 +22,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use super::disk::{self, DiskMode};
-use super::supervised::{CallCgroup, SandboxHost};
+use super::supervised::SandboxHost;
 use super::{Sandbox, SandboxError};
+use crate::exec::call::CallCgroup;
 use crate::exec::docker::container::{self, LABEL_SANDBOX};
 use crate::exec::docker::{cgroup, gvisor, supervised, DockerExecutor};
 use crate::exec::{BoxFuture, ExecError};

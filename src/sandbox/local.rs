@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::disk::{self, DiskMode};
-use super::supervised::{CallCgroup, SandboxHost};
+use super::supervised::SandboxHost;
 use super::{Sandbox, SandboxError};
+use crate::exec::call::{open_procs, CallCgroup};
 use crate::exec::local::cgroup::{CgroupUsage, RunCgroup, SandboxCgroup};
 use crate::exec::local::spec::{self, SupervisorBoot, SUPERVISOR_SOCKET};
 use crate::exec::local::LocalExecutor;
@@ -343,16 +344,7 @@ struct LocalCall {
 
 impl CallCgroup for LocalCall {
     fn procs_fds(&self) -> std::io::Result<Vec<OwnedFd>> {
-        self.cgroup
-            .procs_files()
-            .iter()
-            .map(|p| {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(p)
-                    .map(OwnedFd::from)
-            })
-            .collect()
+        open_procs(&self.cgroup.procs_files())
     }
 
     fn cpu_time_ns(&self) -> u64 {

@@ -35,11 +35,11 @@ pub struct CreateSandbox {
     #[serde(default)]
     pub policy: Option<String>,
     /// Seconds until the sandbox is deleted, 1..=`sandboxes.max_ttl_seconds`.
-    #[serde(deserialize_with = "crate::exec::request::whole::number")]
+    #[serde(deserialize_with = "crate::wire::whole::number")]
     pub ttl_seconds: u64,
     /// Deleted sooner after this many seconds without a call or file operation,
     /// 1..=`sandboxes.max_ttl_seconds`.
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     pub idle_timeout_seconds: Option<u64>,
     /// The base environment of every call; a call's own `env` wins.
     #[serde(default)]

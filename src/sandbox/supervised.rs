@@ -1,24 +1,20 @@
 //! The one sandbox backend, over a [`SandboxHost`] per executor (local: the helper in supervisor
 //! mode; docker: one container per sandbox). Everything done in a sandbox is a message to its
-//! supervisor (`supervisor::client`): calls (compile then run, each step in a cgroup of its own
-//! under the sandbox's, with the host's CPU watch), files, listings and archives. The host only
-//! makes, finds and removes sandboxes and their cgroups.
+//! supervisor (`supervisor::client`): calls (the one compile-then-run pipeline,
+//! `exec::pipeline`, each step a call, `exec::call`, in a cgroup of its own under the
+//! sandbox's), files, listings and archives. The host only makes, finds and removes sandboxes
+//! and their cgroups.
 
-use std::os::fd::OwnedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::{FileEntry, FileKind, Sandbox, SandboxBackend, SandboxError, TarStream};
-use crate::exec::local::cgroup::CgroupUsage;
-use crate::exec::{
-    classify, BoxFuture, CompileResult, ExecError, Job, OutputSink, RunResult, StepEnd, StepResult,
-    Usage,
-};
+use crate::exec::call::{self, inline, CallCgroup, CallError, Step, Watch};
+use crate::exec::pipeline::{self, compile_then_run, Compiled, Steps};
+use crate::exec::{BoxFuture, ExecError, Job, RunResult, StepResult};
 use crate::policy::Limits;
 use crate::supervisor::client::{SupError, Supervisor};
-use crate::supervisor::proto::{
-    self, CallSpec, Control, Ended, ErrorKind, InlineFile, ProcLimits, Request,
-};
+use crate::supervisor::proto::{self, ErrorKind, InlineFile, Request};
 
 /// How an executor makes, finds and removes sandboxes; the backend does the rest.
 pub trait SandboxHost: Send + Sync {
@@ -50,16 +46,6 @@ pub trait SandboxHost: Send + Sync {
     }
 }
 
-/// One call's cgroup; dropping it kills what is left in it and removes it.
-pub trait CallCgroup: Send + Sync {
-    /// `cgroup.procs` of each hierarchy, opened O_WRONLY, for the supervisor to join.
-    fn procs_fds(&self) -> std::io::Result<Vec<OwnedFd>>;
-    fn cpu_time_ns(&self) -> u64;
-    fn usage(&self) -> CgroupUsage;
-}
-
-/// How often the host reads a call's CPU time against its limit.
-const CPU_WATCH: Duration = Duration::from_millis(20);
 /// How long past its wall time a call may take before the service ends it itself (the
 /// supervisor keeps the deadline; this is for one that does not answer).
 const DEADLINE_GRACE: Duration = Duration::from_secs(5);
@@ -89,68 +75,13 @@ impl Supervised {
                 format!("runtime {} is not available in this sandbox", rt.language),
             )
         })?;
-        let sup = self.sup(sb).await.map_err(exec_error)?;
-        let mut files: Vec<InlineFile> = job
-            .files
-            .iter()
-            .map(|f| inline(&f.path, &f.content))
-            .collect();
-        files.push(inline(&rt.source_file, job.code.as_bytes()));
-        let base = self.host.base_env(sb);
-        let env = rt.env(base.clone(), &job.env);
-        let mut compile = None;
-        if let Some(cmd) = &rt.compile {
-            // The compiled program stays in /work for the run step, as everything a call leaves.
-            let r = self
-                .step(
-                    sb,
-                    &sup,
-                    Step {
-                        argv: cmd.clone(),
-                        env: rt.env(base, &[]),
-                        files: std::mem::take(&mut files),
-                        stdin: Vec::new(),
-                        limits: job.compile_limits,
-                        open_files: job.open_files.max(256),
-                        stream: None,
-                    },
-                )
-                .await?;
-            compile = Some(CompileResult::of(&r, job.output_encoding));
-            if r.status != crate::exec::Status::Ok {
-                return Ok(RunResult::from_step(
-                    job,
-                    self.host.name(),
-                    version,
-                    compile,
-                    StepResult::compile_failed(),
-                ));
-            }
-        }
-        let mut argv = rt.run.clone();
-        argv.extend(job.args.iter().cloned());
-        let r = self
-            .step(
-                sb,
-                &sup,
-                Step {
-                    argv,
-                    env,
-                    files,
-                    stdin: job.stdin.clone(),
-                    limits: job.limits,
-                    open_files: job.open_files,
-                    stream: job.stream.clone(),
-                },
-            )
-            .await?;
-        Ok(RunResult::from_step(
+        let steps = CallSteps {
+            backend: self,
+            sb,
+            sup: self.sup(sb).await.map_err(exec_error)?,
             job,
-            self.host.name(),
-            version,
-            compile,
-            r,
-        ))
+        };
+        compile_then_run(job, &steps, self.host.name(), version).await
     }
 
     /// One program to its end in the sandbox, in a cgroup of its own, watched for CPU.
@@ -158,141 +89,98 @@ impl Supervised {
         &self,
         sb: &Sandbox,
         sup: &Supervisor,
-        step: Step,
+        step: Step<'_>,
     ) -> Result<StepResult, ExecError> {
-        let limits = step.limits;
         let cg = self
             .host
-            .call_cgroup(sb, &limits)
+            .call_cgroup(sb, &step.limits)
             .await
-            .map_err(exec_error)?
-            .map(Arc::<dyn CallCgroup>::from);
-        let fds = match &cg {
-            Some(c) => c
-                .procs_fds()
-                .map_err(|e| ExecError::Io("opening the call's cgroup".into(), e))?,
-            None => Vec::new(),
+            .map_err(exec_error)?;
+        let watch = Watch {
+            cgroup: cg.as_deref(),
+            nudge: DEADLINE_GRACE,
+            give_up: 2 * DEADLINE_GRACE,
+            oom_events: None,
+            tree_cpu_floor: false,
         };
-        let spec = CallSpec {
-            argv: step.argv,
-            env: step.env,
-            cwd: String::new(),
-            files: step.files,
-            limits: ProcLimits {
-                wall_time_ms: limits.wall_time_ms,
-                cpu_time_ms: limits.cpu_time_ms,
-                output_bytes: limits.output_bytes,
-                open_files: step.open_files,
-                file_bytes: limits.disk_bytes,
-            },
-            cgroup_fds: fds.len(),
-        };
-        let (control, control_rx) = tokio::sync::mpsc::channel(4);
-        let cpu_limit_ns = limits.cpu_time_ms.saturating_mul(1_000_000);
-        // The CPU watch: the supervisor cannot see the call's cgroup; the host can.
-        let watch = cg.clone().map(|cg| {
-            let control = control.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(CPU_WATCH);
-                loop {
-                    tick.tick().await;
-                    if cg.cpu_time_ns() >= cpu_limit_ns {
-                        let _ = control.send(Control::CpuLimit).await;
-                        return;
-                    }
-                }
-            })
-        });
-        let wall = Duration::from_millis(limits.wall_time_ms);
-        let deadline = {
-            let control = control.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(wall + DEADLINE_GRACE).await;
-                let _ = control.send(Control::Deadline).await;
-            })
-        };
-        drop(control);
-        let out = tokio::time::timeout(
-            wall + 2 * DEADLINE_GRACE,
-            sup.exec(spec, &step.stdin, fds, step.stream, Some(control_rx)),
-        )
-        .await;
-        if let Some(w) = watch {
-            w.abort();
-        }
-        deadline.abort();
-        let usage = cg.as_ref().map(|c| c.usage());
+        let out = call::run(sup, step, watch).await;
         if let Some(cg) = cg {
             // Kill what is left and remove the cgroup (rmdir retries sleep).
             let _ = tokio::task::spawn_blocking(move || drop(cg)).await;
         }
-        let out = match out {
-            Ok(Err(SupError::Remote(ErrorKind::TooLarge, msg))) => {
-                return Err(ExecError::DiskFull(format!(
-                    "the sandbox's disk ({} bytes) is too full for the call's files: {msg}; a call or file operation that frees space helps",
-                    sb.limits.disk_bytes
-                )))
-            }
-            Ok(r) => r.map_err(|e| exec_error(sup_error(e, 0)))?,
-            Err(_) => {
-                return Err(ExecError::Setup(
-                    "the sandbox's supervisor did not end the call at its deadline".into(),
-                ))
-            }
-        };
-        let exit = out.exit;
-        let end = match exit.ended {
-            Some(Ended::Deadline) => StepEnd::Deadline,
-            Some(Ended::CpuLimit) => StepEnd::CpuLimit,
-            Some(Ended::Exited) | None => StepEnd::Exited {
-                exit_code: exit.exit_code,
-                signal: exit.signal,
-            },
-        };
-        let (exit_code, signal, status) = classify(
-            end,
-            usage.is_some_and(|u| u.oom_kills > 0),
-            usage
-                .map(|u| u.cpu_time_ns)
-                .unwrap_or(exit.cpu_time_ms.saturating_mul(1_000_000))
-                >= cpu_limit_ns,
-        );
-        Ok(StepResult {
-            status,
-            exit_code,
-            signal: signal.map(crate::exec::signal_name),
-            stdout: out.stdout,
-            stderr: out.stderr,
-            stdout_truncated: exit.stdout_truncated,
-            stderr_truncated: exit.stderr_truncated,
-            usage: Usage {
-                wall_time_ms: exit.wall_time_ms,
-                cpu_time_ms: usage
-                    .map(|u| u.cpu_time_ns / 1_000_000)
-                    .unwrap_or(exit.cpu_time_ms),
-                peak_memory_bytes: usage
-                    .map(|u| u.peak_memory_bytes)
-                    .unwrap_or(exit.max_rss_bytes),
-            },
+        out.map_err(|e| match e {
+            CallError::Supervisor(SupError::Remote(ErrorKind::TooLarge, msg)) => ExecError::DiskFull(format!(
+                "the sandbox's disk ({} bytes) is too full for the call's files: {msg}; a call or file operation that frees space helps",
+                sb.limits.disk_bytes
+            )),
+            CallError::Supervisor(e) => exec_error(sup_error(e, 0)),
+            CallError::Cgroup(e) => ExecError::Io("opening the call's cgroup".into(), e),
+            CallError::NoAnswer => ExecError::Setup(
+                "the sandbox's supervisor did not end the call at its deadline".into(),
+            ),
         })
     }
 }
 
-struct Step {
-    argv: Vec<String>,
-    env: Vec<(String, String)>,
-    files: Vec<InlineFile>,
-    stdin: Vec<u8>,
-    limits: Limits,
-    open_files: u64,
-    stream: Option<OutputSink>,
+/// A call's steps, all in the sandbox's persistent /work: the compiled program stays there for
+/// the run step, as everything a call leaves does.
+struct CallSteps<'a> {
+    backend: &'a Supervised,
+    sb: &'a Sandbox,
+    sup: Supervisor,
+    job: &'a Job,
 }
 
-fn inline(path: &str, content: &[u8]) -> InlineFile {
-    use base64::Engine;
-    InlineFile {
-        path: proto::raw_path(path.as_bytes()),
-        content: base64::engine::general_purpose::STANDARD.encode(content),
+impl CallSteps<'_> {
+    fn files(&self) -> Vec<InlineFile> {
+        pipeline::files(self.job)
+            .iter()
+            .map(|f| inline(&f.path, &f.content))
+            .collect()
+    }
+}
+
+impl Steps for CallSteps<'_> {
+    type Artifact = ();
+
+    fn compile(&self, argv: Vec<String>) -> BoxFuture<'_, Result<Compiled<()>, ExecError>> {
+        Box::pin(async move {
+            let step = Step {
+                argv,
+                env: pipeline::compile_env(self.backend.host.base_env(self.sb), self.job),
+                files: self.files(),
+                stdin: b"",
+                limits: self.job.compile_limits,
+                open_files: self.job.open_files.max(256),
+                stream: None,
+            };
+            let r = self.backend.step(self.sb, &self.sup, step).await?;
+            Ok((r, Some(())))
+        })
+    }
+
+    fn run(
+        &self,
+        argv: Vec<String>,
+        compiled: Option<()>,
+    ) -> BoxFuture<'_, Result<StepResult, ExecError>> {
+        Box::pin(async move {
+            let step = Step {
+                argv,
+                env: pipeline::env(self.backend.host.base_env(self.sb), self.job),
+                // After a compile step the files are in /work already.
+                files: if compiled.is_some() {
+                    Vec::new()
+                } else {
+                    self.files()
+                },
+                stdin: &self.job.stdin,
+                limits: self.job.limits,
+                open_files: self.job.open_files,
+                stream: self.job.stream.clone(),
+            };
+            self.backend.step(self.sb, &self.sup, step).await
+        })
     }
 }
 

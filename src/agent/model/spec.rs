@@ -47,7 +47,7 @@ pub struct ModelSpec {
     /// Stream the reply (default true).
     #[serde(default)]
     pub stream: Option<bool>,
-    #[serde(default, deserialize_with = "crate::exec::request::whole::option")]
+    #[serde(default, deserialize_with = "crate::wire::whole::option")]
     pub max_tokens: Option<u32>,
     #[serde(default)]
     pub temperature: Option<f32>,

@@ -11,8 +11,8 @@ use serde::Serialize;
 use super::config::ConfigInfo;
 use super::verdict::STATUSES;
 use super::Judge0Error;
-use crate::api::AppState;
 use crate::compat::offered;
+use crate::service::AppState;
 
 /// The Judge0 API version this door speaks; Judge0's SDK picks its language ids by it.
 pub const VERSION: &str = "1.13.1";
@@ -111,5 +111,5 @@ pub async fn about() -> Json<About> {
 
 /// `GET /config_info`: every field Judge0 reports, as this service applies them.
 pub async fn config_info(State(state): State<Arc<AppState>>) -> Json<ConfigInfo> {
-    Json(state.compat.judge0.clone())
+    Json(crate::compat::judge0_config(&state))
 }

@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 
-use crate::api::{ApiError, AppState};
+use crate::api::ApiError;
+use crate::service::{AppState, ServiceError};
 use request::FieldErrors;
 
 /// Judge0's routes; each also answers with a trailing slash, as Rails does.
@@ -76,6 +77,13 @@ impl From<ApiError> for Judge0Error {
             message: e.message,
             retry_after: e.retry_after,
         }
+    }
+}
+
+impl From<ServiceError> for Judge0Error {
+    /// As the HTTP layer maps it (status, sentence, `Retry-After`), then as above.
+    fn from(e: ServiceError) -> Judge0Error {
+        ApiError::from(e).into()
     }
 }
 

@@ -21,11 +21,11 @@ use super::request::{self, FieldErrors, Params};
 use super::submission::{Fields, Rendered, Submission};
 use super::verdict::{self, verdict, Judged, Verdict};
 use super::Judge0Error;
-use crate::api::{ApiError, AppState};
-use crate::compat::{offered, run};
+use crate::api::ApiError;
+use crate::compat::{judge0_config, offered, run};
 use crate::exec::request::ExecuteRequest;
-use crate::exec::{Executor, Job};
 use crate::policy::LimitOverrides;
+use crate::service::{AppState, ServiceError};
 use crate::store::{now_millis, Team};
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,8 +55,8 @@ impl Options {
 /// A submission made into a job for the run path.
 struct Prepared {
     params: Params,
-    job: Job,
-    executor: Arc<dyn Executor>,
+    /// The validated run, adjusted; each of the submission's runs is one more of it.
+    run: run::Prepared,
 }
 
 fn millis(seconds: f64) -> u64 {
@@ -66,8 +66,8 @@ fn millis(seconds: f64) -> u64 {
 /// The run a submission asks for: its limits in execbox's units, its arguments, and what no
 /// `/v1` request asks for, applied to the validated job: compiler options before the source
 /// file in the compile command, stderr joined to stdout by a shell that then execs the program.
-fn prepare(state: &AppState, params: Params) -> Result<Prepared, ApiError> {
-    let settings = &state.compat.settings;
+fn prepare(state: &AppState, team: &Team, params: Params) -> Result<Prepared, ApiError> {
+    let settings = &state.compat;
     let p = &params;
     let req = ExecuteRequest {
         language: p.language.runtime.language.clone(),
@@ -88,7 +88,8 @@ fn prepare(state: &AppState, params: Params) -> Result<Prepared, ApiError> {
         },
         output_encoding: Default::default(),
     };
-    let (mut job, executor) = run::prepare(state, req)?;
+    let mut run = run::prepare(state, team, req)?;
+    let job = &mut run.job;
     if let Some(compile) = job.runtime.compile.as_mut() {
         // Before the source file, as Judge0's `compile_cmd` has them (checked in `request`).
         if let Some(at) = compile.iter().position(|a| *a == job.runtime.source_file) {
@@ -103,18 +104,13 @@ fn prepare(state: &AppState, params: Params) -> Result<Prepared, ApiError> {
             .chain(program)
             .collect();
     }
-    Ok(Prepared {
-        params,
-        job,
-        executor,
-    })
+    Ok(Prepared { params, run })
 }
 
 /// Run a submission `number_of_runs` times, the first run already admitted, stopping after the
 /// first that is not Accepted, as Judge0 does.
 async fn runs(
     state: &Arc<AppState>,
-    team: &Team,
     p: &Prepared,
     first: run::Running,
 ) -> Result<Vec<Verdict>, ApiError> {
@@ -128,11 +124,7 @@ async fn runs(
     for _ in 0..p.params.number_of_runs {
         let running = match next.take() {
             Some(r) => r,
-            None => {
-                let mut job = p.job.clone();
-                job.id = uuid::Uuid::new_v4().to_string();
-                run::admit(state.clone(), team.clone(), job, p.executor.clone()).await?
-            }
+            None => run::admit(state.clone(), p.run.again()).await?,
         };
         let v = verdict(&run::finish(running).await?, &judged);
         let accepted = v.status_id == verdict::ACCEPTED;
@@ -144,10 +136,10 @@ async fn runs(
     Ok(verdicts)
 }
 
-async fn save(state: &AppState, team: &Team, sub: &Submission) -> Result<(), ApiError> {
+async fn save(state: &AppState, team: &Team, sub: &Submission) -> Result<(), ServiceError> {
     let view = serde_json::to_value(sub).expect("a submission serializes");
     let created = sub.created_at.div_euclid(1000);
-    let expires = created.saturating_add(state.compat.settings.judge0_retention_seconds as i64);
+    let expires = created.saturating_add(state.compat.judge0_retention_seconds as i64);
     let (token, team_id, pending) = (sub.token.clone(), team.id, sub.pending());
     state
         .store
@@ -160,7 +152,7 @@ async fn load(
     state: &AppState,
     team: &Team,
     tokens: Vec<String>,
-) -> Result<Vec<Option<Submission>>, ApiError> {
+) -> Result<Vec<Option<Submission>>, ServiceError> {
     let team_id = team.id;
     let views = state
         .store
@@ -175,7 +167,7 @@ async fn load(
         .collect())
 }
 
-type Admission = Pin<Box<dyn Future<Output = Result<run::Running, ApiError>> + Send>>;
+type Admission = Pin<Box<dyn Future<Output = Result<run::Running, ServiceError>> + Send>>;
 
 /// Queue a submission: its admission is asked for now, so a full service or a team at its
 /// quota is refused at once; it is saved (In Queue, or Processing when a slot was free) and then
@@ -186,12 +178,7 @@ async fn enqueue(
     p: Prepared,
     mut sub: Submission,
 ) -> Result<(), Judge0Error> {
-    let mut admission: Admission = Box::pin(run::admit(
-        state.clone(),
-        team.clone(),
-        p.job.clone(),
-        p.executor.clone(),
-    ));
+    let mut admission: Admission = Box::pin(run::admit(state.clone(), p.run.again()));
     let admitted = match std::future::poll_fn(|cx| Poll::Ready(admission.as_mut().poll(cx))).await {
         Poll::Ready(Err(e)) => return Err(e.into()),
         Poll::Ready(Ok(running)) => {
@@ -213,7 +200,7 @@ async fn enqueue(
                     r
                 }
             };
-            runs(&state, &team, &p, first).await
+            runs(&state, &p, first).await
         }
         .await;
         match outcome {
@@ -221,7 +208,7 @@ async fn enqueue(
             Err(e) => sub.fail(e.message, now_millis()),
         }
         if let Err(e) = save(&state, &team, &sub).await {
-            tracing::error!(token = %sub.token, error = %e.message, "could not save a finished submission");
+            tracing::error!(token = %sub.token, error = %e, "could not save a finished submission");
         }
     });
     Ok(())
@@ -262,9 +249,9 @@ pub async fn create(
     let fields = q.fields()?;
     let base64 = q.base64();
     let body = object(&body)?;
-    let params = request::parse(&body, base64, &state.compat.judge0, &offered(&state))
+    let params = request::parse(&body, base64, &judge0_config(&state), &offered(&state))
         .map_err(Judge0Error::Invalid)?;
-    let prepared = prepare(&state, params)?;
+    let prepared = prepare(&state, &team, params)?;
     let mut sub = Submission::queued(
         uuid::Uuid::new_v4().to_string(),
         &prepared.params,
@@ -275,14 +262,8 @@ pub async fn create(
         enqueue(&state, &team, prepared, sub).await?;
         return Ok((StatusCode::CREATED, Json(answer)).into_response());
     }
-    let first = run::admit(
-        state.clone(),
-        team.clone(),
-        prepared.job.clone(),
-        prepared.executor.clone(),
-    )
-    .await?;
-    match runs(&state, &team, &prepared, first).await {
+    let first = run::admit(state.clone(), prepared.run.again()).await?;
+    match runs(&state, &prepared, first).await {
         Ok(v) => sub.finish(&v, now_millis()),
         Err(e) => sub.fail(e.message, now_millis()),
     }
@@ -344,7 +325,8 @@ pub async fn create_batch(
         Some(Value::Array(items)) => items.as_slice(),
         _ => &[],
     };
-    if let Some(e) = batch_size_error(items.len(), state.compat.judge0.max_submission_batch_size) {
+    if let Some(e) = batch_size_error(items.len(), judge0_config(&state).max_submission_batch_size)
+    {
         return Err(e);
     }
     let languages = offered(&state);
@@ -353,16 +335,16 @@ pub async fn create_batch(
     for item in items {
         let empty = Map::new();
         let attributes = item.as_object().unwrap_or(&empty);
-        let params = match request::parse(attributes, q.base64(), &state.compat.judge0, &languages)
-        {
-            Ok(p) => p,
-            Err(errors) => {
-                answers.push(Made::Invalid(errors));
-                continue;
-            }
-        };
+        let params =
+            match request::parse(attributes, q.base64(), &judge0_config(&state), &languages) {
+                Ok(p) => p,
+                Err(errors) => {
+                    answers.push(Made::Invalid(errors));
+                    continue;
+                }
+            };
         let queued = async {
-            let prepared = prepare(&state, params)?;
+            let prepared = prepare(&state, &team, params)?;
             let sub = Submission::queued(
                 uuid::Uuid::new_v4().to_string(),
                 &prepared.params,
@@ -411,7 +393,10 @@ pub async fn show_batch(
     } else {
         listed.split(',').map(str::to_string).collect()
     };
-    if let Some(e) = batch_size_error(tokens.len(), state.compat.judge0.max_submission_batch_size) {
+    if let Some(e) = batch_size_error(
+        tokens.len(),
+        judge0_config(&state).max_submission_batch_size,
+    ) {
         return Err(e);
     }
     let base64 = q.base64();
@@ -461,7 +446,7 @@ pub async fn end_interrupted(state: &Arc<AppState>) -> anyhow::Result<()> {
 
 /// Delete expired submissions every minute (or every retention period, when shorter).
 pub fn spawn_sweeper(state: Arc<AppState>) {
-    let every = state.compat.settings.judge0_retention_seconds.clamp(1, 60);
+    let every = state.compat.judge0_retention_seconds.clamp(1, 60);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
         loop {

@@ -12,12 +12,12 @@ use serde_json::{Map, Value};
 use super::wire::{ExecuteResponse, Stage};
 use super::PistonError;
 use crate::api::execute::Utf8Chunks;
-use crate::api::AppState;
 use crate::compat::languages::{version_matches, Offered};
 use crate::compat::{offered, run};
 use crate::exec::request::{Encoding, ExecuteRequest, FileSpec};
 use crate::exec::{Status, StreamKind};
 use crate::policy::{LimitOverrides, Limits};
+use crate::service::AppState;
 use crate::store::Team;
 
 /// Piston's defaults for a request that leaves a limit out (milliseconds), each at most what
@@ -69,7 +69,7 @@ fn limit(
 fn limits(state: &AppState, body: &Map<String, Value>) -> Result<Asked, PistonError> {
     let policy = state
         .policies
-        .get(&state.compat.settings.policy)
+        .get(&state.compat.policy)
         .expect("compat.policy is checked at start");
     let (max, compile) = (policy.maxima, policy.compile);
     let run = LimitOverrides {
@@ -226,7 +226,7 @@ pub async fn execute(
         Some(_) => return Err(PistonError::bad("args must be an array of strings")),
     };
     let asked = limits(&state, body)?;
-    let settings = &state.compat.settings;
+    let settings = &state.compat;
     let req = ExecuteRequest {
         language: rt.runtime.language.clone(),
         code,
@@ -239,11 +239,10 @@ pub async fn execute(
         limits: asked.run,
         output_encoding: Default::default(),
     };
-    let (mut job, executor) = run::prepare(&state, req)?;
-    job.compile_limits = asked.compile;
+    let mut prepared = run::prepare(&state, &team, req)?;
+    prepared.job.compile_limits = asked.compile;
     // The run step's output as it arrives, for `output` in the order it was written.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    job.stream = Some(tx);
+    let mut rx = prepared.stream();
     let collector = tokio::spawn(async move {
         let (mut out, mut err) = (Utf8Chunks::default(), Utf8Chunks::default());
         let mut output = String::new();
@@ -257,7 +256,7 @@ pub async fn execute(
         output.push_str(&err.finish());
         output
     });
-    let running = run::admit(state.clone(), team, job, executor).await?;
+    let running = run::admit(state.clone(), prepared).await?;
     let result = run::finish(running).await?;
     let output = collector.await.unwrap_or_default();
     let compiled = result.compile.as_ref().map(Stage::compile);

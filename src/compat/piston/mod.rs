@@ -12,8 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 
-use crate::api::{ApiError, AppState};
+use crate::api::ApiError;
 use crate::compat::offered;
+use crate::service::{AppState, ServiceError};
 use wire::RuntimeItem;
 
 pub fn router() -> Router<Arc<AppState>> {
@@ -75,6 +76,13 @@ impl From<ApiError> for PistonError {
             message: e.message,
             retry_after: e.retry_after,
         }
+    }
+}
+
+impl From<ServiceError> for PistonError {
+    /// As the HTTP layer maps it (status, sentence, `Retry-After`), then as above.
+    fn from(e: ServiceError) -> PistonError {
+        ApiError::from(e).into()
     }
 }
 

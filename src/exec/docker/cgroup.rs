@@ -12,13 +12,13 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::exec::call::{open_procs, CallCgroup};
 use crate::exec::local::cgroup::v1::V1;
 use crate::exec::local::cgroup::v2::V2;
 use crate::exec::local::cgroup::{
     cgroup_mounts, CgroupBackend, CgroupError, CgroupUsage, RunCgroup,
 };
 use crate::policy::Limits;
-use crate::sandbox::supervised::CallCgroup;
 
 /// The name below `<container>/execbox/` the calls live in.
 const CALLS: &str = "calls";
@@ -106,17 +106,7 @@ impl DockerCallCgroup {
 
 impl CallCgroup for DockerCallCgroup {
     fn procs_fds(&self) -> std::io::Result<Vec<OwnedFd>> {
-        self.run()
-            .procs_files()
-            .iter()
-            .map(|p| {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(p)
-                    .map(OwnedFd::from)
-                    .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.display())))
-            })
-            .collect()
+        open_procs(&self.run().procs_files())
     }
 
     fn cpu_time_ns(&self) -> u64 {

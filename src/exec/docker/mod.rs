@@ -24,11 +24,12 @@ use bollard::Docker;
 use container::Shape;
 use pool::Pool;
 
+use super::call::CallCgroup;
+use super::pipeline::{self, compile_then_run, Compiled, Steps};
 use super::runtime::{Runtime, RuntimeTable};
 use super::uids::{UidLease, Uids};
 use super::{
-    BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status,
-    StepResult, Usage,
+    BoxFuture, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status, StepResult, Usage,
 };
 use crate::policy::{Limits, PolicySet};
 
@@ -539,9 +540,9 @@ impl DockerExecutor {
         base_env(&self.table)
     }
 
-    /// What a job needs wherever it runs: its runtime's probed version and image, its files
-    /// with the source among them, and its environment.
-    pub(crate) fn prepare(&self, job: &Job) -> Result<Prepared, ExecError> {
+    async fn run_job(&self, job: &Job) -> Result<RunResult, ExecError> {
+        self.ensure_runtime(job.docker_runtime.as_deref(), &job.policy)
+            .await?;
         if let Some(e) = self.unavailable() {
             return Err(e);
         }
@@ -559,89 +560,12 @@ impl DockerExecutor {
             .image_of(&rt.language)
             .expect("probed languages have an image")
             .to_string();
-        let mut files = job.files.clone();
-        files.push(JobFile {
-            path: rt.source_file.clone(),
-            content: job.code.as_bytes().to_vec(),
-        });
-        let env = rt.env(self.base_env(), &job.env);
-        Ok(Prepared {
-            version,
+        let steps = RunSteps {
+            exec: self,
+            job,
             image,
-            files,
-            env,
-        })
-    }
-
-    async fn run_job(&self, job: &Job) -> Result<RunResult, ExecError> {
-        self.ensure_runtime(job.docker_runtime.as_deref(), &job.policy)
-            .await?;
-        let Prepared {
-            version,
-            image,
-            mut files,
-            env,
-        } = self.prepare(job)?;
-        let rt: &Runtime = &job.runtime;
-        let mut compile = None;
-        // The compiled program, written executable into the run's container.
-        let mut executable = None;
-        if let (Some(cmd), Some(name)) = (&rt.compile, &rt.artifact) {
-            let shape = self.shape(
-                &image,
-                job.compile_limits,
-                job.open_files.max(256),
-                job.docker_runtime.clone(),
-            );
-            let input = StepInput {
-                argv: cmd.clone(),
-                env: rt.env(self.base_env(), &[]),
-                files: &files,
-                executable: None,
-                stdin: b"",
-                stream: None,
-            };
-            let (r, artifact) = self.step(&shape, input, Some(name)).await?;
-            compile = Some(CompileResult::of(&r, job.output_encoding));
-            match artifact {
-                Some(bytes) if r.status == Status::Ok => {
-                    executable = Some(JobFile {
-                        path: name.clone(),
-                        content: bytes,
-                    });
-                    files = Vec::new();
-                }
-                _ => return Ok(self.result(job, version, compile, StepResult::compile_failed())),
-            }
-        }
-        let mut argv = rt.run.clone();
-        argv.extend(job.args.iter().cloned());
-        let shape = self.shape(
-            &image,
-            job.limits,
-            job.open_files,
-            job.docker_runtime.clone(),
-        );
-        let input = StepInput {
-            argv,
-            env,
-            files: &files,
-            executable: executable.as_ref(),
-            stdin: &job.stdin,
-            stream: job.stream.clone(),
         };
-        let (r, _) = self.step(&shape, input, None).await?;
-        Ok(self.result(job, version, compile, r))
-    }
-
-    pub(crate) fn result(
-        &self,
-        job: &Job,
-        version: String,
-        compile: Option<CompileResult>,
-        r: StepResult,
-    ) -> RunResult {
-        RunResult::from_step(job, "docker", version, compile, r)
+        compile_then_run(job, &steps, "docker", version).await
     }
 
     /// One process in a fresh container of `shape`: run it (one request to the container's
@@ -673,28 +597,33 @@ impl DockerExecutor {
         };
         // Under gVisor the container's cgroup holds gVisor's kernel, not the program: the
         // container's own figures count, from what it spent before this step on (its kernel's
-        // boot).
-        let cgroup = if gvisor {
+        // boot). So they do where the call's cgroup is not on this host.
+        let own = if gvisor {
             None
         } else {
             cgroup::call_cgroup(&id, &shape.limits)
                 .map_err(|e| ExecError::Setup(format!("creating the call's cgroup: {e}")))?
         };
-        let baseline = host_cgroup_usage(&id).unwrap_or_default();
+        let share = own
+            .is_none()
+            .then(|| cgroup::ContainerShare::start(&id))
+            .flatten();
         let target = step::Target {
             id: &id,
             sup: &sup,
-            cgroup: cgroup
-                .as_ref()
-                .map(|c| c as &dyn crate::sandbox::supervised::CallCgroup),
-            baseline,
+            cgroup: match (&own, &share) {
+                (Some(c), _) => Some(c as &dyn CallCgroup),
+                (None, Some(s)) => Some(s as &dyn CallCgroup),
+                (None, None) => None,
+            },
+            own_cgroup: own.is_some(),
             ooms: &self.ooms,
         };
         let ran = target
             .run(&shape.limits, shape.open_files, input, collect)
             .await;
         // The call's cgroup goes (whatever is left in it killed) before its container.
-        drop(cgroup);
+        drop(own);
         ran
     }
 }
@@ -765,15 +694,6 @@ fn parse_cgroup_usage(text: &str) -> Usage {
         }
     }
     u
-}
-
-/// What [`DockerExecutor::prepare`] makes of a job.
-pub(crate) struct Prepared {
-    pub version: String,
-    pub image: String,
-    /// The job's files and its source.
-    pub files: Vec<JobFile>,
-    pub env: Vec<(String, String)>,
 }
 
 /// One process to run in a container.
@@ -894,18 +814,77 @@ impl Executor for Unreachable {
     }
 }
 
-impl StepResult {
-    pub(crate) fn compile_failed() -> StepResult {
-        StepResult {
-            status: Status::CompileError,
-            exit_code: None,
-            signal: None,
-            stdout: Vec::new(),
-            stderr: Vec::new(),
-            stdout_truncated: false,
-            stderr_truncated: false,
-            usage: Usage::default(),
-        }
+/// A one-shot run's steps, each in a fresh container of its own shape: the compile step's
+/// artifact is read back from its container and written, executable, into the run step's.
+struct RunSteps<'a> {
+    exec: &'a DockerExecutor,
+    job: &'a Job,
+    image: String,
+}
+
+impl Steps for RunSteps<'_> {
+    type Artifact = JobFile;
+
+    fn compile(&self, argv: Vec<String>) -> BoxFuture<'_, Result<Compiled<JobFile>, ExecError>> {
+        Box::pin(async move {
+            let job = self.job;
+            let name = job
+                .runtime
+                .artifact
+                .clone()
+                .expect("a compiled runtime names its artifact");
+            let shape = self.exec.shape(
+                &self.image,
+                job.compile_limits,
+                job.open_files.max(256),
+                job.docker_runtime.clone(),
+            );
+            let files = pipeline::files(job);
+            let input = StepInput {
+                argv,
+                env: pipeline::compile_env(self.exec.base_env(), job),
+                files: &files,
+                executable: None,
+                stdin: b"",
+                stream: None,
+            };
+            let (r, artifact) = self.exec.step(&shape, input, Some(&name)).await?;
+            let artifact = artifact.map(|content| JobFile {
+                path: name,
+                content,
+            });
+            Ok((r, artifact))
+        })
+    }
+
+    fn run(
+        &self,
+        argv: Vec<String>,
+        executable: Option<JobFile>,
+    ) -> BoxFuture<'_, Result<StepResult, ExecError>> {
+        Box::pin(async move {
+            let job = self.job;
+            // After a compile step the compiled program is the run step's only file.
+            let files = match executable {
+                Some(_) => Vec::new(),
+                None => pipeline::files(job),
+            };
+            let shape = self.exec.shape(
+                &self.image,
+                job.limits,
+                job.open_files,
+                job.docker_runtime.clone(),
+            );
+            let input = StepInput {
+                argv,
+                env: pipeline::env(self.exec.base_env(), job),
+                files: &files,
+                executable: executable.as_ref(),
+                stdin: &job.stdin,
+                stream: job.stream.clone(),
+            };
+            Ok(self.exec.step(&shape, input, None).await?.0)
+        })
     }
 }
 

@@ -23,11 +23,12 @@ use spec::{BootSpec, RunSpec, SandboxReport, StagedFile};
 use tokio::io::AsyncWriteExt;
 use warm::{Preparer, WarmPool};
 
+use super::pipeline::{self, compile_then_run, Compiled, Steps};
 use super::runtime::{Runtime, RuntimeTable};
 use super::uids::{UidLease, Uids};
 use super::{
-    BoxFuture, CompileResult, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status,
-    StepEnd, StepResult, Usage,
+    BoxFuture, ExecError, Executor, Job, JobFile, Readiness, RunResult, Status, StepEnd,
+    StepResult, Usage,
 };
 use crate::policy::Limits;
 
@@ -126,6 +127,88 @@ impl Drop for StagingGuard {
     /// Only reached with work left when a run is cancelled or fails half-way.
     fn drop(&mut self) {
         self.cleanup();
+    }
+}
+
+/// A one-shot run's steps, each in a sandbox of its own: the compile step's artifact is
+/// collected into its staging dir and placed, executable, in the run step's /work.
+struct RunSteps<'a> {
+    exec: &'a LocalExecutor,
+    job: &'a Job,
+    /// The job's files and its source.
+    files: Vec<JobFile>,
+    uid: Arc<UidLease>,
+}
+
+impl Steps for RunSteps<'_> {
+    /// The compile step, kept (its staging dir holds the artifact) until the run step has
+    /// staged it.
+    type Artifact = StepOutcome;
+
+    fn compile(
+        &self,
+        argv: Vec<String>,
+    ) -> BoxFuture<'_, Result<Compiled<StepOutcome>, ExecError>> {
+        Box::pin(async move {
+            let job = self.job;
+            let o = self
+                .exec
+                .step(Step {
+                    argv,
+                    env: pipeline::compile_env(self.exec.base_env(), job),
+                    files: &self.files,
+                    artifact: None,
+                    stdin: b"",
+                    limits: job.compile_limits,
+                    open_files: job.open_files.max(256),
+                    collect: job.runtime.artifact.clone(),
+                    stream: None,
+                    uid: self.uid.clone(),
+                })
+                .await?;
+            let result = o.result.clone();
+            if result.status == Status::Ok && o.collected.is_some() {
+                return Ok((result, Some(o)));
+            }
+            o.guard.finish().await;
+            Ok((result, None))
+        })
+    }
+
+    fn run(
+        &self,
+        argv: Vec<String>,
+        compiled: Option<StepOutcome>,
+    ) -> BoxFuture<'_, Result<StepResult, ExecError>> {
+        Box::pin(async move {
+            let job = self.job;
+            let artifact = compiled.as_ref().and_then(|o| {
+                let name = job.runtime.artifact.as_deref()?;
+                Some((name, o.collected.clone()?))
+            });
+            let run = self
+                .exec
+                .step(Step {
+                    argv,
+                    env: pipeline::env(self.exec.base_env(), job),
+                    // After a compile step the compiled program is the run step's only file.
+                    files: if artifact.is_some() { &[] } else { &self.files },
+                    artifact,
+                    stdin: &job.stdin,
+                    limits: job.limits,
+                    open_files: job.open_files,
+                    collect: None,
+                    stream: job.stream.clone(),
+                    uid: self.uid.clone(),
+                })
+                .await;
+            if let Some(o) = compiled {
+                o.guard.finish().await;
+            }
+            let run = run?;
+            run.guard.finish().await;
+            Ok(run.result)
+        })
     }
 }
 
@@ -350,75 +433,15 @@ impl LocalExecutor {
                 format!("runtime {} did not pass its start-up probe", rt.language),
             )
         })?;
-        let mut files = job.files.clone();
-        files.push(JobFile {
-            path: rt.source_file.clone(),
-            content: job.code.as_bytes().to_vec(),
-        });
-        let env = rt.env(self.base_env(), &job.env);
         // One uid for the run's steps; each step's guard keeps it until that step's processes
         // are gone.
-        let uid = Arc::new(self.cfg.uids.acquire(UID_WAIT).await?);
-        let mut compile = None;
-        let mut artifact = None;
-        let mut compile_outcome = None;
-        if let (Some(cmd), Some(name)) = (&rt.compile, &rt.artifact) {
-            let o = self
-                .step(Step {
-                    argv: cmd.clone(),
-                    env: rt.env(self.base_env(), &[]),
-                    files: &files,
-                    artifact: None,
-                    stdin: b"",
-                    limits: job.compile_limits,
-                    open_files: job.open_files.max(256),
-                    collect: Some(name.clone()),
-                    stream: None,
-                    uid: uid.clone(),
-                })
-                .await?;
-            compile = Some(CompileResult::of(&o.result, job.output_encoding));
-            match (&o.result.status, &o.collected) {
-                (Status::Ok, Some(path)) => artifact = Some((name.as_str(), path.clone())),
-                _ => {
-                    o.guard.finish().await;
-                    return Ok(self.result(job, version, compile, StepResult::compile_failed()));
-                }
-            }
-            compile_outcome = Some(o); // keeps the artifact on disk until the run step has staged it
-        }
-        let mut argv = rt.run.clone();
-        argv.extend(job.args.iter().cloned());
-        let run = self
-            .step(Step {
-                argv,
-                env,
-                files: if artifact.is_some() { &[] } else { &files },
-                artifact,
-                stdin: &job.stdin,
-                limits: job.limits,
-                open_files: job.open_files,
-                collect: None,
-                stream: job.stream.clone(),
-                uid,
-            })
-            .await;
-        if let Some(o) = compile_outcome {
-            o.guard.finish().await;
-        }
-        let run = run?;
-        run.guard.finish().await;
-        Ok(self.result(job, version, compile, run.result))
-    }
-
-    fn result(
-        &self,
-        job: &Job,
-        version: String,
-        compile: Option<CompileResult>,
-        r: StepResult,
-    ) -> RunResult {
-        RunResult::from_step(job, "local", version, compile, r)
+        let steps = RunSteps {
+            exec: self,
+            job,
+            files: pipeline::files(job),
+            uid: Arc::new(self.cfg.uids.acquire(UID_WAIT).await?),
+        };
+        compile_then_run(job, &steps, "local", version).await
     }
 
     /// Hand a prepared sandbox its run, wait (owning the deadline), collect.

@@ -26,23 +26,16 @@ pub fn write_inline(shared: &Shared, files: &[InlineFile]) -> Result<(), Respons
     Ok(())
 }
 
-/// The call's working directory: /work, or a directory below it named by the path rule.
+/// The call's working directory: /work, or a directory below it named by the one path rule
+/// (`exec::path`).
 pub fn cwd(shared: &Shared, raw: &proto::RawPath) -> Result<PathBuf, Response> {
     let bytes = proto::path_bytes(raw).map_err(|e| error(ErrorKind::Refused, e))?;
-    if bytes.is_empty() {
+    let dir = crate::exec::path::check_dir_raw(&bytes)
+        .map_err(|e| error(ErrorKind::Refused, format!("the working directory: {e}")))?;
+    if dir.is_empty() {
         return Ok(shared.cfg.work.clone());
     }
-    let p = std::path::Path::new(OsStr::from_bytes(&bytes));
-    if bytes.contains(&0)
-        || p.components()
-            .any(|c| !matches!(c, std::path::Component::Normal(_)))
-    {
-        return Err(error(
-            ErrorKind::Refused,
-            "the working directory must be a relative path below /work",
-        ));
-    }
-    Ok(shared.cfg.work.join(p))
+    Ok(shared.cfg.work.join(OsStr::from_bytes(dir)))
 }
 
 pub fn fs_error(e: FsError) -> Response {

@@ -6,16 +6,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot, watch, Notify};
 
-use super::conversation::{drive, CodeRunner, Decision, Ending, LoopConfig, Observer, Totals};
-use super::messages::{Body, Message};
-use super::model::{ModelClient, Provider, TokenUsage};
+use crate::agent::conversation::{
+    drive, CodeRunner, Decision, Ending, LoopConfig, Observer, Totals,
+};
+use crate::agent::messages::{Body, Message};
+use crate::agent::model::{ModelClient, Provider, TokenUsage};
 use crate::exec::BoxFuture;
-use crate::store::{rfc3339, Store};
+use crate::store::{rfc3339, Store, StoreError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Queued,
@@ -42,7 +44,7 @@ impl State {
 }
 
 /// Which model a run talks to, as shown (never the key).
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ModelView {
     pub provider: Provider,
     pub model: String,
@@ -59,7 +61,7 @@ pub struct RunInfo {
 }
 
 /// Tokens and work of a run so far.
-#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunUsage {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -84,9 +86,9 @@ impl From<Totals> for RunUsage {
     }
 }
 
-/// `GET /v1/agent/runs/{id}`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct RunView {
+/// A run without its messages (`GET /v1/agent/runs` lists these).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunSummary {
     pub id: String,
     pub state: State,
     /// Which termination condition ended a `finished` run (`cancelled` for a cancelled one).
@@ -106,6 +108,13 @@ pub struct RunView {
     pub created_at: String,
     #[schema(format = DateTime, required = true)]
     pub ended_at: Option<String>,
+}
+
+/// A run and every message so far (`GET /v1/agent/runs/{id}`); what the store keeps of it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunView {
+    #[serde(flatten)]
+    pub run: RunSummary,
     pub messages: Vec<Message>,
 }
 
@@ -119,6 +128,18 @@ pub struct EndEvent {
     #[schema(required = true)]
     pub error: Option<String>,
     pub usage: RunUsage,
+}
+
+impl From<&RunSummary> for EndEvent {
+    fn from(r: &RunSummary) -> EndEvent {
+        EndEvent {
+            id: r.id.clone(),
+            state: r.state,
+            stop_reason: r.stop_reason.clone(),
+            error: r.error.clone(),
+            usage: r.usage,
+        }
+    }
 }
 
 /// What a run's subscribers receive.
@@ -172,12 +193,6 @@ impl Slots {
             held: Mutex::new(HashMap::new()),
             freed: Notify::new(),
         })
-    }
-
-    /// The default share of one team when several share the service: half the slots, rounded
-    /// up, so that no team can hold every slot (unless there is only one).
-    pub fn default_share(max: usize) -> usize {
-        max.max(1).div_ceil(2)
     }
 
     /// Wait until a slot is free and the team is under its share, then take it.
@@ -264,6 +279,18 @@ impl Run {
     pub fn view(&self) -> RunView {
         let s = self.shared.lock().unwrap();
         RunView {
+            run: self.summary_of(&s),
+            messages: s.messages.clone(),
+        }
+    }
+
+    /// The run as it is now, without its messages.
+    pub fn summary(&self) -> RunSummary {
+        self.summary_of(&self.shared.lock().unwrap())
+    }
+
+    fn summary_of(&self, s: &Shared) -> RunSummary {
+        RunSummary {
             id: self.id.clone(),
             state: s.state,
             stop_reason: s.stop_reason.clone(),
@@ -276,7 +303,6 @@ impl Run {
             awaiting_approval: s.approval.is_some(),
             created_at: rfc3339(self.created_at),
             ended_at: s.ended_at.map(rfc3339),
-            messages: s.messages.clone(),
         }
     }
 
@@ -289,13 +315,7 @@ impl Run {
     }
 
     fn end_event(&self, s: &Shared) -> EndEvent {
-        EndEvent {
-            id: self.id.clone(),
-            state: s.state,
-            stop_reason: s.stop_reason.clone(),
-            error: s.error.clone(),
-            usage: s.totals.into(),
-        }
+        EndEvent::from(&self.summary_of(s))
     }
 
     /// Answer the pending approval request; false when none is pending.
@@ -365,6 +385,14 @@ impl Observer for Run {
             decision
         })
     }
+}
+
+/// A run as the store kept it; one that does not read back (a store another version wrote) is
+/// logged and left out.
+fn saved_view(id: &str, v: serde_json::Value) -> Option<RunView> {
+    serde_json::from_value(v)
+        .map_err(|e| tracing::error!(run = %id, error = %e, "a saved agent run does not read back"))
+        .ok()
 }
 
 /// What a run needs to start: its loop, its model, where its code runs, and what to release
@@ -505,7 +533,7 @@ impl Runs {
         let (id, team, state, created) = (
             run.id.clone(),
             run.team_id,
-            view.state.as_str(),
+            view.run.state.as_str(),
             run.created_at,
         );
         if let Err(e) = self
@@ -527,44 +555,33 @@ impl Runs {
             .cloned()
     }
 
-    /// A run of the team as JSON: live, or as saved.
-    pub async fn view(
-        &self,
-        team_id: i64,
-        id: &str,
-    ) -> Result<Option<serde_json::Value>, crate::store::StoreError> {
+    /// A run of the team: live, or as saved.
+    pub async fn view(&self, team_id: i64, id: &str) -> Result<Option<RunView>, StoreError> {
         if let Some(r) = self.live(team_id, id) {
-            return Ok(Some(
-                serde_json::to_value(r.view()).expect("a run view serializes"),
-            ));
+            return Ok(Some(r.view()));
         }
         let key = id.to_string();
-        self.store
+        let saved = self
+            .store
             .blocking(move |s| s.agent_run(team_id, &key))
-            .await
+            .await?;
+        Ok(saved.and_then(|v| saved_view(id, v)))
     }
 
     /// A team's runs, newest first, without their messages: live ones as they are now.
-    pub async fn list(
-        &self,
-        team_id: i64,
-        limit: usize,
-    ) -> Result<Vec<serde_json::Value>, crate::store::StoreError> {
+    pub async fn list(&self, team_id: i64, limit: usize) -> Result<Vec<RunSummary>, StoreError> {
         let saved = self
             .store
             .blocking(move |s| s.agent_runs(team_id, limit))
             .await?;
         Ok(saved
             .into_iter()
-            .map(|v| {
-                let live = v["id"].as_str().and_then(|id| self.live(team_id, id));
-                let mut v = live
-                    .map(|r| serde_json::to_value(r.view()).expect("a run view serializes"))
-                    .unwrap_or(v);
-                if let Some(o) = v.as_object_mut() {
-                    o.remove("messages");
+            .filter_map(|v| {
+                let id = v["id"].as_str().unwrap_or_default().to_string();
+                match self.live(team_id, &id) {
+                    Some(r) => Some(r.summary()),
+                    None => saved_view(&id, v).map(|v| v.run),
                 }
-                v
             })
             .collect())
     }
@@ -592,5 +609,52 @@ impl Runs {
         for r in runs {
             let _ = self.cancel(r.team_id, &r.id).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunView;
+
+    /// What the store keeps is served again as it was: every kind of message, a context
+    /// call's `error: null` (not the same as no `error` at all) and a plain run's absent one.
+    #[test]
+    fn a_saved_view_reads_back_to_the_same_json() {
+        let result = |extra: serde_json::Value| {
+            let mut r = serde_json::json!({
+                "id": "r1", "status": "ok", "exit_code": 0, "signal": null,
+                "stdout": "4\n", "stderr": "", "stdout_truncated": false, "stderr_truncated": false,
+                "usage": {"wall_time_ms": 12, "cpu_time_ms": 8, "peak_memory_bytes": 4096},
+                "compile": null, "executor": "local", "policy": "default", "language": "python",
+                "runtime_version": "3.11.2"
+            });
+            r.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            r
+        };
+        let saved = serde_json::json!({
+            "id": "ar_1", "state": "finished", "stop_reason": "text_mention", "error": null,
+            "usage": {"input_tokens": 10, "output_tokens": 5, "total_tokens": 15, "estimated": false, "turns": 1, "executions": 2},
+            "model": {"provider": "openai", "model": "m", "base_url": "http://127.0.0.1:1/v1"},
+            "executor": "local", "policy": "default", "sandbox_id": "sb_1",
+            "awaiting_approval": false, "created_at": "2025-01-01T00:00:00Z", "ended_at": "2025-01-01T00:00:09Z",
+            "messages": [
+                {"index": 0, "source": "user", "at": "2025-01-01T00:00:00Z", "type": "task", "content": "t"},
+                {"index": 1, "source": "coder", "at": "2025-01-01T00:00:01Z", "type": "text", "content": "c",
+                 "usage": {"input_tokens": 10, "output_tokens": 5, "estimated": false}},
+                {"index": 2, "source": "user", "at": "2025-01-01T00:00:02Z", "type": "approval_request", "language": "python", "code": "1"},
+                {"index": 3, "source": "user", "at": "2025-01-01T00:00:03Z", "type": "approval_decision", "approved": true},
+                {"index": 4, "source": "executor", "at": "2025-01-01T00:00:04Z", "type": "code_execution", "language": "python", "code": "2+2",
+                 "result": result(serde_json::json!({"results": [{"text/plain": "4"}], "error": null}))},
+                {"index": 5, "source": "executor", "at": "2025-01-01T00:00:05Z", "type": "code_execution", "language": "python", "code": "print(4)",
+                 "result": result(serde_json::json!({}))},
+                {"index": 6, "source": "executor", "at": "2025-01-01T00:00:06Z", "type": "code_not_run", "language": "cobol", "code": "x", "reason": "unknown"},
+                {"index": 7, "source": "coder", "at": "2025-01-01T00:00:07Z", "type": "model_retry", "attempt": 2, "max_attempts": 3, "delay_ms": 100, "reason": "503"},
+                {"index": 8, "source": "coder", "at": "2025-01-01T00:00:08Z", "type": "text", "content": "done"}
+            ]
+        });
+        let view: RunView = serde_json::from_value(saved.clone()).expect("a saved view reads");
+        assert_eq!(serde_json::to_value(&view).unwrap(), saved);
     }
 }
