@@ -15,7 +15,7 @@ use axum::Json;
 
 use super::error::ErrorBody;
 use super::{json_stream, ApiError, AppState};
-use crate::exec::request::{Encoding, ExecuteRequest};
+use crate::exec::request::{Encoding, ExecuteRequest, Utf8Chunks};
 use crate::exec::{RunResult, StreamKind};
 use crate::service::{run, AbortOnDrop};
 use crate::store::Team;
@@ -173,46 +173,4 @@ pub(super) fn output_event(name: &str, text: String) -> Bytes {
     serde_json::to_writer(&mut out, &OutputEvent { data: text }).expect("output serializes");
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
-}
-
-/// Turns byte chunks into text without splitting a UTF-8 sequence across events; invalid bytes
-/// become U+FFFD, as in the JSON result.
-#[derive(Default)]
-pub(crate) struct Utf8Chunks {
-    pending: Vec<u8>,
-}
-
-impl Utf8Chunks {
-    pub(crate) fn push(&mut self, bytes: &[u8]) -> String {
-        self.pending.extend_from_slice(bytes);
-        let valid = match std::str::from_utf8(&self.pending) {
-            Ok(_) => self.pending.len(),
-            // An incomplete sequence at the end waits for the next chunk; anything else is lossy.
-            Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => self.pending.len(),
-        };
-        let text = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
-        self.pending.drain(..valid);
-        text
-    }
-
-    pub(crate) fn finish(&mut self) -> String {
-        String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Utf8Chunks;
-
-    #[test]
-    fn a_sequence_split_across_chunks_is_kept_whole() {
-        let mut d = Utf8Chunks::default();
-        let euro = "€".as_bytes();
-        assert_eq!(d.push(&[b'a', euro[0]]), "a");
-        assert_eq!(d.push(&euro[1..]), "€");
-        assert_eq!(d.push(&[0xff, b'b']), "\u{fffd}b");
-        assert_eq!(d.push(&[0xe2]), "");
-        assert_eq!(d.finish(), "\u{fffd}");
-    }
 }

@@ -15,9 +15,10 @@ use futures_util::StreamExt;
 use serde::Serialize;
 
 use super::error::ErrorBody;
-use super::execute::{output_event, wants_events, Utf8Chunks};
+use super::execute::{output_event, wants_events};
 use super::sandboxes::{SandboxId, NOT_FOUND};
 use super::{json_stream, ApiError, AppState};
+use crate::exec::request::Utf8Chunks;
 use crate::sandbox::stateful::{LogStream, ProcessView};
 use crate::service::processes::{self, CreateProcess, Logs, ProcessLogs};
 use crate::service::AbortOnDrop;

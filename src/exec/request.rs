@@ -171,6 +171,32 @@ impl Encoding {
     }
 }
 
+/// Turns byte chunks into text without splitting a UTF-8 sequence across events; invalid bytes
+/// become U+FFFD, as in the JSON result.
+#[derive(Default)]
+pub struct Utf8Chunks {
+    pending: Vec<u8>,
+}
+
+impl Utf8Chunks {
+    pub fn push(&mut self, bytes: &[u8]) -> String {
+        self.pending.extend_from_slice(bytes);
+        let valid = match std::str::from_utf8(&self.pending) {
+            Ok(_) => self.pending.len(),
+            // An incomplete sequence at the end waits for the next chunk; anything else is lossy.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => self.pending.len(),
+        };
+        let text = String::from_utf8_lossy(&self.pending[..valid]).into_owned();
+        self.pending.drain(..valid);
+        text
+    }
+
+    pub fn finish(&mut self) -> String {
+        String::from_utf8_lossy(&std::mem::take(&mut self.pending)).into_owned()
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RequestError {
     #[error("unknown language \"{0}\"; available: {1}")]
@@ -361,6 +387,17 @@ impl ExecuteRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sequence_split_across_chunks_is_kept_whole() {
+        let mut d = Utf8Chunks::default();
+        let euro = "€".as_bytes();
+        assert_eq!(d.push(&[b'a', euro[0]]), "a");
+        assert_eq!(d.push(&euro[1..]), "€");
+        assert_eq!(d.push(&[0xff, b'b']), "\u{fffd}b");
+        assert_eq!(d.push(&[0xe2]), "");
+        assert_eq!(d.finish(), "\u{fffd}");
+    }
 
     fn job_of(body: serde_json::Value) -> Result<Job, RequestError> {
         let req: ExecuteRequest = serde_json::from_value(body).unwrap();

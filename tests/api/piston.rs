@@ -83,7 +83,7 @@ async fn a_run_answers_pistons_stage_with_output_in_the_order_written() {
         "language": "py",
         "version": "*",
         "files": [
-            {"name": "main.py", "content": "import sys, helper\nprint(helper.GREETING, sys.argv[1:], flush=True)\nprint('to stderr', file=sys.stderr, flush=True)\nprint(input())\nprint(open('data.bin', 'rb').read(), open('file3.code').read())"},
+            {"name": "main.py", "content": "import sys, time, helper\nprint(helper.GREETING, sys.argv[1:], flush=True)\ntime.sleep(0.2)\nprint('to stderr', file=sys.stderr, flush=True)\ntime.sleep(0.2)\nprint(input())\nprint(open('data.bin', 'rb').read(), open('file3.code').read())"},
             {"name": "helper.py", "content": "GREETING = 'hi'"},
             {"name": "data.bin", "content": base64::engine::general_purpose::STANDARD.encode([0u8, 1, 2]), "encoding": "base64"},
             {"content": "686578", "encoding": "hex"},
@@ -94,6 +94,7 @@ async fn a_run_answers_pistons_stage_with_output_in_the_order_written() {
         "run_memory_limit": -1,
         "compile_memory_limit": -1,
     });
+    // Two pipes have no order between them: the writes to different streams are 200 ms apart.
     let (status, v) = execute(app, "execute/", body.clone()).await;
     assert_eq!(status, 200, "{v}");
     let (status, plain) = execute(app, "execute", body).await;

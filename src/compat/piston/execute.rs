@@ -11,9 +11,9 @@ use serde_json::{Map, Value};
 
 use super::wire::{ExecuteResponse, Stage};
 use super::PistonError;
-use crate::api::execute::Utf8Chunks;
 use crate::compat::languages::{version_matches, Offered};
 use crate::compat::{offered, run};
+use crate::exec::request::Utf8Chunks;
 use crate::exec::request::{Encoding, ExecuteRequest, FileSpec};
 use crate::exec::{Status, StreamKind};
 use crate::policy::{LimitOverrides, Limits};
