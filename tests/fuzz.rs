@@ -23,31 +23,9 @@ use std::process::Command;
 
 use helpers::*;
 
-/// The venv of `.ci/venv.sh`, made here when missing (pinned tools from PyPI, about a minute),
-/// so the README's test command alone brings what this test needs.
+/// The venv's bin dir.
 fn venv() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let venv = root.join("target/venv-fuzz/bin");
-    let ready =
-        || venv.join("schemathesis").is_file() && venv.join("openapi-spec-validator").is_file();
-    if !ready() {
-        let made = Command::new("bash").arg(root.join(".ci/venv.sh")).status();
-        eprintln!(".ci/venv.sh: {made:?}");
-    }
-    if ready() {
-        return Some(venv);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} has no schemathesis: .ci/venv.sh must run before the tests in CI",
-            venv.display()
-        );
-    }
-    eprintln!(
-        "\n!!! SKIPPING the API fuzz test: no {}; run .ci/venv.sh to install schemathesis !!!\n",
-        venv.display()
-    );
-    None
+    Some(pinned_venv("fuzz", "the API fuzz test (schemathesis)")?.join("bin"))
 }
 
 /// Settings that keep a fuzzed service small: few sandboxes, short lives.

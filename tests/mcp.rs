@@ -13,42 +13,14 @@ mod helpers;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
 use serde_json::{json, Value};
 
 use helpers::*;
 
-/// The python of venv `name` (`mcp1` or `mcp2`), made by `.ci/venv.sh` when missing (pinned
-/// clients from PyPI, under a minute), so the README's test command alone brings them.
+/// The python of venv `name` (`mcp1` or `mcp2`).
 fn python(name: &str) -> Option<PathBuf> {
-    static MADE: OnceLock<()> = OnceLock::new();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let py = |n: &str| root.join(format!("target/venv-{n}/bin/python"));
-    let ready = |n: &str| {
-        let req = root.join(format!(".ci/venvs/{n}.txt"));
-        let have = root.join(format!("target/venv-{n}/.requirements"));
-        py(n).is_file() && std::fs::read(req).ok() == std::fs::read(have).ok()
-    };
-    MADE.get_or_init(|| {
-        if !(ready("mcp1") && ready("mcp2")) {
-            let made = Command::new("bash")
-                .arg(root.join(".ci/venv.sh"))
-                .args(["mcp1", "mcp2"])
-                .status();
-            eprintln!(".ci/venv.sh mcp1 mcp2: {made:?}");
-        }
-    });
-    if ready(name) {
-        return Some(py(name));
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("target/venv-{name} is missing: .ci/venv.sh must run before the tests in CI");
-    }
-    eprintln!(
-        "\n!!! SKIPPING an MCP client test: no target/venv-{name}; run .ci/venv.sh {name} !!!\n"
-    );
-    None
+    Some(pinned_venv(name, "an MCP client test")?.join("bin/python"))
 }
 
 fn script(name: &str) -> PathBuf {

@@ -20,31 +20,9 @@ use helpers::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The venv of `.ci/venv.sh sdk`, made here when missing (pinned packages from PyPI).
+/// The venv's bin dir.
 fn venv() -> Option<PathBuf> {
-    let bin = Path::new(ROOT).join("target/venv-sdk/bin");
-    let ready = || bin.join("pytest").is_file() && bin.join("pip").is_file();
-    if !ready() {
-        let made = Command::new("bash")
-            .arg(Path::new(ROOT).join(".ci/venv.sh"))
-            .arg("sdk")
-            .status();
-        eprintln!(".ci/venv.sh sdk: {made:?}");
-    }
-    if ready() {
-        return Some(bin);
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} has no pytest: .ci/venv.sh must run before the tests in CI",
-            bin.display()
-        );
-    }
-    eprintln!(
-        "\n!!! SKIPPING the Python SDK tests: no {}; run .ci/venv.sh to make it !!!\n",
-        bin.display()
-    );
-    None
+    Some(pinned_venv("sdk", "the Python SDK tests (pytest)")?.join("bin"))
 }
 
 /// `pip install clients/python` into the venv, as a user would, from this checkout.

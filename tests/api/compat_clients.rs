@@ -8,45 +8,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 
 use crate::helpers::*;
 
-/// The venv's python, made once per test binary when missing.
-fn python() -> Option<&'static Path> {
-    static VENV: OnceLock<Option<PathBuf>> = OnceLock::new();
-    VENV.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let python = root.join("target/venv-compat/bin/python");
-        let ready = || {
-            Command::new(&python)
-                .args(["-c", "import judge0, pyston"])
-                .status()
-                .is_ok_and(|s| s.success())
-        };
-        if !ready() {
-            let made = Command::new("bash")
-                .arg(root.join(".ci/venv.sh"))
-                .arg("compat")
-                .status();
-            eprintln!(".ci/venv.sh compat: {made:?}");
-        }
-        if ready() {
-            return Some(python);
-        }
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "{} cannot import judge0 and pyston: .ci/venv.sh must run before the tests in CI",
-                python.display()
-            );
-        }
-        eprintln!(
-            "\n!!! SKIPPING the compat client tests: no {}; run `.ci/venv.sh compat` to install judge0 and aiopyston !!!\n",
-            python.display()
-        );
-        None
-    })
-    .as_deref()
+/// The venv's python.
+fn python() -> Option<PathBuf> {
+    let venv = pinned_venv("compat", "the compat client tests (judge0, aiopyston)")?;
+    Some(venv.join("bin/python"))
 }
 
 /// A service with API keys, and a key of its own team.
@@ -102,7 +70,7 @@ fn the_official_judge0_sdk_runs_single_and_batched_submissions() {
     needs_root!();
     let Some(python) = python() else { return };
     let (app, key) = keyed_app("j0sdk");
-    drive(python, "judge0_sdk.py", &app.url("/judge0"), &key);
+    drive(&python, "judge0_sdk.py", &app.url("/judge0"), &key);
 }
 
 #[test]
@@ -111,7 +79,7 @@ fn a_piston_client_lists_runtimes_and_runs_in_each() {
     let Some(python) = python() else { return };
     let (app, key) = keyed_app("pistoncli");
     drive(
-        python,
+        &python,
         "piston_client.py",
         &app.url("/piston/api/v2/"),
         &key,

@@ -2,12 +2,49 @@
 //! `TestApp::start()` for tests that need their own instance (killed on drop).
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
+
+/// `target/venv-NAME`, the pinned venv `.ci/venv.sh` makes from `.ci/venvs/NAME.txt` (it writes
+/// `.requirements` last, after pip succeeded). Made here when missing or stale (pinned packages
+/// from PyPI, about a minute), so the README's test command alone brings it; one test at a time
+/// makes it. Still missing after that: a failure under `CI`, elsewhere a loud skip of `what`.
+pub fn pinned_venv(name: &str, what: &str) -> Option<PathBuf> {
+    static MAKING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join(format!("target/venv-{name}"));
+    let pins = root.join(format!(".ci/venvs/{name}.txt"));
+    let ready = || {
+        dir.join("bin/python").is_file()
+            && std::fs::read(&pins).ok() == std::fs::read(dir.join(".requirements")).ok()
+    };
+    if !ready() {
+        let made = Command::new("bash")
+            .arg(root.join(".ci/venv.sh"))
+            .arg(name)
+            .status();
+        eprintln!(".ci/venv.sh {name}: {made:?}");
+    }
+    if ready() {
+        return Some(dir);
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} is missing or not at its pins: .ci/venv.sh must run before the tests in CI",
+            dir.display()
+        );
+    }
+    eprintln!(
+        "\n!!! SKIPPING {what}: no {}; run `.ci/venv.sh {name}` !!!\n",
+        dir.display()
+    );
+    None
+}
 
 /// The secret in the service's own environment that no program may see.
 pub const SERVICE_SECRET: &str = "hunter2-service-secret";
