@@ -79,6 +79,7 @@ fn call(argv: &[&str], wall_ms: u64) -> CallSpec {
             file_bytes: 64 << 20,
         },
         cgroup_fds: 0,
+        warm: None,
     }
 }
 
@@ -676,4 +677,202 @@ async fn a_call_sees_only_its_own_processes() {
         .await
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "[1, 2]\n", "{out:?}");
+}
+
+/// A cgroup of the test's own (in the cgroup v1 pids hierarchy, else at the root of cgroup v2),
+/// removed on drop.
+struct TestCgroup {
+    dir: PathBuf,
+}
+
+impl TestCgroup {
+    fn new() -> TestCgroup {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let find = |want: &dyn Fn(&str, &str) -> bool| {
+            mounts.lines().find_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                let mount = left.split_whitespace().nth(4)?;
+                let mut r = right.split_whitespace();
+                let (fstype, _, opts) = (r.next()?, r.next()?, r.next().unwrap_or(""));
+                want(fstype, opts).then(|| PathBuf::from(mount))
+            })
+        };
+        let base = find(&|t, o| t == "cgroup" && o.split(',').any(|c| c == "pids"))
+            .or_else(|| find(&|t, _| t == "cgroup2"))
+            .expect("a cgroup v1 pids hierarchy or a cgroup v2 mount");
+        let dir = base.join(format!("execbox-suptest-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir(&dir).unwrap();
+        TestCgroup { dir }
+    }
+
+    fn name(&self) -> String {
+        self.dir.file_name().unwrap().to_string_lossy().into_owned()
+    }
+
+    fn procs(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .unwrap()
+            .lines()
+            .map(|l| l.parse().unwrap())
+            .collect()
+    }
+
+    /// Its `cgroup.procs`, open for writing, as the service passes it.
+    fn fd(&self) -> std::os::fd::OwnedFd {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(self.dir.join("cgroup.procs"))
+            .unwrap()
+            .into()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Poll `f` until it holds, for at most 5 s.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(5);
+    while !f() {
+        assert!(Instant::now() < until, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_call_made_ahead_runs_its_program_in_the_cgroup_its_init_joined_before() {
+    if !root() {
+        return;
+    }
+    let s = start().await;
+    let cg = TestCgroup::new();
+    s.client.prepare("t1".into(), vec![cg.fd()]).await.unwrap();
+    // The tree's init is in the cgroup before any call names it.
+    eventually("the init joined", || cg.procs().len() == 1).await;
+    let init = cg.procs()[0];
+    let mut spec = call(
+        &[
+            "sh",
+            "-c",
+            "cat; echo \"$GREETING\"; pwd; ulimit -n; cat /proc/self/cgroup",
+        ],
+        10_000,
+    );
+    spec.env.push(("GREETING".into(), "hi there".into()));
+    spec.cwd = proto::raw_path(b"sub");
+    spec.files.push(InlineFile {
+        path: proto::raw_path(b"sub/x"),
+        content: base64_of(b""),
+    });
+    spec.warm = Some("t1".into());
+    let out = s
+        .client
+        .exec(spec, b"from stdin\n", vec![], None, None)
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.exit.exit_code, Some(0), "{out:?}");
+    let work = s.work.display();
+    assert!(
+        stdout.starts_with(&format!("from stdin\nhi there\n{work}/sub\n256\n")),
+        "{stdout}"
+    );
+    // No cgroup was passed with the call: only the tree made ahead is in this one.
+    assert!(stdout.contains(&format!("/{}\n", cg.name())), "{stdout}");
+    // The call's tree, init and all, is gone with it.
+    assert!(cg.procs().is_empty(), "{:?}", cg.procs());
+    assert!(!std::path::Path::new(&format!("/proc/{init}")).exists());
+}
+
+#[tokio::test]
+async fn two_calls_made_ahead_wait_at_most_and_any_other_call_starts_cold() {
+    if !root() {
+        return;
+    }
+    let mut s = start().await;
+    let (a, b, c, d) = (
+        TestCgroup::new(),
+        TestCgroup::new(),
+        TestCgroup::new(),
+        TestCgroup::new(),
+    );
+    s.client.prepare("t1".into(), vec![a.fd()]).await.unwrap();
+    s.client.prepare("t2".into(), vec![b.fd()]).await.unwrap();
+    eventually("t1's and t2's inits joined", || {
+        a.procs().len() == 1 && b.procs().len() == 1
+    })
+    .await;
+    // A third replaces the oldest.
+    s.client.prepare("t3".into(), vec![d.fd()]).await.unwrap();
+    eventually("t3's init joined", || d.procs().len() == 1).await;
+    eventually("t1's init killed", || a.procs().is_empty()).await;
+    assert_eq!(b.procs().len(), 1, "t2 still waits");
+
+    // t1 is no more: the call starts cold, in the cgroup it passes.
+    let cgroup_of = |out: &execbox::supervisor::client::CallOutput, cg: &TestCgroup| {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(&format!("/{}\n", cg.name())), "{stdout}");
+    };
+    let mut spec = call(&["cat", "/proc/self/cgroup"], 10_000);
+    spec.warm = Some("t1".into());
+    let out = s
+        .client
+        .exec(spec, b"", vec![c.fd()], None, None)
+        .await
+        .unwrap();
+    cgroup_of(&out, &c);
+    assert_eq!((b.procs().len(), d.procs().len()), (1, 1), "t2 and t3 wait");
+
+    // A program too large for the memory it shares with t2's init (1 MiB) starts cold, and t2,
+    // taken, is killed.
+    let mut spec = call(
+        &["sh", "-c", "echo ${#BIG0}; cat /proc/self/cgroup"],
+        10_000,
+    );
+    for i in 0..10 {
+        spec.env.push((format!("BIG{i}"), "x".repeat(120 << 10)));
+    }
+    spec.warm = Some("t2".into());
+    let out = s
+        .client
+        .exec(spec, b"", vec![c.fd()], None, None)
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with(&format!("{}\n", 120 << 10)),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    cgroup_of(&out, &c);
+    eventually("t2's init killed", || b.procs().is_empty()).await;
+
+    // t3 still serves its call.
+    let mut spec = call(&["cat", "/proc/self/cgroup"], 10_000);
+    spec.warm = Some("t3".into());
+    let out = s
+        .client
+        .exec(spec, b"", vec![c.fd()], None, None)
+        .await
+        .unwrap();
+    cgroup_of(&out, &d);
+    assert!(d.procs().is_empty());
+
+    // A tree made ahead dies with its supervisor.
+    s.client.prepare("t4".into(), vec![a.fd()]).await.unwrap();
+    eventually("t4's init joined", || a.procs().len() == 1).await;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    eventually("t4's init died with the supervisor", || {
+        a.procs().is_empty()
+    })
+    .await;
 }

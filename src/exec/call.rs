@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::local::cgroup::CgroupUsage;
+use super::local::cgroup::{CgroupError, CgroupUsage};
 use super::{classify, signal_name, BoxFuture, OutputSink, StepEnd, StepResult, Usage};
 use crate::policy::Limits;
 use crate::supervisor::client::{SupError, Supervisor};
@@ -23,6 +23,10 @@ pub trait CallCgroup: Send + Sync {
     fn procs_fds(&self) -> std::io::Result<Vec<OwnedFd>>;
     fn cpu_time_ns(&self) -> u64;
     fn usage(&self) -> CgroupUsage;
+    /// A cgroup made ahead of its call (a tree waiting in it) begins the call: the call's memory
+    /// and pids limits, and its measures from now (the peak memory recorded so far forgotten, a
+    /// share's baseline taken again).
+    fn begin(&self, limits: &Limits) -> Result<(), CgroupError>;
 }
 
 /// A file of a step as the supervisor's protocol carries it.
@@ -58,6 +62,8 @@ pub struct Step<'a> {
     pub limits: Limits,
     pub open_files: u64,
     pub stream: Option<OutputSink>,
+    /// The tree made ahead in the call's cgroup (`Request::Prepare`), if there is one.
+    pub warm: Option<String>,
 }
 
 /// How the host watches a call.
@@ -111,6 +117,7 @@ pub async fn run(
             file_bytes: limits.disk_bytes,
         },
         cgroup_fds: fds.len(),
+        warm: step.warm,
     };
     let (control, control_rx) = tokio::sync::mpsc::channel(4);
     let call = sup.exec(spec, step.stdin, fds, step.stream, Some(control_rx));

@@ -320,13 +320,7 @@ impl DockerSandboxes {
                 cgroup::ContainerShare::start(&h.id).map(|c| Box::new(c) as Box<dyn CallCgroup>)
             );
         }
-        // A call never gets more than its sandbox.
-        let limits = Limits {
-            memory_bytes: limits.memory_bytes.min(sb.limits.memory_bytes),
-            pids: limits.pids.min(sb.limits.pids),
-            ..*limits
-        };
-        let cg = cgroup::call_cgroup(&h.id, &limits)
+        let cg = cgroup::call_cgroup(&h.id, limits)
             .map_err(|e| ExecError::Setup(format!("creating the call's cgroup: {e}")))?;
         Ok(cg.map(|c| Box::new(c) as Box<dyn CallCgroup>))
     }

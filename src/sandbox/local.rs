@@ -17,7 +17,7 @@ use super::disk::{self, DiskMode};
 use super::supervised::SandboxHost;
 use super::{Sandbox, SandboxError};
 use crate::exec::call::{open_procs, CallCgroup};
-use crate::exec::local::cgroup::{CgroupUsage, RunCgroup, SandboxCgroup};
+use crate::exec::local::cgroup::{CgroupError, CgroupUsage, RunCgroup, SandboxCgroup};
 use crate::exec::local::spec::{self, SupervisorBoot, SUPERVISOR_SOCKET};
 use crate::exec::local::LocalExecutor;
 use crate::exec::uids::UidLease;
@@ -354,6 +354,12 @@ impl CallCgroup for LocalCall {
     fn usage(&self) -> CgroupUsage {
         self.cgroup.usage()
     }
+
+    fn begin(&self, limits: &Limits) -> Result<(), CgroupError> {
+        self.cgroup.set_limits(limits)?;
+        self.cgroup.reset_peak();
+        Ok(())
+    }
 }
 
 impl Drop for LocalCall {
@@ -439,13 +445,7 @@ impl SandboxHost for LocalHost {
             else {
                 return Ok(None);
             };
-            // A call never gets more than its sandbox has: over it, the sandbox's limit would
-            // act and the call's own record would not show why it was killed.
-            let limits = Limits {
-                memory_bytes: limits.memory_bytes.min(sb.limits.memory_bytes),
-                pids: limits.pids.min(sb.limits.pids),
-                ..*limits
-            };
+            let limits = *limits;
             let name = format!("call-{}", uuid::Uuid::new_v4().simple());
             let call = blocking("creating a call's cgroup", move || {
                 cg.call(&name, &limits)

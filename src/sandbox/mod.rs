@@ -10,6 +10,7 @@ pub mod manager;
 pub mod names;
 pub mod stateful;
 pub mod supervised;
+pub mod warm_calls;
 
 use std::collections::BTreeMap;
 

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::warm_calls::WarmCalls;
 use super::{FileEntry, FileKind, Sandbox, SandboxBackend, SandboxError, TarStream};
 use crate::exec::call::{self, inline, CallCgroup, CallError, Step, Watch};
 use crate::exec::pipeline::{self, compile_then_run, Compiled, Steps};
@@ -24,7 +25,8 @@ pub trait SandboxHost: Send + Sync {
     /// The running supervisor's client, (re)starting it if it is not running (after a restart).
     fn supervisor<'a>(&'a self, sb: &'a Sandbox)
         -> BoxFuture<'a, Result<Supervisor, SandboxError>>;
-    /// A cgroup for one call under the sandbox's, limits set; None where there is none (gVisor).
+    /// A cgroup for one call under the sandbox's, with `limits` (already within the
+    /// sandbox's); None where there is none (gVisor: a share of the container's).
     fn call_cgroup<'a>(
         &'a self,
         sb: &'a Sandbox,
@@ -52,11 +54,16 @@ const DEADLINE_GRACE: Duration = Duration::from_secs(5);
 
 pub struct Supervised {
     host: Arc<dyn SandboxHost>,
+    /// Each sandbox's next call, made ahead.
+    warm: WarmCalls,
 }
 
 impl Supervised {
     pub fn new(host: Arc<dyn SandboxHost>) -> Supervised {
-        Supervised { host }
+        Supervised {
+            host,
+            warm: WarmCalls::default(),
+        }
     }
 
     pub fn host(&self) -> &Arc<dyn SandboxHost> {
@@ -89,13 +96,38 @@ impl Supervised {
         &self,
         sb: &Sandbox,
         sup: &Supervisor,
-        step: Step<'_>,
+        mut step: Step<'_>,
     ) -> Result<StepResult, ExecError> {
-        let cg = self
-            .host
-            .call_cgroup(sb, &step.limits)
-            .await
-            .map_err(exec_error)?;
+        // A call never gets more than its sandbox has: over it, the sandbox's limit would act
+        // and the call's own record would not show why it was killed.
+        step.limits = Limits {
+            memory_bytes: step.limits.memory_bytes.min(sb.limits.memory_bytes),
+            pids: step.limits.pids.min(sb.limits.pids),
+            ..step.limits
+        };
+        let warm = self.warm.take(&sb.id).and_then(|w| match &w.cgroup {
+            Some(c) => match c.begin(&step.limits) {
+                Ok(()) => Some(w),
+                Err(e) => {
+                    tracing::warn!(sandbox = %sb.id, error = %e, "a call's cgroup made ahead took no limits; starting cold");
+                    tokio::task::spawn_blocking(move || drop(w));
+                    None
+                }
+            },
+            None => Some(w),
+        });
+        self.warm.refill(&self.host, sb, sup);
+        let cg = match warm {
+            Some(w) => {
+                step.warm = Some(w.token);
+                w.cgroup
+            }
+            None => self
+                .host
+                .call_cgroup(sb, &step.limits)
+                .await
+                .map_err(exec_error)?,
+        };
         let watch = Watch {
             cgroup: cg.as_deref(),
             nudge: DEADLINE_GRACE,
@@ -153,6 +185,7 @@ impl Steps for CallSteps<'_> {
                 limits: self.job.compile_limits,
                 open_files: self.job.open_files.max(256),
                 stream: None,
+                warm: None,
             };
             let r = self.backend.step(self.sb, &self.sup, step).await?;
             Ok((r, Some(())))
@@ -178,6 +211,7 @@ impl Steps for CallSteps<'_> {
                 limits: self.job.limits,
                 open_files: self.job.open_files,
                 stream: self.job.stream.clone(),
+                warm: None,
             };
             self.backend.step(self.sb, &self.sup, step).await
         })
@@ -377,7 +411,10 @@ impl SandboxBackend for Supervised {
     }
 
     fn destroy<'a>(&'a self, sb: &'a Sandbox) -> BoxFuture<'a, Result<(), SandboxError>> {
-        self.host.destroy(sb)
+        Box::pin(async move {
+            self.warm.forget(&sb.id).await;
+            self.host.destroy(sb).await
+        })
     }
 
     fn reconcile<'a>(&'a self, known: &'a [Sandbox]) -> BoxFuture<'a, Vec<String>> {

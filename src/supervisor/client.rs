@@ -161,6 +161,17 @@ impl Supervisor {
         }
     }
 
+    /// Make the next call's tree ahead, in the cgroups of `cgroup_fds` (`Request::Prepare`).
+    pub async fn prepare(&self, token: String, cgroup_fds: Vec<OwnedFd>) -> Result<(), SupError> {
+        let request = Request::Prepare {
+            token,
+            cgroup_fds: cgroup_fds.len(),
+        };
+        let mut op = self.open(&request, &cgroup_fds).await?;
+        drop(cgroup_fds);
+        op.finish(|_, _| Ok(())).await.map(|_| ())
+    }
+
     /// An operation whose output is `Data` frames, read whole (at most `max` bytes).
     pub async fn read_all(&self, request: Request, max: u64) -> Result<Vec<u8>, SupError> {
         let mut op = self.open(&request, &[]).await?;

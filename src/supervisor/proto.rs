@@ -19,7 +19,7 @@ pub const MAX_FRAME: usize = 16 << 20;
 /// The size of the data chunks either side writes.
 pub const CHUNK: usize = 64 << 10;
 /// Bumped when a message changes shape; `Hello` carries it.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -105,6 +105,13 @@ pub enum Request {
     Hello,
     /// Run one program (a call's step) to its end; see [`CallSpec`]. Input frames are its stdin.
     Exec(CallSpec),
+    /// Make the next call's process tree ahead of it: its init joins the `cgroup_fds`
+    /// descriptors passed along (the next call's cgroup) and waits. An `Exec` naming `token`
+    /// then starts its program in it. At most two wait: a third replaces (kills) the oldest.
+    Prepare {
+        token: String,
+        cgroup_fds: usize,
+    },
     /// Refuse paths a call would write that the work dir cannot take as files.
     CheckPaths {
         paths: Vec<RawPath>,
@@ -176,6 +183,10 @@ pub struct CallSpec {
     /// The number of descriptors passed with the request frame (SCM_RIGHTS): `cgroup.procs`
     /// files the call's first process joins before anything else runs.
     pub cgroup_fds: usize,
+    /// A tree made ahead by `Prepare` in these same cgroups: used when the supervisor still
+    /// has it, else the call starts cold with the descriptors passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warm: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

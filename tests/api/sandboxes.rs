@@ -398,7 +398,46 @@ async fn execute_body_may_not_pick_executor_or_policy(ex: &str) {
     assert_eq!(r.status(), 404);
 }
 
+/// After a sandbox's first call, each call starts in a cgroup and process tree made ahead of it
+/// with the sandbox's limits: each still gets its own limits and is measured on its own.
+async fn calls_made_ahead_keep_their_own_limits_and_measures(ex: &str) {
+    let Some(app) = app_for(ex).await else { return };
+    let sb = create(app, json!({"executor": ex, "ttl_seconds": 600})).await;
+    let id = s(&sb, "id");
+    let forks = "import os, time\nn = 0\ntry:\n    while n < 60:\n        if os.fork() == 0:\n            time.sleep(5); os._exit(0)\n        n += 1\nexcept OSError:\n    pass\nprint(n)";
+    let mut counts = Vec::new();
+    for round in 0..3 {
+        // Time for the next call to be made ahead (the first of all starts cold).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = call(
+            app,
+            &id,
+            json!({"language": "python", "code": "x = bytearray(200 << 20)\nprint('no')", "limits": {"memory_bytes": 64 << 20}}),
+        )
+        .await;
+        assert_eq!(r["status"], "memory_limit", "round {round}: {r}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = call(
+            app,
+            &id,
+            json!({"language": "python", "code": forks, "limits": {"pids": 8}}),
+        )
+        .await;
+        assert_eq!(r["status"], "ok", "round {round}: {r}");
+        counts.push(r["stdout"].as_str().unwrap().trim().parse::<u32>().unwrap());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = call(app, &id, json!({"language": "python", "code": "print(1)"})).await;
+        assert_eq!(r["status"], "ok", "round {round}: {r}");
+        let peak = r["usage"]["peak_memory_bytes"].as_u64().unwrap();
+        assert!(peak > 0 && peak < 48 << 20, "round {round}: {r}");
+    }
+    // Held by the call's limit of 8 pids (not the sandbox's 64), the same in every round.
+    assert!(counts[0] > 0 && counts[0] < 8, "{counts:?}");
+    assert!(counts.iter().all(|c| *c == counts[0]), "{counts:?}");
+}
+
 on_both_executors!(
+    calls_made_ahead_keep_their_own_limits_and_measures,
     lifecycle_and_metadata_filter,
     files_persist_between_calls,
     traversal_and_planted_symlinks_never_reach_the_host,

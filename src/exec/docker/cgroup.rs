@@ -84,11 +84,7 @@ pub fn call_cgroup(id: &str, limits: &Limits) -> Result<Option<DockerCallCgroup>
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let limits = Limits {
-        pids: limits.pids + 1,
-        ..*limits
-    };
-    let run = backend.create(&name, &limits)?;
+    let run = backend.create(&name, &with_init(limits))?;
     Ok(Some(DockerCallCgroup { run: Some(run) }))
 }
 
@@ -116,6 +112,20 @@ impl CallCgroup for DockerCallCgroup {
     fn usage(&self) -> CgroupUsage {
         self.run().usage()
     }
+
+    fn begin(&self, limits: &Limits) -> Result<(), CgroupError> {
+        self.run().set_limits(&with_init(limits))?;
+        self.run().reset_peak();
+        Ok(())
+    }
+}
+
+/// A call's limits plus one pid for its init, the first process of its pid namespace.
+fn with_init(limits: &Limits) -> Limits {
+    Limits {
+        pids: limits.pids + 1,
+        ..*limits
+    }
 }
 
 impl Drop for DockerCallCgroup {
@@ -140,7 +150,7 @@ impl Drop for DockerCallCgroup {
 /// and the call its usage; nothing is joined.
 pub struct ContainerShare {
     id: String,
-    baseline: crate::exec::Usage,
+    baseline: std::sync::Mutex<crate::exec::Usage>,
 }
 
 impl ContainerShare {
@@ -148,7 +158,7 @@ impl ContainerShare {
     pub fn start(id: &str) -> Option<ContainerShare> {
         super::host_cgroup_usage(id).map(|baseline| ContainerShare {
             id: id.to_string(),
-            baseline,
+            baseline: std::sync::Mutex::new(baseline),
         })
     }
 }
@@ -164,14 +174,23 @@ impl CallCgroup for ContainerShare {
 
     fn usage(&self) -> CgroupUsage {
         let now = super::host_cgroup_usage(&self.id).unwrap_or_default();
+        let baseline = *self.baseline.lock().unwrap();
         CgroupUsage {
             cpu_time_ns: now
                 .cpu_time_ms
-                .saturating_sub(self.baseline.cpu_time_ms)
+                .saturating_sub(baseline.cpu_time_ms)
                 .saturating_mul(1_000_000),
             peak_memory_bytes: now.peak_memory_bytes,
             // The OOM killer takes the whole gVisor sandbox: the call's connection ends with it.
             oom_kills: 0,
         }
+    }
+
+    /// Nothing of the call's own to limit (the container's limits hold): measured from now.
+    fn begin(&self, _limits: &Limits) -> Result<(), CgroupError> {
+        if let Some(now) = super::host_cgroup_usage(&self.id) {
+            *self.baseline.lock().unwrap() = now;
+        }
+        Ok(())
     }
 }

@@ -276,6 +276,7 @@ impl Pool {
                     file_bytes: 0,
                 },
                 cgroup_fds: 0,
+                warm: None,
             };
             let ran = tokio::time::timeout(
                 WARM_UP_WAIT + Duration::from_secs(2),

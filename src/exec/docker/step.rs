@@ -72,6 +72,7 @@ impl Target<'_> {
             limits: *limits,
             open_files,
             stream: input.stream,
+            warm: None,
         };
         let oom_events = || -> BoxFuture<'_, bool> {
             // Only a SIGKILL can be the OOM killer's work; wait briefly for the event.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
-use super::tree::{spawn_tree, TreeSpec};
+use super::tree::{spawn_tree, Program, TreeSpec, Warm};
 use super::{error, ok, Shared};
 use crate::supervisor::proto::{
     self, io_async, CallExit, CallSpec, Control, Ended, ErrorKind, Kind, Reply, Response,
@@ -50,18 +50,27 @@ pub async fn exec(
         Err(e) => return Some(e),
     };
     let started = Instant::now();
-    let mut tree = match spawn_tree(
-        shared,
-        TreeSpec {
-            argv: spec.argv.clone(),
-            env: spec.env.clone(),
-            cwd,
-            limits: spec.limits.clone(),
-            cgroup_fds,
-            extra_fds: Vec::new(),
-            stdin: true,
-        },
-    ) {
+    let warm = spec.warm.as_deref().and_then(|t| take_warm(shared, t));
+    let warm_tree = warm.and_then(|w| {
+        let program = Program::new(shared, &spec.argv, &spec.env, &cwd, &spec.limits).ok()?;
+        w.launch(&program)
+    });
+    let tree = match warm_tree {
+        Some(t) => Ok(t),
+        None => spawn_tree(
+            shared,
+            TreeSpec {
+                argv: spec.argv.clone(),
+                env: spec.env.clone(),
+                cwd,
+                limits: spec.limits.clone(),
+                cgroup_fds,
+                extra_fds: Vec::new(),
+                stdin: true,
+            },
+        ),
+    };
+    let mut tree = match tree {
         Ok(t) => t,
         Err(e) => {
             return Some(error(
@@ -166,6 +175,48 @@ pub async fn exec(
         }),
         ..Default::default()
     }))
+}
+
+/// The most trees made ahead that wait at once: the service makes the next while a call is
+/// starting in the last.
+pub const MAX_WARM: usize = 2;
+
+/// Make the next call's tree ahead (`Request::Prepare`).
+pub fn prepare(
+    shared: &Arc<Shared>,
+    token: String,
+    announced: usize,
+    cgroup_fds: Vec<OwnedFd>,
+) -> Response {
+    if cgroup_fds.len() != announced {
+        return error(
+            ErrorKind::Protocol,
+            format!(
+                "{announced} cgroup descriptors announced, {} received",
+                cgroup_fds.len()
+            ),
+        );
+    }
+    match Warm::prepare(shared, token, cgroup_fds) {
+        Ok(w) => {
+            let mut warm = shared.warm.lock().unwrap();
+            // The oldest goes (killed on drop); the one before this stays for a call that was
+            // given it and has not reached us yet.
+            if warm.len() >= MAX_WARM {
+                warm.remove(0);
+            }
+            warm.push(w);
+            ok(Reply::default())
+        }
+        Err(e) => error(ErrorKind::Setup, format!("making a tree ahead: {e}")),
+    }
+}
+
+/// The tree made ahead under `token`, if it is still waiting.
+fn take_warm(shared: &Shared, token: &str) -> Option<Warm> {
+    let mut warm = shared.warm.lock().unwrap();
+    let i = warm.iter().position(|w| w.token() == token)?;
+    Some(warm.remove(i))
 }
 
 /// Send what fits under the cap; count the rest as cut.

@@ -56,6 +56,8 @@ pub struct Shared {
     pub pid_namespaces: bool,
     pub contexts: context::Contexts,
     pub processes: process::Processes,
+    /// Calls' trees made ahead (`Request::Prepare`), oldest first.
+    pub warm: std::sync::Mutex<Vec<tree::Warm>>,
 }
 
 impl Shared {
@@ -112,6 +114,7 @@ async fn run(cfg: ServeConfig) -> io::Result<()> {
         reaper: tree::Reaper::default(),
         contexts: Default::default(),
         processes: Default::default(),
+        warm: Default::default(),
     });
     let mut sigchld = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child())?;
     {
@@ -206,6 +209,9 @@ async fn dispatch(
             ..Default::default()
         })),
         Request::Exec(spec) => call::exec(shared, spec, fds, rd, wr).await,
+        Request::Prepare { token, cgroup_fds } => {
+            Some(call::prepare(shared, token, cgroup_fds, fds))
+        }
         Request::ContextCreate(spec) => Some(shared.contexts.create(shared, spec).await),
         Request::ContextExec(spec) => Some(shared.contexts.exec(spec, rd, wr).await),
         Request::ContextDelete { id } => Some(shared.contexts.delete(&id).await),
