@@ -137,8 +137,11 @@ impl Supervised {
         };
         let out = call::run(sup, step, watch).await;
         if let Some(cg) = cg {
-            // Kill what is left and remove the cgroup (rmdir retries sleep).
-            let _ = tokio::task::spawn_blocking(move || drop(cg)).await;
+            // Kill what is left and remove the cgroup (rmdir retries sleep), off the call's
+            // clock: the supervisor has already killed the call's whole tree, and a removal
+            // waits on the cgroup mutex, which the next call's join made ahead may hold
+            // through an RCU grace period.
+            drop(tokio::task::spawn_blocking(move || drop(cg)));
         }
         out.map_err(|e| match e {
             CallError::Supervisor(SupError::Remote(ErrorKind::TooLarge, msg)) => ExecError::DiskFull(format!(
