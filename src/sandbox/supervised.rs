@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::warm_calls::WarmCalls;
+use super::warm_calls::{drop_blocking, WarmCalls};
 use super::{FileEntry, FileKind, Sandbox, SandboxBackend, SandboxError, TarStream};
 use crate::exec::call::{self, inline, CallCgroup, CallError, Step, Watch};
 use crate::exec::pipeline::{self, compile_then_run, Compiled, Steps};
@@ -110,7 +110,7 @@ impl Supervised {
                 Ok(()) => Some(w),
                 Err(e) => {
                     tracing::warn!(sandbox = %sb.id, error = %e, "a call's cgroup made ahead took no limits; starting cold");
-                    tokio::task::spawn_blocking(move || drop(w));
+                    drop_blocking(w);
                     None
                 }
             },
@@ -141,7 +141,7 @@ impl Supervised {
             // clock: the supervisor has already killed the call's whole tree, and a removal
             // waits on the cgroup mutex, which the next call's join made ahead may hold
             // through an RCU grace period.
-            drop(tokio::task::spawn_blocking(move || drop(cg)));
+            drop_blocking(cg);
         }
         out.map_err(|e| match e {
             CallError::Supervisor(SupError::Remote(ErrorKind::TooLarge, msg)) => ExecError::DiskFull(format!(

@@ -73,7 +73,7 @@ impl WarmCalls {
                         slots.remove(&sb.id);
                     }
                     drop(slots);
-                    discard(made);
+                    drop_blocking(made);
                 }
             }
         });
@@ -101,10 +101,7 @@ async fn make(host: &Arc<dyn SandboxHost>, sb: &Sandbox, sup: &Supervisor) -> Op
         Ok(f) => f.unwrap_or_default(),
         Err(e) => {
             tracing::debug!(sandbox = %sb.id, error = %e, "could not open a call's cgroup ahead");
-            discard(Some(WarmCall {
-                token: String::new(),
-                cgroup,
-            }));
+            drop_blocking(cgroup);
             return None;
         }
     };
@@ -114,15 +111,13 @@ async fn make(host: &Arc<dyn SandboxHost>, sb: &Sandbox, sup: &Supervisor) -> Op
         Ok(()) => Some(w),
         Err(e) => {
             tracing::debug!(sandbox = %sb.id, error = %e, "the supervisor made no call ahead");
-            discard(Some(w));
+            drop_blocking(w);
             None
         }
     }
 }
 
-/// Removing a cgroup may wait on the kernel: off the async threads.
-fn discard(w: Option<WarmCall>) {
-    if let Some(w) = w {
-        drop(tokio::task::spawn_blocking(move || drop(w)));
-    }
+/// Drop `v` on a blocking thread, not waited for: removing a cgroup may wait on the kernel.
+pub fn drop_blocking<T: Send + 'static>(v: T) {
+    drop(tokio::task::spawn_blocking(move || drop(v)));
 }

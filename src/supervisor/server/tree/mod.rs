@@ -193,7 +193,9 @@ pub struct Program {
     argv: Vec<CString>,
     envp: Vec<CString>,
     cwd: CString,
-    rlimits: Vec<Rlimit>,
+    /// The first `n_rlimits` hold.
+    rlimits: [Rlimit; MAX_RLIMITS],
+    n_rlimits: usize,
 }
 
 impl Program {
@@ -217,15 +219,21 @@ impl Program {
             soft,
             hard,
         };
-        let mut rlimits = vec![rlimit(libc::RLIMIT_CORE, 0, 0)];
+        let mut rlimits = [Rlimit::default(); MAX_RLIMITS];
+        let mut n_rlimits = 0;
+        let mut push = |r: Rlimit| {
+            rlimits[n_rlimits] = r;
+            n_rlimits += 1;
+        };
+        push(rlimit(libc::RLIMIT_CORE, 0, 0));
         if l.file_bytes > 0 {
-            rlimits.push(rlimit(libc::RLIMIT_FSIZE, l.file_bytes, l.file_bytes));
+            push(rlimit(libc::RLIMIT_FSIZE, l.file_bytes, l.file_bytes));
         }
         if l.open_files > 0 {
-            rlimits.push(rlimit(libc::RLIMIT_NOFILE, l.open_files, l.open_files));
+            push(rlimit(libc::RLIMIT_NOFILE, l.open_files, l.open_files));
         }
         if l.cpu_time_ms > 0 {
-            rlimits.push(rlimit(libc::RLIMIT_CPU, cpu_secs, cpu_secs + 1));
+            push(rlimit(libc::RLIMIT_CPU, cpu_secs, cpu_secs + 1));
         }
         Ok(Program {
             path: resolve(first, &sup.cfg.path)?,
@@ -239,6 +247,7 @@ impl Program {
                 .collect::<Result<_, _>>()?,
             cwd: cstr(cwd.as_os_str().as_encoded_bytes())?,
             rlimits,
+            n_rlimits,
         })
     }
 
@@ -251,16 +260,13 @@ impl Program {
         };
         ptrs.argv = nul(&self.argv);
         ptrs.envp = nul(&self.envp);
-        let mut rlimits = [Rlimit::default(); MAX_RLIMITS];
-        let n = self.rlimits.len().min(MAX_RLIMITS);
-        rlimits[..n].copy_from_slice(&self.rlimits[..n]);
         Launch {
             program: self.path.as_ptr(),
             argv: ptrs.argv.as_ptr(),
             envp: ptrs.envp.as_ptr(),
             cwd: self.cwd.as_ptr(),
-            rlimits,
-            n_rlimits: n,
+            rlimits: self.rlimits,
+            n_rlimits: self.n_rlimits,
         }
     }
 }

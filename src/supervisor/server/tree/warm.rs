@@ -10,7 +10,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 use libc::c_char;
 
-use super::{pipe_pair, start, Launch, Pipes, Program, Rlimit, Shared, Source, Tree, MAX_RLIMITS};
+use super::{pipe_pair, start, Launch, Pipes, Program, Shared, Source, Tree};
 
 /// The room for a program's strings: argv and env of a call fit many times over; one that
 /// does not starts cold.
@@ -120,16 +120,13 @@ impl Region {
         let Some(envp) = w.strings(&program.envp) else {
             return false;
         };
-        let mut rlimits = [Rlimit::default(); MAX_RLIMITS];
-        let n = program.rlimits.len().min(MAX_RLIMITS);
-        rlimits[..n].copy_from_slice(&program.rlimits[..n]);
         let launch = Launch {
             program: path,
             argv,
             envp,
             cwd,
-            rlimits,
-            n_rlimits: n,
+            rlimits: program.rlimits,
+            n_rlimits: program.n_rlimits,
         };
         // SAFETY: the start of a page-aligned mapping of more than size_of::<Launch>() bytes.
         unsafe { std::ptr::write(self.base as *mut Launch, launch) };
