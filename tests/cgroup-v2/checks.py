@@ -32,6 +32,8 @@ CG = Path("/sys/fs/cgroup")
 MiB = 1 << 20
 # Emulated CPUs are slow, and a guest charges CPU time to whatever runs while the host has
 # descheduled it: every run not testing the wall or CPU limit gets this much of both.
+# How far memory.current may pass memory.max for a moment (see the socket checks).
+OVERSHOOT = MiB
 SLOW = dict(wall_time_ms=120_000, cpu_time_ms=60_000)
 
 failures = []
@@ -302,6 +304,12 @@ def run_checks(svc, label, full):
 
     # Socket memory: on v2, TCP buffers are charged to the run's memory.max. First, with a
     # large limit, the program can queue far more than 64 MiB (so the check below can fail).
+    # Under the limit, usage may still pass memory.max for a moment by a few pages: the kernel
+    # lets atomic charges (a packet received in softirq, GFP_ATOMIC) and forced ones
+    # (sk_forced_mem_schedule, __GFP_NOFAIL) through over the limit, as cgroup-v2.rst says of
+    # memory.max ("the usage may go over the limit temporarily"). OVERSHOOT bounds that; the
+    # control queues 100 MiB and more, so the check still tells a charged buffer from an
+    # uncharged one.
     for limit, want_over in ((1024 * MiB, True), (64 * MiB, False)):
         seen, stop = {"sock": 0, "current": 0}, threading.Event()
         sampler = threading.Thread(target=sample_sock, args=(inst, stop, seen))
@@ -311,13 +319,15 @@ def run_checks(svc, label, full):
         sampler.join()
         out = r.get("stdout", "").strip()
         queued = int(out.split()[1]) if out.startswith("queued") else None
-        detail = f"program: {out or '(killed before printing)'}; largest memory.stat sock {seen['sock'] / MiB:.1f} MiB, memory.current {seen['current'] / MiB:.1f} MiB; {describe(r)}"
+        detail = (f"program: {out or '(killed before printing)'}; largest memory.stat sock {seen['sock'] / MiB:.1f} MiB, "
+                  f"memory.current {seen['current'] / MiB:.1f} MiB ({seen['current'] - limit:+d} bytes over memory.max); {describe(r)}")
         if want_over:
             check(f"{label}: unconstrained, loopback TCP buffers hold > 64 MiB (the control)",
                   queued is not None and queued > 64 * MiB and seen["sock"] > 64 * MiB, detail)
         else:
             check(f"{label}: under memory 64 MiB, TCP socket memory stays within the limit",
-                  seen["sock"] <= 64 * MiB and seen["current"] <= 64 * MiB and (queued is None or queued <= 64 * MiB)
+                  seen["sock"] <= 64 * MiB + OVERSHOOT and seen["current"] <= 64 * MiB + OVERSHOOT
+                  and (queued is None or queued <= 64 * MiB)
                   and r.get("status") in ("ok", "memory_limit"), detail)
 
     # A sandbox: its calls get per-call cgroups under the same instance.
