@@ -201,9 +201,12 @@ impl Application {
             );
         }
         // First, so a taken address fails before anything is probed, pooled or locked.
-        let listener = tokio::net::TcpListener::bind(cfg.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}; is another service using it? choose another --listen address", cfg.listen))?;
+        let listener = api::serve::listen(cfg.listen).with_context(|| {
+            format!(
+                "cannot listen on {}; is another service using it? choose another --listen address",
+                cfg.listen
+            )
+        })?;
         let (state, lock) = build_state(&cfg, true).await?;
         let s = &cfg.server;
         let limits = api::serve::Limits {

@@ -3,7 +3,8 @@
 //! that long), a request body or a response write that makes no progress for `idle_timeout`
 //! ends the connection, and at most `max_connections` are open at once. At the bound, a new
 //! connection evicts the connection that has waited longest without a request in progress; when
-//! every open connection is busy with a request, accepting pauses until one ends. So a flood of
+//! every open connection is busy with a request, accepting pauses until one ends or falls idle
+//! (a kept-alive connection after its response), and that one is evicted. So a flood of
 //! half-sent requests cannot keep `/healthz` or an authenticated run off the air, and never
 //! takes the descriptors runs need.
 
@@ -22,7 +23,7 @@ use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Notify, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use tower_service::Service;
 
 #[derive(Debug, Clone, Copy)]
@@ -33,16 +34,22 @@ pub struct Limits {
 }
 
 /// The open connections: whether each has a request in progress, since when it has not, and
-/// how to ask it to close.
+/// how to ask it to close. A connection is entered when it is accepted, before its task runs,
+/// so every slot taken is in the table.
 #[derive(Default)]
 struct Table {
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Conn>>,
+    /// Woken when a connection's last request ends: the accept loop, waiting at the bound with
+    /// every connection busy, may evict it.
+    fell_idle: Notify,
 }
 
 struct Conn {
     busy: usize,
     idle_since: Instant,
+    /// Asked to close and not yet gone: not asked again.
+    evicted: bool,
     evict: Arc<Notify>,
 }
 
@@ -55,6 +62,7 @@ impl Table {
             Conn {
                 busy: 0,
                 idle_since: Instant::now(),
+                evicted: false,
                 evict: evict.clone(),
             },
         );
@@ -70,6 +78,7 @@ impl Table {
             c.busy = c.busy.saturating_add_signed(delta);
             if c.busy == 0 {
                 c.idle_since = Instant::now();
+                self.fell_idle.notify_waiters();
             }
         }
     }
@@ -82,15 +91,17 @@ impl Table {
             .is_none_or(|c| c.busy == 0)
     }
 
-    /// Ask the connection idle the longest to close; false when every connection is busy.
+    /// Ask the connection idle the longest to close; false when every connection is busy or
+    /// already closing.
     fn evict_oldest_idle(&self) -> bool {
-        let conns = self.conns.lock().unwrap();
+        let mut conns = self.conns.lock().unwrap();
         match conns
-            .values()
-            .filter(|c| c.busy == 0)
+            .values_mut()
+            .filter(|c| c.busy == 0 && !c.evicted)
             .min_by_key(|c| c.idle_since)
         {
             Some(c) => {
+                c.evicted = true;
                 // notify_one keeps the permit if the connection's task is not waiting yet.
                 c.evict.notify_one();
                 true
@@ -98,6 +109,51 @@ impl Table {
             None => false,
         }
     }
+
+    /// A slot, at the bound: the connection idle the longest is asked to close and its slot
+    /// awaited. With none idle, the next slot freed is awaited, or the next connection to fall
+    /// idle is asked to close in turn.
+    async fn room(&self, slots: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+        loop {
+            let fell_idle = self.fell_idle.notified();
+            tokio::pin!(fell_idle);
+            // Registered before looking, so a connection that falls idle meanwhile is not missed.
+            fell_idle.as_mut().enable();
+            if self.evict_oldest_idle() {
+                tracing::debug!("at max_connections: closing the connection idle the longest");
+                return acquire(slots).await;
+            }
+            tokio::select! {
+                p = acquire(slots) => return p,
+                _ = fell_idle => {}
+            }
+        }
+    }
+}
+
+async fn acquire(slots: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    slots
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the connection semaphore is never closed")
+}
+
+/// Connections the kernel completes and queues before the service accepts them. std's and
+/// tokio's 128 drops the SYNs of a larger burst (each retried only a second later, then two),
+/// and a benchmark harness opens hundreds at once. The kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 1024;
+
+/// The listening socket on `addr`.
+pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// The bound that leaves room for the service's own descriptors (runs' pipes, cgroup files,
@@ -143,20 +199,16 @@ pub async fn serve(
         };
         let permit = match slots.clone().try_acquire_owned() {
             Ok(p) => p,
-            Err(_) => {
-                if table.evict_oldest_idle() {
-                    tracing::debug!("at max_connections: closing the connection idle the longest");
-                }
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    p = slots.clone().acquire_owned() => p.expect("the connection semaphore is never closed"),
-                }
-            }
+            Err(_) => tokio::select! {
+                _ = &mut shutdown => break,
+                p = table.room(&slots) => p,
+            },
         };
+        let (id, evict) = table.open();
         let (app, table, stop) = (app.clone(), table.clone(), stop_rx.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(stream, app, limits, table, stop).await;
+            serve_connection(stream, (id, evict), app, limits, table, stop).await;
         });
     }
     drop(listener);
@@ -168,13 +220,13 @@ pub async fn serve(
 
 async fn serve_connection(
     stream: TcpStream,
+    (id, evict): (u64, Arc<Notify>),
     app: Router,
     limits: Limits,
     table: Arc<Table>,
     mut stop: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
-    let (id, evict) = table.open();
     let svc = {
         let table = table.clone();
         hyper::service::service_fn(move |req: hyper::Request<Incoming>| {

@@ -172,6 +172,86 @@ async fn at_the_connection_bound_healthz_and_runs_still_answer() {
     );
 }
 
+/// At the bound with every connection busy, a new connection waits; when a busy connection's
+/// response ends and the client keeps it alive, that now idle connection makes room. (Before,
+/// the wait lasted until the kept-alive connection's own header timeout: here 600 s.)
+#[tokio::test]
+async fn at_the_connection_bound_a_connection_kept_alive_after_its_response_makes_room() {
+    needs_root!();
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "alpha");
+    let env = [
+        ("EXECBOX_AUTH", "api-key"),
+        ("EXECBOX_DOCKER__ENABLED", "false"),
+        ("EXECBOX_SERVER__HEADER_READ_TIMEOUT_SECONDS", "600"),
+        ("EXECBOX_SERVER__MAX_CONNECTIONS", "2"),
+    ];
+    let app = TestApp::start_in(
+        &format!("limits-kept-{}", std::process::id()),
+        dir.path(),
+        &env,
+    );
+    // Two streamed runs fill the bound: once their response heads have arrived, both
+    // connections are busy until their streams end. The client keeps both alive after.
+    let kept = client();
+    let streamed = || {
+        kept.post(app.url("/v1/execute"))
+            .bearer_auth(&key)
+            .header("accept", "text/event-stream")
+            .json(&json!({"language": "bash", "code": "sleep 2; echo done"}))
+            .send()
+    };
+    let (a, b) = tokio::join!(streamed(), streamed());
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!((a.status().as_u16(), b.status().as_u16()), (200, 200));
+    // A third connection, from another client, while both are busy.
+    let third = tokio::spawn({
+        let url = app.url("/healthz");
+        async move { client().get(url).send().await.map(|r| r.status().as_u16()) }
+    });
+    let (a, b) = tokio::join!(a.text(), b.text());
+    for body in [a.unwrap(), b.unwrap()] {
+        assert!(body.contains("done"), "{body}");
+    }
+    // The runs are over and their connections idle in `kept`'s pool: the first of them to fall
+    // idle is closed for the third. The wait is only a bound for failing.
+    let answered = tokio::time::timeout(Duration::from_secs(60), third)
+        .await
+        .expect("/healthz waited at the bound although a connection had fallen idle")
+        .unwrap();
+    assert_eq!(answered.unwrap(), 200);
+}
+
+/// A burst of connections waits in the kernel's queue, not dropped: the listener's backlog is
+/// 1024 (the kernel's cap, `somaxconn`, permitting), where std's and tokio's 128 dropped the
+/// SYNs of a larger burst and each was retried only a second later. `ss` shows a listening
+/// socket's backlog as its Send-Q.
+#[tokio::test]
+async fn the_listener_queues_a_burst_of_connections() {
+    let app = spawn_app();
+    let out = Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{}", app.port)])
+        .output()
+        .expect("running ss (iproute2)");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let fields: Vec<&str> = listing.split_whitespace().collect();
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // State, Recv-Q, Send-Q (the backlog), local address, peer.
+    assert_eq!(
+        (fields.first().copied(), fields.get(2).copied()),
+        (
+            Some("LISTEN"),
+            Some(1024.min(somaxconn).to_string().as_str())
+        ),
+        "{listing}"
+    );
+}
+
 /// The attack: three runs printing 16 MiB of control bytes each (6 bytes apiece in
 /// JSON). The batch's unwritten results may hold `max_batch_output_bytes` of output: here
 /// 16 MiB, so each item runs with its caps lowered to 8 MiB per stream and says it was cut.
