@@ -409,6 +409,13 @@ impl DockerSandboxes {
             // container is started again when the sandbox is next used.
             if known_ids.contains(c.sandbox.as_str()) && alive.insert(c.sandbox.clone()) {
                 self.remount(&c).await;
+                let gvisor = known
+                    .iter()
+                    .find(|s| s.id == c.sandbox)
+                    .is_some_and(|sb| gvisor::is_gvisor(self.runtime(sb).as_deref()));
+                if c.running && !gvisor {
+                    sweep_calls(&c).await;
+                }
                 self.remember(&c.sandbox, &c);
                 continue;
             }
@@ -435,6 +442,25 @@ impl DockerSandboxes {
             self.remove_dir(id);
         }
         lost
+    }
+}
+
+/// The call cgroups a service that died left in a running container (and the trees made ahead
+/// waiting in them), removed before this service makes its own; the supervisor starts cold any
+/// call whose tree is gone. Under gVisor there are none: calls share the container's cgroup.
+async fn sweep_calls(c: &container::SandboxContainer) {
+    let id = c.id.clone();
+    match tokio::task::spawn_blocking(move || cgroup::sweep_calls(&id)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => {
+            tracing::info!(sandbox = %c.sandbox, removed = n, "removed call cgroups a previous service left")
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(sandbox = %c.sandbox, error = %e, "could not remove the call cgroups a previous service left")
+        }
+        Err(e) => {
+            tracing::warn!(sandbox = %c.sandbox, error = %e, "sweeping call cgroups panicked")
+        }
     }
 }
 

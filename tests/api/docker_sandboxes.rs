@@ -36,6 +36,29 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The call cgroups in container `id`'s `execbox/calls`, on the host's cgroupfs (v1: the
+/// memory hierarchy; v2: the unified one; cgroupfs or systemd driver).
+fn call_cgroups(id: &str) -> Vec<String> {
+    let calls = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"]
+        .iter()
+        .flat_map(|m| {
+            [
+                format!("{m}/docker/{id}/execbox/calls"),
+                format!("{m}/system.slice/docker-{id}.scope/execbox/calls"),
+            ]
+        })
+        .find(|d| std::path::Path::new(d).is_dir())
+        .unwrap_or_else(|| panic!("no execbox/calls cgroup for container {id}"));
+    let mut names: Vec<String> = std::fs::read_dir(&calls)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Wait until no host process carries `token` (a call's processes end when its connection to
 /// the supervisor does), at most `within`.
 async fn gone(token: &str, within: Duration) -> Vec<i32> {
@@ -51,7 +74,9 @@ async fn gone(token: &str, within: Duration) -> Vec<i32> {
 
 /// A kill -9 of the service in the middle of a call: the call's connection to the supervisor
 /// dies with the service, and with it every process of the call, daemons included. The next
-/// service on the same data dir finds the sandbox working, with its files.
+/// service on the same data dir removes the call cgroups the dead one left (the call's, and the
+/// one made ahead for the next call, whose tree waits in it), and finds the sandbox working,
+/// with its files.
 #[tokio::test]
 async fn a_call_in_flight_when_the_service_is_killed_leaves_no_process() {
     needs_root!();
@@ -87,11 +112,23 @@ async fn a_call_in_flight_when_the_service_is_killed_leaves_no_process() {
         !host_processes_with(&t).is_empty(),
         "the call and its daemon run"
     );
+    let container = container_of(&id);
+    let left_by_the_first = call_cgroups(&container);
+    // At least the call's own (the next call's, made ahead beside it, may not be made yet).
+    assert!(
+        !left_by_the_first.is_empty(),
+        "the call runs in a cgroup of its own"
+    );
     app.kill9();
     let left = gone(&t, Duration::from_secs(10)).await;
     assert!(left.is_empty(), "the call outlived the service: {left:?}");
 
     let app = TestApp::start_in(&instance, data.path(), &[]);
+    assert_eq!(
+        call_cgroups(&container),
+        Vec::<String>::new(),
+        "the new service removed the call cgroups the killed one left"
+    );
     let r = sandbox_call_ok(
         &app,
         &id,

@@ -36,8 +36,9 @@ fn container_dir(mount: &Path, id: &str) -> Option<PathBuf> {
 }
 
 /// A backend rooted at `<container's cgroup>/execbox/calls`; None when the container's cgroup
-/// is not on this host's cgroupfs.
-fn calls_backend(id: &str) -> Result<Option<Box<dyn CgroupBackend>>, CgroupError> {
+/// is not on this host's cgroupfs, or, with `existing`, when it has no calls directory yet
+/// (making one on v2 moves the container's own processes, which a sweep must not start).
+fn calls_backend(id: &str, existing: bool) -> Result<Option<Box<dyn CgroupBackend>>, CgroupError> {
     let mountinfo =
         std::fs::read_to_string("/proc/self/mountinfo").map_err(|source| CgroupError::Io {
             path: "/proc/self/mountinfo".into(),
@@ -54,7 +55,11 @@ fn calls_backend(id: &str) -> Result<Option<Box<dyn CgroupBackend>>, CgroupError
             })
             .and_then(|(mount, _, _)| container_dir(mount, id))
     };
+    let absent = |dir: &Path| existing && !dir.join("execbox").join(CALLS).is_dir();
     if let (Some(memory), Some(pids), Some(cpuacct)) = (v1("memory"), v1("pids"), v1("cpuacct")) {
+        if absent(&memory) {
+            return Ok(None);
+        }
         return V1::at(&memory, &pids, &cpuacct, CALLS)
             .map(|b| Some(Box::new(b) as Box<dyn CgroupBackend>))
             .map_err(not_usable);
@@ -64,6 +69,7 @@ fn calls_backend(id: &str) -> Result<Option<Box<dyn CgroupBackend>>, CgroupError
         .filter(|(_, fstype, _)| fstype == "cgroup2")
         .find_map(|(mount, _, _)| container_dir(mount, id));
     match v2 {
+        Some(dir) if absent(&dir) => Ok(None),
         Some(dir) => V2::at(dir, CALLS)
             .map(|b| Some(Box::new(b) as Box<dyn CgroupBackend>))
             .map_err(not_usable),
@@ -76,7 +82,7 @@ fn calls_backend(id: &str) -> Result<Option<Box<dyn CgroupBackend>>, CgroupError
 /// cgroup is not on this host.
 pub fn call_cgroup(id: &str, limits: &Limits) -> Result<Option<DockerCallCgroup>, CgroupError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let Some(backend) = calls_backend(id)? else {
+    let Some(backend) = calls_backend(id, false)? else {
         return Ok(None);
     };
     let name = format!(
@@ -86,6 +92,15 @@ pub fn call_cgroup(id: &str, limits: &Limits) -> Result<Option<DockerCallCgroup>
     );
     let run = backend.create(&name, &with_init(limits))?;
     Ok(Some(DockerCallCgroup { run: Some(run) }))
+}
+
+/// Kill and remove every call cgroup of container `id`: what a service that died left there (a
+/// call in flight at its kill -9, trees made ahead still waiting in theirs). The number removed.
+pub fn sweep_calls(id: &str) -> Result<usize, CgroupError> {
+    match calls_backend(id, true)? {
+        Some(backend) => backend.sweep(),
+        None => Ok(0),
+    }
 }
 
 /// A call's cgroup; dropped, it kills what is left in it and is removed.

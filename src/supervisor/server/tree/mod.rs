@@ -144,9 +144,18 @@ impl Tree {
 impl Drop for Tree {
     fn drop(&mut self) {
         // A tree nobody waits for any more (a cancelled call) must not outlive its owner.
-        if self.done.is_none() {
-            self.kill();
+        if self.done.is_some() {
+            return;
         }
+        // An init already reaped (killed from outside: a tree made ahead whose cgroup was
+        // removed) has a pid the kernel may have given to another process. The reaper runs on
+        // this same thread, so an init not reaped yet cannot be reaped before the kill below.
+        if let Some(rx) = &mut self.exit {
+            if rx.try_recv().is_ok() {
+                return;
+            }
+        }
+        self.kill();
     }
 }
 
