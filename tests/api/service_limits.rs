@@ -81,6 +81,20 @@ async fn closed_by_server(c: &mut TcpStream, wait: Duration) -> bool {
     }
 }
 
+/// A service of its own with API keys on, the docker executor off and `server`'s settings,
+/// and a key for team alpha. The data dir is returned to outlive the service.
+fn keyed_app(name: &str, server: &[(&str, &str)]) -> (tempfile::TempDir, TestApp, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = create_key(dir.path(), "alpha");
+    let mut env = vec![
+        ("EXECBOX_AUTH", "api-key"),
+        ("EXECBOX_DOCKER__ENABLED", "false"),
+    ];
+    env.extend_from_slice(server);
+    let app = TestApp::start_in(&format!("{name}-{}", std::process::id()), dir.path(), &env);
+    (dir, app, key)
+}
+
 async fn healthz_and_a_run(app: &TestApp, key: &str) {
     let r = client().get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
@@ -102,17 +116,9 @@ async fn healthz_and_a_run(app: &TestApp, key: &str) {
 async fn half_sent_request_heads_are_closed_after_the_header_timeout() {
     needs_root!();
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let key = create_key(dir.path(), "alpha");
-    let env = [
-        ("EXECBOX_AUTH", "api-key"),
-        ("EXECBOX_DOCKER__ENABLED", "false"),
-        ("EXECBOX_SERVER__HEADER_READ_TIMEOUT_SECONDS", "2"),
-    ];
-    let app = TestApp::start_in(
-        &format!("limits-hdr-{}", std::process::id()),
-        dir.path(),
-        &env,
+    let (_dir, app, key) = keyed_app(
+        "limits-hdr",
+        &[("EXECBOX_SERVER__HEADER_READ_TIMEOUT_SECONDS", "2")],
     );
     let mut conns = half_sent(&app, 300).await;
     healthz_and_a_run(&app, &key).await;
@@ -135,19 +141,13 @@ async fn half_sent_request_heads_are_closed_after_the_header_timeout() {
 async fn at_the_connection_bound_healthz_and_runs_still_answer() {
     needs_root!();
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let key = create_key(dir.path(), "alpha");
     // A header timeout longer than the test: only the bound's eviction can make room.
-    let env = [
-        ("EXECBOX_AUTH", "api-key"),
-        ("EXECBOX_DOCKER__ENABLED", "false"),
-        ("EXECBOX_SERVER__HEADER_READ_TIMEOUT_SECONDS", "600"),
-        ("EXECBOX_SERVER__MAX_CONNECTIONS", "32"),
-    ];
-    let app = TestApp::start_in(
-        &format!("limits-max-{}", std::process::id()),
-        dir.path(),
-        &env,
+    let (_dir, app, key) = keyed_app(
+        "limits-max",
+        &[
+            ("EXECBOX_SERVER__HEADER_READ_TIMEOUT_SECONDS", "600"),
+            ("EXECBOX_SERVER__MAX_CONNECTIONS", "32"),
+        ],
     );
     let mut conns = half_sent(&app, 200).await;
     healthz_and_a_run(&app, &key).await;
@@ -179,18 +179,12 @@ async fn at_the_connection_bound_healthz_and_runs_still_answer() {
 async fn at_the_connection_bound_a_connection_kept_alive_after_its_response_makes_room() {
     needs_root!();
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let key = create_key(dir.path(), "alpha");
-    let env = [
-        ("EXECBOX_AUTH", "api-key"),
-        ("EXECBOX_DOCKER__ENABLED", "false"),
-        ("EXECBOX_SERVER__HEADER_READ_TIMEOUT_SECONDS", "600"),
-        ("EXECBOX_SERVER__MAX_CONNECTIONS", "2"),
-    ];
-    let app = TestApp::start_in(
-        &format!("limits-kept-{}", std::process::id()),
-        dir.path(),
-        &env,
+    let (_dir, app, key) = keyed_app(
+        "limits-kept",
+        &[
+            ("EXECBOX_SERVER__HEADER_READ_TIMEOUT_SECONDS", "600"),
+            ("EXECBOX_SERVER__MAX_CONNECTIONS", "2"),
+        ],
     );
     // Two streamed runs fill the bound: once their response heads have arrived, both
     // connections are busy until their streams end. The client keeps both alive after.
